@@ -1,0 +1,36 @@
+"""Error types the CLI turns into one-line messages and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class SneError(Exception):
+    """Base class for every user-facing error in sne-loihi.
+
+    The CLI catches it, prints ``error: <message>`` on one line and exits with code 1.
+    Raise it (or a subclass) for bad input: missing or corrupt files, wrong shapes,
+    impossible options. Programming errors should stay ordinary exceptions.
+    """
+
+
+class DataError(SneError):
+    """A data set folder or file is missing, empty or corrupt."""
+
+
+class CheckpointError(SneError):
+    """A checkpoint is missing, corrupt or does not fit the expected model."""
+
+
+class ConfigError(SneError):
+    """A configuration value or combination of options is invalid."""
+
+
+class ExportError(SneError):
+    """Export to netx HDF5 failed, or an exported file is corrupt or inconsistent."""
+
+
+class ParityError(ExportError):
+    """Lava's spikes differ from torch's for an exported network."""
+
+
+class SimulationError(SneError):
+    """The Lava simulation cannot be built or run as asked."""
