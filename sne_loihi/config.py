@@ -317,24 +317,27 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def resolve(
-    dataset: str,
+    dataset: str | None,
     config_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Resolve a run config: preset(dataset) < TOML file < dotted CLI overrides.
+    """Resolve a run config: preset < TOML file < dotted CLI overrides.
 
     Args:
-        dataset: Data set whose preset is the base. A TOML ``[data] name`` overrides it.
+        dataset: Data set chosen on the command line (``None``: the file's ``[data] name``,
+            else ``digits``). Its preset is the base.
         config_file: Optional TOML file with any subset of the sections.
         overrides: ``{"train.epochs": 3, ...}``; ``None`` values are ignored.
     """
-    tree = preset(dataset).to_dict()
-    if config_file is not None:
-        file_tree = load_toml(config_file)
-        file_dataset = file_tree.get("data", {}).get("name")
-        if file_dataset and file_dataset != dataset:
-            tree = preset(file_dataset).to_dict()
-        tree = merge(tree, file_tree)
+    file_tree = load_toml(config_file) if config_file is not None else {}
+    file_dataset = file_tree.get("data", {}).get("name")
+    chosen = dataset or file_dataset or "digits"
+    tree = preset(chosen).to_dict()
+    if file_dataset and file_dataset != chosen:
+        raise ConfigError(
+            f"--dataset {chosen} contradicts the config file's data set {file_dataset}"
+        )
+    tree = merge(tree, file_tree)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             set_dotted(tree, dotted, value.value if isinstance(value, enum.Enum) else value)

@@ -1,0 +1,295 @@
+"""The ``sne`` command line: teacher, partition, train, evaluate, export, simulate, pipeline.
+
+Every command resolves a :class:`~sne_loihi.config.RunConfig` (dataset preset < TOML file
+or the run folder's ``config.toml`` < flags), works in a run folder, and turns
+:class:`~sne_loihi.errors.SneError` into a one-line ``error:`` message with exit code 1.
+Heavy imports (torch models, SLAYER, Lava) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from sne_loihi.config import PartitionStrategy, RunConfig, resolve
+from sne_loihi.errors import SneError
+
+app = typer.Typer(
+    name="sne",
+    help="Distil an ANN teacher into spiking students, export them to netx and run them in Lava.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+teacher_app = typer.Typer(
+    help="Train a teacher (no sub-command) or fine-tune it ('finetune').",
+    invoke_without_command=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(teacher_app, name="teacher")
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn SneError into ``error: ...`` + exit 1, and Ctrl-C into a resume hint."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SneError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; the last epoch checkpoint is kept: rerun with --resume", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+# ---- shared options -------------------------------------------------------------------
+DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="digits (embedded) or cifar10.")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of CIFAR-10 python batches.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config (flags override it).")]
+RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder (default: runs/<dataset>-<time>).")]
+RunArg = Annotated[Path, typer.Argument(help="Run folder written by 'sne train' or 'sne pipeline'.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --run-dir.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (CUDA if present), cpu, cuda[:i].")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")]
+MaxTrainOpt = Annotated[Optional[int], typer.Option("--max-train", help="Use at most N training samples (0 = all).")]
+MaxTestOpt = Annotated[Optional[int], typer.Option("--max-test", help="Use at most N test samples (0 = all).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads (0 = default).")]
+
+
+def _run_config(
+    dataset: str | None,
+    config_file: Path | None,
+    run_dir: Path | None,
+    overrides: dict[str, Any],
+) -> RunConfig:
+    """Resolve the config; a run folder's own config.toml is the base when no --config."""
+    from sne_loihi.pipeline import CONFIG_FILE
+
+    if config_file is None and run_dir is not None and (run_dir / CONFIG_FILE).is_file():
+        config_file = run_dir / CONFIG_FILE
+    if overrides.get("data.data_dir") is not None:
+        overrides["data.data_dir"] = str(overrides["data.data_dir"])
+    return resolve(dataset, config_file, overrides)
+
+
+def _default_run_dir(run_dir: Path | None, cfg: RunConfig) -> Path:
+    return run_dir or Path("runs") / f"{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _print_eval(run_dir: Path, title: str) -> dict[str, Any]:
+    from sne_loihi.pipeline import evaluate_run
+    from sne_loihi.report import print_table
+
+    evaluation = evaluate_run(run_dir)
+    print_table(evaluation.rows, title)
+    return evaluation.to_dict()
+
+
+# ---- teacher ----------------------------------------------------------------------------
+@teacher_app.callback()
+@friendly
+def teacher(
+    ctx: typer.Context,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    run_dir: RunDirOpt = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="Teacher: digits_cnn, vgg11, vgg19, resnet18, external.")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Teacher epochs.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    factory: Annotated[Optional[str], typer.Option("--factory", help="external: 'pkg.module:function' building your model.")] = None,
+    feature_layer: Annotated[Optional[str], typer.Option("--feature-layer", help="external: module whose output is f_T.")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="external: your state_dict file.")] = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    max_train: MaxTrainOpt = None,
+    max_test: MaxTestOpt = None,
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Train an ANN teacher with cross-entropy and store it in the run folder."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"dataset": dataset, "config": config, "run_dir": run_dir, "device": device, "progress": progress}
+        return
+    from sne_loihi.pipeline import load_data, prepare_run_dir
+    from sne_loihi.train.teacher import train_teacher
+
+    cfg = _run_config(dataset, config, run_dir, {
+        "data.data_dir": data_dir, "teacher.arch": arch, "teacher.epochs": epochs, "teacher.lr": lr,
+        "teacher.batch_size": batch_size, "teacher.factory": factory, "teacher.feature_layer": feature_layer,
+        "teacher.checkpoint": checkpoint, "train.seed": seed, "train.device": device,
+        "data.max_train": max_train, "data.max_test": max_test,
+    })
+    run_dir = _default_run_dir(run_dir, cfg)
+    data = load_data(cfg)
+    prepare_run_dir(run_dir, cfg, resume=resume)
+    result = train_teacher(cfg, data, run_dir, resume=resume, progress=progress)
+    typer.echo(f"teacher {cfg.teacher.arch}: test accuracy {100 * result.test_accuracy:.2f}% -> {result.path}")
+
+
+@teacher_app.command("finetune")
+@friendly
+def teacher_finetune(
+    ctx: typer.Context,
+    students: Annotated[int, typer.Option("--students", help="N: number of contiguous chunks/students.")] = 4,
+    beta: Annotated[float, typer.Option("--beta", help="Weight of L_sim (must be < 0).")] = -0.5,
+    epochs: Annotated[int, typer.Option("--epochs")] = 10,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-4,
+) -> None:
+    """Disentangle the teacher: fine-tune with CE + beta * L_sim (method.md section 4)."""
+    from sne_loihi.pipeline import finetune_stage
+
+    opts = ctx.obj or {}
+    if opts.get("run_dir") is None:
+        raise SneError("teacher finetune needs --run-dir (before 'finetune') holding teacher.pt")
+    finetune_stage(
+        Path(opts["run_dir"]), students=students, beta=beta, epochs=epochs, lr=lr,
+        device=opts.get("device"), progress=opts.get("progress", True),
+    )
+
+
+# ---- partition --------------------------------------------------------------------------
+@app.command()
+@friendly
+def partition(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder holding teacher.pt.")],
+    strategy: Annotated[PartitionStrategy, typer.Option("--strategy", help="Partition strategy.")] = PartitionStrategy.FIXED,
+    students: Annotated[Optional[int], typer.Option("--students", help="N groups.")] = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Split the teacher's feature dimensions into N groups and store partition.json."""
+    from sne_loihi.pipeline import partition_stage
+
+    cfg = _run_config(None, None, run_dir, {
+        "ensemble.partition": strategy, "ensemble.num_students": students, "train.seed": seed,
+    })
+    part = partition_stage(cfg, run_dir)
+    typer.echo(f"{part.strategy.value} partition of {part.feature_dim} features, group sizes {list(part.sizes)}")
+
+
+# ---- students ---------------------------------------------------------------------------
+StudentsOpt = Annotated[Optional[int], typer.Option("--students", help="N students.")]
+StudentArchOpt = Annotated[Optional[str], typer.Option("--student-arch", help="Student architecture.")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Student epochs.")]
+AlphaOpt = Annotated[Optional[float], typer.Option("--alpha", help="KD weight (0 = no distillation).")]
+TimeStepsOpt = Annotated[Optional[int], typer.Option("--time-steps", help="T.")]
+PartitionOpt = Annotated[Optional[PartitionStrategy], typer.Option("--partition", help="Partition strategy.")]
+TrainActiveOpt = Annotated[Optional[int], typer.Option("--train-active", help="Dropout training: K random active students per batch.")]
+
+
+def _student_overrides(**kw: Any) -> dict[str, Any]:
+    keys = {
+        "students": "ensemble.num_students", "student_arch": "student.arch", "epochs": "train.epochs",
+        "alpha": "ensemble.alpha", "time_steps": "student.time_steps", "partition": "ensemble.partition",
+        "train_active": "ensemble.train_active", "lr": "train.lr", "batch_size": "train.batch_size",
+        "seed": "train.seed", "device": "train.device", "data_dir": "data.data_dir",
+        "max_train": "data.max_train", "max_test": "data.max_test", "teacher_epochs": "teacher.epochs",
+        "teacher_arch": "teacher.arch", "threads": "train.threads",
+    }
+    return {keys[k]: v for k, v in kw.items()}
+
+
+@app.command()
+@friendly
+def train(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder holding teacher.pt (from 'sne teacher').")],
+    config: ConfigOpt = None,
+    students: StudentsOpt = None,
+    student_arch: StudentArchOpt = None,
+    epochs: EpochsOpt = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    alpha: AlphaOpt = None,
+    time_steps: TimeStepsOpt = None,
+    partition: PartitionOpt = None,
+    train_active: TrainActiveOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Distil the run's teacher into an ensemble of SLAYER students."""
+    from sne_loihi.pipeline import students_stage
+
+    cfg = _run_config(None, config, run_dir, _student_overrides(
+        students=students, student_arch=student_arch, epochs=epochs, lr=lr, batch_size=batch_size,
+        alpha=alpha, time_steps=time_steps, partition=partition, train_active=train_active,
+        seed=seed, device=device, threads=threads,
+    ))
+    students_stage(cfg, run_dir, resume=resume, progress=progress)
+    _print_eval(run_dir, f"{run_dir}")
+
+
+@app.command()
+@friendly
+def evaluate(
+    run: RunArg,
+    energy: Annotated[str, typer.Option("--energy", help="Energy profile: cmos45nm, loihi, or a TOML file.")] = "cmos45nm",
+) -> None:
+    """Accuracy and per-sample cost of teacher, each student alone and the ensemble."""
+    from sne_loihi.pipeline import evaluate_run
+    from sne_loihi.report import print_table
+
+    evaluation = evaluate_run(run, energy_profile=energy)
+    print_table(evaluation.rows, f"{run} (energy profile {energy})")
+
+
+# ---- pipeline ---------------------------------------------------------------------------
+@app.command()
+@friendly
+def pipeline(
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    run_dir: RunDirOpt = None,
+    teacher_arch: Annotated[Optional[str], typer.Option("--teacher-arch")] = None,
+    teacher_epochs: Annotated[Optional[int], typer.Option("--teacher-epochs")] = None,
+    students: StudentsOpt = None,
+    student_arch: StudentArchOpt = None,
+    epochs: EpochsOpt = None,
+    alpha: AlphaOpt = None,
+    time_steps: TimeStepsOpt = None,
+    partition: PartitionOpt = None,
+    train_active: TrainActiveOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+    max_train: MaxTrainOpt = None,
+    max_test: MaxTestOpt = None,
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Teacher -> partition -> students -> evaluation -> report, in one run folder."""
+    from sne_loihi.pipeline import run_pipeline
+
+    overrides = _student_overrides(
+        teacher_arch=teacher_arch, teacher_epochs=teacher_epochs, students=students,
+        student_arch=student_arch, epochs=epochs, alpha=alpha, time_steps=time_steps,
+        partition=partition, train_active=train_active, seed=seed, device=device, threads=threads,
+        data_dir=data_dir, max_train=max_train, max_test=max_test,
+    )
+    cfg = _run_config(dataset, config, run_dir if resume else None, overrides)
+    run_dir = _default_run_dir(run_dir, cfg)
+    run_pipeline(cfg, run_dir, resume=resume, progress=progress)
+
+
+def main() -> None:
+    """Console entry point (``sne``)."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

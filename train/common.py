@@ -1,0 +1,196 @@
+"""Shared training machinery: devices, seeding, optimisers, batching, epoch checkpoints."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sne_loihi.config import Optimizer
+from sne_loihi.errors import CheckpointError, ConfigError
+from sne_loihi.io import atomic_write_bytes, load_checkpoint, save_checkpoint
+from sne_loihi.registry import Registry
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available else CPU; otherwise ``cpu`` / ``cuda[:i]``.
+
+    Raises:
+        ConfigError: Unknown device or CUDA asked for but absent.
+    """
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {spec!r}; use auto, cpu or cuda[:i]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {spec!r} asked for but CUDA is not available here")
+    return device
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return a CPU generator for data order/augmentation."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def set_threads(threads: int) -> None:
+    """Set torch's intra-op threads when ``threads > 0``."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+OPTIMIZERS: Registry = Registry("optimizer")
+
+
+@OPTIMIZERS.register(Optimizer.ADAM.value)
+def _adam(params: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register(Optimizer.ADAMW.value)
+def _adamw(params: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register(Optimizer.SGD.value)
+def _sgd(params: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+
+
+def make_optimizer(
+    kind: Optimizer, params: Any, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """Build an optimiser from the :class:`Optimizer` enum."""
+    if lr <= 0:
+        raise ConfigError(f"learning rate must be > 0, got {lr}")
+    return OPTIMIZERS.get(Optimizer(kind).value)(params, lr, weight_decay)
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+    """Yield index batches over ``range(n)``, shuffled when a generator is given."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+@torch.no_grad()
+def predict_logits(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x_nchw: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Run ``forward`` over ``x_nchw`` in batches; returns CPU logits."""
+    out = []
+    for idx in batch_indices(len(x_nchw), batch_size, None):
+        out.append(forward(x_nchw[idx].to(device)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    if len(labels) == 0:
+        return float("nan")
+    return float((logits.argmax(-1) == labels.to(logits.device)).float().mean())
+
+
+@dataclass
+class EpochState:
+    """What an epoch checkpoint restores on ``--resume``."""
+
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Capture RNG states (torch CPU + data generator) for exact resume."""
+    return {"torch": torch.get_rng_state(), "data": generator.get_state()}
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["data"])
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line (per-epoch metrics)."""
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def rewrite_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """Rewrite a metrics file from a checkpoint's history (used on resume)."""
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in records).encode())
+
+
+def save_epoch_checkpoint(
+    path: Path,
+    *,
+    config: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: EpochState,
+    generator: torch.Generator,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Atomically write a resumable checkpoint that also rebuilds the model on its own."""
+    payload = {
+        "config": config,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": state.epoch,
+        "history": state.history,
+        "rng": rng_state(generator),
+    }
+    payload.update(extra or {})
+    save_checkpoint(path, payload)
+
+
+def load_resume_checkpoint(
+    path: Path, config: dict[str, Any], ignore: tuple[str, ...] = ("train.epochs", "teacher.epochs")
+) -> dict[str, Any]:
+    """Load a checkpoint for ``--resume`` and check it belongs to the same run config.
+
+    Only the epoch budget may differ (to extend a run).
+
+    Raises:
+        CheckpointError: Missing/corrupt checkpoint or a different configuration.
+    """
+    ckpt = load_checkpoint(path)
+    for key in ("config", "model", "optimizer", "epoch", "history", "rng"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path} is not a resumable checkpoint (no {key!r})")
+    old, new = _flatten(ckpt["config"]), _flatten(config)
+    diff = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+    if diff:
+        raise CheckpointError(
+            f"cannot resume {path}: its config differs in {', '.join(diff[:5])}"
+        )
+    return ckpt
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
