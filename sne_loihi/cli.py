@@ -87,15 +87,6 @@ def _default_run_dir(run_dir: Path | None, cfg: RunConfig) -> Path:
     return run_dir or Path("runs") / f"{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _print_eval(run_dir: Path, title: str) -> dict[str, Any]:
-    from sne_loihi.pipeline import evaluate_run
-    from sne_loihi.report import print_table
-
-    evaluation = evaluate_run(run_dir)
-    print_table(evaluation.rows, title)
-    return evaluation.to_dict()
-
-
 # ---- teacher ----------------------------------------------------------------------------
 @teacher_app.callback()
 @friendly
@@ -229,22 +220,43 @@ def train(
         alpha=alpha, time_steps=time_steps, partition=partition, train_active=train_active,
         seed=seed, device=device, threads=threads,
     ))
-    students_stage(cfg, run_dir, resume=resume, progress=progress)
-    _print_eval(run_dir, f"{run_dir}")
+    result = students_stage(cfg, run_dir, resume=resume, progress=progress)
+    last = result.history[-1] if result.history else {}
+    typer.echo(f"ensemble: test accuracy {100 * last.get('test_accuracy', float('nan')):.2f}% -> {result.path}"
+               f" (run 'sne evaluate {run_dir}' for the full report)")
+
+
+NoiseOpt = Annotated[Optional[str], typer.Option("--noise", help="Gaussian noise sigmas, e.g. 0.01,0.03,0.05,0.07.")]
+RepeatsOpt = Annotated[int, typer.Option("--repeats", help="Noise draws per level.")]
+EnergyOpt = Annotated[str, typer.Option("--energy", help="Energy profile: cmos45nm, loihi, or a TOML file.")]
+ActivationOpt = Annotated[bool, typer.Option("--activation/--no-activation", help="Random-K, subset and per-sample analysis.")]
+
+
+def _report_options(energy: str, activation: bool, noise: str | None, repeats: int):
+    from sne_loihi.analysis.noise import parse_levels
+    from sne_loihi.analysis.runreport import ReportOptions
+
+    return ReportOptions(energy_profile=energy, activation=activation,
+                         noise=parse_levels(noise) if noise else [], repeats=repeats)
 
 
 @app.command()
 @friendly
 def evaluate(
     run: RunArg,
-    energy: Annotated[str, typer.Option("--energy", help="Energy profile: cmos45nm, loihi, or a TOML file.")] = "cmos45nm",
+    energy: EnergyOpt = "cmos45nm",
+    activation: ActivationOpt = True,
+    noise: NoiseOpt = None,
+    repeats: RepeatsOpt = 10,
 ) -> None:
-    """Accuracy and per-sample cost of teacher, each student alone and the ensemble."""
-    from sne_loihi.pipeline import evaluate_run
+    """Accuracy and per-sample cost of teacher, students and ensemble; activation policies,
+    noise robustness; rewrites the run's report.md/report.json and plots."""
+    from sne_loihi.analysis.runreport import build_report
     from sne_loihi.report import print_table
 
-    evaluation = evaluate_run(run, energy_profile=energy)
-    print_table(evaluation.rows, f"{run} (energy profile {energy})")
+    out = build_report(run, f"sne-loihi evaluation: {run}", _report_options(energy, activation, noise, repeats))
+    print_table(out["rows"], f"{run} (energy profile {energy})")
+    typer.echo(f"report: {run / 'report.md'}")
 
 
 # ---- pipeline ---------------------------------------------------------------------------
@@ -269,6 +281,11 @@ def pipeline(
     threads: ThreadsOpt = None,
     max_train: MaxTrainOpt = None,
     max_test: MaxTestOpt = None,
+    dropout_k: Annotated[Optional[str], typer.Option("--dropout-k", help="Also train dropout variants with these K, e.g. 1,2,3.")] = None,
+    energy: EnergyOpt = "cmos45nm",
+    activation: ActivationOpt = True,
+    noise: NoiseOpt = None,
+    repeats: RepeatsOpt = 10,
     resume: ResumeOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
@@ -283,7 +300,17 @@ def pipeline(
     )
     cfg = _run_config(dataset, config, run_dir if resume else None, overrides)
     run_dir = _default_run_dir(run_dir, cfg)
-    run_pipeline(cfg, run_dir, resume=resume, progress=progress)
+    ks = _int_list(dropout_k, "--dropout-k") if dropout_k else []
+    run_pipeline(cfg, run_dir, resume=resume, progress=progress,
+                 report=_report_options(energy, activation, noise, repeats), dropout_ks=ks)
+    typer.echo(f"report: {run_dir / 'report.md'}")
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise SneError(f"{flag} expects comma-separated integers, got {text!r}") from None
 
 
 def main() -> None:

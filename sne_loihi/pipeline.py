@@ -105,8 +105,9 @@ def evaluate_run(run_dir: Path, *, energy_profile: str = "cmos45nm", batch_size:
     layer) and ACs counted by :func:`sne_loihi.cost.count_student_ops`; energy from the
     named profile.
     """
+    from sne_loihi.analysis.runreport import resolve_profile
     from sne_loihi.cost import teacher_macs
-    from sne_loihi.cost.energy import ENERGY_PROFILES, energy_pj
+    from sne_loihi.cost.energy import energy_pj
     from sne_loihi.ensemble.checkpoint import load_ensemble
     from sne_loihi.ensemble.evaluate import evaluate_ensemble
     from sne_loihi.train.common import accuracy, predict_logits
@@ -116,7 +117,7 @@ def evaluate_run(run_dir: Path, *, energy_profile: str = "cmos45nm", batch_size:
     loaded = load_ensemble(run_dir)
     cfg = loaded.config
     data = load_data(cfg)
-    profile = ENERGY_PROFILES.get(energy_profile)()
+    profile = resolve_profile(energy_profile)
     rows: list[dict[str, Any]] = []
     teacher_path = run_dir / TEACHER_FILE
     if teacher_path.exists():
@@ -180,18 +181,22 @@ def partition_stage(cfg: RunConfig, run_dir: Path):  # -> Partition
     return make_partition(cfg, feats, run_dir)
 
 
-def students_stage(cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool = True):
-    """Partition (reused when present) + distillation into ``ensemble.pt``."""
+def students_stage(
+    cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool = True, out_dir: Path | None = None
+):
+    """Partition (reused when present) + distillation into ``ensemble.pt`` in ``out_dir``
+    (default: the run folder; dropout variants use a sub-folder)."""
     from sne_loihi.ensemble import fit_feature_scale
     from sne_loihi.train.students import train_students
 
+    out_dir = Path(out_dir or run_dir)
     data = load_data(cfg)
     teacher, tpath = _teacher_for(run_dir, cfg.train.device)
     feats = cached_teacher_features(teacher, data, run_dir, tpath)
     part = make_partition(cfg, feats, run_dir)
     scale = fit_feature_scale(feats, cfg.ensemble.feature_scaling, cfg.ensemble.feature_percentile)
-    dump_toml(cfg, Path(run_dir) / CONFIG_FILE)
-    return train_students(cfg, data, teacher, part, scale, run_dir, resume=resume, progress=progress)
+    dump_toml(cfg, out_dir / CONFIG_FILE)
+    return train_students(cfg, data, teacher, part, scale, out_dir, resume=resume, progress=progress)
 
 
 def finetune_stage(
@@ -246,56 +251,52 @@ def cfg_device(run_dir: Path) -> str:
     return load_toml(path).get("train", {}).get("device", "auto") if path.exists() else "auto"
 
 
-def run_pipeline(cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool = True) -> dict[str, Any]:
-    """The whole job: teacher -> partition -> students -> evaluation -> report."""
-    from sne_loihi.report import markdown_table, print_table, write_report
+def run_pipeline(
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    resume: bool,
+    progress: bool = True,
+    report: Any = None,
+    dropout_ks: list[int] | None = None,
+) -> dict[str, Any]:
+    """The whole job: teacher -> partition -> students -> [dropout-trained variants] ->
+    evaluation -> report (``report`` is an :class:`~sne_loihi.analysis.runreport.ReportOptions`).
+    """
+    from dataclasses import replace
+
+    from sne_loihi.analysis.runreport import ReportOptions, build_report
+    from sne_loihi.report import print_table
     from sne_loihi.train.teacher import train_teacher
 
+    report = report or ReportOptions()
+    for k in dropout_ks or []:
+        if not 0 < k < cfg.ensemble.num_students:
+            raise ConfigError(f"--dropout-k {k} must be in 1..{cfg.ensemble.num_students - 1}")
     t0 = time.time()
     run_dir = Path(run_dir)
     data = load_data(cfg)
     prepare_run_dir(run_dir, cfg, resume=resume)
     timings: dict[str, float] = {}
-    teacher_result = train_teacher(cfg, data, run_dir, resume=resume, progress=progress)
-    timings["teacher_s"] = time.time() - t0
+    train_teacher(cfg, data, run_dir, resume=resume, progress=progress)
+    timings["teacher"] = time.time() - t0
     t1 = time.time()
     students_stage(cfg, run_dir, resume=resume, progress=progress)
-    timings["students_s"] = time.time() - t1
+    timings["students"] = time.time() - t1
+    for k in dropout_ks or []:
+        t = time.time()
+        dropout_stage(replace(cfg, ensemble=replace(cfg.ensemble, train_active=k)), run_dir, resume=resume, progress=progress)
+        timings[f"dropout_k{k}"] = time.time() - t
     t2 = time.time()
-    evaluation = evaluate_run(run_dir)
-    timings["evaluate_s"] = time.time() - t2
-    timings["total_s"] = time.time() - t0
-    data_out = {
-        "config": cfg.to_dict(),
-        "teacher_test_accuracy": teacher_result.test_accuracy,
-        "evaluation": evaluation.to_dict(),
-        "timings": timings,
-    }
-    sections = [
-        ("Summary", _summary(evaluation)),
-        ("Accuracy and cost per sample (test set)", markdown_table(evaluation.rows)
-         + f"\n\nEnergy profile: `{evaluation.meta['energy_profile']}`. MACs are synaptic ops on "
-         "graded (pixel) input, ACs on binary spikes; student ops are counted exactly "
-         "(non-zero inputs x fan-out of non-zero quantised weights, summed over layers and steps)."),
-        ("Partition", f"strategy `{evaluation.meta['partition']['strategy']}`, group sizes "
-         f"{[len(g) for g in evaluation.meta['partition']['groups']]}"),
-        ("Timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in timings.items())),
-        ("Config", "```toml\n" + (run_dir / CONFIG_FILE).read_text() + "```"),
-    ]
-    write_report(run_dir, f"sne-loihi run: {cfg.data.name}", sections, data_out)
-    print_table(evaluation.rows, f"{run_dir} ({timings['total_s']:.0f} s)")
-    return data_out
+    out = build_report(run_dir, f"sne-loihi run: {cfg.data.name}", report, timings)
+    timings["report"] = time.time() - t2
+    timings["total"] = time.time() - t0
+    print_table(out["rows"], f"{run_dir} ({timings['total']:.0f} s)")
+    return out
 
 
-def _summary(evaluation: Evaluation) -> str:
-    rows = {r["model"].split()[0]: r for r in evaluation.rows if r["active"] in ("-",) or "/" in r["active"]}
-    lines = []
-    t, e = rows.get("teacher"), rows.get("ensemble")
-    if t:
-        lines.append(f"- Teacher test accuracy: **{100 * t['accuracy']:.2f}%**, {t['macs']:,.0f} MACs per sample.")
-    if e:
-        lines.append(
-            f"- Ensemble ({e['active']} students active) test accuracy: **{100 * e['accuracy']:.2f}%**, "
-            f"{e['acs']:,.0f} ACs + {e['macs']:,.0f} MACs per sample."
-        )
-    return "\n".join(lines)
+def dropout_stage(cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool = True):
+    """Train a dropout variant (fixed K) in ``RUN/dropout-k{K}``, same teacher and partition."""
+    sub = Path(run_dir) / f"dropout-k{cfg.ensemble.train_active}"
+    sub.mkdir(exist_ok=True)
+    return students_stage(cfg, run_dir, resume=resume, progress=progress, out_dir=sub)

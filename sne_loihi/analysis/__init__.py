@@ -1,0 +1,1 @@
+"""Analyses on trained runs: activation policies, noise robustness, plots."""

@@ -1,0 +1,209 @@
+"""Build a run's full report: cost table, activation policies, noise, Lava results, plots."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sne_loihi.report import markdown_table, write_report
+
+DROPOUT_GLOB = "dropout-k*"
+
+
+@dataclass
+class ReportOptions:
+    """What goes into a report beyond the cost table.
+
+    Attributes:
+        energy_profile: Name of a registered profile or a TOML file.
+        activation: Random-K, all-subset and per-sample (cascade) analysis.
+        noise: Gaussian noise sigmas for the robustness table (empty: skip).
+        repeats: Noise draws per level.
+        batch_size: Evaluation batch size.
+        extra: Additional sections (heading, markdown) and JSON data, e.g. Lava results.
+    """
+
+    energy_profile: str = "cmos45nm"
+    activation: bool = True
+    noise: list[float] = field(default_factory=list)
+    repeats: int = 10
+    batch_size: int = 256
+    extra_sections: list[tuple[str, str]] = field(default_factory=list)
+    extra_data: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_profile(name: str):
+    """A registered energy profile by name, or a user TOML file."""
+    from sne_loihi.cost.energy import ENERGY_PROFILES, load_energy_profile
+
+    if name.endswith(".toml") or Path(name).is_file():
+        return load_energy_profile(Path(name))
+    return ENERGY_PROFILES.get(name)()
+
+
+POLICY_COLUMNS = (
+    ("setting", "active", str),
+    ("accuracy", "test acc. (%)", lambda v: f"{100 * v:.2f}"),
+    ("macs", "MACs/sample", lambda v: f"{v:,.0f}"),
+    ("acs", "ACs/sample", lambda v: f"{v:,.0f}"),
+    ("energy_nj", "energy (nJ)", lambda v: f"{v:,.2f}"),
+)
+
+
+def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Evaluate the run in ``run_dir`` and write ``report.md``, ``report.json`` and PNGs."""
+    from sne_loihi.analysis import plots
+    from sne_loihi.analysis.activation import analyse_activation, point_energy_nj, tables
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.pipeline import CONFIG_FILE, evaluate_run, load_data
+
+    run_dir = Path(run_dir)
+    profile = resolve_profile(options.energy_profile)
+    evaluation = evaluate_run(run_dir, energy_profile=options.energy_profile, batch_size=options.batch_size)
+    loaded = load_ensemble(run_dir)
+    cfg = loaded.config
+    data = load_data(cfg)
+    teacher_row = next((r for r in evaluation.rows if r["model"].startswith("teacher")), None)
+    sections: list[tuple[str, str]] = [
+        ("Accuracy and cost per sample (test set)", markdown_table(evaluation.rows)
+         + f"\n\nEnergy profile `{profile.name}` ({profile.source}). MACs: synaptic ops on graded "
+         "(pixel) input; ACs: on binary spikes. Student ops are counted exactly: non-zero inputs "
+         "x fan-out of non-zero quantised weights, summed over layers and time steps."),
+    ]
+    out: dict[str, Any] = {"config": cfg.to_dict(), "evaluation": evaluation.to_dict(), "energy_profile": asdict(profile)}
+
+    if options.activation:
+        test_t, train_t = tables(loaded.model, data, options.batch_size)
+        analysis, cascade_head = analyse_activation(loaded.model, test_t, train_t, batch_size=options.batch_size, seed=cfg.train.seed)
+        if cascade_head is not None:
+            from sne_loihi.io import save_checkpoint
+
+            save_checkpoint(run_dir / "cascade_head.pt", {"config": cfg.to_dict(), "head": cascade_head.state_dict()})
+        dropout = _dropout_points(run_dir, data, options.batch_size)
+        rows = []
+        for p in analysis.random_k:
+            k = int(p.setting.split("=")[1])
+            mean = analysis.subset_mean(k)
+            rows.append({"k": k, "random": p, "subset_mean": mean, "dropout": dropout.get(k)})
+        sections.append(("Accuracy and ops vs active students (Tables V/VI)", _k_table(rows, profile)))
+        cascade_rows = [{**asdict(p), "energy_nj": point_energy_nj(p, profile)} for p in analysis.cascade]
+        sections.append(("Per-sample activation (cascade, threshold sweep)", markdown_table(cascade_rows, POLICY_COLUMNS)
+                         + "\n\nStudents run in order 0..N-1; after each, a head trained with random prefix "
+                         "masks stops the sample when its top softmax probability reaches the threshold."))
+        sections.append(("Per-sample vs random K at equal cost", _compare(analysis)))
+        out["activation"] = analysis.to_dict()
+        out["dropout"] = {str(k): asdict(v) for k, v in dropout.items()}
+        curves = {"random K": [(r["k"], r["random"].accuracy) for r in rows],
+                  "all subsets (mean)": [(r["k"], r["subset_mean"]["accuracy"]) for r in rows]}
+        if dropout:
+            curves["dropout-trained"] = [(k, v.accuracy) for k, v in dropout.items()]
+        plots.plot_active_students(curves, run_dir / "accuracy_vs_active.png")
+        pareto = analysis.random_k + analysis.cascade + [p for k in analysis.subsets for p in analysis.subsets[k]] + list(dropout.values())
+        teacher_pt = (teacher_row["energy_pj"] / 1000.0, teacher_row["accuracy"]) if teacher_row else None
+        plots.plot_pareto(pareto, [point_energy_nj(p, profile) for p in pareto], run_dir / "accuracy_vs_energy.png", teacher_pt)
+        sections.append(("Plots", "![accuracy vs active students](accuracy_vs_active.png)\n\n"
+                         "![accuracy vs energy](accuracy_vs_energy.png)"))
+
+    if options.noise:
+        results = _noise(run_dir, loaded, data, options)
+        out["noise"] = [asdict(r) for r in results]
+        lines = ["| model | sigma | accuracy (%) mean +/- SEM |", "|---|---|---|"]
+        lines += [f"| {r.model} | {r.sigma:g} | {100 * r.mean:.2f} +/- {100 * r.sem:.2f} |" for r in results]
+        plots.plot_noise(results, run_dir / "accuracy_vs_noise.png")
+        sections.append((f"Noise robustness ({options.repeats} repeats, Table IV)", "\n".join(lines)
+                         + "\n\n![accuracy vs noise](accuracy_vs_noise.png)"))
+
+    sections += options.extra_sections
+    out.update(options.extra_data)
+    if timings:
+        out["timings"] = timings
+        sections.append(("Timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in timings.items())))
+    sections.append(("Config", "```toml\n" + (run_dir / CONFIG_FILE).read_text() + "```"))
+    summary = _summary(evaluation.rows)
+    write_report(run_dir, title, [("Summary", summary), *sections], out)
+    out["rows"] = evaluation.rows
+    return out
+
+
+def _dropout_points(run_dir: Path, data: Any, batch_size: int) -> dict[int, Any]:
+    """Dropout-trained ensembles in ``RUN/dropout-k*/``, each evaluated at its own K."""
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.ensemble.evaluate import evaluate_ensemble
+    from sne_loihi.ensemble.policies import PolicyPoint
+
+    points = {}
+    for sub in sorted(run_dir.glob(DROPOUT_GLOB)):
+        if not (sub / "ensemble.pt").is_file():
+            continue
+        loaded = load_ensemble(sub)
+        k = loaded.config.ensemble.train_active
+        r = evaluate_ensemble(loaded.model, data.x_test_nchw, data.y_test, active=k, batch_size=batch_size,
+                              seed=loaded.config.train.seed)
+        points[k] = PolicyPoint("dropout-trained", f"K={k}", r.accuracy, r.macs_per_sample, r.acs_per_sample, float(k))
+    return points
+
+
+def _k_table(rows: list[dict[str, Any]], profile: Any) -> str:
+    from sne_loihi.cost.energy import energy_pj
+
+    lines = ["| K | random K acc. (%) | ACs | MACs | energy (nJ) | all-subsets mean acc. (%) | dropout-trained acc. (%) | dropout ACs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: -r["k"]):
+        p, d = r["random"], r["dropout"]
+        lines.append(
+            f"| {r['k']} | {100 * p.accuracy:.2f} | {p.acs:,.0f} | {p.macs:,.0f} | "
+            f"{energy_pj(profile, macs=p.macs, acs=p.acs) / 1000:,.2f} | {100 * r['subset_mean']['accuracy']:.2f} | "
+            + (f"{100 * d.accuracy:.2f} | {d.acs:,.0f} |" if d else "- | - |")
+        )
+    return "\n".join(lines)
+
+
+def _compare(analysis: Any) -> str:
+    """Per-sample accuracy interpolated at the ops of random K = 1..N-1."""
+    import numpy as np
+
+    pts = sorted((p.macs + p.acs, p.accuracy) for p in analysis.cascade)
+    if not pts:
+        return "no cascade points"
+    xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+    lines = ["| K | random K ops | random K acc. (%) | per-sample acc. at same ops (%) |", "|---|---|---|---|"]
+    for p in analysis.random_k[:-1]:
+        ops = p.macs + p.acs
+        acc = float(np.interp(ops, xs, np.maximum.accumulate(ys))) if xs[0] <= ops else float("nan")
+        lines.append(f"| {p.setting} | {ops:,.0f} | {100 * p.accuracy:.2f} | {100 * acc:.2f} |")
+    return "\n".join(lines) + "\n\n(per-sample accuracy is the best cascade point at or below that cost, linearly interpolated.)"
+
+
+def _noise(run_dir: Path, loaded: Any, data: Any, options: ReportOptions) -> list:
+    from sne_loihi.analysis.noise import noise_sweep
+    from sne_loihi.train.teacher import TEACHER_FILE, load_teacher
+
+    models = {}
+    teacher_path = run_dir / TEACHER_FILE
+    if teacher_path.exists():
+        teacher, _, _ = load_teacher(teacher_path)
+        models["teacher"] = lambda x: _batched(lambda b: teacher(b).argmax(-1), x, options.batch_size)
+    ens = loaded.model
+    models[f"ensemble {ens.num_students}x"] = lambda x: _batched(lambda b: ens(b).logits.argmax(-1), x, options.batch_size)
+    return noise_sweep(models, data.x_test_nchw, data.y_test, options.noise, options.repeats, seed=loaded.config.train.seed)
+
+
+@torch.no_grad()
+def _batched(fn: Any, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
+
+
+def _summary(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in rows:
+        if r["model"].startswith("teacher"):
+            lines.append(f"- Teacher ({r['model'].split(' ', 1)[1]}): test accuracy **{100 * r['accuracy']:.2f}%**, "
+                         f"{r['macs']:,.0f} MACs per sample, {r['energy_pj'] / 1000:,.2f} nJ.")
+        elif r["model"].startswith("ensemble"):
+            lines.append(f"- Ensemble ({r['model'].split(' ', 1)[1]}, {r['active']} active): test accuracy "
+                         f"**{100 * r['accuracy']:.2f}%**, {r['acs']:,.0f} ACs + {r['macs']:,.0f} MACs per sample, "
+                         f"{r['energy_pj'] / 1000:,.2f} nJ.")
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""Activation policies (method.md section 5): random K, all C(N, K) subsets, per-sample cascade.
+
+All policies are evaluated from one :class:`StudentTable`: every student's rates and exact
+per-sample op counts on the evaluation set. Students are independent of one another (each
+sees only the input), so the output of any subset, and of any per-sample choice, is exactly
+the head applied to the table's rates with the inactive students zeroed, and its cost is the
+sum of the active students' counted ops. The K = N configuration therefore reproduces the
+full ensemble bit for bit.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from sne_loihi.ensemble.model import Ensemble
+
+
+@dataclass
+class StudentTable:
+    """Per-sample outputs and costs of every student on one data set.
+
+    Attributes:
+        rates: Per student ``[S, F_i]`` firing rates.
+        macs_sn: ``[S, N]`` synaptic ops on graded input per sample and student.
+        acs_sn: ``[S, N]`` synaptic ops on binary spikes per sample and student.
+        labels: ``[S]``.
+    """
+
+    rates: list[torch.Tensor]
+    macs_sn: torch.Tensor
+    acs_sn: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def num_students(self) -> int:
+        return len(self.rates)
+
+
+@torch.no_grad()
+def student_table(model: Ensemble, x_nchw: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> StudentTable:
+    """Run every student on every sample once, keeping rates and exact op counts."""
+    from sne_loihi.cost import OpKind, count_student_ops
+
+    device = next(model.parameters()).device
+    model.eval()
+    n = model.num_students
+    rates: list[list[torch.Tensor]] = [[] for _ in range(n)]
+    macs, acs = [], []
+    for start in range(0, len(x_nchw), batch_size):
+        x = x_nchw[start : start + batch_size].to(device)
+        out = model(x, None)
+        m = torch.zeros(len(x), n, dtype=torch.float64)
+        a = torch.zeros(len(x), n, dtype=torch.float64)
+        for i, (student, sout) in enumerate(zip(model.students, out.student_outputs)):
+            rates[i].append(out.rates[i].float().cpu())
+            ops = count_student_ops(student, sout)
+            for l, kind in enumerate(ops.kinds):
+                target = m if kind == OpKind.MAC else a
+                target[:, i] += ops.ops_nl[:, l].double().cpu()
+        macs.append(m)
+        acs.append(a)
+    return StudentTable([torch.cat(r) for r in rates], torch.cat(macs), torch.cat(acs), y.cpu())
+
+
+@dataclass
+class PolicyPoint:
+    """Accuracy and mean cost of one policy setting."""
+
+    policy: str
+    setting: str
+    accuracy: float
+    macs: float
+    acs: float
+    mean_active: float
+
+
+@torch.no_grad()
+def head_logits(head: torch.nn.Module, table: StudentTable, mask_sn: torch.Tensor) -> torch.Tensor:
+    """Head output with inactive students' rates zeroed (``mask_sn``: ``[S, N]`` bool)."""
+    device = head.weight.device
+    parts = [r.to(device) * mask_sn[:, i : i + 1].to(device) for i, r in enumerate(table.rates)]
+    return head(torch.cat(parts, dim=1)).float().cpu()
+
+
+def _point(policy: str, setting: str, head: torch.nn.Module, table: StudentTable, mask_sn: torch.Tensor) -> PolicyPoint:
+    logits = head_logits(head, table, mask_sn)
+    maskf = mask_sn.double()
+    return PolicyPoint(
+        policy=policy,
+        setting=setting,
+        accuracy=float((logits.argmax(-1) == table.labels).float().mean()),
+        macs=float((table.macs_sn * maskf).sum(1).mean()),
+        acs=float((table.acs_sn * maskf).sum(1).mean()),
+        mean_active=float(maskf.sum(1).mean()),
+    )
+
+
+def subset_points(head: torch.nn.Module, table: StudentTable, k: int) -> list[PolicyPoint]:
+    """Every one of the C(N, K) subsets, each applied to all samples."""
+    n, s = table.num_students, len(table.labels)
+    points = []
+    for subset in itertools.combinations(range(n), k):
+        mask = torch.zeros(s, n, dtype=torch.bool)
+        mask[:, list(subset)] = True
+        points.append(_point("subset", ",".join(map(str, subset)), head, table, mask))
+    return points
+
+
+def random_k_point(
+    head: torch.nn.Module, table: StudentTable, k: int, batch_size: int = 256, seed: int = 0
+) -> PolicyPoint:
+    """Random K of N per batch (the paper's evaluation): one draw per ``batch_size`` samples."""
+    n, s = table.num_students, len(table.labels)
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(s, n, dtype=torch.bool)
+    for start in range(0, s, batch_size):
+        mask[start : start + batch_size, torch.randperm(n, generator=gen)[:k]] = True
+    return _point("random", f"K={k}", head, table, mask)
+
+
+def cascade_mask(
+    head: torch.nn.Module, table: StudentTable, threshold: float, order: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Per-sample activation: run students in ``order``; after each, stop when the head's
+    top softmax probability on the features so far (zeros for the rest) reaches ``threshold``.
+
+    Returns:
+        ``[S, N]`` bool mask of the students that ran for each sample.
+    """
+    n, s = table.num_students, len(table.labels)
+    order = list(range(n)) if order is None else list(order)
+    mask = torch.zeros(s, n, dtype=torch.bool)
+    running = torch.ones(s, dtype=torch.bool)
+    for student in order:
+        mask[running, student] = True
+        conf = torch.softmax(head_logits(head, table, mask), dim=-1).max(-1).values
+        running = running & (conf < threshold)
+        if not running.any():
+            break
+    return mask
+
+
+def cascade_points(
+    head: torch.nn.Module, table: StudentTable, thresholds: Sequence[float], order: Sequence[int] | None = None
+) -> list[PolicyPoint]:
+    """Accuracy-vs-cost curve of the per-sample policy over a threshold sweep."""
+    return [_point("per-sample", f"thr={t:g}", head, table, cascade_mask(head, table, t, order)) for t in thresholds]

@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny configurations that keep the suite fast on 2 CPU cores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR_SUBSET = REPO.parent / "shared" / "data" / "cifar10-subset"
+
+#: CLI flags for a tiny digits pipeline (seconds, not minutes).
+TINY_PIPELINE = [
+    "--dataset", "digits", "--teacher-epochs", "2", "--epochs", "1", "--max-train", "300",
+    "--max-test", "100", "--student-arch", "digits_tiny", "--time-steps", "2", "--no-progress",
+    "--threads", "2",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished tiny digits pipeline run shared by read-only tests."""
+    from typer.testing import CliRunner
+
+    from sne_loihi.cli import app
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    result = CliRunner(mix_stderr=False).invoke(app, ["pipeline", "--run-dir", str(run_dir), *TINY_PIPELINE])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    return run_dir
