@@ -1,0 +1,16 @@
+"""Export trained students to netx HDF5 with a manifest, and verify them in Lava.
+
+This package itself imports no Lava; the parity check calls into :mod:`sne_loihi.sim`.
+"""
+
+from sne_loihi.export.exporter import check_parity, export_ensemble, export_model, torch_layer_spikes
+from sne_loihi.export.manifest import (
+    MANIFEST_FILE, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest, sha256_file,
+)
+from sne_loihi.export.netx_file import LayerKind, NetxLayer, read_netx_layers, write_student_hdf5
+
+__all__ = [
+    "MANIFEST_FILE", "InputEncoding", "LayerKind", "Manifest", "NetxLayer", "ParityRecord", "StudentEntry",
+    "check_parity", "export_ensemble", "export_model", "load_manifest", "read_netx_layers", "sha256_file",
+    "torch_layer_spikes", "write_student_hdf5",
+]

@@ -57,6 +57,22 @@ class NetxLayer:
     num_weights: int
 
 
+def copy_module(module: object) -> object:
+    """``copy.deepcopy`` that also works after a forward pass under weight normalisation.
+
+    ``torch.nn.utils.weight_norm`` leaves the recomputed ``weight`` as a non-leaf tensor
+    attribute, which ``deepcopy`` refuses; those attributes are copied as detached clones.
+    """
+    import torch
+
+    memo: dict[int, object] = {}
+    for sub in module.modules():
+        for value in vars(sub).values():
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(module, memo)
+
+
 def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int, int] | None = None) -> Path:
     """Write a SLAYER student as a netx HDF5 file, without touching the student.
 
@@ -80,7 +96,7 @@ def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int
         raise ExportError(f"only SLAYER students can be exported to netx (this student uses {backend!r})")
     if in_shape_chw is None:
         in_shape_chw = tuple(int(v) for v in spec.in_shape)
-    blocks = copy.deepcopy(student.blocks)  # export_hdf5 mutates (weight-norm removal)
+    blocks = copy_module(student.blocks)  # export_hdf5 mutates (weight-norm removal)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     shape = list(in_shape_chw)

@@ -1,0 +1,14 @@
+"""Lava simulation of exported ensembles: gate, synaptic-op counters, readout, backends.
+
+The only package that imports Lava (``lava.magma``, ``lava.proc``, ``lava.lib.dl.netx``);
+the imports happen when a graph is built, not when this package is imported.
+"""
+
+from sne_loihi.sim.backend import Backend, loihi_available, resolve_backend
+from sne_loihi.sim.graph import GraphRun, LavaGraph
+from sne_loihi.sim.simulator import EnsembleSimulator, SimResult, encode_images, simulate_network
+
+__all__ = [
+    "Backend", "EnsembleSimulator", "GraphRun", "LavaGraph", "SimResult", "encode_images", "loihi_available",
+    "resolve_backend", "simulate_network",
+]

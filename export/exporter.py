@@ -1,0 +1,185 @@
+"""Export a trained ensemble: one netx file per student, a manifest, and a Lava parity check."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sne_loihi.errors import ExportError, ParityError
+from sne_loihi.export.manifest import (
+    MANIFEST_FILE, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest, sha256_file,
+)
+from sne_loihi.export.netx_file import read_netx_layers, write_student_hdf5
+from sne_loihi.io import atomic_write_json
+
+
+def torch_layer_spikes(student: Any, x_nchwt: Any) -> list[np.ndarray]:
+    """Every weighted block's spikes of a SLAYER student, in Lava order ``[N, *xyz, T]``.
+
+    Runs ``student.blocks`` one by one (the same modules ``Student.forward`` chains), so
+    hidden layers can be compared too.
+    """
+    import torch
+
+    out: list[np.ndarray] = []
+    x = x_nchwt
+    with torch.no_grad():
+        for block in student.blocks:
+            x = block(x)
+            if type(block).__name__ == "Flatten":
+                continue
+            a = x.detach().cpu().numpy()
+            out.append(a.transpose(0, 3, 2, 1, 4) if a.ndim == 5 else a)
+    return out
+
+
+def first_mismatch(lava: Sequence[np.ndarray], torch_: Sequence[np.ndarray]) -> tuple[int, int, int, int] | None:
+    """``(layer, sample, step, count)`` of the first layer whose spikes differ, else None.
+
+    ``step`` is the earliest differing time step in that layer; ``count`` the number of
+    differing (neuron, step) entries in it.
+    """
+    for j, (a, b) in enumerate(zip(lava, torch_)):
+        if a.shape != b.shape:
+            return (j, -1, -1, -1)
+        diff = a != b
+        if diff.any():
+            idx = np.argwhere(diff)
+            first = idx[np.argmin(idx[:, -1])]
+            return (j, int(first[0]), int(first[-1]), int(diff.sum()))
+    return None
+
+
+def check_parity(students: Sequence[Any], net_paths: Sequence[Path], x_nchwt: Any, input_bits: int,
+                 capacity: int = 16) -> ParityRecord:
+    """Run the networks in Lava (CPU, fixed point) and compare every layer's spikes with torch.
+
+    All students run in one compiled graph with all layers probed.
+
+    Raises:
+        ParityError: Naming the student, layer, sample and first differing step.
+    """
+    from sne_loihi.sim.backend import Backend
+    from sne_loihi.sim.graph import LavaGraph
+
+    x_np = x_nchwt.detach().cpu().numpy().round().astype(np.int32)
+    time_steps = int(x_np.shape[-1])
+    with LavaGraph(net_paths, input_bits=input_bits, time_steps=time_steps, capacity=min(capacity, len(x_np)),
+                   backend=Backend.CPU, probe_layers=True) as graph:
+        run = graph.run(x_np)
+    for i, student in enumerate(students):
+        ref = torch_layer_spikes(student, x_nchwt)
+        bad = first_mismatch(run.layer_spikes[i], ref)
+        if bad is not None:
+            layer, sample, step, count = bad
+            if count < 0:
+                raise ParityError(f"student {i} layer {layer}: Lava shape {run.layer_spikes[i][layer].shape} "
+                                  f"!= torch {ref[layer].shape}")
+            raise ParityError(f"student {i} layer {layer}: Lava spikes differ from torch first at step {step} "
+                              f"(sample {sample}; {count} differing neuron-steps)")
+    return ParityRecord(samples=len(x_np), compared="every weighted layer, every neuron and step", mismatches=0)
+
+
+def _student_entry(directory: Path, i: int, student: Any) -> StudentEntry:
+    name = f"student_{i}.net"
+    write_student_hdf5(student, directory / name)
+    layers = read_netx_layers(directory / name)
+    return StudentEntry(file=name, sha256=sha256_file(directory / name), spec=student.spec.to_dict(),
+                        out_features=int(np.prod(layers[-1].out_shape_xyz)), num_layers=len(layers))
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Move the finished ``tmp`` export to ``out_dir`` (replacing an old one) via renames."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_shape_chw: Sequence[int],
+                 class_names: Sequence[str], config: dict[str, Any], x_verify_nchw: Any = None,
+                 verify_samples: int = 100, overwrite: bool = False, capacity: int = 16) -> Manifest:
+    """Export an in-memory :class:`~sne_loihi.ensemble.Ensemble` (see :func:`export_ensemble`)."""
+    import torch
+
+    from sne_loihi.ensemble import encode_for
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise ExportError(f"{out_dir} already holds an export; pass overwrite=True (--overwrite) to replace it")
+    if verify_samples < 0:
+        raise ExportError(f"verify_samples must be >= 0, got {verify_samples}")
+    if verify_samples > 0 and x_verify_nchw is None:
+        raise ExportError("the parity check needs samples: pass x_verify_nchw (or verify_samples=0 to skip it)")
+    students = list(model.students)
+    specs = [s.spec for s in students]
+    bits, steps = {int(s.input_bits) for s in specs}, {int(s.time_steps) for s in specs}
+    if len(bits) != 1 or len(steps) != 1:
+        raise ExportError(f"students must share input_bits and time_steps, got {sorted(bits)} / {sorted(steps)}")
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        entries = [_student_entry(tmp, i, s) for i, s in enumerate(students)]
+        parity = None
+        if verify_samples > 0:
+            x = torch.as_tensor(np.asarray(x_verify_nchw[:verify_samples]), dtype=torch.float32)
+            x_nchwt = encode_for(specs[0], x)
+            parity = check_parity(students, [tmp / e.file for e in entries], x_nchwt, bits.pop(), capacity)
+        head = model.head
+        manifest = Manifest(
+            students=entries, partition=dict(partition),
+            head_weight=head.weight.detach().cpu().double().tolist(), head_bias=head.bias.detach().cpu().double().tolist(),
+            input=InputEncoding(bits=int(specs[0].input_bits), time_steps=steps.pop(), shape_chw=[int(v) for v in in_shape_chw]),
+            class_names=[str(c) for c in class_names], config=dict(config), parity=parity,
+        )
+        atomic_write_json(tmp / MANIFEST_FILE, manifest.to_dict())
+        load_manifest(tmp)  # the export must pass its own validation
+        after = model.state_dict()
+        if any(not torch.equal(before[k], after[k]) for k in before):
+            raise ExportError("internal error: export changed the model's weights")
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_manifest(out_dir)
+
+
+def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = 100,
+                    overwrite: bool = False, capacity: int = 16) -> Manifest:
+    """Export ``RUN/ensemble.pt`` to ``out_dir``: ``student_{i}.net`` files + ``manifest.json``.
+
+    Written into a temporary folder beside ``out_dir`` and renamed into place only after the
+    parity check and the manifest validation passed, so a failed export leaves nothing
+    half-written (and an earlier export untouched).
+
+    Args:
+        ensemble_ckpt: ``RUN/ensemble.pt`` (or the run folder).
+        out_dir: Export folder.
+        x_verify_nchw: Images in [0, 1] for the parity check (e.g. the first test samples).
+        verify_samples: How many of them to check (0 skips the check; recorded as null).
+        overwrite: Replace an existing export.
+        capacity: Samples per Lava run during the check.
+
+    Raises:
+        ExportError: Existing export without ``overwrite``, SpikingJelly students, missing
+            verification data, or an inconsistent result. ParityError: Lava != torch.
+        CheckpointError: Unreadable checkpoint.
+    """
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+
+    loaded = load_ensemble(Path(ensemble_ckpt))
+    return export_model(
+        loaded.model, out_dir, partition=loaded.partition.to_dict(), in_shape_chw=loaded.in_shape,
+        class_names=loaded.class_names, config=loaded.config.to_dict(), x_verify_nchw=x_verify_nchw,
+        verify_samples=verify_samples, overwrite=overwrite, capacity=capacity,
+    )

@@ -1,0 +1,187 @@
+"""The export manifest (``EXPORT/manifest.json``) and its validation against the networks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sne_loihi.errors import ExportError
+from sne_loihi.export.netx_file import read_netx_layers
+
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class InputEncoding:
+    """How images become the graded spikes every student receives.
+
+    Attributes:
+        bits: ``x_int = round(x * (2**bits - 1))`` for pixels in [0, 1]; Lava's
+            ``input_message_bits``.
+        time_steps: T, the image is repeated for T steps.
+        shape_chw: Image shape ``[C, H, W]``.
+        layout: Lava's per-step layout of a torch ``[C, H, W]`` image.
+    """
+
+    bits: int
+    time_steps: int
+    shape_chw: list[int]
+    layout: str = "torch x_nchwt[n] -> Lava (W, H, C, T): x.permute(2, 1, 0, 3)"
+
+
+@dataclass
+class StudentEntry:
+    """One exported student."""
+
+    file: str
+    sha256: str
+    spec: dict[str, Any]
+    out_features: int
+    num_layers: int
+
+
+@dataclass
+class ParityRecord:
+    """What the export's Lava-vs-torch check compared."""
+
+    samples: int
+    compared: str
+    mismatches: int
+    backend: str = "cpu (Loihi2SimCfg select_tag=fixed_pt)"
+
+
+@dataclass
+class Manifest:
+    """An exported ensemble: networks, partition, head, encoding, configs.
+
+    ``directory`` is set by :func:`load_manifest` (not stored).
+    """
+
+    students: list[StudentEntry]
+    partition: dict[str, Any]
+    head_weight: list[list[float]]
+    head_bias: list[float]
+    input: InputEncoding
+    class_names: list[str]
+    config: dict[str, Any]
+    parity: ParityRecord | None
+    format_version: int = FORMAT_VERSION
+    directory: Path | None = field(default=None, compare=False)
+
+    def net_paths(self) -> list[Path]:
+        """Absolute paths of the students' netx files."""
+        if self.directory is None:
+            raise ExportError("manifest has no directory; load it with load_manifest")
+        return [self.directory / s.file for s in self.students]
+
+    def head_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Head weight ``[classes, sum F]`` and bias ``[classes]`` as float64 arrays."""
+        return np.asarray(self.head_weight, dtype=np.float64), np.asarray(self.head_bias, dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (without ``directory``)."""
+        d = asdict(self)
+        d.pop("directory")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+        """Inverse of :meth:`to_dict`; raises ExportError on missing or wrong fields."""
+        try:
+            return cls(
+                students=[StudentEntry(**s) for s in d["students"]],
+                partition=dict(d["partition"]),
+                head_weight=[list(map(float, r)) for r in d["head_weight"]],
+                head_bias=list(map(float, d["head_bias"])),
+                input=InputEncoding(**d["input"]),
+                class_names=[str(c) for c in d["class_names"]],
+                config=dict(d["config"]),
+                parity=ParityRecord(**d["parity"]) if d.get("parity") else None,
+                format_version=int(d["format_version"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ExportError(f"manifest is malformed: {type(exc).__name__}: {exc}") from None
+
+
+def _partition_sizes(partition: dict[str, Any]) -> list[int] | None:
+    if "sizes" in partition:
+        return [int(s) for s in partition["sizes"]]
+    if "groups" in partition:
+        return [len(g) for g in partition["groups"]]
+    return None
+
+
+def validate_manifest(m: Manifest, directory: Path) -> None:
+    """Check the manifest against its files: present, unchanged (sha256), readable, shapes.
+
+    Raises:
+        ExportError: The first inconsistency, in one line.
+    """
+    if m.format_version != FORMAT_VERSION:
+        raise ExportError(f"{directory}: manifest format {m.format_version}, this version reads {FORMAT_VERSION}")
+    if not m.students:
+        raise ExportError(f"{directory}: manifest lists no students")
+    sizes = _partition_sizes(m.partition)
+    if sizes is not None and sizes != [s.out_features for s in m.students]:
+        raise ExportError(f"{directory}: partition sizes {sizes} do not match the students' outputs "
+                          f"{[s.out_features for s in m.students]}")
+    in_xyz = tuple(reversed(m.input.shape_chw))
+    for i, s in enumerate(m.students):
+        path = directory / s.file
+        if not path.is_file():
+            raise ExportError(f"{directory}: student {i} network {s.file} is missing")
+        digest = sha256_file(path)
+        if digest != s.sha256:
+            raise ExportError(f"{path}: sha256 {digest[:12]}... does not match the manifest ({s.sha256[:12]}...); "
+                              "the file changed after export")
+        layers = read_netx_layers(path)
+        if len(layers) != s.num_layers:
+            raise ExportError(f"{path}: {len(layers)} weighted layers, manifest says {s.num_layers}")
+        if int(np.prod(layers[-1].out_shape_xyz)) != s.out_features:
+            raise ExportError(f"{path}: {int(np.prod(layers[-1].out_shape_xyz))} outputs, manifest says {s.out_features}")
+        first_in = layers[0].in_shape_xyz
+        if int(np.prod(first_in)) != int(np.prod(in_xyz)):
+            raise ExportError(f"{path}: input shape {list(first_in)} does not match the manifest's {list(in_xyz)}")
+    w, b = m.head_arrays()
+    total = sum(s.out_features for s in m.students)
+    n_cls = len(m.class_names) if m.class_names else w.shape[0]
+    if w.ndim != 2 or w.shape != (n_cls, total) or b.shape != (n_cls,):
+        raise ExportError(f"{directory}: head weight {list(w.shape)} / bias {list(b.shape)} do not fit "
+                          f"{total} student outputs and {n_cls} classes")
+
+
+def load_manifest(directory: Path) -> Manifest:
+    """Load ``EXPORT/manifest.json`` and validate it against the networks beside it.
+
+    Raises:
+        ExportError: Missing or unreadable manifest, or any check of :func:`validate_manifest`.
+    """
+    directory = Path(directory)
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise ExportError(f"no export at {directory} ({MANIFEST_FILE} not found)")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ExportError(f"{path} does not hold a JSON object")
+    m = Manifest.from_dict(raw)
+    validate_manifest(m, directory)
+    m.directory = directory
+    return m
