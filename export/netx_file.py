@@ -96,7 +96,15 @@ def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int
         raise ExportError(f"only SLAYER students can be exported to netx (this student uses {backend!r})")
     if in_shape_chw is None:
         in_shape_chw = tuple(int(v) for v in spec.in_shape)
+    import torch
+
     blocks = copy_module(student.blocks)  # export_hdf5 mutates (weight-norm removal)
+    # SLAYER learns neuron / flatten shapes in forward: one zero step through the copy.
+    probe = next(iter(blocks.parameters()), torch.zeros(()))
+    with torch.no_grad():
+        x = torch.zeros(1, *in_shape_chw, 1, dtype=probe.dtype, device=probe.device)
+        for block in blocks:
+            x = block(x)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     shape = list(in_shape_chw)
@@ -108,8 +116,6 @@ def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int
         for i, block in enumerate(blocks, start=1):
             name = type(block).__name__
             if name == "Flatten":
-                if getattr(block, "shape", None) is None:
-                    block.shape = [int(np.prod(shape)), 1, 1]
                 shape = [int(np.prod(shape))]
             elif name not in ("Conv", "Dense"):
                 raise ExportError(f"block {i - 1} is a {name}; netx supports only Conv, Flatten and Dense")
