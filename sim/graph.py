@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +198,11 @@ class LavaGraph:
         if not self._started:
             self.source.data.init = stream
             self.gate.active.init = self._active_mask
-            self.source.run(condition=RunSteps(num_steps=self.steps), run_cfg=run_config(self.backend_used))
+            with warnings.catch_warnings():
+                # Lava's model search imports every sibling .py of processes.py as a top-level
+                # module and warns that graph.py / simulator.py cannot be imported that way.
+                warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
+                self.source.run(condition=RunSteps(num_steps=self.steps), run_cfg=run_config(self.backend_used))
             self._started = True
             self.compilations += 1
         else:
