@@ -1,0 +1,16 @@
+"""Spiking students: specs, architectures, input encoding and the SLAYER/SpikingJelly builders.
+
+Importing this package is cheap: SLAYER and SpikingJelly are imported only inside
+:func:`build_student`.
+"""
+
+from __future__ import annotations
+
+from sne_loihi.students.archs import STUDENT_ARCHS
+from sne_loihi.students.base import BACKENDS, Student, StudentOutput, build_student, encode_input
+from sne_loihi.students.spec import LayerKind, LayerSpec, StudentSpec, student_spec
+
+__all__ = [
+    "BACKENDS", "STUDENT_ARCHS", "LayerKind", "LayerSpec", "Student", "StudentOutput", "StudentSpec",
+    "build_student", "encode_input", "student_spec",
+]

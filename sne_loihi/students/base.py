@@ -1,0 +1,142 @@
+"""The student contract shared by both neuron libraries, input encoding and the builder.
+
+A student maps time-expanded input ``x_nchwt`` to a :class:`StudentOutput`: the last layer's
+spikes ``spikes_nft`` and the input of every weighted layer (what the op counter needs).
+Its feature sub-vector is the firing rate ``spikes_nft.mean(-1)``.
+
+Layouts (both backends): ``layer_inputs[l]`` is ``[N, C, H, W, T]`` when weighted layer
+``l`` is a convolution and ``[N, F, T]`` when it is dense; time is always last.
+
+Neither SLAYER nor SpikingJelly is imported here: each pulls in cv2/torchvision and takes
+seconds, so :data:`BACKENDS` imports the library only when a student is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sne_loihi.config import StudentBackend
+from sne_loihi.errors import ConfigError
+from sne_loihi.students.spec import StudentSpec
+
+
+def encode_input(x_nchw: torch.Tensor, time_steps: int, input_bits: int) -> torch.Tensor:
+    """Quantise pixels to ``input_bits``-bit integers and repeat them over time.
+
+    ``x_int = round(clamp(x, 0, 1) * (2**bits - 1))``, as floats, on ``x_nchw``'s device.
+    These are exactly the integers Lava's RingBuffer sends as graded spikes with
+    ``input_message_bits = input_bits`` (platform notes: torch must see what Lava sees).
+
+    Args:
+        x_nchw: Images in [0, 1] (values outside are clamped).
+        time_steps: T (>= 1).
+        input_bits: Bits per pixel (>= 1).
+
+    Returns:
+        ``x_nchwt``: ``[N, C, H, W, T]`` float tensor of integers in ``0 .. 2**bits - 1``.
+
+    Raises:
+        ConfigError: ``time_steps`` or ``input_bits`` < 1, or input that is not 4-D.
+    """
+    if time_steps < 1 or input_bits < 1:
+        raise ConfigError(f"encode_input needs time_steps >= 1 and input_bits >= 1, got {time_steps}, {input_bits}")
+    if x_nchw.dim() != 4:
+        raise ConfigError(f"encode_input expects images [N, C, H, W], got shape {list(x_nchw.shape)}")
+    levels = float(2**input_bits - 1)
+    x_int = torch.round(x_nchw.float().clamp(0.0, 1.0) * levels)
+    return x_int.unsqueeze(-1).expand(*x_int.shape, time_steps).contiguous()
+
+
+@dataclass
+class StudentOutput:
+    """One forward pass of a student.
+
+    Attributes:
+        spikes_nft: ``[N, out_features, T]`` output spikes of the last layer (0/1).
+        layer_inputs: Per weighted layer, its input (``[N, C, H, W, T]`` for conv,
+            ``[N, F, T]`` for dense): the graded encoded input for layer 0, spikes after.
+    """
+
+    spikes_nft: torch.Tensor
+    layer_inputs: list[torch.Tensor]
+
+
+class Student(nn.Module):
+    """Base of both backends: a spec, its ordered blocks and the forward contract.
+
+    Subclasses implement :meth:`run_blocks`. ``blocks`` holds one module per
+    :class:`~sne_loihi.students.spec.LayerSpec`, in order (for SLAYER the cuba
+    Conv/Flatten/Dense blocks whose ``export_hdf5`` writes the netx file).
+
+    Args:
+        spec: The student's spec.
+        blocks: One module per layer of ``spec.layers``.
+    """
+
+    def __init__(self, spec: StudentSpec, blocks: nn.ModuleList) -> None:
+        super().__init__()
+        if len(blocks) != len(spec.layers):
+            raise ValueError(f"{len(blocks)} blocks for {len(spec.layers)} layers")
+        self.spec = spec
+        self.blocks = blocks
+
+    def check_input(self, x_nchwt: torch.Tensor) -> None:
+        """Raise :class:`ConfigError` unless ``x_nchwt`` is ``[N, *in_shape, T]``."""
+        want = (*self.spec.in_shape, self.spec.time_steps)
+        if x_nchwt.dim() != 5 or tuple(x_nchwt.shape[1:]) != want:
+            raise ConfigError(f"student expects input [N, {', '.join(map(str, want))}] (N, C, H, W, T), "
+                              f"got {list(x_nchwt.shape)}")
+
+    def run_blocks(self, x_nchwt: torch.Tensor) -> StudentOutput:
+        """Backend-specific forward pass (input already checked)."""
+        raise NotImplementedError
+
+    def forward(self, x_nchwt: torch.Tensor) -> StudentOutput:
+        """Run the student on encoded input (:func:`encode_input` for SLAYER).
+
+        Raises:
+            ConfigError: Input of the wrong shape.
+        """
+        self.check_input(x_nchwt)
+        return self.run_blocks(x_nchwt)
+
+    @staticmethod
+    def rates(out: StudentOutput) -> torch.Tensor:
+        """Firing rate of every output neuron, ``[N, F]`` in [0, 1]: the feature sub-vector."""
+        return out.spikes_nft.mean(dim=-1)
+
+
+def _build_slayer(spec: StudentSpec) -> Student:
+    from sne_loihi.students.slayer_student import build_slayer_student
+
+    return build_slayer_student(spec)
+
+
+def _build_spikingjelly(spec: StudentSpec) -> Student:
+    from sne_loihi.students.spikingjelly_student import build_spikingjelly_student
+
+    return build_spikingjelly_student(spec)
+
+
+#: Builder per neuron library; each imports its library only when called.
+BACKENDS: dict[StudentBackend, Callable[[StudentSpec], Student]] = {
+    StudentBackend.SLAYER: _build_slayer,
+    StudentBackend.SPIKINGJELLY: _build_spikingjelly,
+}
+
+
+def build_student(spec: StudentSpec) -> Student:
+    """Build the network ``spec`` describes with its backend's neuron library.
+
+    Raises:
+        ConfigError: A backend without a builder.
+    """
+    try:
+        builder = BACKENDS[StudentBackend(spec.backend)]
+    except (KeyError, ValueError):
+        raise ConfigError(f"no student builder for backend {spec.backend!r}") from None
+    return builder(spec)

@@ -1,0 +1,95 @@
+"""SLAYER CUBA-LIF students: exactly the network netx/Lava runs, quantisation included.
+
+Import this module only when building a SLAYER student (it imports ``lava.lib.dl.slayer``
+inside the builder; the library pulls in cv2/torchvision).
+
+What makes the torch model the Lava model:
+
+* Blocks are ``slayer.block.cuba.Conv/Flatten/Dense`` with their default synapse
+  ``pre_hook_fx = neuron.quantize_8bit``: every forward uses weights rounded to the 8-bit
+  grid Loihi stores (even integers -256..254 over a scale of 64, i.e. real step 1/32).
+  Thresholds and decays are quantised by the neuron (12-bit decays, threshold mantissa);
+  the CUBA dynamics run in SLAYER's fixed-point emulation.
+* No weight normalisation (``export_hdf5`` would strip it) and no bias (Loihi synapses here
+  have none).
+* No input block with a neuron: the first weighted block receives the encoded integers
+  (``encode_input``) directly, as Lava's RingBuffer sends them with
+  ``input_message_bits = input_bits``. Its threshold is multiplied by ``2**bits - 1``, so in
+  real terms the first layer acts as if fed [0, 1] pixels while its weights stay on SLAYER's
+  8-bit grid (documented in docs/architecture.md).
+* ``delay_shift=False``: in torch a block's spikes at step t depend on its input up to and
+  including step t (no per-layer delay). On Loihi every layer adds one step of latency, so
+  weighted layer ``l`` (0-based) of the Lava network emits torch's step-t spikes at step
+  ``t + l``; the export/simulation side aligns (or pads) by that shift.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sne_loihi.students.base import Student, StudentOutput
+from sne_loihi.students.spec import LayerKind, StudentSpec
+
+#: Initial-weight multiplier (``weight_scale`` of the SLAYER synapse). It only scales the
+#: default Kaiming-uniform initialisation so enough weights survive the 1/32 quantisation
+#: step and neurons fire at the start of training; it is not needed to rebuild a trained
+#: student and has no effect on the exported network.
+INIT_WEIGHT_SCALE = 2.0
+
+
+def neuron_params(spec: StudentSpec, threshold_multiplier: float = 1.0) -> dict[str, float | bool]:
+    """SLAYER ``cuba.Neuron`` keyword arguments from the spec's :class:`NeuronConfig`.
+
+    Decays are fixed (``requires_grad=False``); only weights are learnt.
+    """
+    n = spec.neuron
+    return {
+        "threshold": float(n.threshold) * threshold_multiplier,
+        "current_decay": float(n.current_decay),
+        "voltage_decay": float(n.voltage_decay),
+        "tau_grad": float(n.tau_grad),
+        "scale_grad": float(n.scale_grad),
+        "requires_grad": False,
+    }
+
+
+class SlayerStudent(Student):
+    """A SLAYER student; ``blocks`` are the cuba blocks, one per layer of the spec."""
+
+    def run_blocks(self, x_nchwt: torch.Tensor) -> StudentOutput:
+        layer_inputs: list[torch.Tensor] = []
+        x = x_nchwt
+        for layer, block in zip(self.spec.layers, self.blocks):
+            if layer.weighted:
+                layer_inputs.append(x)
+            x = block(x)
+        return StudentOutput(spikes_nft=x, layer_inputs=layer_inputs)
+
+
+def build_slayer_student(spec: StudentSpec) -> SlayerStudent:
+    """Build the SLAYER CUBA network described by ``spec``.
+
+    The first weighted block's threshold is ``threshold * (2**input_bits - 1)`` (graded
+    integer input); all other blocks use the configured threshold.
+    """
+    import lava.lib.dl.slayer as slayer
+
+    blocks: list[nn.Module] = []
+    first_weighted = True
+    for layer, (in_shape, _) in zip(spec.layers, spec.layer_shapes()):
+        if layer.kind is LayerKind.FLATTEN:
+            blocks.append(slayer.block.cuba.Flatten())
+            continue
+        mult = float(2**spec.input_bits - 1) if first_weighted else 1.0
+        params = neuron_params(spec, mult)
+        first_weighted = False
+        common = {"weight_scale": INIT_WEIGHT_SCALE, "weight_norm": False, "delay_shift": False}
+        if layer.kind is LayerKind.CONV:
+            blocks.append(slayer.block.cuba.Conv(
+                params, in_shape[0], layer.out_features, layer.kernel,
+                stride=layer.stride, padding=layer.padding, **common,
+            ))
+        else:
+            blocks.append(slayer.block.cuba.Dense(params, in_shape[0], layer.out_features, **common))
+    return SlayerStudent(spec, nn.ModuleList(blocks))
