@@ -277,6 +277,18 @@ def test_lsim_matches_naive_definition_and_has_finite_gradients():
     assert torch.isfinite(f.grad).all() and f.grad.abs().max() < 1e3
 
 
+def test_lsim_of_non_negative_features_is_at_most_sqrt2():
+    """Post-ReLU chunks live in the positive orthant: the bound is sqrt(2), reached by
+    chunks with disjoint supports."""
+    torch.manual_seed(1)
+    f = torch.relu(torch.randn(500, 16))
+    assert float(similarity_loss(f, 4)) <= math.sqrt(2) + 1e-6
+    disjoint = torch.zeros(3, 16)
+    for j in range(4):
+        disjoint[:, 4 * j + j] = 1.0 + j
+    assert float(similarity_loss(disjoint, 4)) == pytest.approx(math.sqrt(2), abs=1e-6)
+
+
 def test_lsim_errors():
     with pytest.raises(ConfigError, match="at least 2"):
         similarity_loss(torch.ones(3, 4), 1)

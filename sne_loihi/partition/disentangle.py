@@ -9,6 +9,11 @@ chunk of each sample is L2-normalised, and
 The teacher is fine-tuned with ``L_CE + beta * L_sim``, ``beta < 0``: minimising the total
 maximises L_sim, pushing a sample's normalised chunks apart on the unit sphere. Afterwards
 the contiguous split (:func:`sne_loihi.partition.contiguous_partition`) is used.
+
+Note on post-ReLU features: non-negative unit vectors have pairwise distance at most
+sqrt(2) (orthogonal, i.e. disjoint supports), so for a ReLU teacher L_sim is bounded by
+sqrt(2) ~ 1.414, not by method.md's optima for signed chunks (2 for N = 2, sqrt(8/3) for
+N = 4). Fine-tuning a ReLU teacher drives each sample's chunks towards disjoint supports.
 """
 
 from __future__ import annotations
