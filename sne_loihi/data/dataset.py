@@ -1,0 +1,111 @@
+"""The :class:`Dataset` container, the ``DATASETS`` registry and :func:`load_dataset`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+
+from sne_loihi.config import DataConfig
+from sne_loihi.errors import ConfigError
+from sne_loihi.registry import Registry
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An image classification data set held in memory.
+
+    Attributes:
+        name: Registered data set name.
+        x_train_nchw: Training images, float32 in [0, 1], ``[N, C, H, W]``.
+        y_train: Training labels, int64, ``[N]``.
+        x_test_nchw: Test images, float32 in [0, 1], ``[M, C, H, W]``.
+        y_test: Test labels, int64, ``[M]``.
+        class_names: One name per class, index = label.
+    """
+
+    name: str
+    x_train_nchw: torch.Tensor
+    y_train: torch.Tensor
+    x_test_nchw: torch.Tensor
+    y_test: torch.Tensor
+    class_names: tuple[str, ...]
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image."""
+        c, h, w = self.x_train_nchw.shape[1:]
+        return int(c), int(h), int(w)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``len(class_names)``)."""
+        return len(self.class_names)
+
+
+DatasetLoader = Callable[[DataConfig, int], Dataset]
+
+#: ``name -> loader(cfg: DataConfig, seed: int) -> Dataset``.
+DATASETS: Registry[DatasetLoader] = Registry("data set")
+
+
+def stratified_subset(labels: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """Indices of a class-balanced subset of at most ``limit`` samples.
+
+    Every class is shuffled (seeded), then samples are taken round-robin over the classes
+    (rank 0 of every class, then rank 1, ...; ties broken by a seeded random order of the
+    classes), so class counts differ by at most one while every class has samples left.
+    Subsets for growing ``limit`` are nested. The returned indices are sorted.
+
+    Args:
+        labels: int64 labels ``[N]``.
+        limit: Maximum subset size; ``0`` or ``>= N`` keeps everything.
+        seed: Seed of the shuffles.
+
+    Returns:
+        int64 indices into ``labels``.
+    """
+    n = len(labels)
+    if limit <= 0 or limit >= n:
+        return torch.arange(n)
+    gen = torch.Generator().manual_seed(seed)
+    classes = torch.unique(labels)
+    class_order = classes[torch.randperm(len(classes), generator=gen)]
+    rank = torch.empty(n, dtype=torch.int64)
+    tiebreak = torch.empty(n, dtype=torch.int64)
+    for position, c in enumerate(class_order.tolist()):
+        members = torch.nonzero(labels == c).flatten()
+        members = members[torch.randperm(len(members), generator=gen)]
+        rank[members] = torch.arange(len(members))
+        tiebreak[members] = position
+    order = torch.argsort(rank * len(classes) + tiebreak)
+    return torch.sort(order[:limit]).values
+
+
+def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
+    """Load the data set ``cfg.name`` and apply ``cfg.max_train`` / ``cfg.max_test``.
+
+    Args:
+        cfg: Data settings.
+        seed: Seed of the train/test split (digits) and of the stratified subsets.
+
+    Raises:
+        ConfigError: Unknown data set name or negative limits.
+        DataError: The data cannot be read (see the loaders).
+    """
+    for key in ("max_train", "max_test"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"data.{key} must be >= 0 (0 = all), got {getattr(cfg, key)}")
+    data = DATASETS.get(cfg.name)(cfg, seed)
+    train_idx = stratified_subset(data.y_train, cfg.max_train, seed)
+    test_idx = stratified_subset(data.y_test, cfg.max_test, seed + 1)
+    if len(train_idx) == len(data.y_train) and len(test_idx) == len(data.y_test):
+        return data
+    return replace(
+        data,
+        x_train_nchw=data.x_train_nchw[train_idx].contiguous(),
+        y_train=data.y_train[train_idx],
+        x_test_nchw=data.x_test_nchw[test_idx].contiguous(),
+        y_test=data.y_test[test_idx],
+    )
