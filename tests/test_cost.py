@@ -17,7 +17,7 @@ from sne_loihi.cost import (
 )
 from sne_loihi.errors import ConfigError
 from sne_loihi.students import LayerKind, StudentOutput, StudentSpec, build_student, encode_input, student_spec
-from sne_loihi.students.spec import FLATTEN, LayerSpec, conv, dense
+from sne_loihi.students.spec import FLATTEN, LayerSpec, dense
 
 #: One real-weight quantisation step of SLAYER's 8-bit synapse (2 / w_scale, w_scale = 64).
 STEP = 2 / 64

@@ -206,7 +206,8 @@ class StudentSpec:
             raise ConfigError(f"bad student spec: unknown {unknown or '-'}, missing {missing or '-'}")
         neuron_data = data.get("neuron", {})
         neuron_keys = {f.name for f in dataclasses.fields(NeuronConfig)}
-        if not isinstance(neuron_data, dict) or set(neuron_data) - neuron_keys:
+        if (not isinstance(neuron_data, dict) or set(neuron_data) - neuron_keys
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in neuron_data.values())):
             raise ConfigError(f"bad neuron parameters in student spec: {neuron_data!r}")
         try:
             backend = StudentBackend(data.get("backend", StudentBackend.SLAYER.value))
