@@ -19,7 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from lava.magma.core.decorator import implements, requires, tag
+
+from sne_loihi.sim.backend import prepare_lava_import
+
+prepare_lava_import()  # before any Lava import: see its docstring
+
+from lava.magma.core.decorator import implements, requires, tag  # noqa: E402
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType

@@ -18,6 +18,12 @@ TINY_PIPELINE = [
 
 
 @pytest.fixture(scope="session")
+def tiny_pipeline_args() -> list[str]:
+    """The tiny pipeline flags (tests cannot import conftest under --import-mode=importlib)."""
+    return list(TINY_PIPELINE)
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished tiny digits pipeline run shared by read-only tests."""
     from typer.testing import CliRunner
@@ -25,6 +31,6 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sne_loihi.cli import app
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    result = CliRunner(mix_stderr=False).invoke(app, ["pipeline", "--run-dir", str(run_dir), *TINY_PIPELINE])
+    result = CliRunner().invoke(app, ["pipeline", "--run-dir", str(run_dir), *TINY_PIPELINE])
     assert result.exit_code == 0, result.stderr + result.stdout
     return run_dir

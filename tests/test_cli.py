@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY_PIPELINE
 from typer.testing import CliRunner
 
 from sne_loihi.cli import app
 
-runner = CliRunner(mix_stderr=False)
+runner = CliRunner()
 
 
 @pytest.mark.parametrize(
@@ -35,9 +34,9 @@ def test_pipeline_writes_report_with_teacher_and_ensemble(tiny_run: Path) -> Non
         assert (tiny_run / name).is_file(), name
 
 
-def test_pipeline_refuses_to_overwrite_an_existing_run(tiny_run: Path) -> None:
+def test_pipeline_refuses_to_overwrite_an_existing_run(tiny_run: Path, tiny_pipeline_args: list[str]) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in tiny_run.iterdir()}
-    result = runner.invoke(app, ["pipeline", "--run-dir", str(tiny_run), *TINY_PIPELINE])
+    result = runner.invoke(app, ["pipeline", "--run-dir", str(tiny_run), *tiny_pipeline_args])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "already holds results" in result.stderr
     assert {p.name: p.stat().st_mtime_ns for p in tiny_run.iterdir()} == before

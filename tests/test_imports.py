@@ -32,3 +32,20 @@ def test_core_imports_stay_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"core imports pulled in: {out.stdout.strip()}"
+
+
+def test_lava_imports_after_a_progress_bar_fixed_the_start_method() -> None:
+    """tqdm creates a multiprocessing lock (fixing the start method) before the pipeline's
+    simulation stage imports Lava, whose import calls ``set_start_method('fork')``."""
+    code = (
+        "import multiprocessing as mp\n"
+        "from tqdm import tqdm\n"
+        "for _ in tqdm(range(2), disable=False): pass\n"
+        "assert mp.get_start_method(allow_none=True) == 'fork'\n"
+        "import sne_loihi.sim.processes\n"
+        "from sne_loihi.sim import loihi_available\n"
+        "print('lava-loihi', loihi_available())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("lava-loihi ")
