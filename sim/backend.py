@@ -8,17 +8,10 @@ processes, which only have Python models, run on the host CPU.
 
 from __future__ import annotations
 
-from enum import Enum
-
+from sne_loihi.config import Backend
 from sne_loihi.errors import SimulationError
 
-
-class Backend(str, Enum):
-    """Requested execution backend."""
-
-    AUTO = "auto"
-    CPU = "cpu"
-    LOIHI2 = "loihi2"
+__all__ = ["Backend", "loihi_available", "prepare_lava_import", "resolve_backend", "run_config"]
 
 
 def prepare_lava_import() -> None:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from sne_loihi.config import PartitionStrategy, RunConfig, resolve
+from sne_loihi.config import Backend, PartitionStrategy, RunConfig, resolve
 from sne_loihi.errors import SneError
 
 app = typer.Typer(
@@ -259,6 +259,88 @@ def evaluate(
     typer.echo(f"report: {run / 'report.md'}")
 
 
+# ---- export and simulate ------------------------------------------------------------------
+SamplesOpt = Annotated[int, typer.Option("--samples", help="The first N test samples (parity check / simulation).")]
+CapacityOpt = Annotated[int, typer.Option("--capacity", help="Samples per Lava run of the one compiled graph.")]
+BackendOpt = Annotated[Backend, typer.Option("--backend", help="auto (Loihi 2 if lava-loihi is installed, else CPU), cpu, loihi2.")]
+
+
+@app.command()
+@friendly
+def export(
+    run: RunArg,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Export folder (default: RUN/export).")] = None,
+    samples: Annotated[int, typer.Option("--verify-samples", help="Test samples of the Lava parity check (0 skips it).")] = 100,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
+    capacity: CapacityOpt = 25,
+) -> None:
+    """Write one netx HDF5 file per student and manifest.json, verified in Lava (fixed_pt)
+    against torch spike for spike on the first test samples."""
+    from sne_loihi.lava_stage import export_run
+
+    if samples < 0:
+        raise SneError(f"--verify-samples must be >= 0, got {samples}")
+    typer.echo(f"exporting {run} and checking Lava against torch on {samples} test samples ...")
+    manifest = export_run(run, out, samples=samples, overwrite=overwrite, capacity=capacity)
+    check = (f"parity: {manifest.parity.samples} samples, {manifest.parity.mismatches} mismatches"
+             if manifest.parity else "parity check skipped (--verify-samples 0)")
+    typer.echo(f"{len(manifest.students)} students -> {manifest.directory} ({check})")
+
+
+@app.command()
+@friendly
+def simulate(
+    target: Annotated[Path, typer.Argument(help="Export folder (from 'sne export'), or a single netx .net/.h5 file.")],
+    active: Annotated[Optional[list[str]], typer.Option(
+        "--active", help="Students to switch on: all, indices like 0,2, or k=K (K drawn at random). "
+        "Repeat the option to run several sets on the same compiled graph.")] = None,
+    samples: SamplesOpt = 100,
+    backend: BackendOpt = Backend.AUTO,
+    energy: EnergyOpt = "cmos45nm",
+    capacity: CapacityOpt = 25,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of k=K draws.")] = 0,
+    data_dir: DataDirOpt = None,
+    compare: Annotated[Optional[Path], typer.Option(
+        "--compare", help="Ensemble checkpoint to compare spikes and ops with (default: ensemble.pt beside the export, if any).")] = None,
+    input_file: Annotated[Optional[Path], typer.Option("--input", help="Single network: input .npy, integers [N, ..., T].")] = None,
+    input_bits: Annotated[int, typer.Option("--input-bits", help="Single network: graded input bits (0 = binary spikes).")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON (a new file).")] = None,
+) -> None:
+    """Run an exported ensemble (or any netx network) as Lava processes: gate, students,
+    synaptic-op counters, readout. Prints accuracy, ops per student and layer, energy, speed."""
+    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+    from sne_loihi.io import atomic_write_json
+    from sne_loihi.lava_stage import LAVA_COLUMNS, simulate_export, simulate_netx_file
+    from sne_loihi.report import print_table
+
+    if json_out is not None and json_out.exists():
+        raise SneError(f"{json_out} exists; choose a new --json file")
+    if target.is_file():
+        if input_file is None:
+            raise SneError(f"{target} is a single network: give its input with --input FILE.npy")
+        rep = simulate_netx_file(target, input_file, input_bits=input_bits, backend=backend, energy=energy,
+                                 capacity=capacity)
+    elif target.is_dir():
+        if compare is None and (target.parent / ENSEMBLE_FILE).is_file():
+            compare = target.parent / ENSEMBLE_FILE
+        rep = simulate_export(target, samples=samples, active=active, backend=backend, energy=energy,
+                              capacity=capacity, seed=seed, data_dir=str(data_dir) if data_dir else None,
+                              torch_checkpoint=compare)
+    else:
+        raise SneError(f"{target} not found (expected an export folder or a netx file)")
+    print_table(rep.rows(), f"Lava, backend {rep.backend}: {rep.samples} samples, energy profile {energy}", LAVA_COLUMNS)
+    for r in rep.layer_rows():
+        typer.echo(f"  [{r['active']}] student {r['student']}: ops/sample per layer {r['ops_per_layer']}")
+    if backend is Backend.AUTO:
+        typer.echo(f"--backend auto chose {rep.backend}" + (" (Intel's lava-loihi extension is not installed)"
+                                                           if rep.backend == Backend.CPU.value else ""))
+    typer.echo(f"backend used: {rep.backend}; compilations: {rep.compilations}"
+               + ("" if compare or target.is_file() else "; no torch checkpoint to compare with (--compare)"))
+    if json_out is not None:
+        atomic_write_json(json_out, rep.to_dict())
+        typer.echo(f"results: {json_out}")
+
+
 # ---- pipeline ---------------------------------------------------------------------------
 @app.command()
 @friendly
@@ -281,6 +363,9 @@ def pipeline(
     threads: ThreadsOpt = None,
     max_train: MaxTrainOpt = None,
     max_test: MaxTestOpt = None,
+    lava: Annotated[Optional[bool], typer.Option("--lava/--no-lava", help="End with netx export and a Lava simulation.")] = None,
+    lava_samples: Annotated[Optional[int], typer.Option("--lava-samples", help="Test samples for the parity check and the Lava run.")] = None,
+    backend: Annotated[Optional[Backend], typer.Option("--backend", help="Lava backend: auto, cpu, loihi2.")] = None,
     dropout_k: Annotated[Optional[str], typer.Option("--dropout-k", help="Also train dropout variants with these K, e.g. 1,2,3.")] = None,
     energy: EnergyOpt = "cmos45nm",
     activation: ActivationOpt = True,
@@ -289,7 +374,7 @@ def pipeline(
     resume: ResumeOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
-    """Teacher -> partition -> students -> evaluation -> report, in one run folder."""
+    """Teacher -> partition -> students -> export + Lava simulation -> evaluation -> report, in one run folder."""
     from sne_loihi.pipeline import run_pipeline
 
     overrides = _student_overrides(
@@ -298,6 +383,7 @@ def pipeline(
         partition=partition, train_active=train_active, seed=seed, device=device, threads=threads,
         data_dir=data_dir, max_train=max_train, max_test=max_test,
     )
+    overrides.update({"lava.enabled": lava, "lava.samples": lava_samples, "lava.backend": backend})
     cfg = _run_config(dataset, config, run_dir if resume else None, overrides)
     run_dir = _default_run_dir(run_dir, cfg)
     ks = _int_list(dropout_k, "--dropout-k") if dropout_k else []

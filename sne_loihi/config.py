@@ -185,6 +185,36 @@ class TrainConfig:
     threads: int = 0
 
 
+class Backend(str, enum.Enum):
+    """Where the Lava graph runs: ``auto`` (Loihi 2 when Intel's lava-loihi extension is
+    installed, else the CPU), ``cpu`` (``Loihi2SimCfg`` fixed point) or ``loihi2``."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    LOIHI2 = "loihi2"
+
+
+@dataclass
+class LavaConfig:
+    """The pipeline's export and Lava simulation stage.
+
+    Attributes:
+        enabled: Export to netx and simulate in Lava at the end of ``sne pipeline``.
+        samples: The first test samples that the export's parity check and the simulation
+            run (0 disables the stage).
+        backend: Where the simulation runs.
+        capacity: Samples per Lava run of the one compiled graph.
+        active: Active sets to simulate on the same graph, each ``all``, indices
+            ``0,2`` or ``k=K`` (K drawn at random with the run's seed).
+    """
+
+    enabled: bool = True
+    samples: int = 100
+    backend: Backend = Backend.AUTO
+    capacity: int = 25
+    active: list[str] = field(default_factory=lambda: ["all", "0"])
+
+
 @dataclass
 class RunConfig:
     """Everything needed to rebuild and re-run one experiment."""
@@ -194,6 +224,7 @@ class RunConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    lava: LavaConfig = field(default_factory=LavaConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, TOML/JSON-safe dict (enums as their values, ``None`` dropped)."""
@@ -259,6 +290,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")

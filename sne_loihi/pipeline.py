@@ -261,11 +261,12 @@ def run_pipeline(
     dropout_ks: list[int] | None = None,
 ) -> dict[str, Any]:
     """The whole job: teacher -> partition -> students -> [dropout-trained variants] ->
-    evaluation -> report (``report`` is an :class:`~sne_loihi.analysis.runreport.ReportOptions`).
+    export + Lava simulation (``cfg.lava``) -> evaluation -> report (``report`` is an :class:`~sne_loihi.analysis.runreport.ReportOptions`).
     """
     from dataclasses import replace
 
     from sne_loihi.analysis.runreport import ReportOptions, build_report
+    from sne_loihi.lava_stage import LAVA_COLUMNS, lava_stage
     from sne_loihi.report import print_table
     from sne_loihi.train.teacher import train_teacher
 
@@ -287,11 +288,17 @@ def run_pipeline(
         t = time.time()
         dropout_stage(replace(cfg, ensemble=replace(cfg.ensemble, train_active=k)), run_dir, resume=resume, progress=progress)
         timings[f"dropout_k{k}"] = time.time() - t
+    t = time.time()
+    lava = lava_stage(cfg, run_dir, energy=report.energy_profile, progress=progress)  # -> RUN/lava.json
+    if lava is not None:
+        timings["export_and_lava"] = time.time() - t
     t2 = time.time()
     out = build_report(run_dir, f"sne-loihi run: {cfg.data.name}", report, timings)
     timings["report"] = time.time() - t2
     timings["total"] = time.time() - t0
     print_table(out["rows"], f"{run_dir} ({timings['total']:.0f} s)")
+    if lava is not None:
+        print_table(lava.rows(), f"Lava ({lava.backend}) on the first {lava.samples} test samples", LAVA_COLUMNS)
     return out
 
 

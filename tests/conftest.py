@@ -13,7 +13,7 @@ CIFAR_SUBSET = REPO.parent / "shared" / "data" / "cifar10-subset"
 TINY_PIPELINE = [
     "--dataset", "digits", "--teacher-epochs", "2", "--epochs", "1", "--max-train", "300",
     "--max-test", "100", "--student-arch", "digits_tiny", "--time-steps", "2", "--no-progress",
-    "--threads", "2",
+    "--threads", "2", "--lava-samples", "6",
 ]
 
 

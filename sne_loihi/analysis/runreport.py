@@ -58,6 +58,7 @@ def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dic
     from sne_loihi.analysis import plots
     from sne_loihi.analysis.activation import analyse_activation, point_energy_nj, tables
     from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.lava_stage import LAVA_SECTION, load_lava_section
     from sne_loihi.pipeline import CONFIG_FILE, evaluate_run, load_data
 
     run_dir = Path(run_dir)
@@ -116,6 +117,10 @@ def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dic
         sections.append((f"Noise robustness ({options.repeats} repeats, Table IV)", "\n".join(lines)
                          + "\n\n![accuracy vs noise](accuracy_vs_noise.png)"))
 
+    lava = load_lava_section(run_dir)  # written by the pipeline's export + Lava stage
+    if lava is not None:
+        sections.append((LAVA_SECTION, lava[0]))
+        out["lava"] = lava[1]
     sections += options.extra_sections
     out.update(options.extra_data)
     if timings:

@@ -1,0 +1,238 @@
+"""Evaluate an exported ensemble in Lava, price its synaptic ops, and check it against torch.
+
+What ``sne simulate`` and the pipeline's Lava stage report for every active set:
+accuracy on the simulated samples, synaptic events per student and layer (counted by the
+Lava op-counter processes), MACs (events on graded input: the first layer when the input
+has more than one bit) and ACs (events on binary spikes), neuron updates, the energy
+estimate of a named profile, and samples per second. With the torch model at hand
+:func:`compare_with_torch` counts every output-spike and op-count difference (the contract
+is zero of each).
+
+This module imports no Lava itself; the simulator it drives does.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sne_loihi.errors import SimulationError
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class ActiveSet:
+    """One choice of students to switch on.
+
+    Attributes:
+        indices: The active student indices (sorted).
+        label: How it was asked for (``all``, ``0,2``, ``k=2 -> [1, 3]``).
+    """
+
+    indices: tuple[int, ...]
+    label: str
+
+
+def parse_active(text: str | None, num_students: int, seed: int = 0) -> ActiveSet:
+    """Parse an ``--active`` value: ``all``, indices ``0,2,3``, or ``k=K`` (K drawn at random).
+
+    Args:
+        text: The option value (``None`` means all).
+        num_students: N.
+        seed: Seed of the random draw for ``k=K``.
+
+    Raises:
+        SimulationError: Not one of the forms, an index outside ``0..N-1``, a repeated
+            index, or K outside ``1..N``.
+    """
+    value = (text or ALL).strip().lower()
+    if value == ALL:
+        return ActiveSet(tuple(range(num_students)), ALL)
+    if value.startswith("k="):
+        try:
+            k = int(value[2:])
+        except ValueError:
+            raise SimulationError(f"--active {text!r}: k=K needs an integer K") from None
+        if not 1 <= k <= num_students:
+            raise SimulationError(f"--active {text!r}: K must be in 1..{num_students}")
+        drawn = tuple(sorted(random.Random(seed).sample(range(num_students), k)))
+        return ActiveSet(drawn, f"k={k} -> {list(drawn)}")
+    try:
+        idx = tuple(int(t) for t in value.split(",") if t.strip())
+    except ValueError:
+        raise SimulationError(f"--active {text!r}: expected 'all', indices like 0,2 or k=K") from None
+    if not idx:
+        raise SimulationError(f"--active {text!r}: no student index given")
+    bad = [i for i in idx if not 0 <= i < num_students]
+    if bad:
+        raise SimulationError(f"--active {text!r}: student index {bad[0]} out of range 0..{num_students - 1}")
+    if len(set(idx)) != len(idx):
+        raise SimulationError(f"--active {text!r}: an index repeats")
+    return ActiveSet(tuple(sorted(idx)), ",".join(map(str, sorted(idx))))
+
+
+@dataclass
+class TorchCheck:
+    """Lava against the torch model for the same samples and active set.
+
+    Attributes:
+        accuracy: Torch accuracy on the same samples.
+        spike_mismatches: Output (student, sample, neuron, step) entries that differ.
+        op_mismatches: (student, sample, layer) op counts that differ (inactive students
+            must count 0 in Lava).
+        ops_per_sample: Torch counter's synaptic ops per sample (active students).
+        prediction_agreement: Fraction of samples where Lava and torch predict the same class.
+    """
+
+    accuracy: float
+    spike_mismatches: int
+    op_mismatches: int
+    ops_per_sample: float
+    prediction_agreement: float
+
+
+@dataclass
+class LavaEvaluation:
+    """One active set run in Lava (per-sample figures are means over the samples).
+
+    Attributes:
+        active: Active student indices; ``label`` how they were chosen.
+        samples: Simulated samples.
+        accuracy: Lava accuracy (``None`` without labels or head).
+        ops_per_student_layer: Synaptic events per sample, per student and weighted layer
+            (zeros for inactive students).
+        macs, acs: Events on graded input / on binary spikes, per sample.
+        neuron_updates: Neuron updates per sample (active students' neurons x T).
+        energy_profile, energy_pj: The profile's name and its estimate per sample.
+        samples_per_second: Lava wall-clock throughput (compilation excluded).
+        backend: The backend that ran.
+        torch: The comparison with torch, when it was made.
+    """
+
+    active: list[int]
+    label: str
+    samples: int
+    accuracy: float | None
+    ops_per_student_layer: list[list[float]]
+    macs: float
+    acs: float
+    neuron_updates: float
+    energy_profile: str
+    energy_pj: float
+    samples_per_second: float
+    backend: str
+    torch: TorchCheck | None = field(default=None)
+
+    @property
+    def ops(self) -> float:
+        """All synaptic events per sample."""
+        return self.macs + self.acs
+
+
+def layer_neurons(layers: Sequence[Any]) -> int:
+    """Neurons of a network's weighted layers (netx ``NetxLayer`` list)."""
+    return int(sum(int(np.prod(layer.out_shape_xyz)) for layer in layers))
+
+
+def summarise(result: Any, layers: Sequence[Sequence[Any]], time_steps: int, input_bits: int,
+              profile: Any, labels: np.ndarray | None, label: str) -> LavaEvaluation:
+    """Turn a :class:`~sne_loihi.sim.simulator.SimResult` into a :class:`LavaEvaluation`.
+
+    Args:
+        result: The simulator's result.
+        layers: Per student its netx layers (for neuron counts).
+        time_steps: T.
+        input_bits: Input bits (more than one bit makes the first layer's events MACs).
+        profile: An :class:`~sne_loihi.cost.energy.EnergyProfile`.
+        labels: ``[N]`` labels of the samples, or ``None``.
+        label: How the active set was chosen.
+    """
+    from sne_loihi.cost.energy import energy_pj
+
+    per = [o.mean(axis=0).astype(float).tolist() if len(o) else [] for o in result.ops_nl]
+    first = sum(p[0] for p in per if p)
+    rest = sum(sum(p[1:]) for p in per)
+    macs, acs = (first, rest) if input_bits > 1 else (0.0, first + rest)
+    neurons = sum(layer_neurons(layers[k]) for k in result.active) * time_steps
+    accuracy = None
+    if labels is not None and result.predictions is not None:
+        accuracy = float((result.predictions == np.asarray(labels)).mean())
+    return LavaEvaluation(
+        active=list(result.active), label=label, samples=int(len(result.rates_nd)), accuracy=accuracy,
+        ops_per_student_layer=per, macs=macs, acs=acs, neuron_updates=float(neurons),
+        energy_profile=profile.name, energy_pj=energy_pj(profile, macs=macs, acs=acs, neuron_updates=neurons),
+        samples_per_second=float(result.samples_per_second), backend=result.backend_used.value,
+    )
+
+
+def compare_with_torch(model: Any, x_nchw: np.ndarray, labels: np.ndarray, result: Any) -> TorchCheck:
+    """Run the torch ensemble on the same samples and active set and count every difference.
+
+    Args:
+        model: The trained :class:`~sne_loihi.ensemble.Ensemble` the export came from.
+        x_nchw: The simulated images in [0, 1].
+        labels: Their labels.
+        result: The Lava :class:`~sne_loihi.sim.simulator.SimResult`.
+    """
+    import torch
+
+    from sne_loihi.cost import count_student_ops
+
+    model.eval()
+    x = torch.as_tensor(np.asarray(x_nchw), dtype=torch.float32)
+    with torch.no_grad():
+        out = model(x, list(result.active))
+    spikes_bad = ops_bad = 0
+    ops_total = 0.0
+    for k, student in enumerate(model.students):
+        lava_ops = result.ops_nl[k]
+        if k not in result.active:
+            ops_bad += int(np.count_nonzero(lava_ops))
+            spikes_bad += int(np.count_nonzero(result.spikes_nft[k]))
+            continue
+        sout = out.student_outputs[k]
+        ref_spikes = sout.spikes_nft.detach().cpu().numpy().astype(np.int8)
+        lava_spikes = result.spikes_nft[k]
+        if ref_spikes.shape != lava_spikes.shape:
+            raise SimulationError(f"student {k}: Lava output {list(lava_spikes.shape)} != torch {list(ref_spikes.shape)}")
+        spikes_bad += int(np.count_nonzero(ref_spikes != lava_spikes))
+        ref_ops = count_student_ops(student, sout).ops_nl.cpu().numpy().round().astype(np.int64)
+        ops_bad += int(np.count_nonzero(ref_ops != lava_ops)) if ref_ops.shape == lava_ops.shape else ref_ops.size
+        ops_total += float(ref_ops.sum())
+    pred = out.logits.argmax(dim=1).cpu().numpy()
+    labels = np.asarray(labels)
+    agree = float((pred == result.predictions).mean()) if result.predictions is not None else float("nan")
+    return TorchCheck(accuracy=float((pred == labels).mean()), spike_mismatches=spikes_bad, op_mismatches=ops_bad,
+                      ops_per_sample=ops_total / max(len(x), 1), prediction_agreement=agree)
+
+
+def evaluate_active_sets(sim: Any, x_nchw: np.ndarray, labels: np.ndarray | None, active_sets: Sequence[ActiveSet],
+                         profile: Any, model: Any = None, progress: bool = False) -> list[LavaEvaluation]:
+    """Run every active set on the simulator's one compiled graph (the gate switches between
+    runs, nothing is rebuilt) and summarise each; compare with ``model`` when given.
+
+    Args:
+        sim: An :class:`~sne_loihi.sim.simulator.EnsembleSimulator`.
+        x_nchw: Images in [0, 1].
+        labels: Their labels (or ``None``).
+        active_sets: The sets to run, in order.
+        profile: Energy profile.
+        model: The torch ensemble for :func:`compare_with_torch` (optional).
+        progress: Show a progress bar over the active sets.
+    """
+    from tqdm import tqdm
+
+    enc = sim.manifest.input
+    out = []
+    for choice in tqdm(active_sets, desc="lava", unit="set", disable=not progress):
+        result = sim.run(x_nchw, active=choice.indices)
+        ev = summarise(result, sim.graph.layers, enc.time_steps, enc.bits, profile, labels, choice.label)
+        if model is not None and labels is not None:
+            ev.torch = compare_with_torch(model, x_nchw, labels, result)
+        out.append(ev)
+    return out

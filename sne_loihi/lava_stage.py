@@ -1,0 +1,287 @@
+"""The export and Lava-simulation stages behind ``sne export``, ``sne simulate`` and the
+pipeline's last step.
+
+Lava (and SLAYER) are imported only inside these functions, through :mod:`sne_loihi.sim`
+and :mod:`sne_loihi.export`, so importing this module keeps the core light.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sne_loihi.config import Backend, RunConfig
+from sne_loihi.errors import ConfigError, ExportError, SimulationError
+
+EXPORT_DIR = "export"
+LAVA_FILE = "lava.json"
+LAVA_SECTION = "Lava simulation (netx export, fixed point)"
+
+#: Columns of the Lava table (terminal and report.md).
+LAVA_COLUMNS: tuple[tuple[str, str, Any], ...] = (
+    ("label", "active", str),
+    ("accuracy", "Lava acc. (%)", lambda v: f"{100 * v:.2f}"),
+    ("torch_accuracy", "torch acc. (%)", lambda v: f"{100 * v:.2f}"),
+    ("ops", "synaptic ops/sample", lambda v: f"{v:,.0f}"),
+    ("torch_ops", "torch ops/sample", lambda v: f"{v:,.0f}"),
+    ("neuron_updates", "neuron updates", lambda v: f"{v:,.0f}"),
+    ("energy_nj", "energy (nJ)", lambda v: f"{v:,.2f}"),
+    ("mismatches", "spike / op mismatches", str),
+    ("samples_per_second", "samples/s", lambda v: f"{v:,.1f}"),
+)
+
+
+@dataclass
+class SimulationReport:
+    """What a Lava simulation of an export produced (JSON-ready via :meth:`to_dict`).
+
+    Attributes:
+        export_dir: The simulated export.
+        backend: The backend that ran.
+        samples: Simulated samples (the first test samples).
+        compilations: How often the graph was compiled (1: every active set reused it).
+        energy_profile: Name and source of the profile.
+        evaluations: One per active set.
+        parity: The export's own parity record (Lava vs torch per layer at export).
+    """
+
+    export_dir: str
+    backend: str
+    samples: int
+    compilations: int
+    energy_profile: dict[str, Any]
+    evaluations: list[Any] = field(default_factory=list)
+    parity: dict[str, Any] | None = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Table rows, one per active set (see :data:`LAVA_COLUMNS`)."""
+        out = []
+        for ev in self.evaluations:
+            check = ev.torch
+            out.append({
+                "label": ev.label, "accuracy": ev.accuracy, "ops": ev.ops, "neuron_updates": ev.neuron_updates,
+                "energy_nj": ev.energy_pj / 1000.0, "samples_per_second": ev.samples_per_second,
+                "torch_accuracy": check.accuracy if check else None,
+                "torch_ops": check.ops_per_sample if check else None,
+                "mismatches": f"{check.spike_mismatches} / {check.op_mismatches}" if check else None,
+            })
+        return out
+
+    def layer_rows(self) -> list[dict[str, Any]]:
+        """Synaptic ops per sample of every student and layer, per active set."""
+        return [{"active": ev.label, "student": k, "ops_per_layer": [round(v, 2) for v in per]}
+                for ev in self.evaluations for k, per in enumerate(ev.ops_per_student_layer)]
+
+    #: Size and modification time of the ensemble checkpoint the run compared with, so a
+    #: report can tell when the Lava figures predate a retrained ensemble.
+    checkpoint_key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["rows"] = self.rows()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SimulationReport":
+        """Inverse of :meth:`to_dict` (raises KeyError/TypeError on a malformed dict)."""
+        from sne_loihi.sim.evaluate import LavaEvaluation, TorchCheck
+
+        evs = []
+        for e in d["evaluations"]:
+            e = dict(e)
+            e["torch"] = TorchCheck(**e["torch"]) if e.get("torch") else None
+            evs.append(LavaEvaluation(**e))
+        keep = {k: d[k] for k in ("export_dir", "backend", "samples", "compilations", "energy_profile", "parity",
+                                  "checkpoint_key") if k in d}
+        return cls(evaluations=evs, **keep)
+
+    def markdown(self) -> str:
+        """The Lava section of a report."""
+        from sne_loihi.report import markdown_table
+
+        per_layer = "\n".join(
+            f"| {r['active']} | {r['student']} | " + ", ".join(f"{v:,.1f}" for v in r["ops_per_layer"]) + " |"
+            for r in self.layer_rows()
+        )
+        parity = (f"Export parity check: {self.parity['samples']} samples, {self.parity['compared']}, "
+                  f"{self.parity['mismatches']} mismatches." if self.parity else "Export parity check: not run.")
+        return (
+            f"{self.samples} test samples simulated in Lava on backend `{self.backend}` "
+            f"(one compiled graph, {self.compilations} compilation(s); the gate switched the active "
+            f"set between runs). Energy profile `{self.energy_profile['name']}`: "
+            f"{self.energy_profile['source']}.\n\n" + markdown_table(self.rows(), LAVA_COLUMNS)
+            + "\n\nMismatches: output spikes (student, sample, neuron, step) and per-sample, per-layer "
+            "op counts where Lava and the torch model differ on the same samples and active set "
+            "(an inactive student must count 0).\n\n" + parity
+            + "\n\n| active | student | synaptic ops per sample, per layer |\n|---|---|---|\n" + per_layer
+        )
+
+
+def _test_images(cfg: RunConfig, samples: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from sne_loihi.pipeline import load_data
+
+    if samples < 1:
+        raise ConfigError(f"the number of samples must be >= 1, got {samples}")
+    data = load_data(cfg)
+    n = min(samples, len(data.y_test))
+    return data.x_test_nchw[:n].numpy(), data.y_test[:n].numpy(), list(data.class_names)
+
+
+def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100, overwrite: bool = False,
+               capacity: int = 25) -> Any:
+    """Export ``RUN/ensemble.pt`` to netx files + manifest, verified in Lava on the first
+    ``samples`` test samples (0 skips the check, which the manifest then records as null).
+
+    Returns:
+        The loaded, validated :class:`~sne_loihi.export.Manifest`.
+
+    Raises:
+        ExportError / ParityError / CheckpointError: One-line reasons.
+    """
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.export import export_model
+
+    run_dir = Path(run_dir)
+    loaded = load_ensemble(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / EXPORT_DIR
+    x = _test_images(loaded.config, samples)[0] if samples > 0 else None
+    return export_model(
+        loaded.model, out_dir, partition=loaded.partition.to_dict(), in_shape_chw=loaded.in_shape,
+        class_names=loaded.class_names, config=loaded.config.to_dict(), x_verify_nchw=x,
+        verify_samples=samples, overwrite=overwrite, capacity=capacity,
+    )
+
+
+def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] | None = None,
+                    backend: Backend | str = Backend.AUTO, energy: str = "cmos45nm", capacity: int = 25,
+                    seed: int = 0, data_dir: str | None = None, torch_checkpoint: Path | None = None,
+                    progress: bool = True) -> SimulationReport:
+    """Simulate an export on the first test samples of its data set, for every active set
+    on one compiled graph; compare with the torch ensemble in ``torch_checkpoint`` if given.
+
+    Raises:
+        ExportError: Invalid export. SimulationError: Bad active set, unavailable backend.
+        ConfigError: Bad options. DataError: The data set cannot be read.
+    """
+    from sne_loihi.analysis.runreport import resolve_profile
+    from sne_loihi.export import load_manifest
+    from sne_loihi.sim import EnsembleSimulator
+    from sne_loihi.sim.evaluate import evaluate_active_sets, parse_active
+
+    if capacity < 1:
+        raise ConfigError(f"capacity must be >= 1, got {capacity}")
+    manifest = load_manifest(Path(export_dir))
+    if not manifest.config:
+        raise ExportError(f"{export_dir}: the manifest holds no run config, so its data set is unknown; "
+                          "simulate its networks one by one with an input file instead")
+    cfg = RunConfig.from_dict(manifest.config)
+    if data_dir is not None:
+        cfg.data.data_dir = str(data_dir)
+    n = len(manifest.students)
+    choices = [parse_active(a, n, seed) for a in (active or ["all"])]
+    profile = resolve_profile(energy)
+    x, y, _ = _test_images(cfg, samples)
+    if list(x.shape[1:]) != list(manifest.input.shape_chw):
+        raise SimulationError(f"data set images are {list(x.shape[1:])}, the export expects {manifest.input.shape_chw}")
+    model = None
+    if torch_checkpoint is not None:
+        from sne_loihi.ensemble.checkpoint import load_ensemble
+
+        model = load_ensemble(Path(torch_checkpoint)).model
+        if model.num_students != n:
+            raise SimulationError(f"{torch_checkpoint} has {model.num_students} students, the export {n}")
+    with EnsembleSimulator(manifest, backend=Backend(backend), capacity=min(capacity, len(x))) as sim:
+        evaluations = evaluate_active_sets(sim, x, y, choices, profile, model=model, progress=progress)
+        return SimulationReport(
+            export_dir=str(export_dir), backend=sim.backend_used.value, samples=len(x),
+            compilations=sim.compilations, energy_profile={"name": profile.name, "source": profile.source},
+            evaluations=evaluations, parity=asdict(manifest.parity) if manifest.parity else None,
+        )
+
+
+def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
+                       backend: Backend | str = Backend.AUTO, energy: str = "cmos45nm",
+                       capacity: int = 25) -> SimulationReport:
+    """Simulate a user's own netx HDF5 network (a one-member ensemble without a head) on an
+    input file (``.npy``, integers ``[N, *in_shape, T]``; ``[N, C, H, W, T]`` for a conv
+    network) and count its synaptic ops.
+
+    Raises:
+        ExportError: Unreadable network. SimulationError: Input that does not fit.
+    """
+    from sne_loihi.analysis.runreport import resolve_profile
+    from sne_loihi.export import read_netx_layers
+    from sne_loihi.sim import simulate_network
+    from sne_loihi.sim.evaluate import summarise
+
+    net_path, input_path = Path(net_path), Path(input_path)
+    if not net_path.is_file():
+        raise ExportError(f"network file not found: {net_path}")
+    try:
+        x = np.load(input_path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise SimulationError(f"cannot read input {input_path} (a .npy array of integers): {exc}") from None
+    if not np.issubdtype(x.dtype, np.number) or x.ndim < 3:
+        raise SimulationError(f"input {input_path} must be a numeric array [N, ..., T], got {x.dtype} {list(x.shape)}")
+    profile = resolve_profile(energy)
+    layers = read_netx_layers(net_path)
+    result = simulate_network(net_path, x, input_bits=input_bits, backend=Backend(backend), capacity=min(capacity, len(x)))
+    ev = summarise(result, [layers], int(x.shape[-1]), input_bits, profile, None, "all")
+    return SimulationReport(export_dir=str(net_path), backend=result.backend_used.value, samples=len(x),
+                            compilations=1, energy_profile={"name": profile.name, "source": profile.source},
+                            evaluations=[ev])
+
+
+def lava_stage(cfg: RunConfig, run_dir: Path, *, energy: str = "cmos45nm", progress: bool = True) -> SimulationReport | None:
+    """The pipeline's last stage: export ``RUN/ensemble.pt`` to ``RUN/export`` (parity-checked
+    on ``cfg.lava.samples`` test samples) and simulate those samples for every configured
+    active set, compared with torch. Returns ``None`` when the stage is disabled.
+    """
+    lava = cfg.lava
+    if not lava.enabled or lava.samples == 0:
+        return None
+    if lava.samples < 0 or lava.capacity < 1:
+        raise ConfigError(f"lava.samples must be >= 0 and lava.capacity >= 1, got {lava.samples}, {lava.capacity}")
+    run_dir = Path(run_dir)
+    export_run(run_dir, run_dir / EXPORT_DIR, samples=lava.samples, overwrite=True, capacity=lava.capacity)
+    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+    from sne_loihi.io import atomic_write_json
+
+    rep = simulate_export(run_dir / EXPORT_DIR, samples=lava.samples, active=list(lava.active), backend=lava.backend,
+                           energy=energy, capacity=lava.capacity, seed=cfg.train.seed, torch_checkpoint=run_dir / ENSEMBLE_FILE,
+                           progress=progress)
+    rep.checkpoint_key = checkpoint_key(run_dir / ENSEMBLE_FILE)
+    atomic_write_json(run_dir / LAVA_FILE, rep.to_dict())
+    return rep
+
+
+def checkpoint_key(path: Path) -> str:
+    """Size and modification time of a checkpoint (changes when it is rewritten)."""
+    st = Path(path).stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def load_lava_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
+    """The report section and JSON of ``RUN/lava.json``, or ``None`` if the stage never ran.
+
+    The section says so when the ensemble checkpoint changed after the simulation.
+    """
+    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+
+    path = Path(run_dir) / LAVA_FILE
+    if not path.is_file():
+        return None
+    try:
+        rep = SimulationReport.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return (f"{path} is unreadable ({type(exc).__name__}); rerun the pipeline's Lava stage", {})
+    body = rep.markdown()
+    ckpt = Path(run_dir) / ENSEMBLE_FILE
+    if ckpt.is_file() and rep.checkpoint_key != checkpoint_key(ckpt):
+        body = ("**Stale:** these Lava figures were measured before `ensemble.pt` last changed; "
+                "rerun `sne export --overwrite` and `sne simulate`.\n\n" + body)
+    return body, rep.to_dict()

@@ -1,0 +1,149 @@
+"""`sne export` / `sne simulate` and the pipeline's Lava stage, on the shared tiny digits run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sne_loihi.cli import app
+
+runner = CliRunner()
+
+
+def one_line_error(result, needle: str) -> None:  # noqa: ANN001
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert needle in result.stderr, result.stderr
+
+
+def test_pipeline_report_holds_lava_figures_equal_to_torch(tiny_run: Path) -> None:
+    lava = json.loads((tiny_run / "report.json").read_text())["lava"]
+    assert lava["samples"] == 6 and lava["compilations"] == 1 and lava["parity"]["mismatches"] == 0
+    labels = [e["label"] for e in lava["evaluations"]]
+    assert labels == ["all", "0"]
+    for ev in lava["evaluations"]:
+        check = ev["torch"]
+        assert check["spike_mismatches"] == 0 and check["op_mismatches"] == 0
+        assert check["prediction_agreement"] == 1.0 and ev["accuracy"] == check["accuracy"]
+        assert ev["macs"] + ev["acs"] == pytest.approx(check["ops_per_sample"])
+        assert ev["energy_pj"] > 0
+    only0 = lava["evaluations"][1]["ops_per_student_layer"]
+    assert sum(only0[0]) > 0 and all(sum(per) == 0 for per in only0[1:])
+    assert "Lava simulation" in (tiny_run / "report.md").read_text()
+    assert (tiny_run / "export" / "manifest.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def export_dir(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh export of the tiny run, beside a copy of its ensemble checkpoint."""
+    run = tmp_path_factory.mktemp("run")
+    shutil.copy2(tiny_run / "ensemble.pt", run / "ensemble.pt")
+    shutil.copy2(tiny_run / "config.toml", run / "config.toml")
+    out = run / "export"
+    result = runner.invoke(app, ["export", str(run), "--out", str(out), "--verify-samples", "4"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "4 samples, 0 mismatches" in result.stdout
+    return out
+
+
+def test_export_refuses_to_overwrite_and_keeps_the_old_export(export_dir: Path) -> None:
+    before = {p.name: p.read_bytes() for p in export_dir.iterdir()}
+    result = runner.invoke(app, ["export", str(export_dir.parent), "--out", str(export_dir), "--verify-samples", "0"])
+    one_line_error(result, "already holds an export")
+    assert {p.name: p.read_bytes() for p in export_dir.iterdir()} == before
+
+
+def test_simulate_switches_active_sets_on_one_graph(export_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sim.json"
+    result = runner.invoke(app, ["simulate", str(export_dir), "--samples", "5", "--capacity", "3", "--backend", "cpu",
+                                 "--active", "all", "--active", "1,3", "--active", "k=1", "--energy", "loihi",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    rep = json.loads(out.read_text())
+    assert rep["compilations"] == 1 and rep["backend"] == "cpu" and rep["samples"] == 5
+    full, some, one = rep["evaluations"]
+    assert some["active"] == [1, 3] and len(one["active"]) == 1
+    for ev in rep["evaluations"]:
+        assert ev["torch"]["spike_mismatches"] == 0 and ev["torch"]["op_mismatches"] == 0
+        for k, per in enumerate(ev["ops_per_student_layer"]):
+            if k in ev["active"]:
+                assert per == full["ops_per_student_layer"][k]  # same samples: a student's ops do not depend on others
+            else:
+                assert sum(per) == 0
+    assert some["macs"] + some["acs"] < full["macs"] + full["acs"]
+    assert some["neuron_updates"] == pytest.approx(full["neuron_updates"] / 2)
+    # loihi profile: every synaptic event 23.6 pJ plus 81 pJ per neuron update
+    assert full["energy_pj"] == pytest.approx(23.6 * (full["macs"] + full["acs"]) + 81.0 * full["neuron_updates"])
+    assert "ops/sample per layer" in result.stdout
+    again = runner.invoke(app, ["simulate", str(export_dir), "--samples", "2", "--json", str(out)])
+    one_line_error(again, "exists")
+
+
+@pytest.mark.parametrize(("active", "needle"), [
+    ("4", "out of range"), ("k=9", "K must be in 1..4"), ("zero", "expected 'all'"), ("1,1", "repeats"),
+])
+def test_simulate_rejects_bad_active_sets(export_dir: Path, active: str, needle: str) -> None:
+    one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--samples", "2", "--active", active]), needle)
+
+
+def test_simulate_loihi2_without_the_extension_is_refused(export_dir: Path) -> None:
+    from sne_loihi.sim import loihi_available
+
+    if loihi_available():
+        pytest.skip("lava-loihi is installed here")
+    one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--samples", "2", "--backend", "loihi2"]), "lava-loihi")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "manifest"])
+def test_simulate_damaged_export_is_a_one_line_error(export_dir: Path, tmp_path: Path, damage: str) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(export_dir, broken)
+    if damage == "truncate":
+        data = (broken / "student_0.net").read_bytes()
+        (broken / "student_0.net").write_bytes(data[: len(data) // 3])
+        needle = "student_0.net"
+    else:
+        manifest = json.loads((broken / "manifest.json").read_text())
+        manifest["students"][1]["out_features"] += 1
+        (broken / "manifest.json").write_text(json.dumps(manifest))
+        needle = "do not match"
+    one_line_error(runner.invoke(app, ["simulate", str(broken), "--samples", "2"]), needle)
+
+
+def test_simulate_a_single_netx_file_with_its_input(export_dir: Path, tmp_path: Path) -> None:
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    enc = manifest["input"]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2 ** enc["bits"], size=(3, *enc["shape_chw"], enc["time_steps"])).astype(np.int32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "one.json"
+    net = export_dir / "student_2.net"
+    result = runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "x.npy"), "--input-bits",
+                                 str(enc["bits"]), "--backend", "cpu", "--json", str(out)])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    ev = json.loads(out.read_text())["evaluations"][0]
+    assert ev["accuracy"] is None and ev["macs"] > 0 and len(ev["ops_per_student_layer"]) == 1
+    one_line_error(runner.invoke(app, ["simulate", str(net)]), "--input")
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    one_line_error(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "bad.npy")]), "cannot read input")
+
+
+def test_evaluate_keeps_the_lava_section_and_flags_it_stale(tiny_run: Path, tmp_path: Path) -> None:
+    import os
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    result = runner.invoke(app, ["evaluate", str(run), "--no-activation"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((run / "report.json").read_text())["lava"]["evaluations"][0]["label"] == "all"
+    md = (run / "report.md").read_text()
+    assert "Lava simulation" in md and "Stale" not in md
+    st = (run / "ensemble.pt").stat()
+    os.utime(run / "ensemble.pt", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # as if retrained
+    assert runner.invoke(app, ["evaluate", str(run), "--no-activation"]).exit_code == 0
+    assert "**Stale:**" in (run / "report.md").read_text()
