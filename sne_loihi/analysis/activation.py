@@ -80,7 +80,7 @@ def analyse_activation(
 
 def point_energy_nj(point: PolicyPoint, profile: EnergyProfile) -> float:
     """Energy per inference of a policy point, in nJ."""
-    return energy_pj(profile, macs=point.macs, acs=point.acs) / 1000.0
+    return energy_pj(profile, macs=point.macs, acs=point.acs, neuron_updates=point.neuron_updates) / 1000.0
 
 
 def tables(model: Ensemble, data: Any, batch_size: int = 256, with_train: bool = True) -> tuple[StudentTable, StudentTable | None]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from sne_loihi.ensemble.model import Ensemble
+from sne_loihi.errors import ConfigError
 
 
 @dataclass
@@ -28,12 +29,15 @@ class StudentTable:
         macs_sn: ``[S, N]`` synaptic ops on graded input per sample and student.
         acs_sn: ``[S, N]`` synaptic ops on binary spikes per sample and student.
         labels: ``[S]``.
+        neuron_updates_n: ``[N]`` neuron updates of one sample per student (its weighted
+            layers' neurons x T; the same for every sample), or ``None`` if not known.
     """
 
     rates: list[torch.Tensor]
     macs_sn: torch.Tensor
     acs_sn: torch.Tensor
     labels: torch.Tensor
+    neuron_updates_n: torch.Tensor | None = None
 
     @property
     def num_students(self) -> int:
@@ -43,7 +47,7 @@ class StudentTable:
 @torch.no_grad()
 def student_table(model: Ensemble, x_nchw: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> StudentTable:
     """Run every student on every sample once, keeping rates and exact op counts."""
-    from sne_loihi.cost import OpKind, count_student_ops
+    from sne_loihi.cost import OpKind, count_student_ops, neuron_updates_per_sample
 
     device = next(model.parameters()).device
     model.eval()
@@ -63,12 +67,17 @@ def student_table(model: Ensemble, x_nchw: torch.Tensor, y: torch.Tensor, batch_
                 target[:, i] += ops.ops_nl[:, l].double().cpu()
         macs.append(m)
         acs.append(a)
-    return StudentTable([torch.cat(r) for r in rates], torch.cat(macs), torch.cat(acs), y.cpu())
+    updates = torch.tensor([float(neuron_updates_per_sample(s.spec)) for s in model.students], dtype=torch.float64)
+    return StudentTable([torch.cat(r) for r in rates], torch.cat(macs), torch.cat(acs), y.cpu(), updates)
 
 
 @dataclass
 class PolicyPoint:
-    """Accuracy and mean cost of one policy setting."""
+    """Accuracy and mean cost per sample of one policy setting.
+
+    ``neuron_updates`` counts the active students' neurons x T (what the Lava evaluation
+    counts too); profiles that price neuron updates (``loihi``) charge them.
+    """
 
     policy: str
     setting: str
@@ -76,6 +85,7 @@ class PolicyPoint:
     macs: float
     acs: float
     mean_active: float
+    neuron_updates: float = 0.0
 
 
 @torch.no_grad()
@@ -86,9 +96,12 @@ def head_logits(head: torch.nn.Module, table: StudentTable, mask_sn: torch.Tenso
     return head(torch.cat(parts, dim=1)).float().cpu()
 
 
-def _point(policy: str, setting: str, head: torch.nn.Module, table: StudentTable, mask_sn: torch.Tensor) -> PolicyPoint:
+def policy_point(policy: str, setting: str, head: torch.nn.Module, table: StudentTable, mask_sn: torch.Tensor) -> PolicyPoint:
+    """Accuracy and mean cost of any per-sample activation ``mask_sn`` (``[S, N]`` bool):
+    the head on the masked rates, the ops of the students each sample ran only."""
     logits = head_logits(head, table, mask_sn)
     maskf = mask_sn.double()
+    updates = 0.0 if table.neuron_updates_n is None else float((maskf @ table.neuron_updates_n.double()).mean())
     return PolicyPoint(
         policy=policy,
         setting=setting,
@@ -96,30 +109,68 @@ def _point(policy: str, setting: str, head: torch.nn.Module, table: StudentTable
         macs=float((table.macs_sn * maskf).sum(1).mean()),
         acs=float((table.acs_sn * maskf).sum(1).mean()),
         mean_active=float(maskf.sum(1).mean()),
+        neuron_updates=updates,
     )
 
 
 def subset_points(head: torch.nn.Module, table: StudentTable, k: int) -> list[PolicyPoint]:
     """Every one of the C(N, K) subsets, each applied to all samples."""
     n, s = table.num_students, len(table.labels)
+    if not 1 <= k <= n:
+        raise ConfigError(f"number of active students must be in 1..{n}, got {k}")
     points = []
     for subset in itertools.combinations(range(n), k):
         mask = torch.zeros(s, n, dtype=torch.bool)
         mask[:, list(subset)] = True
-        points.append(_point("subset", ",".join(map(str, subset)), head, table, mask))
+        points.append(policy_point("subset", ",".join(map(str, subset)), head, table, mask))
     return points
+
+
+def random_k_mask(num_samples: int, num_students: int, k: int, batch_size: int = 256, seed: int = 0) -> torch.Tensor:
+    """``[S, N]`` bool: per batch of ``batch_size`` samples, K students drawn without replacement.
+
+    The draws are those of :func:`~sne_loihi.ensemble.evaluate.evaluate_ensemble` with
+    ``active=K`` and the same seed and batch size (one ``randperm`` per batch).
+
+    Raises:
+        ConfigError: K outside ``1..N`` or a batch size below 1.
+    """
+    if not 1 <= k <= num_students:
+        raise ConfigError(f"number of active students must be in 1..{num_students}, got {k}")
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(num_samples, num_students, dtype=torch.bool)
+    for start in range(0, num_samples, batch_size):
+        mask[start : start + batch_size, torch.randperm(num_students, generator=gen)[:k]] = True
+    return mask
 
 
 def random_k_point(
     head: torch.nn.Module, table: StudentTable, k: int, batch_size: int = 256, seed: int = 0
 ) -> PolicyPoint:
     """Random K of N per batch (the paper's evaluation): one draw per ``batch_size`` samples."""
-    n, s = table.num_students, len(table.labels)
-    gen = torch.Generator().manual_seed(seed)
-    mask = torch.zeros(s, n, dtype=torch.bool)
-    for start in range(0, s, batch_size):
-        mask[start : start + batch_size, torch.randperm(n, generator=gen)[:k]] = True
-    return _point("random", f"K={k}", head, table, mask)
+    mask = random_k_mask(len(table.labels), table.num_students, k, batch_size, seed)
+    return policy_point("random", f"K={k}", head, table, mask)
+
+
+def check_order(order: Sequence[int] | None, num_students: int) -> list[int]:
+    """A cascade order: distinct student indices in ``0..N-1`` (``None``: ``0..N-1``).
+
+    Raises:
+        ConfigError: Empty order, an index out of range, or a repeated index.
+    """
+    if order is None:
+        return list(range(num_students))
+    idx = [int(i) for i in order]
+    if not idx:
+        raise ConfigError("a cascade order needs at least one student")
+    bad = [i for i in idx if not 0 <= i < num_students]
+    if bad:
+        raise ConfigError(f"cascade order index {bad[0]} out of range 0..{num_students - 1}")
+    if len(set(idx)) != len(idx):
+        raise ConfigError(f"cascade order repeats a student: {idx}")
+    return idx
 
 
 def cascade_mask(
@@ -132,7 +183,7 @@ def cascade_mask(
         ``[S, N]`` bool mask of the students that ran for each sample.
     """
     n, s = table.num_students, len(table.labels)
-    order = list(range(n)) if order is None else list(order)
+    order = check_order(order, n)
     mask = torch.zeros(s, n, dtype=torch.bool)
     running = torch.ones(s, dtype=torch.bool)
     for student in order:
@@ -148,4 +199,4 @@ def cascade_points(
     head: torch.nn.Module, table: StudentTable, thresholds: Sequence[float], order: Sequence[int] | None = None
 ) -> list[PolicyPoint]:
     """Accuracy-vs-cost curve of the per-sample policy over a threshold sweep."""
-    return [_point("per-sample", f"thr={t:g}", head, table, cascade_mask(head, table, t, order)) for t in thresholds]
+    return [policy_point("per-sample", f"thr={t:g}", head, table, cascade_mask(head, table, t, order)) for t in thresholds]
