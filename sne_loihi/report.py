@@ -58,4 +58,10 @@ def print_table(rows: Sequence[dict[str, Any]], title: str, columns=COLUMNS) -> 
         table.add_column(h, justify="left" if i < 2 else "right")
     for c in cells:
         table.add_row(*c)
-    Console().print(table)
+    console = Console()
+    # Never squeeze cells into "12,3..." on a narrow (or piped, 80-column) console: widen the
+    # console to the table's natural width; a terminal wraps the long lines instead.
+    needed = console.measure(table, options=console.options.update(max_width=1000)).maximum
+    if needed > console.width:
+        console = Console(width=needed)
+    console.print(table)
