@@ -26,7 +26,8 @@ def _untrained_export(out_dir: Path) -> Path:
     from sne_loihi.export import export_model
     from sne_loihi.partition import Partition
 
-    partition = Partition.from_dict({"groups": [list(range(i * 16, (i + 1) * 16)) for i in range(4)]})
+    partition = Partition.from_dict({"strategy": "fixed", "feature_dim": 64,
+                                     "groups": [list(range(i * 16, (i + 1) * 16)) for i in range(4)]})
     model = build_ensemble(StudentConfig(arch="digits_small"), partition, (1, 8, 8), 10).eval()
     export_model(model, out_dir, partition=partition.to_dict(), in_shape_chw=(1, 8, 8),
                  class_names=[str(i) for i in range(10)], config={}, verify_samples=0)

@@ -5,12 +5,12 @@ This package itself imports no Lava; the parity check calls into :mod:`sne_loihi
 
 from sne_loihi.export.exporter import check_parity, export_ensemble, export_model, torch_layer_spikes
 from sne_loihi.export.manifest import (
-    MANIFEST_FILE, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest, sha256_file,
+    MANIFEST_FILE, CascadeHead, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest, sha256_file,
 )
 from sne_loihi.export.netx_file import LayerKind, NetxLayer, read_netx_layers, write_student_hdf5
 
 __all__ = [
-    "MANIFEST_FILE", "InputEncoding", "LayerKind", "Manifest", "NetxLayer", "ParityRecord", "StudentEntry",
+    "MANIFEST_FILE", "CascadeHead", "InputEncoding", "LayerKind", "Manifest", "NetxLayer", "ParityRecord", "StudentEntry",
     "check_parity", "export_ensemble", "export_model", "load_manifest", "read_netx_layers", "sha256_file",
     "torch_layer_spikes", "write_student_hdf5",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 
 from sne_loihi.errors import ExportError, ParityError
 from sne_loihi.export.manifest import (
-    MANIFEST_FILE, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest, sha256_file,
+    MANIFEST_FILE, CascadeHead, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest, sha256_file,
 )
 from sne_loihi.export.netx_file import read_netx_layers, write_student_hdf5
 from sne_loihi.io import atomic_write_json
@@ -107,8 +107,12 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 
 def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_shape_chw: Sequence[int],
                  class_names: Sequence[str], config: dict[str, Any], x_verify_nchw: Any = None,
-                 verify_samples: int = 100, overwrite: bool = False, capacity: int = 16) -> Manifest:
-    """Export an in-memory :class:`~sne_loihi.ensemble.Ensemble` (see :func:`export_ensemble`)."""
+                 verify_samples: int = 100, overwrite: bool = False, capacity: int = 16,
+                 cascade_head: CascadeHead | None = None) -> Manifest:
+    """Export an in-memory :class:`~sne_loihi.ensemble.Ensemble` (see :func:`export_ensemble`).
+
+    ``cascade_head`` (optional) is stored in the manifest for per-sample activation in Lava.
+    """
     import torch
 
     from sne_loihi.ensemble import encode_for
@@ -140,7 +144,7 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
             students=entries, partition=dict(partition),
             head_weight=head.weight.detach().cpu().double().tolist(), head_bias=head.bias.detach().cpu().double().tolist(),
             input=InputEncoding(bits=int(specs[0].input_bits), time_steps=steps.pop(), shape_chw=[int(v) for v in in_shape_chw]),
-            class_names=[str(c) for c in class_names], config=dict(config), parity=parity,
+            class_names=[str(c) for c in class_names], config=dict(config), parity=parity, cascade=cascade_head,
         )
         atomic_write_json(tmp / MANIFEST_FILE, manifest.to_dict())
         load_manifest(tmp)  # the export must pass its own validation
@@ -155,7 +159,7 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
 
 
 def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = 100,
-                    overwrite: bool = False, capacity: int = 16) -> Manifest:
+                    overwrite: bool = False, capacity: int = 16, cascade_head: Path | None = None) -> Manifest:
     """Export ``RUN/ensemble.pt`` to ``out_dir``: ``student_{i}.net`` files + ``manifest.json``.
 
     Written into a temporary folder beside ``out_dir`` and renamed into place only after the
@@ -169,6 +173,8 @@ def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = 
         verify_samples: How many of them to check (0 skips the check; recorded as null).
         overwrite: Replace an existing export.
         capacity: Samples per Lava run during the check.
+        cascade_head: ``RUN/cascade_head.pt`` (written by the report) to store in the
+            manifest, so ``sne simulate`` can run per-sample activation from the export alone.
 
     Raises:
         ExportError: Existing export without ``overwrite``, SpikingJelly students, missing
@@ -178,8 +184,14 @@ def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = 
     from sne_loihi.ensemble.checkpoint import load_ensemble
 
     loaded = load_ensemble(Path(ensemble_ckpt))
+    cascade = None
+    if cascade_head is not None:
+        from sne_loihi.ensemble.cascade import load_cascade_head
+
+        head, order = load_cascade_head(Path(cascade_head), loaded.model.num_students)
+        cascade = CascadeHead.from_linear(head, order, source=str(cascade_head))
     return export_model(
         loaded.model, out_dir, partition=loaded.partition.to_dict(), in_shape_chw=loaded.in_shape,
         class_names=loaded.class_names, config=loaded.config.to_dict(), x_verify_nchw=x_verify_nchw,
-        verify_samples=verify_samples, overwrite=overwrite, capacity=capacity,
+        verify_samples=verify_samples, overwrite=overwrite, capacity=capacity, cascade_head=cascade,
     )

@@ -66,6 +66,33 @@ class ParityRecord:
 
 
 @dataclass
+class CascadeHead:
+    """The head of per-sample activation (trained with prefix masks in ``order``), optional.
+
+    Attributes:
+        weight: ``[classes, sum F]``, the same shape as the ensemble head.
+        bias: ``[classes]``.
+        order: The students in cascade order (distinct indices).
+        source: Where it came from (e.g. ``RUN/cascade_head.pt``).
+    """
+
+    weight: list[list[float]]
+    bias: list[float]
+    order: list[int]
+    source: str = ""
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Weight and bias as float64 arrays."""
+        return np.asarray(self.weight, dtype=np.float64), np.asarray(self.bias, dtype=np.float64)
+
+    @classmethod
+    def from_linear(cls, linear: Any, order: Any, source: str = "") -> "CascadeHead":
+        """From a ``torch.nn.Linear`` and its cascade order."""
+        return cls(weight=linear.weight.detach().cpu().double().tolist(), bias=linear.bias.detach().cpu().double().tolist(),
+                   order=[int(i) for i in order], source=source)
+
+
+@dataclass
 class Manifest:
     """An exported ensemble: networks, partition, head, encoding, configs.
 
@@ -80,6 +107,7 @@ class Manifest:
     class_names: list[str]
     config: dict[str, Any]
     parity: ParityRecord | None
+    cascade: CascadeHead | None = None
     format_version: int = FORMAT_VERSION
     directory: Path | None = field(default=None, compare=False)
 
@@ -112,6 +140,7 @@ class Manifest:
                 class_names=[str(c) for c in d["class_names"]],
                 config=dict(d["config"]),
                 parity=ParityRecord(**d["parity"]) if d.get("parity") else None,
+                cascade=CascadeHead(**d["cascade"]) if d.get("cascade") else None,
                 format_version=int(d["format_version"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -163,6 +192,30 @@ def validate_manifest(m: Manifest, directory: Path) -> None:
     if w.ndim != 2 or w.shape != (n_cls, total) or b.shape != (n_cls,):
         raise ExportError(f"{directory}: head weight {list(w.shape)} / bias {list(b.shape)} do not fit "
                           f"{total} student outputs and {n_cls} classes")
+    if m.cascade is not None:
+        validate_cascade_head(m.cascade, w.shape, len(m.students), str(directory))
+
+
+def validate_cascade_head(head: CascadeHead, head_shape: tuple[int, ...], num_students: int, where: str) -> None:
+    """The cascade head must have the ensemble head's shape, finite values and an order of
+    distinct students.
+
+    Raises:
+        ExportError: The first problem, in one line.
+    """
+    try:
+        cw, cb = head.arrays()
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"{where}: cascade head is not numeric: {exc}") from None
+    if cw.shape != tuple(head_shape) or cb.shape != (head_shape[0],):
+        raise ExportError(f"{where}: cascade head weight {list(cw.shape)} / bias {list(cb.shape)} do not match "
+                          f"the ensemble head {list(head_shape)}")
+    if not (np.isfinite(cw).all() and np.isfinite(cb).all()):
+        raise ExportError(f"{where}: cascade head holds non-finite values")
+    order = list(head.order)
+    if (not order or len(set(order)) != len(order)
+            or not all(isinstance(i, int) and 0 <= i < num_students for i in order)):
+        raise ExportError(f"{where}: cascade order must list distinct students in 0..{num_students - 1}, got {order}")
 
 
 def load_manifest(directory: Path) -> Manifest:

@@ -5,10 +5,10 @@ the imports happen when a graph is built, not when this package is imported.
 """
 
 from sne_loihi.sim.backend import Backend, loihi_available, resolve_backend
-from sne_loihi.sim.graph import GraphRun, LavaGraph
-from sne_loihi.sim.simulator import EnsembleSimulator, SimResult, encode_images, simulate_network
+from sne_loihi.sim.graph import CascadeRun, GraphRun, LavaGraph
+from sne_loihi.sim.simulator import CascadeResult, EnsembleSimulator, SimResult, encode_images, simulate_network
 
 __all__ = [
-    "Backend", "EnsembleSimulator", "GraphRun", "LavaGraph", "SimResult", "encode_images", "loihi_available",
-    "resolve_backend", "simulate_network",
+    "Backend", "CascadeResult", "CascadeRun", "EnsembleSimulator", "GraphRun", "LavaGraph", "SimResult",
+    "encode_images", "loihi_available", "resolve_backend", "simulate_network",
 ]

@@ -87,6 +87,8 @@ class TorchCheck:
             must count 0 in Lava).
         ops_per_sample: Torch counter's synaptic ops per sample (active students).
         prediction_agreement: Fraction of samples where Lava and torch predict the same class.
+        decision_mismatches: Per-sample activation only: samples whose set of students
+            run differs between Lava's in-graph decision and torch's cascade.
     """
 
     accuracy: float
@@ -94,6 +96,7 @@ class TorchCheck:
     op_mismatches: int
     ops_per_sample: float
     prediction_agreement: float
+    decision_mismatches: int = 0
 
 
 @dataclass
@@ -112,6 +115,7 @@ class LavaEvaluation:
         samples_per_second: Lava wall-clock throughput (compilation excluded).
         backend: The backend that ran.
         torch: The comparison with torch, when it was made.
+        mean_active: Students run per sample, averaged (per-sample activation varies it).
     """
 
     active: list[int]
@@ -127,6 +131,7 @@ class LavaEvaluation:
     samples_per_second: float
     backend: str
     torch: TorchCheck | None = field(default=None)
+    mean_active: float | None = None
 
     @property
     def ops(self) -> float:
@@ -158,7 +163,9 @@ def summarise(result: Any, layers: Sequence[Sequence[Any]], time_steps: int, inp
     first = sum(p[0] for p in per if p)
     rest = sum(sum(p[1:]) for p in per)
     macs, acs = (first, rest) if input_bits > 1 else (0.0, first + rest)
-    neurons = sum(layer_neurons(layers[k]) for k in result.active) * time_steps
+    ran_nk = ran_mask(result, len(layers))
+    per_student = np.array([layer_neurons(layers[k]) * time_steps for k in range(len(layers))], dtype=np.float64)
+    neurons = float((ran_nk @ per_student).mean()) if len(ran_nk) else 0.0
     accuracy = None
     if labels is not None and result.predictions is not None:
         accuracy = float((result.predictions == np.asarray(labels)).mean())
@@ -167,11 +174,26 @@ def summarise(result: Any, layers: Sequence[Sequence[Any]], time_steps: int, inp
         ops_per_student_layer=per, macs=macs, acs=acs, neuron_updates=float(neurons),
         energy_profile=profile.name, energy_pj=energy_pj(profile, macs=macs, acs=acs, neuron_updates=neurons),
         samples_per_second=float(result.samples_per_second), backend=result.backend_used.value,
+        mean_active=float(ran_nk.sum(axis=1).mean()) if len(ran_nk) else 0.0,
     )
 
 
+def ran_mask(result: Any, num_students: int) -> np.ndarray:
+    """``[N, K]`` bool: which students ran for which sample in a Lava result (a cascade's
+    record, a per-sample mask within the active set, or the active set for every sample)."""
+    ran = getattr(result, "ran_nk", None)
+    if ran is not None:
+        return np.asarray(ran, dtype=bool)
+    active = np.zeros(num_students, dtype=bool)
+    active[list(result.active)] = True
+    n = len(result.rates_nd)
+    mask = getattr(result, "mask_nk", None)
+    return (np.asarray(mask, dtype=bool) & active) if mask is not None else np.broadcast_to(active, (n, num_students))
+
+
 def compare_with_torch(model: Any, x_nchw: np.ndarray, labels: np.ndarray, result: Any) -> TorchCheck:
-    """Run the torch ensemble on the same samples and active set and count every difference.
+    """Run the torch ensemble on the same samples and active set (or per-sample mask) and
+    count every difference.
 
     Args:
         model: The trained :class:`~sne_loihi.ensemble.Ensemble` the export came from.
@@ -181,34 +203,81 @@ def compare_with_torch(model: Any, x_nchw: np.ndarray, labels: np.ndarray, resul
     """
     import torch
 
-    from sne_loihi.cost import count_student_ops
-
     model.eval()
     x = torch.as_tensor(np.asarray(x_nchw), dtype=torch.float32)
     with torch.no_grad():
-        out = model(x, list(result.active))
+        out = model(x, None)
+        ran = ran_mask(result, model.num_students)
+        keep = torch.as_tensor(np.ascontiguousarray(ran), dtype=torch.float32)
+        logits = model.head(torch.cat([r * keep[:, k : k + 1] for k, r in enumerate(out.rates)], dim=1))
+    spikes_bad, ops_bad, ops_total = _mismatches(model, out, ran, result)
+    pred = logits.argmax(dim=1).cpu().numpy()
+    agree = float((pred == result.predictions).mean()) if result.predictions is not None else float("nan")
+    return TorchCheck(accuracy=float((pred == np.asarray(labels)).mean()), spike_mismatches=spikes_bad,
+                      op_mismatches=ops_bad, ops_per_sample=ops_total / max(len(x), 1), prediction_agreement=agree)
+
+
+def _mismatches(model: Any, out: Any, ran_nk: np.ndarray, result: Any | None) -> tuple[int, int, float]:
+    """Spike and op differences of every (student, sample) between Lava's ``result`` and
+    torch's all-students run ``out`` masked by ``ran_nk`` (students that did not run must
+    show zero spikes and ops in Lava), and torch's total ops under ``ran_nk``.
+    ``result=None`` only totals the ops."""
+    from sne_loihi.cost import count_student_ops
+
     spikes_bad = ops_bad = 0
     ops_total = 0.0
     for k, student in enumerate(model.students):
-        lava_ops = result.ops_nl[k]
-        if k not in result.active:
-            ops_bad += int(np.count_nonzero(lava_ops))
-            spikes_bad += int(np.count_nonzero(result.spikes_nft[k]))
-            continue
-        sout = out.student_outputs[k]
-        ref_spikes = sout.spikes_nft.detach().cpu().numpy().astype(np.int8)
-        lava_spikes = result.spikes_nft[k]
-        if ref_spikes.shape != lava_spikes.shape:
-            raise SimulationError(f"student {k}: Lava output {list(lava_spikes.shape)} != torch {list(ref_spikes.shape)}")
-        spikes_bad += int(np.count_nonzero(ref_spikes != lava_spikes))
-        ref_ops = count_student_ops(student, sout).ops_nl.cpu().numpy().round().astype(np.int64)
-        ops_bad += int(np.count_nonzero(ref_ops != lava_ops)) if ref_ops.shape == lava_ops.shape else ref_ops.size
+        on = ran_nk[:, k]
+        ref_ops = count_student_ops(student, out.student_outputs[k]).ops_nl.cpu().numpy().round().astype(np.int64)
+        ref_ops = ref_ops * on[:, None]
         ops_total += float(ref_ops.sum())
-    pred = out.logits.argmax(dim=1).cpu().numpy()
-    labels = np.asarray(labels)
-    agree = float((pred == result.predictions).mean()) if result.predictions is not None else float("nan")
-    return TorchCheck(accuracy=float((pred == labels).mean()), spike_mismatches=spikes_bad, op_mismatches=ops_bad,
-                      ops_per_sample=ops_total / max(len(x), 1), prediction_agreement=agree)
+        if result is None:
+            continue
+        ref_spikes = out.student_outputs[k].spikes_nft.detach().cpu().numpy().astype(np.int8) * on[:, None, None]
+        lava_spikes, lava_ops = result.spikes_nft[k], result.ops_nl[k]
+        if ref_spikes.shape != lava_spikes.shape or ref_ops.shape != lava_ops.shape:
+            raise SimulationError(f"student {k}: Lava output {list(lava_spikes.shape)} / ops {list(lava_ops.shape)} "
+                                  f"!= torch {list(ref_spikes.shape)} / {list(ref_ops.shape)}")
+        spikes_bad += int(np.count_nonzero(ref_spikes != lava_spikes))
+        ops_bad += int(np.count_nonzero(ref_ops != lava_ops))
+    return spikes_bad, ops_bad, ops_total
+
+
+def compare_cascade_with_torch(model: Any, head: Any, x_nchw: np.ndarray, labels: np.ndarray, result: Any) -> TorchCheck:
+    """Torch's per-sample activation (:func:`~sne_loihi.ensemble.policies.cascade_mask` with
+    the same head, order and threshold) against a Lava :class:`~sne_loihi.sim.simulator.
+    CascadeResult`: samples decided differently, and every spike and op-count difference
+    given Lava's decisions (students a sample did not run must count 0 in Lava).
+
+    Args:
+        model: The torch :class:`~sne_loihi.ensemble.Ensemble` the export came from.
+        head: The :class:`~sne_loihi.export.CascadeHead` Lava ran with.
+        x_nchw: The simulated images in [0, 1]; ``labels``: their labels.
+        result: The Lava cascade result.
+    """
+    import torch
+
+    from sne_loihi.ensemble.policies import StudentTable, cascade_mask, head_logits
+
+    w, b = head.arrays()
+    linear = torch.nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(w))
+        linear.bias.copy_(torch.as_tensor(b))
+    model.eval()
+    x = torch.as_tensor(np.asarray(x_nchw), dtype=torch.float32)
+    with torch.no_grad():
+        out = model(x, None)
+    empty = torch.zeros(len(x), model.num_students, dtype=torch.float64)
+    table = StudentTable([r.float().cpu() for r in out.rates], empty, empty, torch.as_tensor(np.asarray(labels)))
+    mask = cascade_mask(linear, table, result.threshold, result.order).numpy()
+    pred = head_logits(linear, table, torch.as_tensor(mask)).argmax(-1).numpy()
+    spikes_bad, ops_bad, _ = _mismatches(model, out, np.asarray(result.ran_nk, dtype=bool), result)
+    _, _, torch_ops = _mismatches(model, out, mask, None)
+    return TorchCheck(accuracy=float((pred == np.asarray(labels)).mean()), spike_mismatches=spikes_bad,
+                      op_mismatches=ops_bad, ops_per_sample=torch_ops / max(len(x), 1),
+                      prediction_agreement=float((pred == result.predictions).mean()),
+                      decision_mismatches=int(np.count_nonzero((mask != result.ran_nk).any(axis=1))))
 
 
 def evaluate_active_sets(sim: Any, x_nchw: np.ndarray, labels: np.ndarray | None, active_sets: Sequence[ActiveSet],
@@ -234,5 +303,40 @@ def evaluate_active_sets(sim: Any, x_nchw: np.ndarray, labels: np.ndarray | None
         ev = summarise(result, sim.graph.layers, enc.time_steps, enc.bits, profile, labels, choice.label)
         if model is not None and labels is not None:
             ev.torch = compare_with_torch(model, x_nchw, labels, result)
+        out.append(ev)
+    return out
+
+
+def evaluate_cascade(sim: Any, x_nchw: np.ndarray, labels: np.ndarray | None, thresholds: Sequence[float],
+                     profile: Any, model: Any = None, head: Any = None, progress: bool = False) -> list[LavaEvaluation]:
+    """Per-sample activation in Lava for every threshold, on the simulator's one compiled
+    graph, summarised like :func:`evaluate_active_sets` (``mean_active`` varies per sample);
+    compared with torch's cascade when ``model`` is given.
+
+    Args:
+        sim: An :class:`~sne_loihi.sim.simulator.EnsembleSimulator`.
+        x_nchw: Images in [0, 1]; ``labels``: their labels (or ``None``).
+        thresholds: Confidence thresholds (> 1: every student; 0: the first only).
+        profile: Energy profile.
+        model: The torch ensemble for :func:`compare_cascade_with_torch` (optional).
+        head: A :class:`~sne_loihi.export.CascadeHead` (default: the export's).
+        progress: Show a progress bar over the thresholds.
+
+    Raises:
+        SimulationError: No cascade head given or exported.
+    """
+    from tqdm import tqdm
+
+    head = head if head is not None else sim.manifest.cascade
+    if head is None:
+        raise SimulationError("this export carries no cascade head (export with the run's cascade_head.pt)")
+    enc = sim.manifest.input
+    out = []
+    for threshold in tqdm(thresholds, desc="lava cascade", unit="threshold", disable=not progress):
+        result = sim.run_cascade(x_nchw, threshold, head)
+        ev = summarise(result, sim.graph.layers, enc.time_steps, enc.bits, profile, labels,
+                       f"per-sample thr={threshold:g}")
+        if model is not None and labels is not None:
+            ev.torch = compare_cascade_with_torch(model, head, x_nchw, labels, result)
         out.append(ev)
     return out

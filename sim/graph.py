@@ -3,8 +3,9 @@
 ::
 
     RingBuffer --> Gate --out_k--> netx Network k --> Readout k
-                          \\             | layer j .out (j = 0..L-2)
-                           \\--in_0-->  OpCounter k <--in_{j+1}--/
+                    ^     \\             | layer j .out (j = 0..L-2)   \\
+                    |      \\--in_0-->  OpCounter k <--in_{j+1}--/     \\ (with decision_classes > 0)
+                    +---- mask_in ---- CascadeDecision <--in_k----------/
 
 Many samples per run, reset between samples (measured, lava-nc 0.10 / lava-dl 0.6):
 
@@ -19,7 +20,10 @@ Many samples per run, reset between samples (measured, lava-nc 0.10 / lava-dl 0.
 * A run has ``steps = capacity * T + flush`` steps with ``flush`` = the smallest multiple
   of T that is >= the deepest network's L, so the last sample drains out and every run starts
   at the same reset phase. Runs reuse the compiled graph: only the source data Var and the
-  gate's ``active`` Var change.
+  gate's ``active`` / per-sample ``mask`` Vars (and the decision's Vars) change.
+* Per-sample activation (:meth:`LavaGraph.run_cascade`): one run per stage; the decision
+  process reads the networks' outputs, applies the cascade head at the stage's last step
+  and sends the gate the next stage's per-sample mask.
 """
 
 from __future__ import annotations
@@ -54,6 +58,26 @@ class GraphRun:
     ops_nl: list[np.ndarray]
     seconds: float
     layer_spikes: list[list[np.ndarray]] | None = None
+
+
+@dataclass
+class CascadeRun:
+    """Raw figures of a batch through the graph's in-graph cascade (one Lava run per stage).
+
+    Attributes:
+        spikes_nft: Per network its output spikes ``[N, F, T]`` summed over the stages
+            (every network runs in at most one stage per sample; zeros where it did not run).
+        ops_nl: Per network synaptic events ``[N, L]`` summed over the stages.
+        ran_nk: ``[N, K]`` bool, which networks ran for which sample (the decision's record).
+        stages: Lava runs (stages) per chunk of ``capacity`` samples, in chunk order.
+        seconds: Wall time of the Lava runs (excluding the run that compiled the graph).
+    """
+
+    spikes_nft: list[np.ndarray]
+    ops_nl: list[np.ndarray]
+    ran_nk: np.ndarray
+    stages: list[int]
+    seconds: float
 
 
 def _layer0_fanout(layer: NetxLayer) -> np.ndarray:
@@ -93,6 +117,10 @@ class LavaGraph:
         backend: Requested backend; ``backend_used`` says what runs.
         probe_layers: Also record every layer's spikes (``GraphRun.layer_spikes``), for
             the export parity check; costs one more process per layer.
+        decision_classes: With ``C > 0`` the graph holds a
+            :class:`~sne_loihi.sim.processes.CascadeDecision` for a head of C classes that
+            reads the networks' outputs and drives the gate per sample
+            (:meth:`run_cascade`); costs one more process.
 
     Raises:
         SimulationError: Members with different input shapes, bad arguments, or an
@@ -100,7 +128,7 @@ class LavaGraph:
     """
 
     def __init__(self, net_paths: Sequence[Path], input_bits: int, time_steps: int, capacity: int = 16,
-                 backend: Backend | str = Backend.AUTO, probe_layers: bool = False) -> None:
+                 backend: Backend | str = Backend.AUTO, probe_layers: bool = False, decision_classes: int = 0) -> None:
         if time_steps < 1 or capacity < 1:
             raise SimulationError(f"time_steps and capacity must be >= 1 (got {time_steps}, {capacity})")
         from sne_loihi.sim.processes import MAX_LAYERS, MAX_STUDENTS
@@ -118,6 +146,8 @@ class LavaGraph:
         self.steps = capacity * time_steps + math.ceil(depth / time_steps) * time_steps
         self.compilations = 0
         self.probe_layers = probe_layers
+        self.decision_classes = int(decision_classes)
+        self._gate_mask_ones = True
         self._started = False
         self._build()
 
@@ -130,7 +160,7 @@ class LavaGraph:
         from lava.lib.dl.netx import hdf5
         from lava.proc.io.source import RingBuffer
 
-        from sne_loihi.sim.processes import Gate, OpCounter, Readout
+        from sne_loihi.sim.processes import CascadeDecision, Gate, OpCounter, Readout
 
         t, bits = self.time_steps, self.input_bits
         self.nets = [hdf5.Network(net_config=str(p), input_message_bits=bits, reset_interval=t, reset_offset=1)
@@ -140,8 +170,15 @@ class LavaGraph:
             raise SimulationError(f"networks of one graph must share the input shape, got {sorted(shapes)}")
         self.in_shape = shapes.pop()
         self.source = RingBuffer(data=np.zeros((*self.in_shape, self.steps), dtype=np.int32))
-        self.gate = Gate(shape=self.in_shape, num_students=self.num_members)
+        self.gate = Gate(shape=self.in_shape, num_students=self.num_members, time_steps=t, steps=self.steps,
+                         capacity=self.capacity, decision_port=self.decision_classes > 0)
         self.source.s_out.connect(self.gate.inp)
+        self.decision = None
+        if self.decision_classes > 0:
+            self.decision = CascadeDecision([int(np.prod(n.out.shape)) for n in self.nets],
+                                            [len(layers) for layers in self.layers], self.decision_classes, t,
+                                            self.steps, self.capacity)
+            self.decision.mask_out.connect(self.gate.mask_in)
         self.counters, self.readouts, self.probes = [], [], []
         for k, (net, layers) in enumerate(zip(self.nets, self.layers)):
             if len(net.layers) != len(layers):
@@ -157,6 +194,8 @@ class LavaGraph:
             readout = Readout(tuple(net.out.shape), delay=len(layers), time_steps=t, steps=self.steps,
                               capacity=self.capacity)
             net.out.connect(readout.inp)
+            if self.decision is not None:
+                net.out.connect(getattr(self.decision, f"in_{k}"))
             self.counters.append(counter)
             self.readouts.append(readout)
             probes = []
@@ -186,8 +225,26 @@ class LavaGraph:
         mask = np.zeros(self.num_members, dtype=np.int32)
         mask[idx] = 1
         self._active_mask = mask
+        self._write(self.gate.active, mask)
+
+    def _write(self, var: object, value: np.ndarray) -> None:
+        """Set a Var: its initial value before the first run, ``Var.set`` after."""
         if self._started:
-            self.gate.active.set(mask)
+            var.set(value)
+        else:
+            var.init = value
+
+    def _set_gate_mask(self, mask_nk: np.ndarray | None) -> None:
+        """The gate's per-sample mask for the next run (``None``: all ones)."""
+        if mask_nk is None:
+            if not self._gate_mask_ones:
+                self._write(self.gate.mask, np.ones((self.capacity, self.num_members), dtype=np.int32))
+                self._gate_mask_ones = True
+            return
+        full = np.zeros((self.capacity, self.num_members), dtype=np.int32)
+        full[: len(mask_nk)] = mask_nk
+        self._write(self.gate.mask, full)
+        self._gate_mask_ones = False
 
     def _run_chunk(self, x_nt: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]]]:
         from lava.magma.core.run_conditions import RunSteps
@@ -197,7 +254,6 @@ class LavaGraph:
         stream[..., : n * self.time_steps] = to_lava_input(x_nt, self.in_shape)
         if not self._started:
             self.source.data.init = stream
-            self.gate.active.init = self._active_mask
             with warnings.catch_warnings():
                 # Lava's model search imports every sibling .py of processes.py as a top-level
                 # module and warns that graph.py / simulator.py cannot be imported that way.
@@ -213,32 +269,43 @@ class LavaGraph:
         layer_spikes = [[p.spikes.get()[:n].astype(np.int8) for p in probes] + [s] for probes, s in zip(self.probes, spikes)]
         return spikes, ops, layer_spikes
 
-    def run(self, x_nt: np.ndarray, active: Sequence[int] | None = None) -> GraphRun:
-        """Run samples ``x_nt`` (torch layout ``[N, *in_shape, T]``, integers) through the graph.
-
-        Args:
-            x_nt: Graded input integers in ``0 .. 2**input_bits - 1``.
-            active: Member indices to switch on (``None`` keeps the current set; all at first).
-
-        Raises:
-            SimulationError: Wrong T, values outside the input range, bad ``active``.
-        """
+    def _check_input(self, x_nt: np.ndarray) -> np.ndarray:
         x_nt = np.asarray(x_nt)
         if x_nt.ndim < 3 or x_nt.shape[-1] != self.time_steps:
             raise SimulationError(f"input must be [N, ..., T={self.time_steps}], got shape {list(x_nt.shape)}")
         hi = 2 ** self.input_bits - 1 if self.input_bits > 0 else 1
         if x_nt.size and (x_nt.min() < 0 or x_nt.max() > hi or not np.all(np.equal(np.mod(x_nt, 1), 0))):
             raise SimulationError(f"input must hold integers in 0..{hi} ({self.input_bits}-bit graded spikes)")
+        return x_nt.astype(np.int32)
+
+    def run(self, x_nt: np.ndarray, active: Sequence[int] | None = None, mask_nk: np.ndarray | None = None) -> GraphRun:
+        """Run samples ``x_nt`` (torch layout ``[N, *in_shape, T]``, integers) through the graph.
+
+        Args:
+            x_nt: Graded input integers in ``0 .. 2**input_bits - 1``.
+            active: Member indices to switch on (``None`` keeps the current set; all at first).
+            mask_nk: Optional per-sample gate ``[N, K]`` (0/1): member k runs for sample n
+                only where it is 1 (and active). ``None``: every active member, every sample.
+
+        Raises:
+            SimulationError: Wrong T, values outside the input range, bad ``active`` or mask.
+        """
+        x_nt = self._check_input(x_nt)
+        if mask_nk is not None:
+            mask_nk = np.asarray(mask_nk)
+            if mask_nk.shape != (x_nt.shape[0], self.num_members) or not np.isin(mask_nk, (0, 1)).all():
+                raise SimulationError(f"per-sample mask must be 0/1 of shape [{x_nt.shape[0]}, {self.num_members}], "
+                                      f"got {list(mask_nk.shape)}")
         if active is not None:
             self.set_active(active)
         elif not hasattr(self, "_active_mask"):
             self.set_active(range(self.num_members))
-        x_nt = x_nt.astype(np.int32)
         spikes: list[list[np.ndarray]] = [[] for _ in self.paths]
         ops: list[list[np.ndarray]] = [[] for _ in self.paths]
         layer_spikes: list[list[list[np.ndarray]]] = [[] for _ in self.paths]
         seconds = 0.0
         for start in range(0, x_nt.shape[0], self.capacity):
+            self._set_gate_mask(None if mask_nk is None else mask_nk[start:start + self.capacity])
             first = not self._started
             t0 = time.perf_counter()
             chunk_spikes, chunk_ops, chunk_layers = self._run_chunk(x_nt[start:start + self.capacity])
@@ -251,6 +318,92 @@ class LavaGraph:
         merged = [[np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))] for chunks in layer_spikes]
         return GraphRun([np.concatenate(s) for s in spikes], [np.concatenate(o) for o in ops], seconds,
                         merged if self.probe_layers else None)
+
+    def run_cascade(self, x_nt: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
+                    threshold: float) -> CascadeRun:
+        """Per-sample activation decided inside the graph (see
+        :class:`~sne_loihi.sim.processes.CascadeDecision`): for every chunk of ``capacity``
+        samples, stage ``j`` is one Lava run in which the gate feeds member ``order[j]`` to
+        the samples the decision process kept running. The host only sets the head, order and
+        threshold, starts each stage and reads the records; it stops early once the decision
+        process has stopped every sample. Nothing is recompiled.
+
+        Args:
+            x_nt: Input as for :meth:`run`.
+            head_w: ``[C, sum F]`` head over the members' concatenated rates (C =
+                ``decision_classes``); ``head_b``: ``[C]``.
+            order: Members in cascade order (distinct; members not listed never run).
+            threshold: Stop a sample once its top softmax probability reaches it.
+
+        Raises:
+            SimulationError: A graph built without ``decision_classes``, a head of the wrong
+                shape, a bad order or threshold, or bad input.
+        """
+        if self.decision is None:
+            raise SimulationError("this Lava graph has no cascade decision process (build it with decision_classes > 0)")
+        x_nt = self._check_input(x_nt)
+        total = sum(int(np.prod(n.out.shape)) for n in self.nets)
+        head_w, head_b = np.asarray(head_w, dtype=np.float64), np.asarray(head_b, dtype=np.float64)
+        if head_w.shape != (self.decision_classes, total) or head_b.shape != (self.decision_classes,):
+            raise SimulationError(f"cascade head must be [{self.decision_classes}, {total}] + [{self.decision_classes}], "
+                                  f"got {list(head_w.shape)} + {list(head_b.shape)}")
+        order = [int(i) for i in order]
+        if not order or len(set(order)) != len(order) or not all(0 <= i < self.num_members for i in order):
+            raise SimulationError(f"cascade order must list distinct members in 0..{self.num_members - 1}, got {order}")
+        if not np.isfinite(threshold):
+            raise SimulationError(f"cascade threshold must be a finite number, got {threshold}")
+        self.set_active(range(self.num_members))
+        self._set_gate_mask(None)
+        d = self.decision
+        padded = np.full(self.num_members, -1, dtype=np.int32)
+        padded[: len(order)] = order
+        for var, value in ((d.head_w, head_w), (d.head_b, head_b), (d.threshold, np.array([float(threshold)])),
+                           (d.order, padded), (d.enabled, np.ones(1, dtype=np.int32))):
+            self._write(var, value)
+        n_all = x_nt.shape[0]
+        spikes = [np.zeros((n_all, int(np.prod(n.out.shape)), self.time_steps), dtype=np.int8) for n in self.nets]
+        ops = [np.zeros((n_all, len(layers)), dtype=np.int64) for layers in self.layers]
+        ran = np.zeros((n_all, self.num_members), dtype=bool)
+        stages, seconds = [], 0.0
+        try:
+            for start in range(0, n_all, self.capacity):
+                chunk = x_nt[start:start + self.capacity]
+                n = chunk.shape[0]
+                first_mask = np.zeros((self.capacity, self.num_members), dtype=np.int32)
+                first_mask[:n, order[0]] = 1
+                zeros_nk = np.zeros((self.capacity, self.num_members), dtype=np.int32)
+                for var, value in ((d.stage, np.zeros(1, dtype=np.int32)), (d.mask, first_mask), (d.ran, zeros_nk),
+                                   (d.counts, np.zeros((self.capacity, total), dtype=np.int32))):
+                    self._write(var, value)
+                for stage in range(len(order)):
+                    first = not self._started
+                    t0 = time.perf_counter()
+                    chunk_spikes, chunk_ops, _ = self._run_chunk(chunk)
+                    if not first:
+                        seconds += time.perf_counter() - t0
+                    for k in range(self.num_members):
+                        spikes[k][start:start + n] += chunk_spikes[k]
+                        ops[k][start:start + n] += chunk_ops[k]
+                    if not d.mask.get()[:n].any():
+                        break
+                stages.append(stage + 1)
+                ran[start:start + n] = d.ran.get()[:n].astype(bool)
+                self._check_counts(d.counts.get()[:n], [s[start:start + n] for s in spikes])
+        finally:
+            if self._started:
+                d.enabled.set(np.zeros(1, dtype=np.int32))
+            else:
+                d.enabled.init = np.zeros(1, dtype=np.int32)
+        return CascadeRun(spikes, ops, ran, stages, seconds)
+
+    @staticmethod
+    def _check_counts(counts_nf: np.ndarray, spikes_nft: Sequence[np.ndarray]) -> None:
+        """The decision process must have seen exactly the spikes the readouts recorded."""
+        readout = np.concatenate([s.sum(axis=-1) for s in spikes_nft], axis=1)
+        if not np.array_equal(counts_nf.astype(np.int64), readout.astype(np.int64)):
+            raise SimulationError("the cascade decision counted other output spikes than the readouts recorded "
+                                  f"({int(np.count_nonzero(counts_nf != readout))} differing counts): a network "
+                                  "fires while switched off (a bias?), so per-sample gating is not exact")
 
     def stop(self) -> None:
         """Stop the Lava runtime (its OS processes). Safe to call twice."""

@@ -43,24 +43,37 @@ MAX_LAYERS = 12
 class Gate(AbstractProcess):
     """Forwards the input to the active students only (zeros to the others).
 
-    The active set is the Var ``active`` (``[num_students]``, 1 = on): change it with
-    ``gate.active.set(...)`` between ``run()`` calls, no rebuild or recompilation.
+    Student ``k`` receives the step's input when ``active[k]`` and ``mask[sample, k]`` (and,
+    with ``decision_port``, the mask received on ``mask_in``) are all 1, where ``sample`` is
+    the sample the step's data belongs to (the counters' timing rule with delay 0). Vars:
+    ``active`` (``[num_students]``, whole run) and ``mask`` (``[capacity, num_students]``,
+    per sample, all ones by default); change them with ``.set(...)`` between ``run()``
+    calls, no rebuild or recompilation.
 
     Args:
         shape: Input shape (Lava order).
         num_students: Number of output ports ``out_0 .. out_{n-1}``.
+        time_steps: T, steps per sample.
+        steps: Time steps of one run.
+        capacity: Samples per run.
+        decision_port: Add the InPort ``mask_in`` (``[capacity, num_students]``) through
+            which a :class:`CascadeDecision` switches students per sample.
     """
 
-    def __init__(self, shape: tuple[int, ...], num_students: int) -> None:
+    def __init__(self, shape: tuple[int, ...], num_students: int, time_steps: int, steps: int, capacity: int,
+                 decision_port: bool = False) -> None:
         if not 1 <= num_students <= MAX_STUDENTS:
             raise ValueError(f"the gate serves 1..{MAX_STUDENTS} students, got {num_students}")
-        super().__init__(shape=shape, num_students=num_students)
+        super().__init__(shape=shape, num_students=num_students, time_steps=time_steps, steps=steps,
+                         decision_port=decision_port)
         self.inp = InPort(shape=shape)
         # A process model's ports are fixed in its class, so every gate has MAX_STUDENTS
         # ports; those beyond num_students stay unconnected (a 1-element placeholder).
         for k in range(MAX_STUDENTS):
             setattr(self, f"out_{k}", OutPort(shape=shape if k < num_students else (1,)))
+        self.mask_in = InPort(shape=(capacity, num_students) if decision_port else (1,))
         self.active = Var(shape=(num_students,), init=np.ones(num_students, dtype=np.int32))
+        self.mask = Var(shape=(capacity, num_students), init=np.ones((capacity, num_students), dtype=np.int32))
 
 
 class OpCounter(AbstractProcess):
@@ -106,6 +119,73 @@ class Readout(AbstractProcess):
         self.spikes = Var(shape=full, init=np.zeros(full, dtype=np.int32))
 
 
+class CascadeDecision(AbstractProcess):
+    """Per-sample activation inside the graph: reads the students' output spikes and tells
+    the gate, per sample, which student runs next.
+
+    One Lava run (``steps`` time steps, all samples) is one *stage*. In stage ``j`` the
+    mask sent to the gate has student ``order[j]`` on for the samples still running. The
+    process adds every sample's output spikes of the students it ran to ``counts``; at the
+    last step of the stage (when the last sample's spikes have left the deepest network)
+    it applies the head to the rates so far, ``counts / T`` (zeros for the students not
+    run), and stops the samples whose top softmax probability reaches ``threshold``; the
+    others get student ``order[j + 1]`` in the next stage (none after the last one).
+
+    The mask is sent at the start of every step (before this step's spikes are received),
+    which closes the gate -> networks -> decision -> gate loop without a deadlock.
+
+    Vars (set between runs, no recompilation): ``enabled`` (0: send all ones, the gate then
+    follows its own Vars), ``head_w`` ``[classes, sum F]``, ``head_b``, ``threshold``,
+    ``order`` (``[num_students]``, unused entries -1), ``stage``, ``mask`` (the mask of the
+    current stage), ``ran`` (``[capacity, num_students]``, what each sample has run),
+    ``counts`` (``[capacity, sum F]``, output spikes so far).
+
+    Args:
+        sizes: Output neurons of every student (F_k).
+        delays: Per student, steps its output lags the source (its weighted layers).
+        num_classes: Rows of the head.
+        time_steps: T.
+        steps: Time steps of one run.
+        capacity: Samples per run.
+    """
+
+    def __init__(self, sizes: Sequence[int], delays: Sequence[int], num_classes: int, time_steps: int, steps: int,
+                 capacity: int) -> None:
+        n, total = len(sizes), int(sum(sizes))
+        if not 1 <= n <= MAX_STUDENTS or len(delays) != n:
+            raise ValueError(f"the decision serves 1..{MAX_STUDENTS} students with one delay each, got {n}")
+        super().__init__(sizes=[int(f) for f in sizes], delays=[int(d) for d in delays], time_steps=time_steps,
+                         steps=steps)
+        for k in range(MAX_STUDENTS):  # unused ports stay unconnected (see Gate)
+            setattr(self, f"in_{k}", InPort(shape=(int(sizes[k]),) if k < n else (1,)))
+        self.mask_out = OutPort(shape=(capacity, n))
+        self.enabled = Var(shape=(1,), init=np.zeros(1, dtype=np.int32))
+        self.head_w = Var(shape=(num_classes, total), init=np.zeros((num_classes, total)))
+        self.head_b = Var(shape=(num_classes,), init=np.zeros(num_classes))
+        self.threshold = Var(shape=(1,), init=np.ones(1))
+        self.order = Var(shape=(n,), init=np.arange(n, dtype=np.int32))
+        self.stage = Var(shape=(1,), init=np.zeros(1, dtype=np.int32))
+        self.mask = Var(shape=(capacity, n), init=np.zeros((capacity, n), dtype=np.int32))
+        self.ran = Var(shape=(capacity, n), init=np.zeros((capacity, n), dtype=np.int32))
+        self.counts = Var(shape=(capacity, total), init=np.zeros((capacity, total), dtype=np.int32))
+
+
+def top_probability(logits_nc: np.ndarray) -> np.ndarray:
+    """``max softmax`` per row, in float64: ``1 / sum(exp(logits - max))``."""
+    z = np.asarray(logits_nc, dtype=np.float64)
+    return 1.0 / np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)
+
+
+def next_stage_mask(running_n: np.ndarray, confidence_n: np.ndarray, threshold: float, order: Sequence[int],
+                    stage: int, num_students: int) -> np.ndarray:
+    """The cascade rule after stage ``stage``: ``[S, N]`` mask with student ``order[stage + 1]``
+    on for the samples that ran and stayed below ``threshold`` (all zeros after the last stage)."""
+    mask = np.zeros((len(running_n), num_students), dtype=np.int32)
+    if stage + 1 < len(order):
+        mask[:, order[stage + 1]] = (np.asarray(running_n) != 0) & (np.asarray(confidence_n) < threshold)
+    return mask
+
+
 def _sample_step(time_step: int, delay: int, steps: int, time_steps: int, capacity: int) -> tuple[int, int] | None:
     """Which (sample, step) a port lagging ``delay`` steps sees at Lava ``time_step``."""
     idx = (time_step - 1) % steps - delay
@@ -123,18 +203,29 @@ def _first_step(time_step: int, steps: int) -> bool:
 @requires(CPU)
 @tag("fixed_pt")
 class PyGateModel(PyLoihiProcessModel):
-    """numpy gate: ``out_k = inp if active[k] else 0``."""
+    """numpy gate: ``out_k = inp if active[k] and mask[sample, k] (and mask_in[sample, k]) else 0``."""
 
     inp: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    mask_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     active: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    mask: np.ndarray = LavaPyType(np.ndarray, np.int32)
     locals().update({f"out_{k}": LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24) for k in range(MAX_STUDENTS)})
 
     def run_spk(self) -> None:
-        """Receive the input and send it (or zeros) to every student."""
+        """Receive the input (and the decision's mask) and send it (or zeros) to every student."""
+        p = self.proc_params
         data = self.inp.recv()
+        on = self.active.copy()
+        where = _sample_step(self.time_step, 0, p["steps"], p["time_steps"], self.mask.shape[0])
+        if p["decision_port"]:
+            decided = self.mask_in.recv()
+            if where is not None:
+                on = on * decided[where[0]]
+        if where is not None:
+            on = on * self.mask[where[0]]
         zeros = np.zeros_like(data)
-        for k in range(self.proc_params["num_students"]):
-            getattr(self, f"out_{k}").send(data if self.active[k] else zeros)
+        for k in range(p["num_students"]):
+            getattr(self, f"out_{k}").send(data if on[k] else zeros)
 
 
 @implements(proc=OpCounter, protocol=LoihiProtocol)
@@ -177,3 +268,50 @@ class PyReadoutModel(PyLoihiProcessModel):
         where = _sample_step(self.time_step, p["delay"], p["steps"], p["time_steps"], self.spikes.shape[0])
         if where is not None:
             self.spikes[where[0], ..., where[1]] = data
+
+
+@implements(proc=CascadeDecision, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyCascadeDecisionModel(PyLoihiProcessModel):
+    """numpy cascade decision (see :class:`CascadeDecision`)."""
+
+    mask_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    enabled: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    head_w: np.ndarray = LavaPyType(np.ndarray, np.float64)
+    head_b: np.ndarray = LavaPyType(np.ndarray, np.float64)
+    threshold: np.ndarray = LavaPyType(np.ndarray, np.float64)
+    order: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    stage: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    mask: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    ran: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    locals().update({f"in_{k}": LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24) for k in range(MAX_STUDENTS)})
+
+    def run_spk(self) -> None:
+        """Send the stage's mask, collect output spikes, decide at the stage's last step."""
+        p = self.proc_params
+        enabled = bool(self.enabled[0])
+        self.mask_out.send(self.mask if enabled else np.ones_like(self.mask))
+        capacity, offset = self.mask.shape[0], 0
+        for k, (size, delay) in enumerate(zip(p["sizes"], p["delays"])):
+            data = getattr(self, f"in_{k}").recv()
+            where = _sample_step(self.time_step, delay, p["steps"], p["time_steps"], capacity)
+            if enabled and where is not None and self.mask[where[0], k]:
+                self.counts[where[0], offset:offset + size] += (data != 0).astype(np.int32)
+            offset += size
+        if enabled and self.time_step % p["steps"] == 0:  # the stage's last step
+            self._decide()
+
+    def _decide(self) -> None:
+        stage = int(self.stage[0])
+        order = [int(i) for i in self.order if i >= 0]
+        if stage >= len(order):
+            return
+        running = self.mask[:, order[stage]].copy()
+        self.ran[:] = self.ran | self.mask
+        rates = self.counts / float(self.proc_params["time_steps"])
+        confidence = top_probability(rates @ self.head_w.T + self.head_b)
+        self.mask[:] = next_stage_mask(running, confidence, float(self.threshold[0]), order, stage,
+                                       self.mask.shape[1])
+        self.stage[0] = stage + 1

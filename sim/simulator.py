@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sne_loihi.errors import SimulationError
-from sne_loihi.export.manifest import Manifest, load_manifest
+from sne_loihi.export.manifest import CascadeHead, Manifest, load_manifest
 from sne_loihi.sim.backend import Backend
 from sne_loihi.sim.graph import LavaGraph
 
@@ -27,6 +27,7 @@ class SimResult:
         ops_nl: Per student synaptic events ``[N, L_i]`` per sample and weighted layer
             (non-zero inputs x fan-out, counted by the Lava op-counter processes).
         active: The student indices that were switched on.
+        mask_nk: The per-sample gate ``[N, K]`` of the run, if one was given.
         samples_per_second: Samples / wall time of the Lava runs (compilation excluded).
         backend_used: The backend that ran.
     """
@@ -39,6 +40,7 @@ class SimResult:
     active: tuple[int, ...]
     samples_per_second: float
     backend_used: Backend
+    mask_nk: np.ndarray | None = None
 
     def ops_per_student(self) -> np.ndarray:
         """Mean synaptic events per sample of every student ``[K]``."""
@@ -47,6 +49,55 @@ class SimResult:
     def total_ops_per_sample(self) -> float:
         """Mean synaptic events per sample over the whole ensemble."""
         return float(self.ops_per_student().sum())
+
+
+@dataclass
+class CascadeResult:
+    """Per-sample activation run in Lava (the decision taken inside the graph).
+
+    Attributes:
+        threshold: The confidence threshold; ``order``: the students in cascade order.
+        ran_nk: ``[N, K]`` bool, which students ran for which sample.
+        spikes_nft: Per student its output spikes ``[N, F_i, T]`` (zeros where it did not run).
+        rates_nd: Concatenated rates ``[N, sum F]`` (zeros for the students not run).
+        logits_nc: The cascade head on ``rates_nd``; ``predictions``: their argmax.
+        confidence_n: Top softmax probability of every sample at the point it stopped.
+        ops_nl: Per student synaptic events ``[N, L_i]`` (0 where it did not run).
+        stages: Lava runs per chunk of ``capacity`` samples.
+        samples_per_second: Samples / wall time of all stages (compilation excluded).
+        backend_used: The backend that ran.
+    """
+
+    threshold: float
+    order: tuple[int, ...]
+    ran_nk: np.ndarray
+    spikes_nft: list[np.ndarray]
+    rates_nd: np.ndarray
+    logits_nc: np.ndarray
+    predictions: np.ndarray
+    confidence_n: np.ndarray
+    ops_nl: list[np.ndarray]
+    stages: list[int]
+    samples_per_second: float
+    backend_used: Backend
+
+    @property
+    def active(self) -> tuple[int, ...]:
+        """The students that may run (the cascade order)."""
+        return self.order
+
+    @property
+    def students_run(self) -> np.ndarray:
+        """``[N]`` how many students each sample ran."""
+        return self.ran_nk.sum(axis=1)
+
+    def ops_n(self) -> np.ndarray:
+        """``[N]`` synaptic events per sample over all students."""
+        return np.sum([o.sum(axis=1) for o in self.ops_nl], axis=0)
+
+    def ops_per_student(self) -> np.ndarray:
+        """Mean synaptic events per sample of every student ``[K]`` (over all samples)."""
+        return np.array([o.sum(axis=1).mean() if len(o) else 0.0 for o in self.ops_nl])
 
 
 def encode_images(x_nchw: np.ndarray, time_steps: int, input_bits: int) -> np.ndarray:
@@ -83,17 +134,21 @@ class EnsembleSimulator:
         manifest: A loaded :class:`Manifest` or the export folder.
         backend: AUTO (hardware if lava-loihi is installed, else CPU), CPU or LOIHI2.
         capacity: Samples per Lava run (the graph's fixed batch; longer inputs loop).
+        cascade: Build the in-graph cascade decision process (one more Lava process) so
+            :meth:`run_cascade` works on the same compiled graph.
 
     Raises:
         ExportError: Invalid export. SimulationError: Unavailable backend.
     """
 
-    def __init__(self, manifest: Manifest | Path | str, backend: Backend | str = Backend.AUTO, capacity: int = 16) -> None:
+    def __init__(self, manifest: Manifest | Path | str, backend: Backend | str = Backend.AUTO, capacity: int = 16,
+                 cascade: bool = True) -> None:
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(Path(manifest))
         enc = self.manifest.input
-        self.graph = LavaGraph(self.manifest.net_paths(), input_bits=enc.bits, time_steps=enc.time_steps,
-                               capacity=capacity, backend=backend)
         self.head_w, self.head_b = self.manifest.head_arrays()
+        self.graph = LavaGraph(self.manifest.net_paths(), input_bits=enc.bits, time_steps=enc.time_steps,
+                               capacity=capacity, backend=backend,
+                               decision_classes=self.head_w.shape[0] if cascade else 0)
         self.active: tuple[int, ...] = tuple(range(self.num_students))
 
     @property
@@ -115,33 +170,82 @@ class EnsembleSimulator:
         self.active = _check_active(active, self.num_students)
         self.graph.set_active(self.active)
 
-    def run(self, x_nchw: np.ndarray, active: Sequence[int] | None = None) -> SimResult:
+    def run(self, x_nchw: np.ndarray, active: Sequence[int] | None = None, mask_nk: np.ndarray | None = None) -> SimResult:
         """Simulate images ``x_nchw`` in [0, 1] and apply the head to the spike rates.
 
         Args:
             x_nchw: ``[N, C, H, W]`` images.
             active: Students to switch on (``None``: keep the current set, initially all).
+            mask_nk: Optional per-sample gate ``[N, K]`` (0/1, e.g. a torch policy's
+                decisions): student k runs for sample n only where it is 1 and active.
         """
         if active is not None:
             self.set_active(active)
+        return self.run_encoded(self._encode(x_nchw), mask_nk)
+
+    def _encode(self, x_nchw: np.ndarray) -> np.ndarray:
         enc = self.manifest.input
         x_nchwt = encode_images(x_nchw, enc.time_steps, enc.bits)
         if list(x_nchwt.shape[1:4]) != list(enc.shape_chw):
             raise SimulationError(f"images are {list(x_nchwt.shape[1:4])}, the ensemble expects {enc.shape_chw}")
-        return self.run_encoded(x_nchwt)
+        return x_nchwt
 
-    def run_encoded(self, x_nchwt: np.ndarray) -> SimResult:
+    def _rates(self, spikes_nft: Sequence[np.ndarray]) -> np.ndarray:
+        t = self.manifest.input.time_steps
+        return np.concatenate([s.sum(axis=-1) / t for s in spikes_nft], axis=1)
+
+    def run_encoded(self, x_nchwt: np.ndarray, mask_nk: np.ndarray | None = None) -> SimResult:
         """Like :meth:`run` for already encoded integer input ``[N, C, H, W, T]``."""
         self.graph.set_active(self.active)
         t0 = time.perf_counter()
-        raw = self.graph.run(x_nchwt)
+        raw = self.graph.run(x_nchwt, mask_nk=mask_nk)
         wall = raw.seconds if raw.seconds > 0 else time.perf_counter() - t0
-        t = self.manifest.input.time_steps
-        rates = np.concatenate([s.sum(axis=-1) / t for s in raw.spikes_nft], axis=1)
+        rates = self._rates(raw.spikes_nft)
         logits = rates @ self.head_w.T + self.head_b
         return SimResult(spikes_nft=raw.spikes_nft, rates_nd=rates, logits_nc=logits, predictions=logits.argmax(axis=1),
                          ops_nl=raw.ops_nl, active=self.active, samples_per_second=len(x_nchwt) / wall,
-                         backend_used=self.backend_used)
+                         backend_used=self.backend_used, mask_nk=None if mask_nk is None else np.asarray(mask_nk))
+
+    def run_cascade(self, x_nchw: np.ndarray, threshold: float, head: CascadeHead | None = None) -> CascadeResult:
+        """Per-sample activation in Lava: students run in the head's order; after each one
+        the :class:`~sne_loihi.sim.processes.CascadeDecision` process applies the cascade head
+        to the rates so far (zeros for the rest) and stops the samples whose top softmax
+        probability reaches ``threshold``; the gate then feeds the next student only to the
+        samples still running. One Lava run per stage on the one compiled graph (no
+        recompilation); the host sets the head, threshold and order, starts the stages and
+        reads the records, the decisions are taken inside the graph.
+
+        The decision computes in float64 from the exact spike counts; torch's
+        :func:`~sne_loihi.ensemble.policies.cascade_mask` in float32. Both decide the same
+        unless a confidence lies within float rounding of the threshold.
+
+        Args:
+            x_nchw: ``[N, C, H, W]`` images in [0, 1].
+            threshold: Confidence at which a sample stops (> 1: every sample runs every
+                student of the order; 0: only the first).
+            head: Cascade head and order (default: the one in the export's manifest).
+
+        Raises:
+            SimulationError: No cascade head given or exported, a simulator built with
+                ``cascade=False``, or bad input.
+        """
+        head = head if head is not None else self.manifest.cascade
+        if head is None:
+            raise SimulationError("this export carries no cascade head (export with the run's cascade_head.pt) "
+                                  "and none was given")
+        head_w, head_b = head.arrays()
+        t0 = time.perf_counter()
+        raw = self.graph.run_cascade(self._encode(x_nchw), head_w, head_b, head.order, threshold)
+        wall = raw.seconds if raw.seconds > 0 else time.perf_counter() - t0
+        rates = self._rates(raw.spikes_nft)
+        logits = rates @ head_w.T + head_b
+        from sne_loihi.sim.processes import top_probability
+
+        return CascadeResult(
+            threshold=float(threshold), order=tuple(head.order), ran_nk=raw.ran_nk, spikes_nft=raw.spikes_nft,
+            rates_nd=rates, logits_nc=logits, predictions=logits.argmax(axis=1), confidence_n=top_probability(logits),
+            ops_nl=raw.ops_nl, stages=raw.stages, samples_per_second=len(rates) / wall, backend_used=self.backend_used,
+        )
 
     @property
     def compilations(self) -> int:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from sne_loihi.ensemble.policies import StudentTable, check_order
+from sne_loihi.errors import ConfigError
 
 
 def prefix_masks(
@@ -65,3 +67,46 @@ def train_cascade_head(
             loss.backward()
             opt.step()
     return cascade.eval()
+
+
+CASCADE_HEAD_FILE = "cascade_head.pt"
+
+
+def save_cascade_head(path: Path, head: torch.nn.Linear, order: Sequence[int], config: dict | None = None) -> None:
+    """Write ``RUN/cascade_head.pt``: ``{"config", "head": state_dict, "order": [...]}``."""
+    from sne_loihi.io import save_checkpoint
+
+    save_checkpoint(Path(path), {"config": dict(config or {}), "head": head.state_dict(), "order": [int(i) for i in order]})
+
+
+def load_cascade_head(path: Path, num_students: int) -> tuple[torch.nn.Linear, list[int]]:
+    """Read a cascade head written by :func:`save_cascade_head` (or an older file without
+    ``order``, which means ``0..N-1``).
+
+    Args:
+        path: The ``.pt`` file or the run folder holding ``cascade_head.pt``.
+        num_students: N, to check the order.
+
+    Raises:
+        CheckpointError: Missing or unreadable file, or a payload that is not a linear head
+            with a valid order.
+    """
+    from sne_loihi.errors import CheckpointError
+    from sne_loihi.io import load_checkpoint
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / CASCADE_HEAD_FILE
+    ckpt = load_checkpoint(path)
+    state = ckpt.get("head")
+    w = state.get("weight") if isinstance(state, dict) else None
+    b = state.get("bias") if isinstance(state, dict) else None
+    if not (isinstance(w, torch.Tensor) and isinstance(b, torch.Tensor) and w.dim() == 2 and b.shape == w.shape[:1]):
+        raise CheckpointError(f"{path}: not a cascade head (needs 'head' with a 2-D weight and a matching bias)")
+    try:
+        order = check_order(ckpt.get("order"), num_students)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    head = torch.nn.Linear(w.shape[1], w.shape[0])
+    head.load_state_dict({"weight": w, "bias": b})
+    return head.eval(), order
