@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from sne_loihi.cli_errors import OneLineErrorGroup
 from sne_loihi.config import Backend, PartitionStrategy, RunConfig, resolve
 from sne_loihi.errors import SneError
 
@@ -26,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=OneLineErrorGroup,
 )
 teacher_app = typer.Typer(
     help="Train a teacher (no sub-command) or fine-tune it ('finetune').",
@@ -80,7 +82,11 @@ def _run_config(
         config_file = run_dir / CONFIG_FILE
     if overrides.get("data.data_dir") is not None:
         overrides["data.data_dir"] = str(overrides["data.data_dir"])
-    return resolve(dataset, config_file, overrides)
+    cfg = resolve(dataset, config_file, overrides)
+    from sne_loihi.train.checks import check_config
+
+    check_config(cfg)  # before any run folder is made or any training starts
+    return cfg
 
 
 def _default_run_dir(run_dir: Path | None, cfg: RunConfig) -> Path:

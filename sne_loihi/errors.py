@@ -34,3 +34,13 @@ class ParityError(ExportError):
 
 class SimulationError(SneError):
     """The Lava simulation cannot be built or run as asked."""
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """An exception's whole message on one line (whitespace collapsed, cut at ``limit``).
+
+    For messages such as torch's ``load_state_dict`` errors, whose first line alone
+    ("Error(s) in loading state_dict for X:") does not say what is wrong.
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

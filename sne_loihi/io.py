@@ -62,7 +62,7 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot load checkpoint {path}: {first}") from None
+        raise CheckpointError(f"cannot load checkpoint {path} (truncated, corrupt or not a torch file: {first})") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a dict (got {type(payload).__name__})")
     return payload

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,114 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", str(run)])
     assert result.exit_code == 1
     assert result.stderr.startswith("error: cannot load checkpoint") and result.stderr.count("\n") == 1
+
+
+# ---- bad input found by hand: one `error:` line, non-zero exit, no run folder left behind ----
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["pipeline", "--config", "BAD_TOML"], 1, "cannot read config file"),
+        (["pipeline", "--epochs", "-1"], 1, "train.epochs must be >= 1, got -1"),
+        (["pipeline", "--teacher-epochs", "-2"], 1, "teacher.epochs must be >= 0"),
+        (["pipeline", "--student-arch", "nosuch"], 1, "unknown student 'nosuch'"),
+        (["pipeline", "--teacher-arch", "nosuch"], 1, "unknown teacher 'nosuch'"),
+        (["pipeline", "--threads", "-1"], 1, "train.threads must be >= 0"),
+        (["pipeline", "--alpha", "nan"], 1, "ensemble.alpha must be >= 0"),
+        (["pipeline", "--lava-samples", "-3"], 1, "lava.samples must be >= 0"),
+        (["pipeline", "--device", "tpu"], 1, "unknown device 'tpu'"),
+        (["teacher", "--arch", "nosuch"], 1, "unknown teacher 'nosuch'"),
+        (["pipeline", "--epochs", "abc"], 2, "Invalid value for '--epochs'"),
+        (["pipeline", "--nosuch"], 2, "No such option: --nosuch"),
+        (["nosuchcommand"], 2, "No such command"),
+    ],
+)
+def test_bad_options_fail_up_front_in_one_line(args: list[str], code: int, message: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nepochs = 3\n")
+    run = tmp_path / "run"
+    args = [str(bad) if a == "BAD_TOML" else a for a in args]
+    result = runner.invoke(app, args + (["--run-dir", str(run)] if args[0] in ("pipeline", "teacher") else []))
+    assert result.exit_code == code, result.stderr + result.stdout
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+    assert not run.exists()  # nothing trained, no half-made run folder to trip over next time
+
+
+def test_cuda_on_a_cpu_only_machine_is_a_one_line_error(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present here")
+    result = runner.invoke(app, ["pipeline", "--device", "cuda", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert result.stderr == "error: device 'cuda' asked for but CUDA is not available here\n"
+
+
+def test_train_refuses_zero_epochs_before_looking_for_a_teacher(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "--run-dir", str(tmp_path), "--epochs", "0"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: train.epochs must be >= 1, got 0\n"
+
+
+@pytest.mark.parametrize("name", ["ensemble.pt", "teacher.pt"])
+def test_evaluate_truncated_checkpoint_in_a_real_run(tiny_run: Path, tmp_path: Path, name: str) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for f in ("config.toml", "ensemble.pt", "teacher.pt", "partition.json"):
+        shutil.copy2(tiny_run / f, run / f)
+    data = (run / name).read_bytes()
+    (run / name).write_bytes(data[: len(data) // 2])
+    result = runner.invoke(app, ["evaluate", str(run)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot load checkpoint {run / name} (truncated")
+    assert result.stderr.count("\n") == 1
+
+
+def test_evaluate_checkpoint_with_wrong_weights_names_the_mismatch(tiny_run: Path, tmp_path: Path) -> None:
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = torch.load(tiny_run / "ensemble.pt", weights_only=True)
+    key = next(iter(ckpt["model"]))
+    ckpt["model"][key] = torch.zeros(3, 3)
+    torch.save(ckpt, run / "ensemble.pt")
+    result = runner.invoke(app, ["evaluate", str(run)])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "do not fit" in result.stderr and f"size mismatch for {key}" in result.stderr
+
+
+def test_interrupted_pipeline_resumes_from_its_checkpoint(
+    tiny_pipeline_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the students' second epoch: exit 130 with a hint; --resume finishes the run
+    with epochs 1 and 2 in the metrics, each once."""
+    from sne_loihi.train import students as students_mod
+    from sne_loihi.train.common import batch_indices
+
+    run = tmp_path / "run"
+    args = ["pipeline", "--run-dir", str(run), *tiny_pipeline_args, "--epochs", "2", "--no-lava"]
+    calls = {"epochs": 0}
+
+    def interrupt_in_epoch_2(n: int, batch_size: int, generator):  # noqa: ANN001, ANN202
+        calls["epochs"] += generator is not None
+        for i, idx in enumerate(batch_indices(n, batch_size, generator)):
+            if generator is not None and calls["epochs"] == 2 and i == 1:
+                raise KeyboardInterrupt
+            yield idx
+
+    monkeypatch.setattr(students_mod, "batch_indices", interrupt_in_epoch_2)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130
+    assert "rerun with --resume" in result.stderr
+    assert [json.loads(x)["epoch"] for x in (run / "metrics_students.jsonl").read_text().splitlines()] == [1]
+    assert not (run / "report.md").exists()
+
+    monkeypatch.undo()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "pass --resume" in result.stderr
+    result = runner.invoke(app, [*args, "--resume"])
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(x)["epoch"] for x in (run / "metrics_students.jsonl").read_text().splitlines()] == [1, 2]
+    assert [json.loads(x)["epoch"] for x in (run / "metrics_teacher.jsonl").read_text().splitlines()] == [1, 2]
+    assert json.loads((run / "report.json").read_text())["evaluation"]["epochs"] == 2

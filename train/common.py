@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from sne_loihi.config import Optimizer
-from sne_loihi.errors import CheckpointError, ConfigError
+from sne_loihi.errors import CheckpointError, ConfigError, one_line
 from sne_loihi.io import atomic_write_bytes, load_checkpoint, save_checkpoint
 from sne_loihi.registry import Registry
 
@@ -162,27 +163,93 @@ def save_epoch_checkpoint(
     save_checkpoint(path, payload)
 
 
+#: Config keys (or ``section.`` prefixes) that may change on ``--resume``: the epoch budget
+#: (to extend or shorten a run), where and with how many threads it runs, and the later Lava stage.
+RESUME_MAY_CHANGE: tuple[str, ...] = ("train.epochs", "teacher.epochs", "train.device", "train.threads", "lava.")
+
+
 def load_resume_checkpoint(
-    path: Path, config: dict[str, Any], ignore: tuple[str, ...] = ("train.epochs", "teacher.epochs")
+    path: Path, config: dict[str, Any], ignore: tuple[str, ...] = RESUME_MAY_CHANGE
 ) -> dict[str, Any]:
     """Load a checkpoint for ``--resume`` and check it belongs to the same run config.
 
-    Only the epoch budget may differ (to extend a run).
+    Only the keys in ``ignore`` (exact, or a prefix ending in ``.``) may differ.
 
     Raises:
         CheckpointError: Missing/corrupt checkpoint or a different configuration.
     """
     ckpt = load_checkpoint(path)
-    for key in ("config", "model", "optimizer", "epoch", "history", "rng"):
+    for key in ("config", "model", "optimizer", "scheduler", "epoch", "history", "rng"):
         if key not in ckpt:
             raise CheckpointError(f"{path} is not a resumable checkpoint (no {key!r})")
     old, new = _flatten(ckpt["config"]), _flatten(config)
-    diff = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+    exact = {k for k in ignore if not k.endswith(".")}
+    prefixes = tuple(k for k in ignore if k.endswith("."))
+    diff = sorted(
+        k for k in set(old) | set(new)
+        if k not in exact and not k.startswith(prefixes) and old.get(k) != new.get(k)
+    )
     if diff:
         raise CheckpointError(
             f"cannot resume {path}: its config differs in {', '.join(diff[:5])}"
         )
     return ckpt
+
+
+def retarget_cosine(sched: torch.optim.lr_scheduler.CosineAnnealingLR, epochs: int) -> None:
+    """Continue a restored cosine schedule on the curve of a changed epoch budget.
+
+    A resumed run with another ``--epochs`` would otherwise keep the old ``T_max``: past it
+    the cosine climbs back up from ``eta_min``. Here the remaining epochs follow the cosine
+    of the new budget from the epoch reached (the recursive torch update stays on it).
+    """
+    t_max = max(epochs, 1)
+    if sched.T_max == t_max:
+        return
+    sched.T_max = t_max
+    done = min(sched.last_epoch, t_max)
+    for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
+        group["lr"] = sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * done / t_max)) / 2
+    sched._last_lr = [group["lr"] for group in sched.optimizer.param_groups]
+
+
+def restore_or_start(
+    path: Path,
+    config: dict[str, Any],
+    *,
+    resume: bool,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.CosineAnnealingLR,
+    generator: torch.Generator,
+    metrics: Path,
+    epochs: int,
+) -> EpochState:
+    """Start a training loop, or restore it from its epoch checkpoint ``path`` on ``--resume``.
+
+    Restores model, optimizer, scheduler (re-targeted to ``epochs``), RNG states and history,
+    and rewrites ``metrics`` from the checkpoint's history: a line written for an epoch whose
+    checkpoint never landed (interrupted in between) is dropped, never duplicated.
+
+    Raises:
+        CheckpointError: ``path`` exists without ``resume``, or does not match ``config``.
+    """
+    state = EpochState()
+    if path.exists():
+        if not resume:
+            raise CheckpointError(f"{path} already exists; pass --resume to continue it or use another run folder")
+        ckpt = load_resume_checkpoint(path, config)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"cannot resume {path}: {one_line(exc)}") from None
+        scheduler.load_state_dict(ckpt["scheduler"])
+        retarget_cosine(scheduler, epochs)
+        restore_rng(ckpt["rng"], generator)
+        state = EpochState(int(ckpt["epoch"]), list(ckpt["history"]))
+    rewrite_jsonl(metrics, state.history)
+    return state
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

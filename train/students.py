@@ -12,20 +12,18 @@ from tqdm.auto import tqdm
 
 from sne_loihi.config import RunConfig
 from sne_loihi.data import Dataset, augment_nchw
-from sne_loihi.ensemble import ensemble_loss, scale_features
+from sne_loihi.ensemble import LossTerms, ensemble_loss, scale_features
 from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE, build_ensemble, ensemble_extra
 from sne_loihi.ensemble.evaluate import evaluate_ensemble
-from sne_loihi.errors import CheckpointError, ConfigError
+from sne_loihi.errors import ConfigError
 from sne_loihi.partition import Partition
+from sne_loihi.train.checks import check_config
 from sne_loihi.train.common import (
-    EpochState,
     append_jsonl,
     batch_indices,
-    load_resume_checkpoint,
     make_optimizer,
     resolve_device,
-    restore_rng,
-    rewrite_jsonl,
+    restore_or_start,
     save_epoch_checkpoint,
     seed_everything,
     set_threads,
@@ -53,6 +51,36 @@ def random_active(num_students: int, k: int, generator: torch.Generator) -> torc
     return mask
 
 
+def distill_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x_nchw: torch.Tensor,
+    y: torch.Tensor,
+    active_n: torch.Tensor,
+    *,
+    teacher: nn.Module | None,
+    feature_scale: torch.Tensor,
+    groups: list[list[int]],
+    alpha: float,
+) -> tuple[LossTerms, torch.Tensor]:
+    """One optimisation step of the ensemble on a batch (also what ``benchmarks/bench_train.py``
+    times): teacher features as targets, students with the ``active_n`` mask, loss, update.
+
+    Returns:
+        ``(loss terms, logits [B, classes])``.
+    """
+    targets = None
+    if teacher is not None and alpha > 0:
+        with torch.no_grad():
+            targets = scale_features(teacher.features(x_nchw), feature_scale)
+    out = model(x_nchw, active_n.to(x_nchw.device))
+    terms = ensemble_loss(out.logits, y, out.rates, targets, groups, alpha, active_n.tolist())
+    optimizer.zero_grad(set_to_none=True)
+    terms.total.backward()
+    optimizer.step()
+    return terms, out.logits
+
+
 def train_students(
     cfg: RunConfig,
     data: Dataset,
@@ -74,9 +102,8 @@ def train_students(
         ConfigError: Impossible options (K > N, alpha < 0, distillation without a teacher).
         CheckpointError: ``ensemble.pt`` exists without ``resume``, or does not match.
     """
+    check_config(cfg)
     ecfg, tcfg = cfg.ensemble, cfg.train
-    if ecfg.alpha < 0:
-        raise ConfigError(f"alpha must be >= 0, got {ecfg.alpha}")
     if ecfg.alpha > 0 and teacher is None:
         raise ConfigError("alpha > 0 needs a teacher")
     if ecfg.train_active > partition.num_groups:
@@ -89,18 +116,10 @@ def train_students(
     model = build_ensemble(cfg.student, partition, data.in_shape, data.num_classes).to(device)
     optimizer = make_optimizer(tcfg.optimizer, model.parameters(), tcfg.lr, tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tcfg.epochs, 1))
-    state = EpochState()
-    if path.exists():
-        if not resume:
-            raise CheckpointError(f"{path} already exists; pass --resume to continue it or use another run folder")
-        ckpt = load_resume_checkpoint(path, cfg.to_dict())
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        restore_rng(ckpt["rng"], gen)
-        state = EpochState(ckpt["epoch"], list(ckpt["history"]))
-        rewrite_jsonl(metrics, state.history)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    state = restore_or_start(
+        path, cfg.to_dict(), resume=resume, model=model, optimizer=optimizer, scheduler=sched,
+        generator=gen, metrics=metrics, epochs=tcfg.epochs,
+    )
     if teacher is not None:
         teacher.to(device).eval()
     groups = partition.groups
@@ -121,22 +140,17 @@ def train_students(
             if cfg.data.augment:
                 x = augment_nchw(x, gen)
             x, y = x.to(device), data.y_train[idx].to(device)
-            targets = None
-            if teacher is not None and ecfg.alpha > 0:
-                with torch.no_grad():
-                    targets = scale_features(teacher.features(x), feature_scale)
             active = random_active(partition.num_groups, ecfg.train_active, gen)
-            out = model(x, active.to(device))
-            terms = ensemble_loss(out.logits, y, out.rates, targets, groups, ecfg.alpha, active.tolist())
-            optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
-            optimizer.step()
+            terms, logits = distill_step(
+                model, optimizer, x, y, active, teacher=teacher, feature_scale=feature_scale, groups=groups,
+                alpha=ecfg.alpha,
+            )
             n = len(idx)
             seen += n
             sums["loss"] += float(terms.total.detach()) * n
             sums["ce"] += terms.ce * n
             sums["kd"] += terms.kd * n
-            sums["correct"] += float((out.logits.argmax(-1) == y).sum())
+            sums["correct"] += float((logits.argmax(-1) == y).sum())
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / seen:.3f}", kd=f"{sums['kd'] / seen:.4f}")
         sched.step()

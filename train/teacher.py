@@ -13,20 +13,18 @@ from tqdm.auto import tqdm
 
 from sne_loihi.config import RunConfig
 from sne_loihi.data import Dataset, augment_nchw
-from sne_loihi.errors import CheckpointError
+from sne_loihi.errors import CheckpointError, one_line
 from sne_loihi.io import load_checkpoint
 from sne_loihi.teachers import build_teacher
+from sne_loihi.train.checks import check_config
 from sne_loihi.train.common import (
-    EpochState,
     accuracy,
     append_jsonl,
     batch_indices,
-    load_resume_checkpoint,
     make_optimizer,
     predict_logits,
     resolve_device,
-    restore_rng,
-    rewrite_jsonl,
+    restore_or_start,
     save_epoch_checkpoint,
     seed_everything,
     set_threads,
@@ -55,6 +53,22 @@ def _meta(data: Dataset) -> dict[str, Any]:
     }
 
 
+def teacher_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x_nchw: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One cross-entropy optimisation step (also what ``benchmarks/bench_train.py`` times).
+
+    Returns:
+        ``(loss, logits [B, classes])``.
+    """
+    logits = model(x_nchw)
+    loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
 def train_teacher(
     cfg: RunConfig,
     data: Dataset,
@@ -75,6 +89,7 @@ def train_teacher(
         CheckpointError: ``teacher.pt`` exists and ``resume`` is False, or it does not
             match the config.
     """
+    check_config(cfg)
     tcfg = cfg.teacher
     device = resolve_device(cfg.train.device)
     set_threads(cfg.train.threads)
@@ -84,18 +99,10 @@ def train_teacher(
     model = build_teacher(tcfg, data.in_shape, data.num_classes).to(device)
     optimizer = make_optimizer(tcfg.optimizer, model.parameters(), tcfg.lr, tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tcfg.epochs, 1))
-    state = EpochState()
-    if path.exists():
-        if not resume:
-            raise CheckpointError(f"{path} already exists; pass --resume to continue it or use another run folder")
-        ckpt = load_resume_checkpoint(path, cfg.to_dict())
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        restore_rng(ckpt["rng"], gen)
-        state = EpochState(ckpt["epoch"], list(ckpt["history"]))
-        rewrite_jsonl(metrics, state.history)
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    state = restore_or_start(
+        path, cfg.to_dict(), resume=resume, model=model, optimizer=optimizer, scheduler=sched,
+        generator=gen, metrics=metrics, epochs=tcfg.epochs,
+    )
 
     n_batches = -(-len(data.x_train_nchw) // tcfg.batch_size)
     bar = tqdm(
@@ -113,11 +120,7 @@ def train_teacher(
             if cfg.data.augment:
                 x = augment_nchw(x, gen)
             x, y = x.to(device), data.y_train[idx].to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, logits = teacher_step(model, optimizer, x, y)
             seen += len(idx)
             loss_sum += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(-1) == y).sum())
@@ -171,7 +174,7 @@ def load_teacher(path: Path, device: str = "cpu") -> tuple[nn.Module, RunConfig,
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not fit teacher {cfg.teacher.arch!r}: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"{path} does not fit teacher {cfg.teacher.arch!r}: {one_line(exc)}") from None
     model.to(resolve_device(device)).eval()
     meta = {k: ckpt[k] for k in ("in_shape", "num_classes", "class_names", "dataset", "epoch") if k in ckpt}
     return model, cfg, meta

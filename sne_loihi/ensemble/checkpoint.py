@@ -11,7 +11,7 @@ import torch
 
 from sne_loihi.config import RunConfig, StudentConfig
 from sne_loihi.ensemble.model import Ensemble
-from sne_loihi.errors import CheckpointError
+from sne_loihi.errors import CheckpointError, one_line
 from sne_loihi.io import load_checkpoint
 from sne_loihi.partition import Partition, capacity_widths
 
@@ -100,7 +100,7 @@ def load_ensemble(path: Path, device: str | torch.device = "cpu") -> LoadedEnsem
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the stored student specs: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"{path}: weights do not fit the stored student specs: {one_line(exc)}") from None
     model.to(device).eval()
     return LoadedEnsemble(
         model=model,

@@ -1,0 +1,187 @@
+"""Resume after an interrupted run: the teacher and the student loops are really interrupted
+(KeyboardInterrupt in the middle of epoch 2, or between the metrics line and the checkpoint of
+epoch 2), then resumed; the result must equal an uninterrupted run with the same seed."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from sne_loihi.config import DataConfig, RunConfig, StudentConfig, TeacherConfig, TrainConfig
+from sne_loihi.errors import CheckpointError
+from sne_loihi.io import load_checkpoint
+from sne_loihi.pipeline import load_data, students_stage
+from sne_loihi.train import students as students_mod
+from sne_loihi.train import teacher as teacher_mod
+from sne_loihi.train.common import batch_indices, retarget_cosine
+from sne_loihi.train.teacher import TEACHER_FILE, TEACHER_METRICS, train_teacher
+
+EPOCHS = 3
+
+
+def _cfg() -> RunConfig:
+    return RunConfig(
+        data=DataConfig(max_train=160, max_test=60),
+        teacher=TeacherConfig(epochs=EPOCHS, batch_size=32),
+        student=StudentConfig(arch="digits_tiny", time_steps=2),
+        train=TrainConfig(epochs=EPOCHS, batch_size=32, device="cpu", threads=1),
+    )
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def _interrupt_in_epoch(epoch: int, batch: int) -> Any:
+    """A ``batch_indices`` that raises KeyboardInterrupt at ``batch`` of training ``epoch``
+    (1-based; only shuffled calls, i.e. training epochs, are counted)."""
+    calls = {"epochs": 0}
+
+    def patched(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+        if generator is not None:
+            calls["epochs"] += 1
+        for i, idx in enumerate(batch_indices(n, batch_size, generator)):
+            if generator is not None and calls["epochs"] == epoch and i == batch - 1:
+                raise KeyboardInterrupt
+            yield idx
+
+    return patched
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted teacher + students run (the same seed as the interrupted ones)."""
+    run = tmp_path_factory.mktemp("resume") / "reference"
+    cfg = _cfg()
+    train_teacher(cfg, load_data(cfg), run, progress=False)
+    students_stage(cfg, run, resume=False, progress=False)
+    return run
+
+
+def test_teacher_interrupted_mid_epoch_resumes_to_the_same_result(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg, run = _cfg(), tmp_path / "run"
+    data = load_data(cfg)
+    monkeypatch.setattr(teacher_mod, "batch_indices", _interrupt_in_epoch(epoch=2, batch=3))
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(cfg, data, run, progress=False)
+    monkeypatch.undo()
+    assert load_checkpoint(run / TEACHER_FILE)["epoch"] == 1
+    assert [r["epoch"] for r in _lines(run / TEACHER_METRICS)] == [1]
+
+    with pytest.raises(CheckpointError, match="pass --resume"):
+        train_teacher(cfg, data, run, progress=False)
+    result = train_teacher(cfg, data, run, resume=True, progress=False)
+
+    expected = _lines(reference / TEACHER_METRICS)
+    assert [r["epoch"] for r in expected] == list(range(1, EPOCHS + 1))
+    assert _lines(run / TEACHER_METRICS) == expected  # continued, earlier line kept, none twice
+    assert result.history == expected
+    got, want = load_checkpoint(run / TEACHER_FILE), load_checkpoint(reference / TEACHER_FILE)
+    assert got["epoch"] == EPOCHS
+    _same_state(got["model"], want["model"])
+    assert torch.equal(got["rng"]["data"], want["rng"]["data"])
+    assert torch.equal(got["rng"]["torch"], want["rng"]["torch"])
+
+
+def test_students_interrupted_before_the_checkpoint_resume_without_duplicate_lines(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted after epoch 2's metrics line but before its checkpoint: resume restarts
+    epoch 2 from epoch 1's checkpoint and the stray line is not kept twice."""
+    cfg, run = _cfg(), tmp_path / "run"
+    run.mkdir()
+    shutil.copy2(reference / TEACHER_FILE, run / TEACHER_FILE)
+    real_save = students_mod.save_epoch_checkpoint
+
+    def save_then_stop(path: Path, **kw: Any) -> None:
+        if kw["state"].epoch == 2:
+            raise KeyboardInterrupt
+        real_save(path, **kw)
+
+    monkeypatch.setattr(students_mod, "save_epoch_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        students_stage(cfg, run, resume=False, progress=False)
+    monkeypatch.undo()
+    metrics = run / students_mod.STUDENT_METRICS
+    assert [r["epoch"] for r in _lines(metrics)] == [1, 2]
+    assert load_checkpoint(run / "ensemble.pt")["epoch"] == 1
+
+    result = students_stage(cfg, run, resume=True, progress=False)
+    expected = _lines(reference / students_mod.STUDENT_METRICS)
+    assert [r["epoch"] for r in expected] == list(range(1, EPOCHS + 1))
+    assert _lines(metrics) == expected
+    assert result.history == expected
+    got, want = load_checkpoint(run / "ensemble.pt"), load_checkpoint(reference / "ensemble.pt")
+    _same_state(got["model"], want["model"])
+    assert got["scheduler"] == want["scheduler"]
+
+
+def test_students_interrupted_mid_epoch_resume(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg, run = _cfg(), tmp_path / "run"
+    run.mkdir()
+    shutil.copy2(reference / TEACHER_FILE, run / TEACHER_FILE)
+    monkeypatch.setattr(students_mod, "batch_indices", _interrupt_in_epoch(epoch=3, batch=2))
+    with pytest.raises(KeyboardInterrupt):
+        students_stage(cfg, run, resume=False, progress=False)
+    monkeypatch.undo()
+    assert load_checkpoint(run / "ensemble.pt")["epoch"] == 2
+    students_stage(cfg, run, resume=True, progress=False)
+    assert _lines(run / students_mod.STUDENT_METRICS) == _lines(reference / students_mod.STUDENT_METRICS)
+    _same_state(load_checkpoint(run / "ensemble.pt")["model"], load_checkpoint(reference / "ensemble.pt")["model"])
+
+
+def test_resume_refuses_a_different_config(reference: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    cfg = _cfg()
+    cfg.train.lr = 1e-2
+    with pytest.raises(CheckpointError, match="config differs in train.lr"):
+        students_stage(cfg, run, resume=True, progress=False)
+
+
+def test_resume_may_extend_the_budget_and_change_threads(reference: Path, tmp_path: Path) -> None:
+    """A finished 3-epoch run resumed with 5 epochs (and other threads / Lava settings) keeps
+    epochs 1-3 and trains 4-5 on the cosine of the new budget (not climbing back up)."""
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    cfg = _cfg()
+    cfg.train.epochs, cfg.train.threads, cfg.lava.samples = 5, 2, 7
+    result = students_stage(cfg, run, resume=True, progress=False)
+    old = _lines(reference / students_mod.STUDENT_METRICS)
+    lines = _lines(run / students_mod.STUDENT_METRICS)
+    assert lines[:EPOCHS] == old and [r["epoch"] for r in lines] == [1, 2, 3, 4, 5]
+    assert result.history == lines
+    base = cfg.train.lr
+    assert lines[3]["lr"] == pytest.approx(base * (1 + math.cos(math.pi * 4 / 5)) / 2, rel=1e-9)
+    assert lines[4]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_retarget_cosine_follows_the_closed_form_of_the_new_budget() -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=3)
+    for _ in range(2):
+        opt.step()
+        sched.step()
+    retarget_cosine(sched, 6)
+    for epoch in range(2, 7):
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.05 * (1 + math.cos(math.pi * epoch / 6)), abs=1e-12)
+        opt.step()
+        sched.step()

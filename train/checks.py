@@ -1,0 +1,80 @@
+"""Up-front check of a run config, so an impossible option fails in a second with one line,
+not after the teacher has trained for an hour (or leaving a half-made run folder behind)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from sne_loihi.config import RunConfig
+from sne_loihi.errors import ConfigError
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _at_least(low: float) -> Callable[[Any], bool]:
+    return lambda v: _number(v) and v >= low
+
+
+def _positive(value: Any) -> bool:
+    return _number(value) and value > 0
+
+
+def _percentile(value: Any) -> bool:
+    return _number(value) and 0 < value <= 100
+
+
+#: ``dotted key -> (predicate, what it must be)``; checked in this order.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "data.max_train": (_at_least(0), ">= 0 (0 = all)"),
+    "data.max_test": (_at_least(0), ">= 0 (0 = all)"),
+    "teacher.epochs": (_at_least(0), ">= 0"),
+    "teacher.lr": (_positive, "> 0"),
+    "teacher.batch_size": (_at_least(1), ">= 1"),
+    "teacher.weight_decay": (_at_least(0), ">= 0"),
+    "student.width": (_positive, "> 0"),
+    "student.time_steps": (_at_least(1), ">= 1"),
+    "ensemble.num_students": (_at_least(1), ">= 1"),
+    "ensemble.alpha": (_at_least(0), ">= 0 (0 = no distillation)"),
+    "ensemble.feature_percentile": (_percentile, "in (0, 100]"),
+    "ensemble.train_active": (_at_least(0), ">= 0 (0 = all students)"),
+    "train.epochs": (_at_least(1), ">= 1"),
+    "train.lr": (_positive, "> 0"),
+    "train.batch_size": (_at_least(1), ">= 1"),
+    "train.weight_decay": (_at_least(0), ">= 0"),
+    "train.threads": (_at_least(0), ">= 0 (0 = torch's default)"),
+    "lava.samples": (_at_least(0), ">= 0 (0 = no Lava stage)"),
+    "lava.capacity": (_at_least(1), ">= 1"),
+}
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Check value ranges, architecture names and the device before any work is done.
+
+    Raises:
+        ConfigError: The first impossible setting, in one line naming the config key.
+    """
+    from sne_loihi.students import STUDENT_ARCHS
+    from sne_loihi.students.spec import MAX_INPUT_BITS
+    from sne_loihi.teachers import EXTERNAL, TEACHERS
+    from sne_loihi.train.common import resolve_device
+
+    plain = cfg.to_dict()
+    for key, (ok, want) in RULES.items():
+        section, name = key.split(".")
+        value = plain[section][name]
+        if not ok(value):
+            raise ConfigError(f"{key} must be {want}, got {value!r}")
+    if not 1 <= cfg.student.input_bits <= MAX_INPUT_BITS:
+        raise ConfigError(f"student.input_bits must be in 1..{MAX_INPUT_BITS}, got {cfg.student.input_bits}")
+    if cfg.ensemble.train_active > cfg.ensemble.num_students:
+        raise ConfigError(
+            f"ensemble.train_active {cfg.ensemble.train_active} exceeds the {cfg.ensemble.num_students} students"
+        )
+    if cfg.teacher.arch != EXTERNAL:
+        TEACHERS.get(cfg.teacher.arch)
+    STUDENT_ARCHS.get(cfg.student.arch)
+    resolve_device(cfg.train.device)
