@@ -151,18 +151,25 @@ def teacher_finetune(
     opts = ctx.obj or {}
     if opts.get("run_dir") is None:
         raise SneError("teacher finetune needs --run-dir (before 'finetune') holding teacher.pt")
-    finetune_stage(
+    summary = finetune_stage(
         Path(opts["run_dir"]), students=students, beta=beta, epochs=epochs, lr=lr,
         device=opts.get("device"), progress=opts.get("progress", True),
     )
+    b, a = summary["before"], summary["after"]
+    typer.echo(f"teacher test accuracy {100 * b['test_accuracy']:.2f}% -> {100 * a['test_accuracy']:.2f}%, "
+               f"L_sim {b['l_sim']:.4f} -> {a['l_sim']:.4f} ({Path(opts['run_dir']) / 'finetune.json'})")
 
 
 # ---- partition --------------------------------------------------------------------------
+#: Strategies are plain strings on the command line, so an unknown one is a one-line
+#: ConfigError from config resolution (exit 1), not a multi-line usage error.
+STRATEGY_NAMES = ", ".join(s.value for s in PartitionStrategy)
+
 @app.command()
 @friendly
 def partition(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder holding teacher.pt.")],
-    strategy: Annotated[PartitionStrategy, typer.Option("--strategy", help="Partition strategy.")] = PartitionStrategy.FIXED,
+    strategy: Annotated[str, typer.Option("--strategy", help=f"Partition strategy: {STRATEGY_NAMES}.")] = PartitionStrategy.FIXED.value,
     students: Annotated[Optional[int], typer.Option("--students", help="N groups.")] = None,
     seed: SeedOpt = None,
 ) -> None:
@@ -182,7 +189,7 @@ StudentArchOpt = Annotated[Optional[str], typer.Option("--student-arch", help="S
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Student epochs.")]
 AlphaOpt = Annotated[Optional[float], typer.Option("--alpha", help="KD weight (0 = no distillation).")]
 TimeStepsOpt = Annotated[Optional[int], typer.Option("--time-steps", help="T.")]
-PartitionOpt = Annotated[Optional[PartitionStrategy], typer.Option("--partition", help="Partition strategy.")]
+PartitionOpt = Annotated[Optional[str], typer.Option("--partition", help=f"Partition strategy: {STRATEGY_NAMES}.")]
 TrainActiveOpt = Annotated[Optional[int], typer.Option("--train-active", help="Dropout training: K random active students per batch.")]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -167,6 +168,36 @@ class EnsembleConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Teacher disentanglement before distillation (method.md section 4), run by
+    ``sne pipeline`` when ``ensemble.partition = "finetune"``: the teacher is fine-tuned with
+    ``L_CE + beta * L_sim`` over ``ensemble.num_students`` contiguous chunks, then the
+    contiguous equal split is used.
+
+    Attributes:
+        beta: Weight of L_sim; must be negative (L_sim is maximised).
+        epochs: Fine-tuning epochs (the paper: 10-20).
+        lr: Adam learning rate of the fine-tuning.
+    """
+
+    beta: float = -0.5
+    epochs: int = 10
+    lr: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not (
+            math.isfinite(self.beta) and self.beta < 0
+        ):
+            raise ConfigError(f"finetune.beta must be a negative number (L_sim is maximised), got {self.beta!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"finetune.epochs must be a positive integer, got {self.epochs!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (
+            math.isfinite(self.lr) and self.lr > 0
+        ):
+            raise ConfigError(f"finetune.lr must be a positive number, got {self.lr!r}")
+
+
+@dataclass
 class TrainConfig:
     """Student-ensemble training settings.
 
@@ -225,6 +256,7 @@ class RunConfig:
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lava: LavaConfig = field(default_factory=LavaConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, TOML/JSON-safe dict (enums as their values, ``None`` dropped)."""

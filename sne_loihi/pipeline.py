@@ -20,6 +20,8 @@ from sne_loihi.errors import ConfigError, SneError
 CONFIG_FILE = "config.toml"
 FEATURES_FILE = "teacher_features.pt"
 PARTITION_FILE = "partition.json"
+FINETUNE_FILE = "finetune.json"
+PRE_FINETUNE_TEACHER = "teacher_pre_finetune.pt"
 
 
 def prepare_run_dir(run_dir: Path, cfg: RunConfig, *, resume: bool, allow_existing: bool = False) -> None:
@@ -82,9 +84,29 @@ def make_partition(cfg: RunConfig, features_nd: torch.Tensor, run_dir: Path):  #
             f"{path} holds a {part.strategy.value} partition into {part.num_groups} groups; "
             f"the config asks for {strategy.value} into {cfg.ensemble.num_students}: use another run folder"
         )
+    if strategy == PartitionStrategy.FINETUNE:
+        _check_finetuned(Path(run_dir), cfg.ensemble.num_students)
     part = compute_partition(strategy, features_nd.numpy(), cfg.ensemble.num_students, cfg.train.seed)
     part.save(path)
     return part
+
+
+def _check_finetuned(run_dir: Path, num_students: int) -> None:
+    """The ``finetune`` partition is the contiguous split of a teacher fine-tuned for N chunks."""
+    import json
+
+    summary = run_dir / FINETUNE_FILE
+    if not summary.is_file():
+        raise ConfigError(
+            f"partition 'finetune' needs a fine-tuned teacher: run 'sne teacher --run-dir {run_dir} finetune "
+            f"--students {num_students}' first (or 'sne pipeline --partition finetune')"
+        )
+    try:
+        chunks = json.loads(summary.read_text()).get("students")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"cannot read {summary}: {type(exc).__name__}") from None
+    if chunks != num_students:
+        raise ConfigError(f"the teacher in {run_dir} was fine-tuned for {chunks} chunks, not {num_students} students")
 
 
 @dataclass
@@ -203,21 +225,34 @@ def finetune_stage(
     run_dir: Path, *, students: int, beta: float, epochs: int, lr: float,
     device: str | None = None, progress: bool = True,
 ) -> dict[str, Any]:
-    """Fine-tune the run's teacher with ``CE + beta * L_sim``; keep the original as
-    ``teacher_pre_finetune.pt`` and record accuracy and L_sim before and after."""
-    import shutil
+    """Fine-tune the run's teacher with ``CE + beta * L_sim`` and record test accuracy and
+    L_sim before and after in ``finetune.json``.
 
-    from sne_loihi.io import atomic_write_json, load_checkpoint, save_checkpoint
+    The original teacher is first copied to ``teacher_pre_finetune.pt`` and fine-tuning always
+    starts from that copy, so an interrupted fine-tune is simply redone; ``finetune.json``,
+    written last, marks it finished.
+
+    Raises:
+        ConfigError: Bad settings, or the run was already fine-tuned.
+        CheckpointError: No teacher in the run folder.
+    """
+    from sne_loihi.config import FinetuneConfig
+    from sne_loihi.errors import CheckpointError
+    from sne_loihi.io import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
     from sne_loihi.partition import finetune_teacher, similarity_loss
     from sne_loihi.train.common import accuracy, predict_logits, resolve_device
     from sne_loihi.train.teacher import TEACHER_FILE, load_teacher, teacher_features
 
+    FinetuneConfig(beta=beta, epochs=epochs, lr=lr)  # validates (one-line ConfigError)
     run_dir = Path(run_dir)
-    path = run_dir / TEACHER_FILE
-    backup = run_dir / "teacher_pre_finetune.pt"
-    if backup.exists():
-        raise ConfigError(f"{run_dir} was already fine-tuned ({backup} exists); use a fresh run folder")
-    model, cfg, meta = load_teacher(path, device=device or cfg_device(run_dir))
+    path, backup, summary_path = run_dir / TEACHER_FILE, run_dir / PRE_FINETUNE_TEACHER, run_dir / FINETUNE_FILE
+    if summary_path.exists():
+        raise ConfigError(f"{run_dir} was already fine-tuned ({summary_path} exists); use a fresh run folder")
+    if not backup.exists():
+        if not path.exists():
+            raise CheckpointError(f"no teacher in {run_dir} (expected {path}); run 'sne teacher --run-dir {run_dir}' first")
+        atomic_write_bytes(backup, path.read_bytes())
+    model, cfg, _ = load_teacher(backup, device=device or cfg_device(run_dir))
     data = load_data(cfg)
     dev = next(model.parameters()).device
 
@@ -233,14 +268,41 @@ def finetune_stage(
         progress=progress,
     )
     after = measure()
-    shutil.copy2(path, backup)
-    ckpt = load_checkpoint(path)
+    settings = {"students": students, "beta": beta, "epochs": epochs, "lr": lr}
+    ckpt = load_checkpoint(backup)
     ckpt["model"] = model.state_dict()
-    ckpt["finetune"] = {"students": students, "beta": beta, "epochs": epochs, "lr": lr, "history": history}
+    ckpt["finetune"] = {**settings, "history": history}
     save_checkpoint(path, ckpt)
-    summary = {"before": before, "after": after, "students": students, "beta": beta, "epochs": epochs, "history": history}
-    atomic_write_json(run_dir / "finetune.json", summary)
+    summary = {"before": before, "after": after, **settings, "history": history}
+    atomic_write_json(summary_path, summary)
     return summary
+
+
+def finetune_if_asked(cfg: RunConfig, run_dir: Path, *, progress: bool = True) -> dict[str, Any] | None:
+    """The pipeline's fine-tuning step: only for ``ensemble.partition = "finetune"``, with the
+    settings of ``cfg.finetune``; a finished fine-tune (``finetune.json``) is reused.
+
+    Raises:
+        ConfigError: The run folder was fine-tuned with other settings.
+    """
+    import json
+    from dataclasses import asdict
+
+    if PartitionStrategy(cfg.ensemble.partition) != PartitionStrategy.FINETUNE:
+        return None
+    run_dir = Path(run_dir)
+    want = {"students": cfg.ensemble.num_students, **asdict(cfg.finetune)}
+    summary_path = run_dir / FINETUNE_FILE
+    if not summary_path.exists():
+        return finetune_stage(run_dir, **want, device=cfg.train.device, progress=progress)
+    try:
+        done = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {summary_path}: {str(exc).splitlines()[0]}") from None
+    got = {k: done.get(k) for k in want} if isinstance(done, dict) else {}
+    if got != want:
+        raise ConfigError(f"{run_dir} was fine-tuned with {got}; the config asks for {want}: use another run folder")
+    return done
 
 
 def cfg_device(run_dir: Path) -> str:
@@ -281,6 +343,9 @@ def run_pipeline(
     timings: dict[str, float] = {}
     train_teacher(cfg, data, run_dir, resume=resume, progress=progress)
     timings["teacher"] = time.time() - t0
+    t = time.time()
+    if finetune_if_asked(cfg, run_dir, progress=progress) is not None:  # partition "finetune" only
+        timings["teacher_finetune"] = time.time() - t
     t1 = time.time()
     students_stage(cfg, run_dir, resume=resume, progress=progress)
     timings["students"] = time.time() - t1

@@ -169,19 +169,30 @@ def test_agglomerative_asks_sklearn_for_complete_cosine(monkeypatch):
     assert seen["metric"] == "cosine" and seen["linkage"] == "complete" and seen["n_clusters"] == 3
 
 
-def test_dead_columns_fill_the_smallest_groups():
+def test_dead_columns_are_shared_in_proportion_to_live_group_sizes():
+    dead = 12
+    feats = relu_features(dim=24, dead=tuple(range(dead)))
+    for strategy in ("agglomerative", "kmeans"):
+        live_only = compute_partition(strategy, feats[:, dead:], 3, seed=0)
+        part = compute_partition(strategy, feats, 3, seed=0)
+        assert covers_once(part)
+        live_groups = [tuple(j - dead for j in g if j >= dead) for g in part.groups]
+        assert set(live_groups) == set(live_only.groups), strategy  # dead columns do not move live ones
+        live_sizes = np.array([len(g) for g in live_groups])
+        assert len(set(live_sizes)) > 1, strategy  # the test needs unequal clusters
+        quota = live_sizes * 24 / live_sizes.sum()  # each group keeps its share of the live features
+        assert np.all(np.abs(np.array(part.sizes) - quota) < 1), (strategy, part.sizes, quota)
+        assert np.all(np.array(part.sizes) >= live_sizes)
+
+
+def test_balanced_kmeans_fills_deficits_with_dead_columns_before_moving_live_ones():
     dead = 6
     feats = relu_features(dim=20, dead=tuple(range(dead)))
-    for strategy in ("agglomerative", "kmeans"):
-        live_only = compute_partition(strategy, feats[:, dead:], 2, seed=0)
-        part = compute_partition(strategy, feats, 2, seed=0)
-        assert covers_once(part)
-        live_groups = {tuple(j - dead for j in g if j >= dead) for g in part.groups}
-        assert live_groups == set(live_only.groups), strategy  # dead columns do not move live ones
-        sizes = sorted(live_only.sizes)
-        for _ in range(dead):
-            sizes[int(np.argmin(sizes))] += 1
-        assert sorted(part.sizes) == sorted(sizes), strategy
+    live_only = compute_partition("kmeans", feats[:, dead:], 2, seed=0)
+    assert max(live_only.sizes) <= 10  # the dead columns can make up every deficit
+    part = compute_partition("balanced-kmeans", feats, 2, seed=0)
+    assert covers_once(part) and part.sizes == (10, 10)
+    assert {tuple(j - dead for j in g if j >= dead) for g in part.groups} == set(live_only.groups)
     one_live = np.zeros((5, 8))
     one_live[:, 0] = 1.0
     with pytest.raises(ConfigError, match="only 1 of 8 teacher features"):

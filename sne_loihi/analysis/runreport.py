@@ -117,6 +117,10 @@ def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dic
         sections.append((f"Noise robustness ({options.repeats} repeats, Table IV)", "\n".join(lines)
                          + "\n\n![accuracy vs noise](accuracy_vs_noise.png)"))
 
+    finetune = finetune_section(run_dir)  # written by teacher fine-tuning (partition "finetune")
+    if finetune is not None:
+        sections.append(("Teacher fine-tuning (disentanglement)", finetune[0]))
+        out["finetune"] = finetune[1]
     lava = load_lava_section(run_dir)  # written by the pipeline's export + Lava stage
     if lava is not None:
         sections.append((LAVA_SECTION, lava[0]))
@@ -199,6 +203,35 @@ def _noise(run_dir: Path, loaded: Any, data: Any, options: ReportOptions) -> lis
 @torch.no_grad()
 def _batched(fn: Any, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([fn(x[i : i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
+
+
+def finetune_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
+    """Markdown and data of ``RUN/finetune.json`` (teacher accuracy and L_sim before and
+    after fine-tuning with ``CE + beta * L_sim``), or ``None`` when the run has none.
+
+    Raises:
+        CheckpointError: The file exists but cannot be read or lacks the before/after values.
+    """
+    import json
+
+    from sne_loihi.errors import CheckpointError
+    from sne_loihi.pipeline import FINETUNE_FILE
+
+    path = Path(run_dir) / FINETUNE_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        b, a = data["before"], data["after"]
+        table = ["| teacher | before | after |", "|---|---|---|",
+                 f"| test accuracy (%) | {100 * b['test_accuracy']:.2f} | {100 * a['test_accuracy']:.2f} |",
+                 f"| L_sim (test set) | {b['l_sim']:.4f} | {a['l_sim']:.4f} |"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {type(exc).__name__} {str(exc).splitlines()[0] if str(exc) else ''}".rstrip()) from None
+    text = ("\n".join(table) + f"\n\nFine-tuned with CE + beta * L_sim over {data.get('students')} contiguous "
+            f"chunks (beta = {data.get('beta')}, {data.get('epochs')} epochs, lr {data.get('lr')}); the students "
+            "then learn the contiguous equal split. L_sim of post-ReLU features is at most sqrt(2) = 1.414.")
+    return text, data
 
 
 def _summary(rows: list[dict[str, Any]]) -> str:

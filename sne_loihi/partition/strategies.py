@@ -8,11 +8,16 @@ the cosine of their columns.
 Dead features. Post-ReLU teachers often have dimensions that are zero on every training
 sample. Their cosine similarity is undefined (scikit-learn's cosine agglomerative
 clustering refuses zero vectors). The clustering strategies therefore cluster only the live
-columns and then place each dead column, one at a time, in the currently smallest group
-(ties: the group with the smallest index). A dead feature carries no information and every
-student reproduces it trivially (rate 0), so it is used only to even out group sizes. The
-balanced strategies then treat dead columns as being at cosine distance 1 from every
-centroid (a zero vector is orthogonal to everything).
+columns and then place the dead ones. A dead feature carries no information and every
+student reproduces it trivially (rate 0). ``agglomerative`` and ``kmeans`` share the dead
+columns among the groups in proportion to the groups' live sizes (largest remainder), so
+each group's size, hence its student's capacity (:func:`sne_loihi.partition.capacity_widths`),
+follows its share of the live features; filling the smallest groups instead would make the
+groups equal whenever many columns are dead and hide the clustering's imbalance. The
+balanced strategies place each dead column in the currently smallest group (ties: the
+smallest index), so dead columns fill deficits before any live column is moved, and treat
+dead columns as being at cosine distance 1 from every centroid (a zero vector is orthogonal
+to everything).
 """
 
 from __future__ import annotations
@@ -129,6 +134,22 @@ def _fill_dead(labels: np.ndarray, live: np.ndarray, num_groups: int) -> np.ndar
     return labels
 
 
+def _share_dead(labels: np.ndarray, live: np.ndarray, num_groups: int) -> np.ndarray:
+    """Give the dead columns (label -1) to the groups in proportion to their live sizes.
+
+    Group k ends with ``floor(live_k * D / L)`` columns plus one for the groups with the
+    largest remainders (ties: smallest index), ``L`` live columns in all; so every final size
+    is within one of ``live_k * D / L`` and never below ``live_k``.
+    """
+    labels = labels.copy()
+    live_sizes = np.bincount(labels[live], minlength=num_groups)
+    quota = live_sizes * labels.size / live_sizes.sum()
+    final = np.floor(quota).astype(np.int64)
+    final[np.argsort(-(quota - final), kind="stable")[: labels.size - final.sum()]] += 1
+    labels[np.flatnonzero(~live)] = np.repeat(np.arange(num_groups), final - live_sizes)
+    return labels
+
+
 def _cosine_distance(unit_dn: np.ndarray, centroids_kn: np.ndarray) -> np.ndarray:
     """``1 - cos`` between unit columns ``[D, S]`` and centroids ``[N, S]`` -> ``[D, N]``."""
     norms = np.linalg.norm(centroids_kn, axis=1, keepdims=True)
@@ -176,8 +197,8 @@ def partition_finetune(features_nd: np.ndarray, num_groups: int, seed: int) -> P
 def partition_agglomerative(features_nd: np.ndarray, num_groups: int, seed: int) -> Partition:
     """Agglomerative clustering of the columns, complete linkage, cosine distance.
 
-    Groups may differ in size. Deterministic (``seed`` unused); dead columns are placed
-    afterwards (module docstring).
+    Groups may differ in size. Deterministic (``seed`` unused); dead columns are shared out
+    afterwards in proportion to the live group sizes (module docstring).
     """
     from sklearn.cluster import AgglomerativeClustering
 
@@ -190,7 +211,7 @@ def partition_agglomerative(features_nd: np.ndarray, num_groups: int, seed: int)
     else:
         model = AgglomerativeClustering(n_clusters=num_groups, metric="cosine", linkage="complete")
         labels[idx] = model.fit(unit[idx]).labels_
-    return _partition(PartitionStrategy.AGGLOMERATIVE, _fill_dead(labels, live, num_groups), num_groups)
+    return _partition(PartitionStrategy.AGGLOMERATIVE, _share_dead(labels, live, num_groups), num_groups)
 
 
 @PARTITIONERS.register(PartitionStrategy.KMEANS.value)
@@ -199,7 +220,7 @@ def partition_kmeans(features_nd: np.ndarray, num_groups: int, seed: int) -> Par
     monotone function of cosine distance). Groups may differ in size."""
     unit, live = unit_columns(features_nd)
     labels, _ = _spherical_kmeans(unit, live, num_groups, seed, "kmeans")
-    return _partition(PartitionStrategy.KMEANS, _fill_dead(labels, live, num_groups), num_groups)
+    return _partition(PartitionStrategy.KMEANS, _share_dead(labels, live, num_groups), num_groups)
 
 
 def greedy_rebalance(labels: np.ndarray, dist_dn: np.ndarray, target: int) -> np.ndarray:
