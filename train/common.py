@@ -103,6 +103,44 @@ def predict_logits(
     return torch.cat(out) if out else torch.empty(0)
 
 
+#: At most this many (evenly spaced) training images re-estimate BatchNorm statistics.
+BN_RECALIBRATION_SAMPLES = 4096
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, x_nchw: torch.Tensor, batch_size: int, device: torch.device,
+    max_samples: int = BN_RECALIBRATION_SAMPLES,
+) -> None:
+    """Re-estimate every BatchNorm layer's running mean/variance for the current weights.
+
+    The running averages collected during an epoch mix statistics of weights that have
+    since changed; after a short training (few batches) they can be so far off that the
+    model in eval mode predicts one class (measured: a VGG11 after 2 epochs on 1000 CIFAR
+    images, 27% in train mode, 10% in eval mode; 27% in eval mode after this). Runs the
+    un-augmented images (evenly spaced, at most ``max_samples``) with only the BatchNorm
+    layers in training mode and a cumulative average (``momentum=None``); other layers
+    (dropout) stay in eval mode, so no random numbers are drawn.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(x_nchw) == 0:
+        return
+    was_training = model.training
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    x_nchw = x_nchw[:: max(1, -(-len(x_nchw) // max_samples))]
+    for idx in batch_indices(len(x_nchw), batch_size, None):
+        if len(idx) > 1 or len(x_nchw) == 1:  # BatchNorm1d cannot normalise a lone sample
+            model(x_nchw[idx].to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in [0, 1]."""
     if len(labels) == 0:

@@ -23,6 +23,7 @@ from sne_loihi.train.common import (
     batch_indices,
     make_optimizer,
     predict_logits,
+    recalibrate_batchnorm,
     resolve_device,
     restore_or_start,
     save_epoch_checkpoint,
@@ -127,6 +128,7 @@ def train_teacher(
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}")
         sched.step()
+        recalibrate_batchnorm(model, data.x_train_nchw, 256, device)
         model.eval()
         test_acc = accuracy(predict_logits(model, data.x_test_nchw, 256, device), data.y_test)
         record = {
