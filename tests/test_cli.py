@@ -183,3 +183,24 @@ def test_interrupted_pipeline_resumes_from_its_checkpoint(
     assert [json.loads(x)["epoch"] for x in (run / "metrics_students.jsonl").read_text().splitlines()] == [1, 2]
     assert [json.loads(x)["epoch"] for x in (run / "metrics_teacher.jsonl").read_text().splitlines()] == [1, 2]
     assert json.loads((run / "report.json").read_text())["evaluation"]["epochs"] == 2
+
+
+def test_cifar10_folder_without_training_images_is_a_one_line_error(tmp_path: Path) -> None:
+    import pickle
+
+    import numpy as np
+
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    batches = {
+        "data_batch_1": {b"data": np.zeros((0, 3072), np.uint8), b"labels": []},
+        "test_batch": {b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 3]},
+        "batches.meta": {b"label_names": [b"c%d" % i for i in range(10)]},
+    }
+    for name, batch in batches.items():
+        (folder / name).write_bytes(pickle.dumps(batch))
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["pipeline", "--dataset", "cifar10", "--data-dir", str(folder), "--run-dir", str(run)])
+    assert result.exit_code == 1
+    assert result.stderr == "error: cifar10: the data set has no training images\n"
+    assert not run.exists()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from sne_loihi.config import DataConfig
-from sne_loihi.errors import ConfigError
+from sne_loihi.errors import ConfigError, DataError
 from sne_loihi.registry import Registry
 
 
@@ -98,6 +98,9 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"data.{key} must be >= 0 (0 = all), got {getattr(cfg, key)}")
     data = DATASETS.get(cfg.name)(cfg, seed)
+    for part, labels in (("training", data.y_train), ("test", data.y_test)):
+        if len(labels) == 0:
+            raise DataError(f"{cfg.name}: the data set has no {part} images")
     train_idx = stratified_subset(data.y_train, cfg.max_train, seed)
     test_idx = stratified_subset(data.y_test, cfg.max_test, seed + 1)
     if len(train_idx) == len(data.y_train) and len(test_idx) == len(data.y_test):
