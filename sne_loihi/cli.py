@@ -318,6 +318,9 @@ def simulate(
     input_file: Annotated[Optional[Path], typer.Option("--input", help="Single network: input .npy, integers [N, ..., T].")] = None,
     input_bits: Annotated[int, typer.Option("--input-bits", help="Single network: graded input bits (0 = binary spikes).")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON (a new file).")] = None,
+    cascade: Annotated[Optional[str], typer.Option(
+        "--cascade", help="Per-sample activation thresholds, e.g. 0,0.9,1.01: the export's cascade head decides "
+        "in the Lava graph after each student whether a sample goes on.")] = None,
 ) -> None:
     """Run an exported ensemble (or any netx network) as Lava processes: gate, students,
     synaptic-op counters, readout. Prints accuracy, ops per student and layer, energy, speed."""
@@ -338,7 +341,7 @@ def simulate(
             compare = target.parent / ENSEMBLE_FILE
         rep = simulate_export(target, samples=samples, active=active, backend=backend, energy=energy,
                               capacity=capacity, seed=seed, data_dir=str(data_dir) if data_dir else None,
-                              torch_checkpoint=compare)
+                              torch_checkpoint=compare, cascade=_float_list(cascade, "--cascade") if cascade else None)
     else:
         raise SneError(f"{target} not found (expected an export folder or a netx file)")
     print_table(rep.rows(), f"Lava, backend {rep.backend}: {rep.samples} samples, energy profile {energy}", LAVA_COLUMNS)
@@ -403,6 +406,13 @@ def pipeline(
     run_pipeline(cfg, run_dir, resume=resume, progress=progress,
                  report=_report_options(energy, activation, noise, repeats), dropout_ks=ks)
     typer.echo(f"report: {run_dir / 'report.md'}")
+
+
+def _float_list(text: str, flag: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise SneError(f"{flag} expects comma-separated numbers, got {text!r}") from None
 
 
 def _int_list(text: str, flag: str) -> list[int]:

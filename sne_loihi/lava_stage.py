@@ -24,6 +24,7 @@ LAVA_SECTION = "Lava simulation (netx export, fixed point)"
 #: Columns of the Lava table (terminal and report.md).
 LAVA_COLUMNS: tuple[tuple[str, str, Any], ...] = (
     ("label", "active", str),
+    ("mean_active", "students/sample", lambda v: f"{v:.2f}"),
     ("accuracy", "Lava acc. (%)", lambda v: f"{100 * v:.2f}"),
     ("torch_accuracy", "torch acc. (%)", lambda v: f"{100 * v:.2f}"),
     ("ops", "synaptic ops/sample", lambda v: f"{v:,.0f}"),
@@ -63,11 +64,13 @@ class SimulationReport:
         for ev in self.evaluations:
             check = ev.torch
             out.append({
-                "label": ev.label, "accuracy": ev.accuracy, "ops": ev.ops, "neuron_updates": ev.neuron_updates,
+                "label": ev.label, "mean_active": ev.mean_active, "accuracy": ev.accuracy, "ops": ev.ops, "neuron_updates": ev.neuron_updates,
                 "energy_nj": ev.energy_pj / 1000.0, "samples_per_second": ev.samples_per_second,
                 "torch_accuracy": check.accuracy if check else None,
                 "torch_ops": check.ops_per_sample if check else None,
-                "mismatches": f"{check.spike_mismatches} / {check.op_mismatches}" if check else None,
+                "mismatches": (f"{check.spike_mismatches} / {check.op_mismatches}"
+                               + (f" / {check.decision_mismatches} decisions" if ev.label.startswith("per-sample")
+                                  else "")) if check else None,
             })
         return out
 
@@ -142,6 +145,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100
     Raises:
         ExportError / ParityError / CheckpointError: One-line reasons.
     """
+    from sne_loihi.ensemble.cascade import CASCADE_HEAD_FILE, load_cascade_head
     from sne_loihi.ensemble.checkpoint import load_ensemble
     from sne_loihi.export import export_model
 
@@ -149,19 +153,28 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100
     loaded = load_ensemble(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / EXPORT_DIR
     x = _test_images(loaded.config, samples)[0] if samples > 0 else None
+    cascade = None
+    head_path = run_dir / CASCADE_HEAD_FILE  # written by the report; lets `sne simulate --cascade` run
+    if head_path.is_file():
+        from sne_loihi.export import CascadeHead
+
+        head, order = load_cascade_head(head_path, loaded.model.num_students)
+        cascade = CascadeHead.from_linear(head, order, source=str(head_path))
     return export_model(
         loaded.model, out_dir, partition=loaded.partition.to_dict(), in_shape_chw=loaded.in_shape,
         class_names=loaded.class_names, config=loaded.config.to_dict(), x_verify_nchw=x,
-        verify_samples=samples, overwrite=overwrite, capacity=capacity,
+        verify_samples=samples, overwrite=overwrite, capacity=capacity, cascade_head=cascade,
     )
 
 
 def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] | None = None,
                     backend: Backend | str = Backend.AUTO, energy: str = "cmos45nm", capacity: int = 25,
                     seed: int = 0, data_dir: str | None = None, torch_checkpoint: Path | None = None,
-                    progress: bool = True) -> SimulationReport:
+                    cascade: list[float] | None = None, progress: bool = True) -> SimulationReport:
     """Simulate an export on the first test samples of its data set, for every active set
     on one compiled graph; compare with the torch ensemble in ``torch_checkpoint`` if given.
+    ``cascade`` thresholds add per-sample activation runs (the export's cascade head decides
+    in the graph which students each sample gets).
 
     Raises:
         ExportError: Invalid export. SimulationError: Bad active set, unavailable backend.
@@ -170,7 +183,7 @@ def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] |
     from sne_loihi.analysis.runreport import resolve_profile
     from sne_loihi.export import load_manifest
     from sne_loihi.sim import EnsembleSimulator
-    from sne_loihi.sim.evaluate import evaluate_active_sets, parse_active
+    from sne_loihi.sim.evaluate import evaluate_active_sets, evaluate_cascade, parse_active
 
     if capacity < 1:
         raise ConfigError(f"capacity must be >= 1, got {capacity}")
@@ -196,6 +209,8 @@ def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] |
             raise SimulationError(f"{torch_checkpoint} has {model.num_students} students, the export {n}")
     with EnsembleSimulator(manifest, backend=Backend(backend), capacity=min(capacity, len(x))) as sim:
         evaluations = evaluate_active_sets(sim, x, y, choices, profile, model=model, progress=progress)
+        if cascade:
+            evaluations += evaluate_cascade(sim, x, y, cascade, profile, model=model, progress=progress)
         return SimulationReport(
             export_dir=str(export_dir), backend=sim.backend_used.value, samples=len(x),
             compilations=sim.compilations, energy_profile={"name": profile.name, "source": profile.source},

@@ -44,6 +44,7 @@ def export_dir(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     run = tmp_path_factory.mktemp("run")
     shutil.copy2(tiny_run / "ensemble.pt", run / "ensemble.pt")
     shutil.copy2(tiny_run / "config.toml", run / "config.toml")
+    shutil.copy2(tiny_run / "cascade_head.pt", run / "cascade_head.pt")  # exported for --cascade
     out = run / "export"
     result = runner.invoke(app, ["export", str(run), "--out", str(out), "--verify-samples", "4"])
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -147,3 +148,20 @@ def test_evaluate_keeps_the_lava_section_and_flags_it_stale(tiny_run: Path, tmp_
     os.utime(run / "ensemble.pt", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # as if retrained
     assert runner.invoke(app, ["evaluate", str(run), "--no-activation"]).exit_code == 0
     assert "**Stale:**" in (run / "report.md").read_text()
+
+
+def test_simulate_per_sample_cascade_matches_torch(export_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cascade.json"
+    result = runner.invoke(app, ["simulate", str(export_dir), "--samples", "4", "--capacity", "4", "--backend", "cpu",
+                                 "--cascade", "0,1.01", "--json", str(out)])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    rep = json.loads(out.read_text())
+    assert rep["compilations"] == 1
+    full, first_only, everyone = rep["evaluations"]
+    assert first_only["label"] == "per-sample thr=0" and first_only["mean_active"] == 1.0
+    assert everyone["mean_active"] == 4.0 and everyone["ops_per_student_layer"] == full["ops_per_student_layer"]
+    assert all(sum(per) == 0 for per in first_only["ops_per_student_layer"][1:])
+    for ev in (first_only, everyone):
+        check = ev["torch"]
+        assert check["spike_mismatches"] == 0 and check["op_mismatches"] == 0 and check["decision_mismatches"] == 0
+    one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--cascade", "x"]), "--cascade")

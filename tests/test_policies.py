@@ -291,7 +291,7 @@ def test_train_active_larger_than_n_is_refused(tmp_path: Path) -> None:
     from sne_loihi.train.students import train_students
 
     cfg = RunConfig(ensemble=EnsembleConfig(num_students=2, alpha=0.0, train_active=3))
-    with pytest.raises(ConfigError, match="--train-active 3 exceeds the 2 students"):
+    with pytest.raises(ConfigError, match="train_active 3 exceeds the 2 students"):
         train_students(cfg, None, None, fixed_partition(4, 2, 0), torch.ones(4), tmp_path, progress=False)
     assert not any(tmp_path.iterdir())
 

@@ -80,9 +80,9 @@ def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dic
         test_t, train_t = tables(loaded.model, data, options.batch_size)
         analysis, cascade_head = analyse_activation(loaded.model, test_t, train_t, batch_size=options.batch_size, seed=cfg.train.seed)
         if cascade_head is not None:
-            from sne_loihi.io import save_checkpoint
+            from sne_loihi.ensemble.cascade import CASCADE_HEAD_FILE, save_cascade_head
 
-            save_checkpoint(run_dir / "cascade_head.pt", {"config": cfg.to_dict(), "head": cascade_head.state_dict()})
+            save_cascade_head(run_dir / CASCADE_HEAD_FILE, cascade_head, range(loaded.model.num_students), cfg.to_dict())
         dropout = _dropout_points(run_dir, data, options.batch_size)
         rows = []
         for p in analysis.random_k:
@@ -141,6 +141,7 @@ def _dropout_points(run_dir: Path, data: Any, batch_size: int) -> dict[int, Any]
     """Dropout-trained ensembles in ``RUN/dropout-k*/``, each evaluated at its own K."""
     from sne_loihi.ensemble.checkpoint import load_ensemble
     from sne_loihi.ensemble.evaluate import evaluate_ensemble
+    from sne_loihi.cost.ops import neuron_updates_per_sample
     from sne_loihi.ensemble.policies import PolicyPoint
 
     points = {}
@@ -151,7 +152,10 @@ def _dropout_points(run_dir: Path, data: Any, batch_size: int) -> dict[int, Any]
         k = loaded.config.ensemble.train_active
         r = evaluate_ensemble(loaded.model, data.x_test_nchw, data.y_test, active=k, batch_size=batch_size,
                               seed=loaded.config.train.seed)
-        points[k] = PolicyPoint("dropout-trained", f"K={k}", r.accuracy, r.macs_per_sample, r.acs_per_sample, float(k))
+        per_student = [neuron_updates_per_sample(st.spec) for st in loaded.model.students]
+        neurons = k * sum(per_student) / len(per_student)  # K random students: K x the mean student
+        points[k] = PolicyPoint("dropout-trained", f"K={k}", r.accuracy, r.macs_per_sample, r.acs_per_sample, float(k),
+                                neuron_updates=neurons)
     return points
 
 
@@ -164,7 +168,7 @@ def _k_table(rows: list[dict[str, Any]], profile: Any) -> str:
         p, d = r["random"], r["dropout"]
         lines.append(
             f"| {r['k']} | {100 * p.accuracy:.2f} | {p.acs:,.0f} | {p.macs:,.0f} | "
-            f"{energy_pj(profile, macs=p.macs, acs=p.acs) / 1000:,.2f} | {100 * r['subset_mean']['accuracy']:.2f} | "
+            f"{energy_pj(profile, macs=p.macs, acs=p.acs, neuron_updates=p.neuron_updates) / 1000:,.2f} | {100 * r['subset_mean']['accuracy']:.2f} | "
             + (f"{100 * d.accuracy:.2f} | {d.acs:,.0f} |" if d else "- | - |")
         )
     return "\n".join(lines)
