@@ -204,3 +204,26 @@ def test_cifar10_folder_without_training_images_is_a_one_line_error(tmp_path: Pa
     assert result.exit_code == 1
     assert result.stderr == "error: cifar10: the data set has no training images\n"
     assert not run.exists()
+
+
+def test_real_console_error_after_slayer_import_is_one_stderr_line(tiny_run: Path, tmp_path: Path) -> None:
+    """In a fresh process (SLAYER's import-time messages not yet printed): the ensemble loads,
+    then the teacher does not fit; stderr must hold the error line and nothing else."""
+    import subprocess
+    import sys
+
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for f in ("config.toml", "ensemble.pt", "partition.json"):
+        shutil.copy2(tiny_run / f, run / f)
+    ckpt = torch.load(tiny_run / "teacher.pt", weights_only=True)
+    key = next(iter(ckpt["model"]))
+    ckpt["model"][key] = torch.zeros(3, 3)
+    torch.save(ckpt, run / "teacher.pt")
+    sne = Path(sys.executable).with_name("sne")
+    proc = subprocess.run([str(sne), "evaluate", str(run)], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {run / 'teacher.pt'} does not fit teacher") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Prophesee" not in proc.stdout

@@ -67,14 +67,29 @@ class SlayerStudent(Student):
         return StudentOutput(spikes_nft=x, layer_inputs=layer_inputs)
 
 
+def import_slayer():  # -> the lava.lib.dl.slayer module
+    """``import lava.lib.dl.slayer`` without its import-time chatter.
+
+    Importing it prints "No CUDA runtime is found, using CUDA_HOME=..." (torch's
+    cpp_extension, stderr) and a Prophesee-toolbox warning (stdout) on a CPU-only machine;
+    on the terminal those lines would sit next to, e.g., a one-line ``error:``. Import errors
+    still propagate.
+    """
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        import lava.lib.dl.slayer as slayer
+    return slayer
+
+
 def build_slayer_student(spec: StudentSpec) -> SlayerStudent:
     """Build the SLAYER CUBA network described by ``spec``.
 
     The first weighted block's threshold is ``threshold * (2**input_bits - 1)`` (graded
     integer input); all other blocks use the configured threshold.
     """
-    import lava.lib.dl.slayer as slayer
-
+    slayer = import_slayer()
     blocks: list[nn.Module] = []
     first_weighted = True
     for layer, (in_shape, _) in zip(spec.layers, spec.layer_shapes()):
