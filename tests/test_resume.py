@@ -185,3 +185,26 @@ def test_retarget_cosine_follows_the_closed_form_of_the_new_budget() -> None:
         assert opt.param_groups[0]["lr"] == pytest.approx(0.05 * (1 + math.cos(math.pi * epoch / 6)), abs=1e-12)
         opt.step()
         sched.step()
+
+
+def _drop_finetune_section(path: Path) -> None:
+    """Rewrite a checkpoint as if written before the ``[finetune]`` section existed."""
+    from sne_loihi.io import save_checkpoint
+
+    ckpt = load_checkpoint(path)
+    del ckpt["config"]["finetune"]
+    save_checkpoint(path, ckpt)
+
+
+def test_a_checkpoint_older_than_a_config_section_resumes_at_its_defaults(reference: Path, tmp_path: Path) -> None:
+    """Keys a checkpoint predates count as their defaults: resuming with defaults works, and a
+    non-default value of such a key is still refused."""
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    _drop_finetune_section(run / "ensemble.pt")
+    result = students_stage(_cfg(), run, resume=True, progress=False)
+    assert [r["epoch"] for r in result.history] == list(range(1, EPOCHS + 1))
+    cfg = _cfg()
+    cfg.finetune.beta = -1.0
+    with pytest.raises(CheckpointError, match="config differs in finetune.beta"):
+        students_stage(cfg, run, resume=True, progress=False)

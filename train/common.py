@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sne_loihi.config import Optimizer
+from sne_loihi.config import Optimizer, RunConfig
 from sne_loihi.errors import CheckpointError, ConfigError, one_line
 from sne_loihi.io import atomic_write_bytes, load_checkpoint, save_checkpoint
 from sne_loihi.registry import Registry
@@ -220,7 +220,7 @@ def load_resume_checkpoint(
     for key in ("config", "model", "optimizer", "scheduler", "epoch", "history", "rng"):
         if key not in ckpt:
             raise CheckpointError(f"{path} is not a resumable checkpoint (no {key!r})")
-    old, new = _flatten(ckpt["config"]), _flatten(config)
+    old, new = _flatten(with_defaults(ckpt["config"])), _flatten(with_defaults(config))
     exact = {k for k in ignore if not k.endswith(".")}
     prefixes = tuple(k for k in ignore if k.endswith("."))
     diff = sorted(
@@ -232,6 +232,19 @@ def load_resume_checkpoint(
             f"cannot resume {path}: its config differs in {', '.join(diff[:5])}"
         )
     return ckpt
+
+
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored run config with the keys it predates filled in with their defaults.
+
+    A checkpoint written before a config section or key existed (e.g. ``[lava]``) then
+    compares equal to a current config that leaves that key at its default. A config that
+    no longer parses (a removed key) is compared as stored.
+    """
+    try:
+        return RunConfig.from_dict(config).to_dict()
+    except ConfigError:
+        return config
 
 
 def retarget_cosine(sched: torch.optim.lr_scheduler.CosineAnnealingLR, epochs: int) -> None:
