@@ -382,6 +382,8 @@ def pipeline(
     lava: Annotated[Optional[bool], typer.Option("--lava/--no-lava", help="End with netx export and a Lava simulation.")] = None,
     lava_samples: Annotated[Optional[int], typer.Option("--lava-samples", help="Test samples for the parity check and the Lava run.")] = None,
     backend: Annotated[Optional[Backend], typer.Option("--backend", help="Lava backend: auto, cpu, loihi2.")] = None,
+    lava_cascade: Annotated[Optional[str], typer.Option(
+        "--lava-cascade", help="Per-sample activation thresholds to simulate in Lava, e.g. 0.6,0.9 ('none': skip).")] = None,
     dropout_k: Annotated[Optional[str], typer.Option("--dropout-k", help="Also train dropout variants with these K, e.g. 1,2,3.")] = None,
     energy: EnergyOpt = "cmos45nm",
     activation: ActivationOpt = True,
@@ -399,7 +401,8 @@ def pipeline(
         partition=partition, train_active=train_active, seed=seed, device=device, threads=threads,
         data_dir=data_dir, max_train=max_train, max_test=max_test,
     )
-    overrides.update({"lava.enabled": lava, "lava.samples": lava_samples, "lava.backend": backend})
+    overrides.update({"lava.enabled": lava, "lava.samples": lava_samples, "lava.backend": backend,
+                      "lava.cascade": _float_list(lava_cascade, "--lava-cascade") if lava_cascade else None})
     cfg = _run_config(dataset, config, run_dir if resume else None, overrides)
     run_dir = _default_run_dir(run_dir, cfg)
     ks = _int_list(dropout_k, "--dropout-k") if dropout_k else []
@@ -409,6 +412,8 @@ def pipeline(
 
 
 def _float_list(text: str, flag: str) -> list[float]:
+    if text.strip().lower() == "none":
+        return []
     try:
         return [float(t) for t in text.split(",") if t.strip()]
     except ValueError:

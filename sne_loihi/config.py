@@ -237,6 +237,10 @@ class LavaConfig:
         capacity: Samples per Lava run of the one compiled graph.
         active: Active sets to simulate on the same graph, each ``all``, indices
             ``0,2`` or ``k=K`` (K drawn at random with the run's seed).
+        cascade: Confidence thresholds of per-sample activation simulated on the same
+            graph: the run's cascade head (trained before the export) decides in the graph,
+            after each student, whether a sample goes on (0: the first student only; > 1:
+            every student). Empty: no per-sample runs.
     """
 
     enabled: bool = True
@@ -244,6 +248,7 @@ class LavaConfig:
     backend: Backend = Backend.AUTO
     capacity: int = 25
     active: list[str] = field(default_factory=lambda: ["all", "0"])
+    cascade: list[float] = field(default_factory=lambda: [0.6, 0.9])
 
 
 @dataclass

@@ -36,6 +36,13 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(Path(path), (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def file_key(path: Path) -> str:
+    """Size and modification time of a file: changes whenever it is rewritten, so results
+    derived from a checkpoint can tell when they predate it."""
+    st = Path(path).stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Save a checkpoint dict atomically (plain tensors, numbers, strings, lists, dicts)."""
     import io

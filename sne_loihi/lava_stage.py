@@ -16,6 +16,7 @@ import numpy as np
 
 from sne_loihi.config import Backend, RunConfig
 from sne_loihi.errors import ConfigError, ExportError, SimulationError
+from sne_loihi.io import file_key
 
 EXPORT_DIR = "export"
 LAVA_FILE = "lava.json"
@@ -119,7 +120,11 @@ class SimulationReport:
             f"{self.energy_profile['source']}.\n\n" + markdown_table(self.rows(), LAVA_COLUMNS)
             + "\n\nMismatches: output spikes (student, sample, neuron, step) and per-sample, per-layer "
             "op counts where Lava and the torch model differ on the same samples and active set "
-            "(an inactive student must count 0).\n\n" + parity
+            "(an inactive student must count 0)."
+            + (" Per-sample rows: the export's cascade head decides in the Lava graph, after each "
+               "student, whether a sample goes on; decisions counts samples whose set of students "
+               "differs from torch's cascade." if any(e.label.startswith("per-sample") for e in self.evaluations) else "")
+            + "\n\n" + parity
             + "\n\n| active | student | synaptic ops per sample, per layer |\n|---|---|---|\n" + per_layer
         )
 
@@ -252,32 +257,39 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
 
 
 def lava_stage(cfg: RunConfig, run_dir: Path, *, energy: str = "cmos45nm", progress: bool = True) -> SimulationReport | None:
-    """The pipeline's last stage: export ``RUN/ensemble.pt`` to ``RUN/export`` (parity-checked
-    on ``cfg.lava.samples`` test samples) and simulate those samples for every configured
-    active set, compared with torch. Returns ``None`` when the stage is disabled.
+    """The pipeline's last stage: with ``cfg.lava.cascade`` thresholds, make sure the run has
+    a current cascade head (``RUN/cascade_head.pt``, trained now if missing or older than
+    ``RUN/ensemble.pt``); export ``RUN/ensemble.pt`` (and that head) to ``RUN/export``,
+    parity-checked on ``cfg.lava.samples`` test samples; simulate those samples for every
+    configured active set and threshold on one graph, compared with torch.
+
+    Returns:
+        The simulation report (also written to ``RUN/lava.json``), or ``None`` when the stage
+        is disabled.
     """
     lava = cfg.lava
     if not lava.enabled or lava.samples == 0:
         return None
     if lava.samples < 0 or lava.capacity < 1:
         raise ConfigError(f"lava.samples must be >= 0 and lava.capacity >= 1, got {lava.samples}, {lava.capacity}")
-    run_dir = Path(run_dir)
-    export_run(run_dir, run_dir / EXPORT_DIR, samples=lava.samples, overwrite=True, capacity=lava.capacity)
     from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
     from sne_loihi.io import atomic_write_json
 
+    run_dir = Path(run_dir)
+    if lava.cascade:
+        from sne_loihi.ensemble.cascade import ensure_cascade_head
+        from sne_loihi.ensemble.checkpoint import load_ensemble
+        from sne_loihi.pipeline import load_data
+
+        loaded, data = load_ensemble(run_dir), load_data(cfg)
+        ensure_cascade_head(run_dir, loaded.model, data.x_train_nchw, data.y_train, config=cfg.to_dict(), seed=cfg.train.seed)
+    export_run(run_dir, run_dir / EXPORT_DIR, samples=lava.samples, overwrite=True, capacity=lava.capacity)
     rep = simulate_export(run_dir / EXPORT_DIR, samples=lava.samples, active=list(lava.active), backend=lava.backend,
                            energy=energy, capacity=lava.capacity, seed=cfg.train.seed, torch_checkpoint=run_dir / ENSEMBLE_FILE,
-                           progress=progress)
-    rep.checkpoint_key = checkpoint_key(run_dir / ENSEMBLE_FILE)
+                           cascade=list(lava.cascade) or None, progress=progress)
+    rep.checkpoint_key = file_key(run_dir / ENSEMBLE_FILE)
     atomic_write_json(run_dir / LAVA_FILE, rep.to_dict())
     return rep
-
-
-def checkpoint_key(path: Path) -> str:
-    """Size and modification time of a checkpoint (changes when it is rewritten)."""
-    st = Path(path).stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def load_lava_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
@@ -296,7 +308,7 @@ def load_lava_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
         return (f"{path} is unreadable ({type(exc).__name__}); rerun the pipeline's Lava stage", {})
     body = rep.markdown()
     ckpt = Path(run_dir) / ENSEMBLE_FILE
-    if ckpt.is_file() and rep.checkpoint_key != checkpoint_key(ckpt):
+    if ckpt.is_file() and rep.checkpoint_key != file_key(ckpt):
         body = ("**Stale:** these Lava figures were measured before `ensemble.pt` last changed; "
                 "rerun `sne export --overwrite` and `sne simulate`.\n\n" + body)
     return body, rep.to_dict()

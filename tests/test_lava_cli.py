@@ -25,7 +25,7 @@ def test_pipeline_report_holds_lava_figures_equal_to_torch(tiny_run: Path) -> No
     lava = json.loads((tiny_run / "report.json").read_text())["lava"]
     assert lava["samples"] == 6 and lava["compilations"] == 1 and lava["parity"]["mismatches"] == 0
     labels = [e["label"] for e in lava["evaluations"]]
-    assert labels == ["all", "0"]
+    assert labels == ["all", "0", "per-sample thr=0.6", "per-sample thr=0.9"]  # the [lava] defaults
     for ev in lava["evaluations"]:
         check = ev["torch"]
         assert check["spike_mismatches"] == 0 and check["op_mismatches"] == 0
@@ -36,6 +36,33 @@ def test_pipeline_report_holds_lava_figures_equal_to_torch(tiny_run: Path) -> No
     assert sum(only0[0]) > 0 and all(sum(per) == 0 for per in only0[1:])
     assert "Lava simulation" in (tiny_run / "report.md").read_text()
     assert (tiny_run / "export" / "manifest.json").is_file()
+
+
+def test_pipeline_simulates_per_sample_activation_with_the_reports_cascade_head(tiny_run: Path) -> None:
+    """The pipeline trains the cascade head before its export, so Lava decides per sample in
+    the graph with the very head the report's threshold sweep used (not a retrained one)."""
+    import torch
+
+    from sne_loihi.ensemble.cascade import ensure_cascade_head
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.export import load_manifest
+    from sne_loihi.pipeline import load_data
+
+    per_sample = [e for e in json.loads((tiny_run / "lava.json").read_text())["evaluations"]
+                  if e["label"].startswith("per-sample")]
+    for ev in per_sample:
+        assert ev["torch"]["decision_mismatches"] == 0 and ev["torch"]["op_mismatches"] == 0
+        assert 1.0 <= ev["mean_active"] <= 4.0
+    assert per_sample[0]["mean_active"] <= per_sample[1]["mean_active"]  # a higher threshold runs more
+    loaded = load_ensemble(tiny_run)
+    data = load_data(loaded.config)
+    head, trained = ensure_cascade_head(tiny_run, loaded.model, data.x_train_nchw, data.y_train)
+    assert not trained
+    exported = load_manifest(tiny_run / "export").cascade
+    assert exported is not None and exported.order == [0, 1, 2, 3]
+    assert torch.equal(torch.tensor(exported.weight, dtype=torch.float64), head.weight.detach().double())
+    md = (tiny_run / "report.md").read_text()
+    assert "per-sample thr=0.6" in md and "thr=0.6" in md.split("Per-sample activation (cascade")[1]
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +192,24 @@ def test_simulate_per_sample_cascade_matches_torch(export_dir: Path, tmp_path: P
         check = ev["torch"]
         assert check["spike_mismatches"] == 0 and check["op_mismatches"] == 0 and check["decision_mismatches"] == 0
     one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--cascade", "x"]), "--cascade")
+
+
+def test_a_cascade_head_older_than_the_ensemble_or_corrupt_is_retrained(tiny_run: Path, tmp_path: Path) -> None:
+    import os
+
+    from sne_loihi.ensemble.cascade import ensure_cascade_head
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.pipeline import load_data
+
+    for name in ("ensemble.pt", "config.toml", "cascade_head.pt"):
+        shutil.copy2(tiny_run / name, tmp_path / name)
+    loaded = load_ensemble(tmp_path)
+    data = load_data(loaded.config)
+    x, y = data.x_train_nchw[:64], data.y_train[:64]
+    assert not ensure_cascade_head(tmp_path, loaded.model, x, y)[1]  # copy2 keeps the key (size, mtime)
+    st = os.stat(tmp_path / "ensemble.pt")
+    os.utime(tmp_path / "ensemble.pt", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # "retrained"
+    assert ensure_cascade_head(tmp_path, loaded.model, x, y)[1]
+    assert not ensure_cascade_head(tmp_path, loaded.model, x, y)[1]
+    (tmp_path / "cascade_head.pt").write_bytes(b"not a checkpoint")
+    assert ensure_cascade_head(tmp_path, loaded.model, x, y)[1]

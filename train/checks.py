@@ -74,6 +74,9 @@ def check_config(cfg: RunConfig) -> None:
         raise ConfigError(
             f"ensemble.train_active {cfg.ensemble.train_active} exceeds the {cfg.ensemble.num_students} students"
         )
+    bad = [t for t in cfg.lava.cascade if not _at_least(0)(t)]
+    if bad:
+        raise ConfigError(f"lava.cascade thresholds must be numbers >= 0, got {bad[0]!r}")
     if cfg.teacher.arch != EXTERNAL:
         TEACHERS.get(cfg.teacher.arch)
     STUDENT_ARCHS.get(cfg.student.arch)

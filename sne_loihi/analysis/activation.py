@@ -13,7 +13,6 @@ from typing import Any
 import torch
 
 from sne_loihi.cost.energy import EnergyProfile, energy_pj
-from sne_loihi.ensemble.cascade import train_cascade_head
 from sne_loihi.ensemble.model import Ensemble
 from sne_loihi.ensemble.policies import (
     PolicyPoint,
@@ -58,24 +57,24 @@ class ActivationAnalysis:
 def analyse_activation(
     model: Ensemble,
     test_table: StudentTable,
-    train_table: StudentTable | None,
+    cascade_head: torch.nn.Linear | None = None,
     *,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     batch_size: int = 256,
     seed: int = 0,
-) -> tuple[ActivationAnalysis, torch.nn.Linear | None]:
-    """All policies on one test table; the cascade head is trained on ``train_table``."""
+) -> ActivationAnalysis:
+    """Random K, all subsets and (with a ``cascade_head``, e.g. from
+    :func:`~sne_loihi.ensemble.cascade.ensure_cascade_head`) the per-sample threshold sweep,
+    all on one test table."""
     head = model.head.cpu()
     n = test_table.num_students
     out = ActivationAnalysis()
     for k in range(1, n + 1):
         out.random_k.append(random_k_point(head, test_table, k, batch_size=batch_size, seed=seed))
         out.subsets[k] = subset_points(head, test_table, k)
-    cascade_head = None
-    if train_table is not None:
-        cascade_head = train_cascade_head(head, train_table, seed=seed)
+    if cascade_head is not None:
         out.cascade = cascade_points(cascade_head, test_table, thresholds)
-    return out, cascade_head
+    return out
 
 
 def point_energy_nj(point: PolicyPoint, profile: EnergyProfile) -> float:
@@ -83,8 +82,6 @@ def point_energy_nj(point: PolicyPoint, profile: EnergyProfile) -> float:
     return energy_pj(profile, macs=point.macs, acs=point.acs, neuron_updates=point.neuron_updates) / 1000.0
 
 
-def tables(model: Ensemble, data: Any, batch_size: int = 256, with_train: bool = True) -> tuple[StudentTable, StudentTable | None]:
-    """Student tables for the test set and (for the cascade head) the training set."""
-    test = student_table(model, data.x_test_nchw, data.y_test, batch_size)
-    train = student_table(model, data.x_train_nchw, data.y_train, batch_size) if with_train else None
-    return test, train
+def test_table(model: Ensemble, data: Any, batch_size: int = 256) -> StudentTable:
+    """The student table of the test set."""
+    return student_table(model, data.x_test_nchw, data.y_test, batch_size)

@@ -56,7 +56,7 @@ POLICY_COLUMNS = (
 def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` and write ``report.md``, ``report.json`` and PNGs."""
     from sne_loihi.analysis import plots
-    from sne_loihi.analysis.activation import analyse_activation, point_energy_nj, tables
+    from sne_loihi.analysis.activation import analyse_activation, point_energy_nj, test_table
     from sne_loihi.ensemble.checkpoint import load_ensemble
     from sne_loihi.lava_stage import LAVA_SECTION, load_lava_section
     from sne_loihi.pipeline import CONFIG_FILE, evaluate_run, load_data
@@ -77,12 +77,12 @@ def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dic
     out: dict[str, Any] = {"config": cfg.to_dict(), "evaluation": evaluation.to_dict(), "energy_profile": asdict(profile)}
 
     if options.activation:
-        test_t, train_t = tables(loaded.model, data, options.batch_size)
-        analysis, cascade_head = analyse_activation(loaded.model, test_t, train_t, batch_size=options.batch_size, seed=cfg.train.seed)
-        if cascade_head is not None:
-            from sne_loihi.ensemble.cascade import CASCADE_HEAD_FILE, save_cascade_head
+        from sne_loihi.ensemble.cascade import ensure_cascade_head
 
-            save_cascade_head(run_dir / CASCADE_HEAD_FILE, cascade_head, range(loaded.model.num_students), cfg.to_dict())
+        cascade_head, _ = ensure_cascade_head(run_dir, loaded.model, data.x_train_nchw, data.y_train, config=cfg.to_dict(),
+                                              batch_size=options.batch_size, seed=cfg.train.seed)
+        analysis = analyse_activation(loaded.model, test_table(loaded.model, data, options.batch_size), cascade_head,
+                                      batch_size=options.batch_size, seed=cfg.train.seed)
         dropout = _dropout_points(run_dir, data, options.batch_size)
         rows = []
         for p in analysis.random_k:

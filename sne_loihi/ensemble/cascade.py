@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from sne_loihi.ensemble.model import Ensemble
 from sne_loihi.ensemble.policies import StudentTable, check_order
 from sne_loihi.errors import ConfigError
 
@@ -72,11 +73,56 @@ def train_cascade_head(
 CASCADE_HEAD_FILE = "cascade_head.pt"
 
 
-def save_cascade_head(path: Path, head: torch.nn.Linear, order: Sequence[int], config: dict | None = None) -> None:
-    """Write ``RUN/cascade_head.pt``: ``{"config", "head": state_dict, "order": [...]}``."""
+def save_cascade_head(
+    path: Path, head: torch.nn.Linear, order: Sequence[int], config: dict | None = None, ensemble_key: str | None = None
+) -> None:
+    """Write ``RUN/cascade_head.pt``: ``{"config", "head": state_dict, "order": [...],
+    "ensemble_key"}``; ``ensemble_key`` (:func:`sne_loihi.io.file_key` of the ensemble
+    checkpoint it was trained for) lets a later stage tell a current head from a stale one."""
     from sne_loihi.io import save_checkpoint
 
-    save_checkpoint(Path(path), {"config": dict(config or {}), "head": head.state_dict(), "order": [int(i) for i in order]})
+    payload = {"config": dict(config or {}), "head": head.state_dict(), "order": [int(i) for i in order]}
+    if ensemble_key is not None:
+        payload["ensemble_key"] = str(ensemble_key)
+    save_checkpoint(Path(path), payload)
+
+
+def ensure_cascade_head(
+    run_dir: Path, model: Ensemble, x_train_nchw: torch.Tensor, y_train: torch.Tensor, *,
+    config: dict | None = None, batch_size: int = 256, seed: int = 0,
+) -> tuple[torch.nn.Linear, bool]:
+    """The run's cascade head (order ``0..N-1``): ``RUN/cascade_head.pt`` when it was trained
+    for the current ``RUN/ensemble.pt``, otherwise trained now on the training set's student
+    rates (:func:`train_cascade_head`) and saved there.
+
+    Returns:
+        The head and whether it was (re)trained.
+
+    Raises:
+        CheckpointError: The run folder has no ensemble checkpoint.
+    """
+    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+    from sne_loihi.ensemble.policies import student_table
+    from sne_loihi.errors import CheckpointError
+    from sne_loihi.io import file_key, load_checkpoint
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / ENSEMBLE_FILE
+    if not ckpt.is_file():
+        raise CheckpointError(f"no ensemble in {run_dir} (expected {ckpt})")
+    key, path = file_key(ckpt), run_dir / CASCADE_HEAD_FILE
+    if path.is_file():
+        try:
+            if load_checkpoint(path).get("ensemble_key") == key:
+                head, order = load_cascade_head(path, model.num_students)
+                if order == list(range(model.num_students)):
+                    return head, False
+        except CheckpointError:
+            pass  # unreadable: retrained and overwritten below (it is derived data)
+    table = student_table(model, x_train_nchw, y_train, batch_size)
+    head = train_cascade_head(model.head, table, batch_size=batch_size, seed=seed)
+    save_cascade_head(path, head, range(model.num_students), config, ensemble_key=key)
+    return head, True
 
 
 def load_cascade_head(path: Path, num_students: int) -> tuple[torch.nn.Linear, list[int]]:
