@@ -86,6 +86,8 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
         (["pipeline", "--threads", "-1"], 1, "train.threads must be >= 0"),
         (["pipeline", "--alpha", "nan"], 1, "ensemble.alpha must be >= 0"),
         (["pipeline", "--lava-samples", "-3"], 1, "lava.samples must be >= 0"),
+        (["pipeline", "--noise", "0.01,nan"], 1, "--noise levels must be finite numbers >= 0"),
+        (["pipeline", "--noise", "-0.1"], 1, "--noise levels must be finite numbers >= 0"),
         (["pipeline", "--lava-cascade", "0.5,-1"], 1, "lava.cascade thresholds must be numbers >= 0, got -1.0"),
         (["pipeline", "--lava-cascade", "0.5,high"], 1, "--lava-cascade expects comma-separated numbers"),
         (["pipeline", "--device", "tpu"], 1, "unknown device 'tpu'"),

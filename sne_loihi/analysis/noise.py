@@ -52,8 +52,8 @@ def noise_sweep(
     """
     if repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {repeats}")
-    if any(s < 0 for s in sigmas):
-        raise ConfigError(f"noise levels must be >= 0, got {list(sigmas)}")
+    if not all(math.isfinite(s) and s >= 0 for s in sigmas):
+        raise ConfigError(f"noise levels must be finite numbers >= 0, got {list(sigmas)}")
     results = []
     for sigma in sigmas:
         accs: dict[str, list[float]] = {name: [] for name in models}
@@ -76,4 +76,6 @@ def parse_levels(text: str) -> list[float]:
         raise ConfigError(f"--noise expects comma-separated numbers, got {text!r}") from None
     if not levels:
         raise ConfigError("--noise needs at least one level")
+    if not all(math.isfinite(s) and s >= 0 for s in levels):
+        raise ConfigError(f"--noise levels must be finite numbers >= 0, got {text!r}")
     return levels
