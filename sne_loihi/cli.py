@@ -247,8 +247,9 @@ ActivationOpt = Annotated[bool, typer.Option("--activation/--no-activation", hel
 
 def _report_options(energy: str, activation: bool, noise: str | None, repeats: int):
     from sne_loihi.analysis.noise import parse_levels
-    from sne_loihi.analysis.runreport import ReportOptions
+    from sne_loihi.analysis.runreport import ReportOptions, resolve_profile
 
+    resolve_profile(energy)  # an unknown name or a bad file fails now, not after hours of training
     return ReportOptions(energy_profile=energy, activation=activation,
                          noise=parse_levels(noise) if noise else [], repeats=repeats)
 
