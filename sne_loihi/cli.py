@@ -243,15 +243,20 @@ NoiseOpt = Annotated[Optional[str], typer.Option("--noise", help="Gaussian noise
 RepeatsOpt = Annotated[int, typer.Option("--repeats", help="Noise draws per level.")]
 EnergyOpt = Annotated[str, typer.Option("--energy", help="Energy profile: cmos45nm, loihi, or a TOML file.")]
 ActivationOpt = Annotated[bool, typer.Option("--activation/--no-activation", help="Random-K, subset and per-sample analysis.")]
+DrawBatchOpt = Annotated[int, typer.Option("--draw-batch", help="Random K: a new draw of K students every N test samples.")]
 
 
-def _report_options(energy: str, activation: bool, noise: str | None, repeats: int):
+def _report_options(energy: str, activation: bool, noise: str | None, repeats: int, draw_batch: int = 32):
     from sne_loihi.analysis.noise import parse_levels
     from sne_loihi.analysis.runreport import ReportOptions, resolve_profile
 
     resolve_profile(energy)  # an unknown name or a bad file fails now, not after hours of training
+    if draw_batch < 1:
+        raise SneError(f"--draw-batch must be >= 1, got {draw_batch}")
+    if repeats < 1:
+        raise SneError(f"--repeats must be >= 1, got {repeats}")
     return ReportOptions(energy_profile=energy, activation=activation,
-                         noise=parse_levels(noise) if noise else [], repeats=repeats)
+                         noise=parse_levels(noise) if noise else [], repeats=repeats, draw_batch=draw_batch)
 
 
 @app.command()
@@ -262,13 +267,14 @@ def evaluate(
     activation: ActivationOpt = True,
     noise: NoiseOpt = None,
     repeats: RepeatsOpt = 10,
+    draw_batch: DrawBatchOpt = 32,
 ) -> None:
     """Accuracy and per-sample cost of teacher, students and ensemble; activation policies,
     noise robustness; rewrites the run's report.md/report.json and plots."""
     from sne_loihi.analysis.runreport import build_report
     from sne_loihi.report import print_table
 
-    out = build_report(run, f"sne-loihi evaluation: {run}", _report_options(energy, activation, noise, repeats))
+    out = build_report(run, f"sne-loihi evaluation: {run}", _report_options(energy, activation, noise, repeats, draw_batch))
     print_table(out["rows"], f"{run} (energy profile {energy})")
     typer.echo(f"report: {run / 'report.md'}")
 
@@ -390,6 +396,7 @@ def pipeline(
     activation: ActivationOpt = True,
     noise: NoiseOpt = None,
     repeats: RepeatsOpt = 10,
+    draw_batch: DrawBatchOpt = 32,
     resume: ResumeOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
@@ -408,7 +415,7 @@ def pipeline(
     run_dir = _default_run_dir(run_dir, cfg)
     ks = _int_list(dropout_k, "--dropout-k") if dropout_k else []
     run_pipeline(cfg, run_dir, resume=resume, progress=progress,
-                 report=_report_options(energy, activation, noise, repeats), dropout_ks=ks)
+                 report=_report_options(energy, activation, noise, repeats, draw_batch), dropout_ks=ks)
     typer.echo(f"report: {run_dir / 'report.md'}")
 
 

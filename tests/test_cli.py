@@ -89,6 +89,8 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
         (["pipeline", "--energy", "nosuch"], 1, "unknown energy profile 'nosuch'; known: cmos45nm, loihi"),
         (["pipeline", "--energy", "MISSING.toml"], 1, "MISSING.toml"),
         (["pipeline", "--dropout-k", "4"], 1, "--dropout-k 4 must be in 1..3"),
+        (["pipeline", "--draw-batch", "0"], 1, "--draw-batch must be >= 1"),
+        (["pipeline", "--repeats", "0", "--noise", "0.1"], 1, "--repeats must be >= 1"),
         (["pipeline", "--noise", "0.01,nan"], 1, "--noise levels must be finite numbers >= 0"),
         (["pipeline", "--noise", "-0.1"], 1, "--noise levels must be finite numbers >= 0"),
         (["pipeline", "--lava-cascade", "0.5,-1"], 1, "lava.cascade thresholds must be numbers >= 0, got -1.0"),

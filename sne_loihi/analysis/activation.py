@@ -65,7 +65,7 @@ def analyse_activation(
 ) -> ActivationAnalysis:
     """Random K, all subsets and (with a ``cascade_head``, e.g. from
     :func:`~sne_loihi.ensemble.cascade.ensure_cascade_head`) the per-sample threshold sweep,
-    all on one test table."""
+    all on one test table; random K draws a new subset every ``batch_size`` samples."""
     head = model.head.cpu()
     n = test_table.num_students
     out = ActivationAnalysis()
