@@ -33,7 +33,7 @@ LAVA_COLUMNS: tuple[tuple[str, str, Any], ...] = (
     ("neuron_updates", "neuron updates", lambda v: f"{v:,.0f}"),
     ("energy_nj", "energy (nJ)", lambda v: f"{v:,.2f}"),
     ("mismatches", "spike / op mismatches", str),
-    ("samples_per_second", "samples/s", lambda v: f"{v:,.1f}"),
+    ("samples_per_second", "samples/s", lambda v: f"{v:,.1f}" if v >= 1 else f"{v:.2g}"),
 )
 
 
