@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sne_loihi.errors import SimulationError
+from sne_loihi.ensemble.policies import check_indices
+from sne_loihi.errors import ConfigError, SimulationError
 from sne_loihi.export.manifest import CascadeHead, Manifest, load_manifest
 from sne_loihi.sim.backend import Backend
 from sne_loihi.sim.graph import LavaGraph
@@ -116,13 +117,10 @@ def encode_images(x_nchw: np.ndarray, time_steps: int, input_bits: int) -> np.nd
 
 
 def _check_active(active: Sequence[int], num: int) -> tuple[int, ...]:
-    idx = tuple(int(i) for i in active)
-    bad = [i for i in idx if not 0 <= i < num]
-    if bad:
-        raise SimulationError(f"active student index {bad[0]} out of range 0..{num - 1}")
-    if len(set(idx)) != len(idx):
-        raise SimulationError(f"active student indices repeat: {list(idx)}")
-    return idx
+    try:
+        return tuple(check_indices(active, num, "active student"))
+    except ConfigError as exc:
+        raise SimulationError(str(exc)) from None
 
 
 class EnsembleSimulator:

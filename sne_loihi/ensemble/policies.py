@@ -154,6 +154,26 @@ def random_k_point(
     return policy_point("random", f"K={k}", head, table, mask)
 
 
+def check_indices(indices: Sequence[int], num_students: int, what: str) -> list[int]:
+    """Distinct student indices in ``0..N-1`` (as ints).
+
+    Args:
+        indices: The indices to check.
+        num_students: N.
+        what: How an error names them, e.g. ``"cascade order"``.
+
+    Raises:
+        ConfigError: An index out of range or a repeated index.
+    """
+    idx = [int(i) for i in indices]
+    bad = [i for i in idx if not 0 <= i < num_students]
+    if bad:
+        raise ConfigError(f"{what} index {bad[0]} out of range 0..{num_students - 1}")
+    if len(set(idx)) != len(idx):
+        raise ConfigError(f"{what} repeats a student: {idx}")
+    return idx
+
+
 def check_order(order: Sequence[int] | None, num_students: int) -> list[int]:
     """A cascade order: distinct student indices in ``0..N-1`` (``None``: ``0..N-1``).
 
@@ -162,15 +182,9 @@ def check_order(order: Sequence[int] | None, num_students: int) -> list[int]:
     """
     if order is None:
         return list(range(num_students))
-    idx = [int(i) for i in order]
-    if not idx:
+    if not list(order):
         raise ConfigError("a cascade order needs at least one student")
-    bad = [i for i in idx if not 0 <= i < num_students]
-    if bad:
-        raise ConfigError(f"cascade order index {bad[0]} out of range 0..{num_students - 1}")
-    if len(set(idx)) != len(idx):
-        raise ConfigError(f"cascade order repeats a student: {idx}")
-    return idx
+    return check_indices(order, num_students, "cascade order")
 
 
 def cascade_mask(
