@@ -3,7 +3,7 @@
 This package itself imports no Lava; the parity check calls into :mod:`sne_loihi.sim`.
 """
 
-from sne_loihi.export.exporter import check_parity, export_ensemble, export_model, torch_layer_spikes
+from sne_loihi.export.exporter import check_parity, export_ensemble, export_loaded, export_model, torch_layer_spikes
 from sne_loihi.export.manifest import (
     MANIFEST_FILE, CascadeHead, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest, sha256_file,
 )
@@ -11,6 +11,6 @@ from sne_loihi.export.netx_file import LayerKind, NetxLayer, read_netx_layers, w
 
 __all__ = [
     "MANIFEST_FILE", "CascadeHead", "InputEncoding", "LayerKind", "Manifest", "NetxLayer", "ParityRecord", "StudentEntry",
-    "check_parity", "export_ensemble", "export_model", "load_manifest", "read_netx_layers", "sha256_file",
+    "check_parity", "export_ensemble", "export_loaded", "export_model", "load_manifest", "read_netx_layers", "sha256_file",
     "torch_layer_spikes", "write_student_hdf5",
 ]

@@ -190,8 +190,17 @@ def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = 
 
         head, order = load_cascade_head(Path(cascade_head), loaded.model.num_students)
         cascade = CascadeHead.from_linear(head, order, source=str(cascade_head))
+    return export_loaded(loaded, out_dir, x_verify_nchw=x_verify_nchw, verify_samples=verify_samples,
+                         overwrite=overwrite, capacity=capacity, cascade_head=cascade)
+
+
+def export_loaded(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = 100,
+                  overwrite: bool = False, capacity: int = 16, cascade_head: CascadeHead | None = None) -> Manifest:
+    """:func:`export_model` of an already loaded checkpoint
+    (:class:`~sne_loihi.ensemble.checkpoint.LoadedEnsemble`), with its partition, input
+    shape, class names and config."""
     return export_model(
         loaded.model, out_dir, partition=loaded.partition.to_dict(), in_shape_chw=loaded.in_shape,
         class_names=loaded.class_names, config=loaded.config.to_dict(), x_verify_nchw=x_verify_nchw,
-        verify_samples=verify_samples, overwrite=overwrite, capacity=capacity, cascade_head=cascade,
+        verify_samples=verify_samples, overwrite=overwrite, capacity=capacity, cascade_head=cascade_head,
     )

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from sne_loihi.errors import SimulationError
+from sne_loihi.indices import check_student_indices
 
 ALL = "all"
 
@@ -68,11 +69,7 @@ def parse_active(text: str | None, num_students: int, seed: int = 0) -> ActiveSe
         raise SimulationError(f"--active {text!r}: expected 'all', indices like 0,2 or k=K") from None
     if not idx:
         raise SimulationError(f"--active {text!r}: no student index given")
-    bad = [i for i in idx if not 0 <= i < num_students]
-    if bad:
-        raise SimulationError(f"--active {text!r}: student index {bad[0]} out of range 0..{num_students - 1}")
-    if len(set(idx)) != len(idx):
-        raise SimulationError(f"--active {text!r}: an index repeats")
+    check_student_indices(idx, num_students, f"--active {text!r}: student", SimulationError)
     return ActiveSet(tuple(sorted(idx)), ",".join(map(str, sorted(idx))))
 
 

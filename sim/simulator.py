@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sne_loihi.ensemble.policies import check_indices
-from sne_loihi.errors import ConfigError, SimulationError
+from sne_loihi.errors import SimulationError
 from sne_loihi.export.manifest import CascadeHead, Manifest, load_manifest
+from sne_loihi.indices import check_student_indices
 from sne_loihi.sim.backend import Backend
 from sne_loihi.sim.graph import LavaGraph
 
@@ -117,10 +117,7 @@ def encode_images(x_nchw: np.ndarray, time_steps: int, input_bits: int) -> np.nd
 
 
 def _check_active(active: Sequence[int], num: int) -> tuple[int, ...]:
-    try:
-        return tuple(check_indices(active, num, "active student"))
-    except ConfigError as exc:
-        raise SimulationError(str(exc)) from None
+    return tuple(check_student_indices(active, num, "active student", SimulationError))
 
 
 class EnsembleSimulator:

@@ -305,6 +305,8 @@ def export(
     check = (f"parity: {manifest.parity.samples} samples, {manifest.parity.mismatches} mismatches"
              if manifest.parity else "parity check skipped (--verify-samples 0)")
     typer.echo(f"{len(manifest.students)} students -> {manifest.directory} ({check})")
+    typer.echo("cascade head: included (sne simulate --cascade)" if manifest.cascade else
+               f"cascade head: none current for this ensemble (run 'sne evaluate {run}' to train one)")
 
 
 @app.command()

@@ -143,6 +143,8 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100
                capacity: int = 25) -> Any:
     """Export ``RUN/ensemble.pt`` to netx files + manifest, verified in Lava on the first
     ``samples`` test samples (0 skips the check, which the manifest then records as null).
+    ``RUN/cascade_head.pt`` goes into the manifest only if it is current for this ensemble
+    (:func:`~sne_loihi.ensemble.cascade.current_cascade_head`).
 
     Returns:
         The loaded, validated :class:`~sne_loihi.export.Manifest`.
@@ -150,26 +152,19 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100
     Raises:
         ExportError / ParityError / CheckpointError: One-line reasons.
     """
-    from sne_loihi.ensemble.cascade import CASCADE_HEAD_FILE, load_cascade_head
+    from sne_loihi.ensemble.cascade import CASCADE_HEAD_FILE, current_cascade_head
     from sne_loihi.ensemble.checkpoint import load_ensemble
-    from sne_loihi.export import export_model
+    from sne_loihi.export import CascadeHead, export_loaded
 
     run_dir = Path(run_dir)
     loaded = load_ensemble(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / EXPORT_DIR
     x = _test_images(loaded.config, samples)[0] if samples > 0 else None
-    cascade = None
-    head_path = run_dir / CASCADE_HEAD_FILE  # written by the report; lets `sne simulate --cascade` run
-    if head_path.is_file():
-        from sne_loihi.export import CascadeHead
-
-        head, order = load_cascade_head(head_path, loaded.model.num_students)
-        cascade = CascadeHead.from_linear(head, order, source=str(head_path))
-    return export_model(
-        loaded.model, out_dir, partition=loaded.partition.to_dict(), in_shape_chw=loaded.in_shape,
-        class_names=loaded.class_names, config=loaded.config.to_dict(), x_verify_nchw=x,
-        verify_samples=samples, overwrite=overwrite, capacity=capacity, cascade_head=cascade,
-    )
+    n = loaded.model.num_students
+    head = current_cascade_head(run_dir, n)  # lets `sne simulate --cascade` run from the export alone
+    cascade = CascadeHead.from_linear(head, range(n), source=str(run_dir / CASCADE_HEAD_FILE)) if head is not None else None
+    return export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite,
+                         capacity=capacity, cascade_head=cascade)
 
 
 def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] | None = None,

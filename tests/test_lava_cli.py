@@ -76,7 +76,23 @@ def export_dir(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     result = runner.invoke(app, ["export", str(run), "--out", str(out), "--verify-samples", "4"])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "4 samples, 0 mismatches" in result.stdout
+    assert "cascade head: included" in result.stdout
     return out
+
+
+def test_export_leaves_out_a_cascade_head_older_than_the_ensemble(tiny_run: Path, tmp_path: Path) -> None:
+    import os
+
+    from sne_loihi.export import load_manifest
+
+    for name in ("ensemble.pt", "config.toml", "cascade_head.pt"):
+        shutil.copy2(tiny_run / name, tmp_path / name)
+    st = os.stat(tmp_path / "ensemble.pt")
+    os.utime(tmp_path / "ensemble.pt", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # "retrained"
+    result = runner.invoke(app, ["export", str(tmp_path), "--verify-samples", "0"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "cascade head: none current" in result.stdout
+    assert load_manifest(tmp_path / "export").cascade is None
 
 
 def test_export_refuses_to_overwrite_and_keeps_the_old_export(export_dir: Path) -> None:

@@ -87,13 +87,34 @@ def save_cascade_head(
     save_checkpoint(Path(path), payload)
 
 
+def current_cascade_head(run_dir: Path, num_students: int) -> torch.nn.Linear | None:
+    """``RUN/cascade_head.pt`` if it was trained for the current ``RUN/ensemble.pt`` (its
+    ``ensemble_key`` matches and its order is ``0..N-1``), else ``None``: missing, stale,
+    unreadable (it is derived data), or written before heads carried the key."""
+    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+    from sne_loihi.errors import CheckpointError
+    from sne_loihi.io import file_key, load_checkpoint
+
+    run_dir = Path(run_dir)
+    path, ckpt = run_dir / CASCADE_HEAD_FILE, run_dir / ENSEMBLE_FILE
+    if not (path.is_file() and ckpt.is_file()):
+        return None
+    try:
+        if load_checkpoint(path).get("ensemble_key") != file_key(ckpt):
+            return None
+        head, order = load_cascade_head(path, num_students)
+    except CheckpointError:
+        return None
+    return head if order == list(range(num_students)) else None
+
+
 def ensure_cascade_head(
     run_dir: Path, model: Ensemble, x_train_nchw: torch.Tensor, y_train: torch.Tensor, *,
     config: dict | None = None, batch_size: int = 256, seed: int = 0,
 ) -> tuple[torch.nn.Linear, bool]:
-    """The run's cascade head (order ``0..N-1``): ``RUN/cascade_head.pt`` when it was trained
-    for the current ``RUN/ensemble.pt``, otherwise trained now on the training set's student
-    rates (:func:`train_cascade_head`) and saved there.
+    """The run's cascade head: :func:`current_cascade_head`, or else one trained now on the
+    training set's student rates (:func:`train_cascade_head`) and saved in
+    ``RUN/cascade_head.pt``.
 
     Returns:
         The head and whether it was (re)trained.
@@ -104,24 +125,18 @@ def ensure_cascade_head(
     from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
     from sne_loihi.ensemble.policies import student_table
     from sne_loihi.errors import CheckpointError
-    from sne_loihi.io import file_key, load_checkpoint
+    from sne_loihi.io import file_key
 
     run_dir = Path(run_dir)
     ckpt = run_dir / ENSEMBLE_FILE
     if not ckpt.is_file():
         raise CheckpointError(f"no ensemble in {run_dir} (expected {ckpt})")
-    key, path = file_key(ckpt), run_dir / CASCADE_HEAD_FILE
-    if path.is_file():
-        try:
-            if load_checkpoint(path).get("ensemble_key") == key:
-                head, order = load_cascade_head(path, model.num_students)
-                if order == list(range(model.num_students)):
-                    return head, False
-        except CheckpointError:
-            pass  # unreadable: retrained and overwritten below (it is derived data)
+    head = current_cascade_head(run_dir, model.num_students)
+    if head is not None:
+        return head, False
     table = student_table(model, x_train_nchw, y_train, batch_size)
     head = train_cascade_head(model.head, table, batch_size=batch_size, seed=seed)
-    save_cascade_head(path, head, range(model.num_students), config, ensemble_key=key)
+    save_cascade_head(run_dir / CASCADE_HEAD_FILE, head, range(model.num_students), config, ensemble_key=file_key(ckpt))
     return head, True
 
 

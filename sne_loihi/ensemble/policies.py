@@ -18,6 +18,7 @@ import torch
 
 from sne_loihi.ensemble.model import Ensemble
 from sne_loihi.errors import ConfigError
+from sne_loihi.indices import check_student_indices
 
 
 @dataclass
@@ -154,26 +155,6 @@ def random_k_point(
     return policy_point("random", f"K={k}", head, table, mask)
 
 
-def check_indices(indices: Sequence[int], num_students: int, what: str) -> list[int]:
-    """Distinct student indices in ``0..N-1`` (as ints).
-
-    Args:
-        indices: The indices to check.
-        num_students: N.
-        what: How an error names them, e.g. ``"cascade order"``.
-
-    Raises:
-        ConfigError: An index out of range or a repeated index.
-    """
-    idx = [int(i) for i in indices]
-    bad = [i for i in idx if not 0 <= i < num_students]
-    if bad:
-        raise ConfigError(f"{what} index {bad[0]} out of range 0..{num_students - 1}")
-    if len(set(idx)) != len(idx):
-        raise ConfigError(f"{what} repeats a student: {idx}")
-    return idx
-
-
 def check_order(order: Sequence[int] | None, num_students: int) -> list[int]:
     """A cascade order: distinct student indices in ``0..N-1`` (``None``: ``0..N-1``).
 
@@ -184,7 +165,7 @@ def check_order(order: Sequence[int] | None, num_students: int) -> list[int]:
         return list(range(num_students))
     if not list(order):
         raise ConfigError("a cascade order needs at least one student")
-    return check_indices(order, num_students, "cascade order")
+    return check_student_indices(order, num_students, "cascade order")
 
 
 def cascade_mask(
