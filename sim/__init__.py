@@ -4,11 +4,11 @@ The only package that imports Lava (``lava.magma``, ``lava.proc``, ``lava.lib.dl
 the imports happen when a graph is built, not when this package is imported.
 """
 
-from sne_loihi.sim.backend import Backend, loihi_available, resolve_backend
+from sne_loihi.sim.backend import Backend, Engine, loihi_available, resolve_backend, resolve_engine
 from sne_loihi.sim.graph import CascadeRun, GraphRun, LavaGraph
 from sne_loihi.sim.simulator import CascadeResult, EnsembleSimulator, SimResult, encode_images, simulate_network
 
 __all__ = [
-    "Backend", "CascadeResult", "CascadeRun", "EnsembleSimulator", "GraphRun", "LavaGraph", "SimResult",
-    "encode_images", "loihi_available", "resolve_backend", "simulate_network",
+    "Backend", "CascadeResult", "Engine", "CascadeRun", "EnsembleSimulator", "GraphRun", "LavaGraph", "SimResult",
+    "encode_images", "loihi_available", "resolve_backend", "resolve_engine", "simulate_network",
 ]

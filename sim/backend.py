@@ -8,10 +8,38 @@ processes, which only have Python models, run on the host CPU.
 
 from __future__ import annotations
 
+from enum import Enum
+
 from sne_loihi.config import Backend
 from sne_loihi.errors import SimulationError
 
-__all__ = ["Backend", "loihi_available", "prepare_lava_import", "resolve_backend", "run_config"]
+__all__ = ["Backend", "Engine", "loihi_available", "prepare_lava_import", "resolve_backend", "resolve_engine",
+           "run_config"]
+
+
+class Engine(str, Enum):
+    """Which process models simulate Lava's own processes on the CPU (same spikes either way).
+
+    FAST: the vectorised ``Conv`` model of :mod:`sne_loihi.sim.fast_models`, registered
+    through the run configuration's ``exception_proc_model_map``. REFERENCE: Lava's own
+    ``PyConvModelFixed`` (a Python loop of scipy 2-D convolutions). Loihi 2 ignores it.
+    """
+
+    FAST = "fast"
+    REFERENCE = "reference"
+
+
+def resolve_engine(engine: Engine | str) -> Engine:
+    """Turn ``fast`` / ``reference`` into an :class:`Engine`.
+
+    Raises:
+        SimulationError: Any other name.
+    """
+    try:
+        return Engine(engine)
+    except ValueError:
+        known = ", ".join(e.value for e in Engine)
+        raise SimulationError(f"unknown Lava engine {engine!r}; known: {known}") from None
 
 
 def prepare_lava_import() -> None:
@@ -81,16 +109,25 @@ def resolve_backend(backend: Backend | str) -> Backend:
     return backend
 
 
-def run_config(backend: Backend) -> object:
+def run_config(backend: Backend, engine: Engine | str = Engine.FAST) -> object:
     """The Lava run configuration for a resolved backend.
 
     CPU: ``Loihi2SimCfg(select_tag='fixed_pt')`` (bit-accurate fixed point; without the tag
-    Lava picks float models and the spikes differ). LOIHI2: ``Loihi2HwCfg`` (untested here).
+    Lava picks float models and the spikes differ), with the fast engine's models in its
+    ``exception_proc_model_map``. LOIHI2: ``Loihi2HwCfg`` (untested here; engine unused).
+
+    Raises:
+        SimulationError: An unresolved backend or an unknown engine.
     """
+    engine = resolve_engine(engine)
     if backend is Backend.CPU:
         from lava.magma.core.run_configs import Loihi2SimCfg
 
-        return Loihi2SimCfg(select_tag="fixed_pt")
+        if engine is Engine.REFERENCE:
+            return Loihi2SimCfg(select_tag="fixed_pt")
+        from sne_loihi.sim.fast_models import fast_model_map
+
+        return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=fast_model_map())
     if backend is Backend.LOIHI2:
         from lava.magma.core.run_configs import Loihi2HwCfg
 

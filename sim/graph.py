@@ -1,15 +1,19 @@
-"""One compiled Lava graph: source -> gate -> netx networks, op counters and readouts.
+"""One compiled Lava graph: host input -> gate -> netx networks, op counters and readouts.
 
 ::
 
-    RingBuffer --> Gate --out_k--> netx Network k --> Readout k
-                    ^     \\             | layer j .out (j = 0..L-2)   \\
-                    |      \\--in_0-->  OpCounter k <--in_{j+1}--/     \\ (with decision_classes > 0)
-                    +---- mask_in ---- CascadeDecision <--in_k----------/
+    host stream ==> Gate --out_k--> netx Network k --> Readout k ==> host
+                     ^     \\             | layer j .out (j = 0..L-2)   \\
+                     |      \\--in_0-->  OpCounter k <--in_{j+1}--/     \\ (with decision_classes > 0)
+                     +---- mask_in ---- CascadeDecision <--in_k----------/
+
+``==>``: Lava external pipes (one message per run each way: the gate receives the run's
+whole input, readouts and counters send their records at the run's last step); ``Var.set``
+and ``Var.get`` move data one element per message, seconds per CIFAR-size run.
 
 Many samples per run, reset between samples (measured, lava-nc 0.10 / lava-dl 0.6):
 
-* The source sends data index ``(t - 1) % steps`` at Lava step ``t`` (``t`` starts at 1).
+* The gate plays data index ``(t - 1) % steps`` at Lava step ``t`` (``t`` starts at 1).
 * Each netx layer adds one step: neurons of weighted layer ``k`` (1-based) fire at step
   ``t`` for data index ``t - 1 - k``.
 * ``hdf5.Network(reset_interval=T, reset_offset=1)`` gives layer ``k`` the reset phase
@@ -19,7 +23,7 @@ Many samples per run, reset between samples (measured, lava-nc 0.10 / lava-dl 0.
   one step early and contaminates the next sample.)
 * A run has ``steps = capacity * T + flush`` steps with ``flush`` = the smallest multiple
   of T that is >= the deepest network's L, so the last sample drains out and every run starts
-  at the same reset phase. Runs reuse the compiled graph: only the source data Var and the
+  at the same reset phase. Runs reuse the compiled graph: only the input stream and the
   gate's ``active`` / per-sample ``mask`` Vars (and the decision's Vars) change.
 * Per-sample activation (:meth:`LavaGraph.run_cascade`): one run per stage; the decision
   process reads the networks' outputs, applies the cascade head at the stage's last step
@@ -39,7 +43,7 @@ import numpy as np
 
 from sne_loihi.errors import SimulationError
 from sne_loihi.export.netx_file import LayerKind, NetxLayer, read_netx_layers
-from sne_loihi.sim.backend import Backend, resolve_backend, run_config
+from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
 
 
 @dataclass
@@ -49,7 +53,9 @@ class GraphRun:
     Attributes:
         spikes_nft: Per network its output spikes ``[N, F, T]`` (int8).
         ops_nl: Per network synaptic events ``[N, L]`` per sample and weighted layer.
-        seconds: Wall time of the Lava runs (excluding the chunk that compiled the graph).
+        seconds: Wall time of the Lava runs (every chunk; compilation excluded).
+        compile_seconds: Time this call spent compiling the graph and starting Lava's
+            processes (0 once the graph is running).
         layer_spikes: With ``probe_layers``: per network, per weighted layer its spikes
             ``[N, *shape_xyz, T]`` in Lava order (the last one is ``spikes_nft``).
     """
@@ -58,6 +64,7 @@ class GraphRun:
     ops_nl: list[np.ndarray]
     seconds: float
     layer_spikes: list[list[np.ndarray]] | None = None
+    compile_seconds: float = 0.0
 
 
 @dataclass
@@ -70,7 +77,8 @@ class CascadeRun:
         ops_nl: Per network synaptic events ``[N, L]`` summed over the stages.
         ran_nk: ``[N, K]`` bool, which networks ran for which sample (the decision's record).
         stages: Lava runs (stages) per chunk of ``capacity`` samples, in chunk order.
-        seconds: Wall time of the Lava runs (excluding the run that compiled the graph).
+        seconds: Wall time of the Lava runs (compilation excluded).
+        compile_seconds: Time this call spent compiling and starting the graph.
     """
 
     spikes_nft: list[np.ndarray]
@@ -78,6 +86,7 @@ class CascadeRun:
     ran_nk: np.ndarray
     stages: list[int]
     seconds: float
+    compile_seconds: float = 0.0
 
 
 def _layer0_fanout(layer: NetxLayer) -> np.ndarray:
@@ -121,6 +130,8 @@ class LavaGraph:
             :class:`~sne_loihi.sim.processes.CascadeDecision` for a head of C classes that
             reads the networks' outputs and drives the gate per sample
             (:meth:`run_cascade`); costs one more process.
+        engine: CPU process models for Lava's own processes: ``fast`` (vectorised, same
+            spikes; see :mod:`sne_loihi.sim.fast_models`) or ``reference`` (Lava's own).
 
     Raises:
         SimulationError: Members with different input shapes, bad arguments, or an
@@ -128,13 +139,15 @@ class LavaGraph:
     """
 
     def __init__(self, net_paths: Sequence[Path], input_bits: int, time_steps: int, capacity: int = 16,
-                 backend: Backend | str = Backend.AUTO, probe_layers: bool = False, decision_classes: int = 0) -> None:
+                 backend: Backend | str = Backend.AUTO, probe_layers: bool = False, decision_classes: int = 0,
+                 engine: Engine | str = Engine.FAST) -> None:
         if time_steps < 1 or capacity < 1:
             raise SimulationError(f"time_steps and capacity must be >= 1 (got {time_steps}, {capacity})")
         from sne_loihi.sim.processes import MAX_LAYERS, MAX_STUDENTS
 
         if not 1 <= len(net_paths) <= MAX_STUDENTS:
             raise SimulationError(f"a graph holds 1..{MAX_STUDENTS} networks, got {len(net_paths)}")
+        self.engine = resolve_engine(engine)
         self.backend_used = resolve_backend(backend)
         self.paths = [Path(p) for p in net_paths]
         self.layers = [read_netx_layers(p) for p in self.paths]
@@ -145,6 +158,7 @@ class LavaGraph:
         depth = max(len(layers) for layers in self.layers)
         self.steps = capacity * time_steps + math.ceil(depth / time_steps) * time_steps
         self.compilations = 0
+        self.compile_seconds = 0.0
         self.probe_layers = probe_layers
         self.decision_classes = int(decision_classes)
         self._gate_mask_ones = True
@@ -158,7 +172,6 @@ class LavaGraph:
 
     def _build(self) -> None:
         from lava.lib.dl.netx import hdf5
-        from lava.proc.io.source import RingBuffer
 
         from sne_loihi.sim.processes import CascadeDecision, Gate, OpCounter, Readout
 
@@ -169,10 +182,8 @@ class LavaGraph:
         if len(shapes) != 1:
             raise SimulationError(f"networks of one graph must share the input shape, got {sorted(shapes)}")
         self.in_shape = shapes.pop()
-        self.source = RingBuffer(data=np.zeros((*self.in_shape, self.steps), dtype=np.int32))
         self.gate = Gate(shape=self.in_shape, num_students=self.num_members, time_steps=t, steps=self.steps,
                          capacity=self.capacity, decision_port=self.decision_classes > 0)
-        self.source.s_out.connect(self.gate.inp)
         self.decision = None
         if self.decision_classes > 0:
             self.decision = CascadeDecision([int(np.prod(n.out.shape)) for n in self.nets],
@@ -208,7 +219,7 @@ class LavaGraph:
     @property
     def runtime(self) -> object | None:
         """The Lava runtime (created by the first run, then reused)."""
-        return self.source.runtime if self._started else None
+        return self.gate.runtime if self._started else None
 
     def set_active(self, active: Sequence[int]) -> None:
         """Switch the gate to ``active`` (member indices) for the next runs; no rebuild.
@@ -246,28 +257,36 @@ class LavaGraph:
         self._write(self.gate.mask, full)
         self._gate_mask_ones = False
 
-    def _run_chunk(self, x_nt: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]]]:
+    def _compile(self) -> float:
+        """Compile the graph and start Lava's processes (no time step is run); returns the
+        seconds it took."""
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            # Lava's model search imports every sibling .py of processes.py as a top-level
+            # module and warns that graph.py / simulator.py cannot be imported that way.
+            warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
+            self.gate.create_runtime(run_cfg=run_config(self.backend_used, self.engine))
+        self._started = True
+        self.compilations += 1
+        seconds = time.perf_counter() - t0
+        self.compile_seconds += seconds
+        return seconds
+
+    def _run_chunk(self, x_nt: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]], float]:
+        """One Lava run over ``x_nt``; also returns the seconds spent compiling (first run)."""
         from lava.magma.core.run_conditions import RunSteps
 
         n = x_nt.shape[0]
         stream = np.zeros((*self.in_shape, self.steps), dtype=np.int32)
         stream[..., : n * self.time_steps] = to_lava_input(x_nt, self.in_shape)
-        if not self._started:
-            self.source.data.init = stream
-            with warnings.catch_warnings():
-                # Lava's model search imports every sibling .py of processes.py as a top-level
-                # module and warns that graph.py / simulator.py cannot be imported that way.
-                warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
-                self.source.run(condition=RunSteps(num_steps=self.steps), run_cfg=run_config(self.backend_used))
-            self._started = True
-            self.compilations += 1
-        else:
-            self.source.data.set(stream)
-            self.source.run(condition=RunSteps(num_steps=self.steps))
-        spikes = [r.spikes.get()[:n].astype(np.int8) for r in self.readouts]
-        ops = [c.ops.get()[:, :n].T.astype(np.int64) for c in self.counters]
-        layer_spikes = [[p.spikes.get()[:n].astype(np.int8) for p in probes] + [s] for probes, s in zip(self.probes, spikes)]
-        return spikes, ops, layer_spikes
+        compile_s = self._compile() if not self._started else 0.0
+        self.gate.send_stream(stream)
+        self.gate.run(condition=RunSteps(num_steps=self.steps))
+        # Every readout and counter sent its record at the run's last step: read them all.
+        spikes = [r.receive()[:n].astype(np.int8) for r in self.readouts]
+        ops = [c.receive()[:, :n].T.astype(np.int64) for c in self.counters]
+        layer_spikes = [[p.receive()[:n].astype(np.int8) for p in probes] + [s] for probes, s in zip(self.probes, spikes)]
+        return spikes, ops, layer_spikes, compile_s
 
     def _check_input(self, x_nt: np.ndarray) -> np.ndarray:
         x_nt = np.asarray(x_nt)
@@ -303,21 +322,20 @@ class LavaGraph:
         spikes: list[list[np.ndarray]] = [[] for _ in self.paths]
         ops: list[list[np.ndarray]] = [[] for _ in self.paths]
         layer_spikes: list[list[list[np.ndarray]]] = [[] for _ in self.paths]
-        seconds = 0.0
+        seconds = compile_s = 0.0
         for start in range(0, x_nt.shape[0], self.capacity):
             self._set_gate_mask(None if mask_nk is None else mask_nk[start:start + self.capacity])
-            first = not self._started
             t0 = time.perf_counter()
-            chunk_spikes, chunk_ops, chunk_layers = self._run_chunk(x_nt[start:start + self.capacity])
-            if not first:
-                seconds += time.perf_counter() - t0
+            chunk_spikes, chunk_ops, chunk_layers, chunk_compile = self._run_chunk(x_nt[start:start + self.capacity])
+            seconds += time.perf_counter() - t0 - chunk_compile
+            compile_s += chunk_compile
             for k in range(self.num_members):
                 spikes[k].append(chunk_spikes[k])
                 ops[k].append(chunk_ops[k])
                 layer_spikes[k].append(chunk_layers[k])
         merged = [[np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))] for chunks in layer_spikes]
         return GraphRun([np.concatenate(s) for s in spikes], [np.concatenate(o) for o in ops], seconds,
-                        merged if self.probe_layers else None)
+                        merged if self.probe_layers else None, compile_s)
 
     def run_cascade(self, x_nt: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
                     threshold: float) -> CascadeRun:
@@ -364,7 +382,7 @@ class LavaGraph:
         spikes = [np.zeros((n_all, int(np.prod(n.out.shape)), self.time_steps), dtype=np.int8) for n in self.nets]
         ops = [np.zeros((n_all, len(layers)), dtype=np.int64) for layers in self.layers]
         ran = np.zeros((n_all, self.num_members), dtype=bool)
-        stages, seconds = [], 0.0
+        stages, seconds, compile_s = [], 0.0, 0.0
         try:
             for start in range(0, n_all, self.capacity):
                 chunk = x_nt[start:start + self.capacity]
@@ -376,11 +394,10 @@ class LavaGraph:
                                    (d.counts, np.zeros((self.capacity, total), dtype=np.int32))):
                     self._write(var, value)
                 for stage in range(len(order)):
-                    first = not self._started
                     t0 = time.perf_counter()
-                    chunk_spikes, chunk_ops, _ = self._run_chunk(chunk)
-                    if not first:
-                        seconds += time.perf_counter() - t0
+                    chunk_spikes, chunk_ops, _, chunk_compile = self._run_chunk(chunk)
+                    seconds += time.perf_counter() - t0 - chunk_compile
+                    compile_s += chunk_compile
                     for k in range(self.num_members):
                         spikes[k][start:start + n] += chunk_spikes[k]
                         ops[k][start:start + n] += chunk_ops[k]
@@ -394,7 +411,7 @@ class LavaGraph:
                 d.enabled.set(np.zeros(1, dtype=np.int32))
             else:
                 d.enabled.init = np.zeros(1, dtype=np.int32)
-        return CascadeRun(spikes, ops, ran, stages, seconds)
+        return CascadeRun(spikes, ops, ran, stages, seconds, compile_s)
 
     @staticmethod
     def _check_counts(counts_nf: np.ndarray, spikes_nft: Sequence[np.ndarray]) -> None:
@@ -409,7 +426,7 @@ class LavaGraph:
         """Stop the Lava runtime (its OS processes). Safe to call twice."""
         if self._started:
             try:
-                self.source.stop()
+                self.gate.stop()
             finally:
                 self._started = False
 

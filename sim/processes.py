@@ -41,7 +41,13 @@ MAX_LAYERS = 12
 
 
 class Gate(AbstractProcess):
-    """Forwards the input to the active students only (zeros to the others).
+    """The graph's input: plays the host's input stream and forwards it to the active
+    students only (zeros to the others).
+
+    The host sends one run's whole input ``[*shape, steps]`` through the external pipe of
+    ``stream_in`` before every run (:meth:`send_stream`, one message; ``Var.set`` would send
+    it element by element, seconds per CIFAR run); at Lava step ``t`` the gate plays
+    ``stream[..., (t - 1) % steps]``, as Lava's ``RingBuffer`` does with its ``data`` Var.
 
     Student ``k`` receives the step's input when ``active[k]`` and ``mask[sample, k]`` (and,
     with ``decision_port``, the mask received on ``mask_in``) are all 1, where ``sample`` is
@@ -66,7 +72,8 @@ class Gate(AbstractProcess):
             raise ValueError(f"the gate serves 1..{MAX_STUDENTS} students, got {num_students}")
         super().__init__(shape=shape, num_students=num_students, time_steps=time_steps, steps=steps,
                          decision_port=decision_port)
-        self.inp = InPort(shape=shape)
+        self.stream_in = InPort(shape=(*shape, steps))
+        self.stream_in.flag_external_pipe(buffer_size=1)
         # A process model's ports are fixed in its class, so every gate has MAX_STUDENTS
         # ports; those beyond num_students stay unconnected (a 1-element placeholder).
         for k in range(MAX_STUDENTS):
@@ -74,6 +81,11 @@ class Gate(AbstractProcess):
         self.mask_in = InPort(shape=(capacity, num_students) if decision_port else (1,))
         self.active = Var(shape=(num_students,), init=np.ones(num_students, dtype=np.int32))
         self.mask = Var(shape=(capacity, num_students), init=np.ones((capacity, num_students), dtype=np.int32))
+
+    def send_stream(self, stream: np.ndarray) -> None:
+        """Hand the next run's input ``[*shape, steps]`` (int32) to the gate (after the
+        runtime was created, before the run)."""
+        self.stream_in.external_pipe_csp_send_port.send(np.ascontiguousarray(stream, dtype=np.int32))
 
 
 class OpCounter(AbstractProcess):
@@ -99,10 +111,20 @@ class OpCounter(AbstractProcess):
         for k in range(MAX_LAYERS):  # unused ports stay unconnected (see Gate)
             setattr(self, f"in_{k}", InPort(shape=np.shape(fanouts[k]) if k < len(fanouts) else (1,)))
         self.ops = Var(shape=(len(fanouts), capacity), init=np.zeros((len(fanouts), capacity), dtype=np.int64))
+        self.ops_out = OutPort(shape=(len(fanouts), capacity))
+        self.ops_out.flag_external_pipe(buffer_size=1)
+
+    def receive(self) -> np.ndarray:
+        """The counts of the run that just ended ``[L, capacity]`` (sent through an external
+        pipe at the run's last step; read once after every run)."""
+        return self.ops_out.external_pipe_csp_recv_port.recv()
 
 
 class Readout(AbstractProcess):
     """Records a layer's spikes per sample and step (``spikes[sample, *shape, t]``).
+
+    At the last step of every run the record is also sent through the external pipe of
+    ``spikes_out`` (one message; :meth:`receive` reads it after the run).
 
     Args:
         shape: Shape of the recorded port (``(F,)`` for a dense output layer).
@@ -117,6 +139,13 @@ class Readout(AbstractProcess):
         self.inp = InPort(shape=tuple(shape))
         full = (capacity, *shape, time_steps)
         self.spikes = Var(shape=full, init=np.zeros(full, dtype=np.int32))
+        self.spikes_out = OutPort(shape=full)
+        self.spikes_out.flag_external_pipe(buffer_size=1)
+
+    def receive(self) -> np.ndarray:
+        """The record of the run that just ended ``[capacity, *shape, T]`` (read once after
+        every run)."""
+        return self.spikes_out.external_pipe_csp_recv_port.recv()
 
 
 class CascadeDecision(AbstractProcess):
@@ -205,16 +234,18 @@ def _first_step(time_step: int, steps: int) -> bool:
 class PyGateModel(PyLoihiProcessModel):
     """numpy gate: ``out_k = inp if active[k] and mask[sample, k] (and mask_in[sample, k]) else 0``."""
 
-    inp: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    stream_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     mask_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     active: np.ndarray = LavaPyType(np.ndarray, np.int32)
     mask: np.ndarray = LavaPyType(np.ndarray, np.int32)
     locals().update({f"out_{k}": LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24) for k in range(MAX_STUDENTS)})
 
     def run_spk(self) -> None:
-        """Receive the input (and the decision's mask) and send it (or zeros) to every student."""
+        """Play this step's input (and receive the decision's mask); send it (or zeros) to every student."""
         p = self.proc_params
-        data = self.inp.recv()
+        if _first_step(self.time_step, p["steps"]):
+            self._stream = self.stream_in.csp_ports[-1].recv()
+        data = self._stream[..., (self.time_step - 1) % p["steps"]]
         on = self.active.copy()
         where = _sample_step(self.time_step, 0, p["steps"], p["time_steps"], self.mask.shape[0])
         if p["decision_port"]:
@@ -235,6 +266,7 @@ class PyOpCounterModel(PyLoihiProcessModel):
     """numpy op counter (see :class:`OpCounter`)."""
 
     ops: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    ops_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
     locals().update({f"in_{k}": LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24) for k in range(MAX_LAYERS)})
 
     def run_spk(self) -> None:
@@ -248,6 +280,8 @@ class PyOpCounterModel(PyLoihiProcessModel):
             where = _sample_step(self.time_step, delay, p["steps"], p["time_steps"], capacity)
             if where is not None:
                 self.ops[k, where[0]] += int(fan[data != 0].sum())
+        if self.time_step % p["steps"] == 0:  # the run's last step
+            self.ops_out.send(self.ops)
 
 
 @implements(proc=Readout, protocol=LoihiProtocol)
@@ -258,6 +292,7 @@ class PyReadoutModel(PyLoihiProcessModel):
 
     inp: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     spikes: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    spikes_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
 
     def run_spk(self) -> None:
         """Store this step's output spikes at their sample and step."""
@@ -268,6 +303,8 @@ class PyReadoutModel(PyLoihiProcessModel):
         where = _sample_step(self.time_step, p["delay"], p["steps"], p["time_steps"], self.spikes.shape[0])
         if where is not None:
             self.spikes[where[0], ..., where[1]] = data
+        if self.time_step % p["steps"] == 0:  # the run's last step
+            self.spikes_out.send(self.spikes)
 
 
 @implements(proc=CascadeDecision, protocol=LoihiProtocol)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 from sne_loihi.errors import SimulationError
 from sne_loihi.export.manifest import CascadeHead, Manifest, load_manifest
 from sne_loihi.indices import check_student_indices
-from sne_loihi.sim.backend import Backend
+from sne_loihi.sim.backend import Backend, Engine
 from sne_loihi.sim.graph import LavaGraph
 
 
@@ -29,8 +28,11 @@ class SimResult:
             (non-zero inputs x fan-out, counted by the Lava op-counter processes).
         active: The student indices that were switched on.
         mask_nk: The per-sample gate ``[N, K]`` of the run, if one was given.
-        samples_per_second: Samples / wall time of the Lava runs (compilation excluded).
+        samples_per_second: Samples / wall time of the Lava runs (steady state: the
+            compilation is excluded and reported in ``compile_seconds``).
         backend_used: The backend that ran.
+        compile_seconds: Time this call spent compiling the graph and starting Lava's
+            processes (0 when the graph was already running).
     """
 
     spikes_nft: list[np.ndarray]
@@ -42,6 +44,7 @@ class SimResult:
     samples_per_second: float
     backend_used: Backend
     mask_nk: np.ndarray | None = None
+    compile_seconds: float = 0.0
 
     def ops_per_student(self) -> np.ndarray:
         """Mean synaptic events per sample of every student ``[K]``."""
@@ -67,6 +70,7 @@ class CascadeResult:
         stages: Lava runs per chunk of ``capacity`` samples.
         samples_per_second: Samples / wall time of all stages (compilation excluded).
         backend_used: The backend that ran.
+        compile_seconds: Time this call spent compiling and starting the graph.
     """
 
     threshold: float
@@ -81,6 +85,7 @@ class CascadeResult:
     stages: list[int]
     samples_per_second: float
     backend_used: Backend
+    compile_seconds: float = 0.0
 
     @property
     def active(self) -> tuple[int, ...]:
@@ -116,6 +121,11 @@ def encode_images(x_nchw: np.ndarray, time_steps: int, input_bits: int) -> np.nd
     return np.repeat(x_int[..., None], time_steps, axis=-1)
 
 
+def _rate(samples: int, seconds: float) -> float:
+    """Samples per second of the Lava runs (0 when nothing ran)."""
+    return samples / seconds if samples and seconds > 0 else 0.0
+
+
 def _check_active(active: Sequence[int], num: int) -> tuple[int, ...]:
     return tuple(check_student_indices(active, num, "active student", SimulationError))
 
@@ -131,19 +141,21 @@ class EnsembleSimulator:
         capacity: Samples per Lava run (the graph's fixed batch; longer inputs loop).
         cascade: Build the in-graph cascade decision process (one more Lava process) so
             :meth:`run_cascade` works on the same compiled graph.
+        engine: CPU process models: ``fast`` (vectorised, same spikes) or ``reference``
+            (Lava's own); see :class:`~sne_loihi.sim.backend.Engine`.
 
     Raises:
         ExportError: Invalid export. SimulationError: Unavailable backend.
     """
 
     def __init__(self, manifest: Manifest | Path | str, backend: Backend | str = Backend.AUTO, capacity: int = 16,
-                 cascade: bool = True) -> None:
+                 cascade: bool = True, engine: Engine | str = Engine.FAST) -> None:
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(Path(manifest))
         enc = self.manifest.input
         self.head_w, self.head_b = self.manifest.head_arrays()
         self.graph = LavaGraph(self.manifest.net_paths(), input_bits=enc.bits, time_steps=enc.time_steps,
                                capacity=capacity, backend=backend,
-                               decision_classes=self.head_w.shape[0] if cascade else 0)
+                               decision_classes=self.head_w.shape[0] if cascade else 0, engine=engine)
         self.active: tuple[int, ...] = tuple(range(self.num_students))
 
     @property
@@ -192,14 +204,13 @@ class EnsembleSimulator:
     def run_encoded(self, x_nchwt: np.ndarray, mask_nk: np.ndarray | None = None) -> SimResult:
         """Like :meth:`run` for already encoded integer input ``[N, C, H, W, T]``."""
         self.graph.set_active(self.active)
-        t0 = time.perf_counter()
         raw = self.graph.run(x_nchwt, mask_nk=mask_nk)
-        wall = raw.seconds if raw.seconds > 0 else time.perf_counter() - t0
         rates = self._rates(raw.spikes_nft)
         logits = rates @ self.head_w.T + self.head_b
         return SimResult(spikes_nft=raw.spikes_nft, rates_nd=rates, logits_nc=logits, predictions=logits.argmax(axis=1),
-                         ops_nl=raw.ops_nl, active=self.active, samples_per_second=len(x_nchwt) / wall,
-                         backend_used=self.backend_used, mask_nk=None if mask_nk is None else np.asarray(mask_nk))
+                         ops_nl=raw.ops_nl, active=self.active, samples_per_second=_rate(len(x_nchwt), raw.seconds),
+                         backend_used=self.backend_used, mask_nk=None if mask_nk is None else np.asarray(mask_nk),
+                         compile_seconds=raw.compile_seconds)
 
     def run_cascade(self, x_nchw: np.ndarray, threshold: float, head: CascadeHead | None = None) -> CascadeResult:
         """Per-sample activation in Lava: students run in the head's order; after each one
@@ -229,9 +240,7 @@ class EnsembleSimulator:
             raise SimulationError("this export carries no cascade head (export with the run's cascade_head.pt) "
                                   "and none was given")
         head_w, head_b = head.arrays()
-        t0 = time.perf_counter()
         raw = self.graph.run_cascade(self._encode(x_nchw), head_w, head_b, head.order, threshold)
-        wall = raw.seconds if raw.seconds > 0 else time.perf_counter() - t0
         rates = self._rates(raw.spikes_nft)
         logits = rates @ head_w.T + head_b
         from sne_loihi.sim.processes import top_probability
@@ -239,7 +248,8 @@ class EnsembleSimulator:
         return CascadeResult(
             threshold=float(threshold), order=tuple(head.order), ran_nk=raw.ran_nk, spikes_nft=raw.spikes_nft,
             rates_nd=rates, logits_nc=logits, predictions=logits.argmax(axis=1), confidence_n=top_probability(logits),
-            ops_nl=raw.ops_nl, stages=raw.stages, samples_per_second=len(rates) / wall, backend_used=self.backend_used,
+            ops_nl=raw.ops_nl, stages=raw.stages, samples_per_second=_rate(len(rates), raw.seconds),
+            backend_used=self.backend_used, compile_seconds=raw.compile_seconds,
         )
 
     @property
@@ -259,7 +269,8 @@ class EnsembleSimulator:
 
 
 def simulate_network(net_path: Path | str, x_input: np.ndarray, *, input_bits: int = 0,
-                     backend: Backend | str = Backend.AUTO, capacity: int = 16) -> SimResult:
+                     backend: Backend | str = Backend.AUTO, capacity: int = 16,
+                     engine: Engine | str = Engine.FAST) -> SimResult:
     """Simulate any netx HDF5 network as a one-member ensemble without a head.
 
     Args:
@@ -269,6 +280,7 @@ def simulate_network(net_path: Path | str, x_input: np.ndarray, *, input_bits: i
             conv network), integers: binary spikes (``input_bits=0``) or graded values in
             ``0 .. 2**input_bits - 1``.
         input_bits: Graded input bits (0 = binary spikes).
+        engine: CPU process models (``fast`` or ``reference``).
 
     Raises:
         ExportError: Unreadable or unsupported network file. SimulationError: Input that
@@ -278,11 +290,10 @@ def simulate_network(net_path: Path | str, x_input: np.ndarray, *, input_bits: i
     if x.ndim < 3:
         raise SimulationError(f"input must be [N, ..., T], got shape {list(x.shape)}")
     with LavaGraph([Path(net_path)], input_bits=input_bits, time_steps=int(x.shape[-1]), capacity=capacity,
-                   backend=backend) as graph:
-        t0 = time.perf_counter()
+                   backend=backend, engine=engine) as graph:
         raw = graph.run(x)
-        wall = raw.seconds if raw.seconds > 0 else time.perf_counter() - t0
     t = x.shape[-1]
     rates = raw.spikes_nft[0].reshape(len(x), -1, t).sum(axis=-1) / t
     return SimResult(spikes_nft=raw.spikes_nft, rates_nd=rates, logits_nc=None, predictions=None, ops_nl=raw.ops_nl,
-                     active=(0,), samples_per_second=len(x) / wall, backend_used=graph.backend_used)
+                     active=(0,), samples_per_second=_rate(len(x), raw.seconds), backend_used=graph.backend_used,
+                     compile_seconds=raw.compile_seconds)
