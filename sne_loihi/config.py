@@ -43,6 +43,20 @@ class StudentBackend(str, enum.Enum):
     SPIKINGJELLY = "spikingjelly"
 
 
+class StudentEngine(str, enum.Enum):
+    """How SLAYER students are executed (the parameters and the exported network are the same).
+
+    ``FAST``: the project's time-major engine (``sne_loihi.students.fast_cuba``): SLAYER's
+    quantised weights and fixed-point CUBA arithmetic, spike-for-spike identical to SLAYER,
+    one fused autograd op per layer, plain torch on CPU and CUDA (nothing compiled).
+    ``SLAYER``: lava-dl's own blocks (its CPU path is a Python loop over time on int64; on
+    CUDA it compiles ``.cu`` kernels at first use, which needs nvcc).
+    """
+
+    FAST = "fast"
+    SLAYER = "slayer"
+
+
 class PartitionStrategy(str, enum.Enum):
     """How the teacher's feature dimensions are split among students (method.md section 4)."""
 
@@ -135,10 +149,12 @@ class StudentConfig:
             (integers 0 .. 2**bits - 1, exactly what Lava's RingBuffer sends with
             ``input_message_bits = input_bits``).
         neuron: CUBA-LIF parameters.
+        engine: How SLAYER students run (same spikes either way; see :class:`StudentEngine`).
     """
 
     arch: str = "digits_small"
     backend: StudentBackend = StudentBackend.SLAYER
+    engine: StudentEngine = StudentEngine.FAST
     width: float = 1.0
     time_steps: int = 4
     input_bits: int = 4

@@ -203,7 +203,9 @@ def save_epoch_checkpoint(
 
 #: Config keys (or ``section.`` prefixes) that may change on ``--resume``: the epoch budget
 #: (to extend or shorten a run), where and with how many threads it runs, and the later Lava stage.
-RESUME_MAY_CHANGE: tuple[str, ...] = ("train.epochs", "teacher.epochs", "train.device", "train.threads", "lava.")
+RESUME_MAY_CHANGE: tuple[str, ...] = (
+    "train.epochs", "teacher.epochs", "train.device", "train.threads", "student.engine", "lava.",
+)
 
 
 def load_resume_checkpoint(

@@ -28,7 +28,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sne_loihi.config import StudentEngine
 from sne_loihi.students.base import Student, StudentOutput
+from sne_loihi.students.fast_cuba import run_fast
 from sne_loihi.students.spec import LayerKind, StudentSpec
 
 #: Initial-weight multiplier (``weight_scale`` of the SLAYER synapse). It only scales the
@@ -55,9 +57,20 @@ def neuron_params(spec: StudentSpec, threshold_multiplier: float = 1.0) -> dict[
 
 
 class SlayerStudent(Student):
-    """A SLAYER student; ``blocks`` are the cuba blocks, one per layer of the spec."""
+    """A SLAYER student; ``blocks`` are the cuba blocks, one per layer of the spec.
+
+    ``spec.engine`` chooses how the blocks run: ``fast`` (:func:`run_fast`, time-major, the
+    same spikes) or ``slayer`` (each block's own forward).
+    """
 
     def run_blocks(self, x_nchwt: torch.Tensor) -> StudentOutput:
+        if self.spec.engine is StudentEngine.FAST:
+            out = run_fast(self.blocks, x_nchwt)
+            return StudentOutput(spikes_nft=out.spikes_nft, layer_inputs=out.layer_inputs)
+        return self.run_slayer_blocks(x_nchwt)
+
+    def run_slayer_blocks(self, x_nchwt: torch.Tensor) -> StudentOutput:
+        """SLAYER's own path: every block's forward, time last."""
         layer_inputs: list[torch.Tensor] = []
         x = x_nchwt
         for layer, block in zip(self.spec.layers, self.blocks):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from sne_loihi.config import NeuronConfig, StudentBackend, StudentConfig
+from sne_loihi.config import NeuronConfig, StudentBackend, StudentConfig, StudentEngine
 from sne_loihi.errors import ConfigError
 
 #: Most bits a graded input spike may carry here. Lava's graded spikes allow more, but the
@@ -104,6 +104,7 @@ class StudentSpec:
         neuron: CUBA-LIF parameters (SLAYER backend; the SpikingJelly reference uses the
             paper's fixed LIF neuron).
         backend: Neuron library.
+        engine: How a SLAYER student executes (identical spikes; see ``StudentEngine``).
     """
 
     layers: tuple[LayerSpec, ...]
@@ -113,11 +114,13 @@ class StudentSpec:
     input_bits: int
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     backend: StudentBackend = StudentBackend.SLAYER
+    engine: StudentEngine = StudentEngine.FAST
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
         object.__setattr__(self, "backend", StudentBackend(self.backend))
+        object.__setattr__(self, "engine", StudentEngine(self.engine))
         self.validate()
 
     def validate(self) -> None:
@@ -188,6 +191,7 @@ class StudentSpec:
             "input_bits": self.input_bits,
             "neuron": dataclasses.asdict(self.neuron),
             "backend": self.backend.value,
+            "engine": self.engine.value,
         }
 
     @classmethod
@@ -213,6 +217,10 @@ class StudentSpec:
             backend = StudentBackend(data.get("backend", StudentBackend.SLAYER.value))
         except ValueError:
             raise ConfigError(f"unknown student backend {data.get('backend')!r}") from None
+        try:
+            engine = StudentEngine(data.get("engine", StudentEngine.FAST.value))
+        except ValueError:
+            raise ConfigError(f"unknown student engine {data.get('engine')!r}") from None
         for key in ("out_features", "time_steps", "input_bits"):
             if isinstance(data[key], bool) or not isinstance(data[key], int):
                 raise ConfigError(f"student spec {key} must be an integer, got {data[key]!r}")
@@ -226,6 +234,7 @@ class StudentSpec:
             input_bits=data["input_bits"],
             neuron=NeuronConfig(**{k: float(v) for k, v in neuron_data.items()}),
             backend=backend,
+            engine=engine,
         )
 
 
@@ -252,4 +261,5 @@ def student_spec(cfg: StudentConfig, in_shape: tuple[int, int, int], out_feature
         layers=tuple(layers), in_shape=in_shape, out_features=int(out_features),
         time_steps=cfg.time_steps, input_bits=cfg.input_bits,
         neuron=dataclasses.replace(cfg.neuron), backend=StudentBackend(cfg.backend),
+        engine=StudentEngine(cfg.engine),
     )
