@@ -73,8 +73,8 @@ def cuba_constants(neuron: torch.nn.Module) -> CubaConstants:
             norm, dropout, per-channel decays, learnt decays, other scales).
     """
     unsupported = {
-        "graded_spike": bool(getattr(neuron, "graded_spike", False)),
-        "persistent_state": bool(getattr(neuron, "persistent_state", False)),
+        "graded spikes": bool(getattr(neuron, "graded_spike", False)),
+        "persistent state": bool(getattr(neuron, "persistent_state", False)),
         "norm": getattr(neuron, "norm", None) is not None,
         "dropout": getattr(neuron, "drop", None) is not None,
         "per-channel decays": not getattr(neuron, "shared_param", True),
