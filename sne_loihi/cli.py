@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sne_loihi.cli_errors import OneLineErrorGroup
-from sne_loihi.config import Backend, PartitionStrategy, RunConfig, resolve
+from sne_loihi.config import Backend, PartitionStrategy, RunConfig, StudentBackend, StudentEngine, resolve
 from sne_loihi.errors import SneError
 
 app = typer.Typer(
@@ -191,6 +191,16 @@ AlphaOpt = Annotated[Optional[float], typer.Option("--alpha", help="KD weight (0
 TimeStepsOpt = Annotated[Optional[int], typer.Option("--time-steps", help="T.")]
 PartitionOpt = Annotated[Optional[str], typer.Option("--partition", help=f"Partition strategy: {STRATEGY_NAMES}.")]
 TrainActiveOpt = Annotated[Optional[int], typer.Option("--train-active", help="Dropout training: K random active students per batch.")]
+StudentEngineOpt = Annotated[Optional[StudentEngine], typer.Option(
+    "--student-engine", help="How SLAYER students run: fast (default; same spikes, several times faster) or slayer.")]
+
+
+def _echo_engine(cfg: Any) -> None:
+    """Say at the start of training which engine runs the students."""
+    if cfg.student.backend is StudentBackend.SLAYER:
+        typer.echo(f"student engine: {cfg.student.engine.value}"
+                   + (" (time-major fused CUBA, plain torch)" if cfg.student.engine is StudentEngine.FAST
+                      else " (lava-dl SLAYER blocks)"))
 
 
 def _student_overrides(**kw: Any) -> dict[str, Any]:
@@ -200,7 +210,7 @@ def _student_overrides(**kw: Any) -> dict[str, Any]:
         "train_active": "ensemble.train_active", "lr": "train.lr", "batch_size": "train.batch_size",
         "seed": "train.seed", "device": "train.device", "data_dir": "data.data_dir",
         "max_train": "data.max_train", "max_test": "data.max_test", "teacher_epochs": "teacher.epochs",
-        "teacher_arch": "teacher.arch", "threads": "train.threads",
+        "teacher_arch": "teacher.arch", "threads": "train.threads", "student_engine": "student.engine",
     }
     return {keys[k]: v for k, v in kw.items()}
 
@@ -219,6 +229,7 @@ def train(
     time_steps: TimeStepsOpt = None,
     partition: PartitionOpt = None,
     train_active: TrainActiveOpt = None,
+    student_engine: StudentEngineOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
@@ -231,8 +242,9 @@ def train(
     cfg = _run_config(None, config, run_dir, _student_overrides(
         students=students, student_arch=student_arch, epochs=epochs, lr=lr, batch_size=batch_size,
         alpha=alpha, time_steps=time_steps, partition=partition, train_active=train_active,
-        seed=seed, device=device, threads=threads,
+        seed=seed, device=device, threads=threads, student_engine=student_engine,
     ))
+    _echo_engine(cfg)
     result = students_stage(cfg, run_dir, resume=resume, progress=progress)
     last = result.history[-1] if result.history else {}
     typer.echo(f"ensemble: test accuracy {100 * last.get('test_accuracy', float('nan')):.2f}% -> {result.path}"
@@ -383,6 +395,7 @@ def pipeline(
     time_steps: TimeStepsOpt = None,
     partition: PartitionOpt = None,
     train_active: TrainActiveOpt = None,
+    student_engine: StudentEngineOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
@@ -409,13 +422,14 @@ def pipeline(
         teacher_arch=teacher_arch, teacher_epochs=teacher_epochs, students=students,
         student_arch=student_arch, epochs=epochs, alpha=alpha, time_steps=time_steps,
         partition=partition, train_active=train_active, seed=seed, device=device, threads=threads,
-        data_dir=data_dir, max_train=max_train, max_test=max_test,
+        data_dir=data_dir, max_train=max_train, max_test=max_test, student_engine=student_engine,
     )
     overrides.update({"lava.enabled": lava, "lava.samples": lava_samples, "lava.backend": backend,
                       "lava.cascade": _float_list(lava_cascade, "--lava-cascade") if lava_cascade else None})
     cfg = _run_config(dataset, config, run_dir if resume else None, overrides)
     run_dir = _default_run_dir(run_dir, cfg)
     ks = _int_list(dropout_k, "--dropout-k") if dropout_k else []
+    _echo_engine(cfg)
     run_pipeline(cfg, run_dir, resume=resume, progress=progress,
                  report=_report_options(energy, activation, noise, repeats, draw_batch), dropout_ks=ks)
     typer.echo(f"report: {run_dir / 'report.md'}")
