@@ -370,6 +370,9 @@ def preset(dataset: str) -> RunConfig:
             student=StudentConfig(arch="vgg5mini", time_steps=4, input_bits=4),
             ensemble=EnsembleConfig(num_students=4, alpha=5.0),
             train=TrainConfig(epochs=5, lr=1e-3, batch_size=64),
+            # The fast Lava engine runs 4 x vgg5mini at ~3 samples/s per pass on 2 cores (~0.05 with
+            # Lava's own Conv model, see benchmarks/results/bench_lava.md).
+            lava=LavaConfig(samples=200),
         )
     raise ConfigError(f"no preset for data set {dataset!r}; known: digits, cifar10")
 
