@@ -342,6 +342,8 @@ def simulate(
     cascade: Annotated[Optional[str], typer.Option(
         "--cascade", help="Per-sample activation thresholds, e.g. 0,0.9,1.01: the export's cascade head decides "
         "in the Lava graph after each student whether a sample goes on.")] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="CPU process models: fast (vectorised, same spikes) or reference (Lava's own).")] = "fast",
 ) -> None:
     """Run an exported ensemble (or any netx network) as Lava processes: gate, students,
     synaptic-op counters, readout. Prints accuracy, ops per student and layer, energy, speed."""
@@ -356,13 +358,14 @@ def simulate(
         if input_file is None:
             raise SneError(f"{target} is a single network: give its input with --input FILE.npy")
         rep = simulate_netx_file(target, input_file, input_bits=input_bits, backend=backend, energy=energy,
-                                 capacity=capacity)
+                                 capacity=capacity, engine=engine)
     elif target.is_dir():
         if compare is None and (target.parent / ENSEMBLE_FILE).is_file():
             compare = target.parent / ENSEMBLE_FILE
         rep = simulate_export(target, samples=samples, active=active, backend=backend, energy=energy,
                               capacity=capacity, seed=seed, data_dir=str(data_dir) if data_dir else None,
-                              torch_checkpoint=compare, cascade=_float_list(cascade, "--cascade") if cascade else None)
+                              torch_checkpoint=compare, cascade=_float_list(cascade, "--cascade") if cascade else None,
+                              engine=engine)
     else:
         raise SneError(f"{target} not found (expected an export folder or a netx file)")
     print_table(rep.rows(), f"Lava, backend {rep.backend}: {rep.samples} samples, energy profile {energy}", LAVA_COLUMNS)
@@ -371,7 +374,8 @@ def simulate(
     if backend is Backend.AUTO:
         typer.echo(f"--backend auto chose {rep.backend}" + (" (Intel's lava-loihi extension is not installed)"
                                                            if rep.backend == Backend.CPU.value else ""))
-    typer.echo(f"backend used: {rep.backend}; compilations: {rep.compilations}"
+    typer.echo(f"backend used: {rep.backend}; engine: {rep.engine}; compilations: {rep.compilations} "
+               f"({rep.compile_seconds:.1f} s, not in samples/s)"
                + ("" if compare or target.is_file() else "; no torch checkpoint to compare with (--compare)"))
     if json_out is not None:
         atomic_write_json(json_out, rep.to_dict())

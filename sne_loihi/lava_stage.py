@@ -49,6 +49,8 @@ class SimulationReport:
         energy_profile: Name and source of the profile.
         evaluations: One per active set.
         parity: The export's own parity record (Lava vs torch per layer at export).
+        engine: CPU process models that ran (``fast`` or ``reference``).
+        compile_seconds: Graph compilation and start of Lava's processes (not in samples/s).
     """
 
     export_dir: str
@@ -58,6 +60,8 @@ class SimulationReport:
     energy_profile: dict[str, Any]
     evaluations: list[Any] = field(default_factory=list)
     parity: dict[str, Any] | None = None
+    engine: str = "fast"
+    compile_seconds: float = 0.0
 
     def rows(self) -> list[dict[str, Any]]:
         """Table rows, one per active set (see :data:`LAVA_COLUMNS`)."""
@@ -100,7 +104,7 @@ class SimulationReport:
             e["torch"] = TorchCheck(**e["torch"]) if e.get("torch") else None
             evs.append(LavaEvaluation(**e))
         keep = {k: d[k] for k in ("export_dir", "backend", "samples", "compilations", "energy_profile", "parity",
-                                  "checkpoint_key") if k in d}
+                                  "checkpoint_key", "engine", "compile_seconds") if k in d}
         return cls(evaluations=evs, **keep)
 
     def markdown(self) -> str:
@@ -170,11 +174,12 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100
 def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] | None = None,
                     backend: Backend | str = Backend.AUTO, energy: str = "cmos45nm", capacity: int = 25,
                     seed: int = 0, data_dir: str | None = None, torch_checkpoint: Path | None = None,
-                    cascade: list[float] | None = None, progress: bool = True) -> SimulationReport:
+                    cascade: list[float] | None = None, progress: bool = True, engine: str = "fast") -> SimulationReport:
     """Simulate an export on the first test samples of its data set, for every active set
     on one compiled graph; compare with the torch ensemble in ``torch_checkpoint`` if given.
     ``cascade`` thresholds add per-sample activation runs (the export's cascade head decides
-    in the graph which students each sample gets).
+    in the graph which students each sample gets). ``engine``: ``fast`` or ``reference``
+    CPU process models (same spikes).
 
     Raises:
         ExportError: Invalid export. SimulationError: Bad active set, unavailable backend.
@@ -182,9 +187,10 @@ def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] |
     """
     from sne_loihi.analysis.runreport import resolve_profile
     from sne_loihi.export import load_manifest
-    from sne_loihi.sim import EnsembleSimulator
+    from sne_loihi.sim import EnsembleSimulator, resolve_engine
     from sne_loihi.sim.evaluate import evaluate_active_sets, evaluate_cascade, parse_active
 
+    resolve_engine(engine)
     if capacity < 1:
         raise ConfigError(f"capacity must be >= 1, got {capacity}")
     manifest = load_manifest(Path(export_dir))
@@ -207,7 +213,7 @@ def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] |
         model = load_ensemble(Path(torch_checkpoint)).model
         if model.num_students != n:
             raise SimulationError(f"{torch_checkpoint} has {model.num_students} students, the export {n}")
-    with EnsembleSimulator(manifest, backend=Backend(backend), capacity=min(capacity, len(x))) as sim:
+    with EnsembleSimulator(manifest, backend=Backend(backend), capacity=min(capacity, len(x)), engine=engine) as sim:
         evaluations = evaluate_active_sets(sim, x, y, choices, profile, model=model, progress=progress)
         if cascade:
             evaluations += evaluate_cascade(sim, x, y, cascade, profile, model=model, progress=progress)
@@ -215,12 +221,13 @@ def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] |
             export_dir=str(export_dir), backend=sim.backend_used.value, samples=len(x),
             compilations=sim.compilations, energy_profile={"name": profile.name, "source": profile.source},
             evaluations=evaluations, parity=asdict(manifest.parity) if manifest.parity else None,
+            engine=sim.graph.engine.value, compile_seconds=round(sim.graph.compile_seconds, 3),
         )
 
 
 def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
                        backend: Backend | str = Backend.AUTO, energy: str = "cmos45nm",
-                       capacity: int = 25) -> SimulationReport:
+                       capacity: int = 25, engine: str = "fast") -> SimulationReport:
     """Simulate a user's own netx HDF5 network (a one-member ensemble without a head) on an
     input file (``.npy``, integers ``[N, *in_shape, T]``; ``[N, C, H, W, T]`` for a conv
     network) and count its synaptic ops.
@@ -244,11 +251,12 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
         raise SimulationError(f"input {input_path} must be a numeric array [N, ..., T], got {x.dtype} {list(x.shape)}")
     profile = resolve_profile(energy)
     layers = read_netx_layers(net_path)
-    result = simulate_network(net_path, x, input_bits=input_bits, backend=Backend(backend), capacity=min(capacity, len(x)))
+    result = simulate_network(net_path, x, input_bits=input_bits, backend=Backend(backend), capacity=min(capacity, len(x)),
+                              engine=engine)
     ev = summarise(result, [layers], int(x.shape[-1]), input_bits, profile, None, "all")
     return SimulationReport(export_dir=str(net_path), backend=result.backend_used.value, samples=len(x),
                             compilations=1, energy_profile={"name": profile.name, "source": profile.source},
-                            evaluations=[ev])
+                            evaluations=[ev], engine=str(engine), compile_seconds=round(result.compile_seconds, 3))
 
 
 def lava_stage(cfg: RunConfig, run_dir: Path, *, energy: str = "cmos45nm", progress: bool = True) -> SimulationReport | None:
