@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_train.py --out OUT_DIR [--data-dir ../shared/data/cifar10-subset]
-        [--teachers vgg11,vgg19,resnet18] [--students vgg5mini] [--backends slayer,spikingjelly]
+        [--teachers vgg11,vgg19,resnet18] [--students vgg5mini] [--backends fast,slayer,spikingjelly]
         [--batches 3] [--threads 2]
 
 Nothing is trained to the end: for each model the real optimisation step of the pipeline
@@ -16,6 +16,13 @@ teacher, the training batch for students) and extrapolated to the test set.
 The same is extrapolated to the full 50,000-image CIFAR-10 training set. Weights are untrained
 (speed does not depend on what they learned). SLAYER and SpikingJelly students of the same
 shape run in this one process, so their ratio is measured under the same load.
+
+Student "backends": ``fast`` = SLAYER blocks run by the project's fast engine
+(``student.engine = "fast"``), ``slayer`` = the same blocks run by SLAYER itself
+(``student.engine = "slayer"``), ``spikingjelly`` = the paper's LIF reference. The "ideal"
+column is the students' training FLOPs per batch (forward + input gradient + weight
+gradient = 3 x the forward MACs x 2, every layer at every step, as SLAYER computes them) over
+this machine's float32 matmul rate, measured here at the same thread count.
 Writes ``bench_train.md`` and ``bench_train.json`` into ``--out``.
 """
 
@@ -54,11 +61,33 @@ class Row:
     epoch_s: float
     full_cifar_train_s_per_epoch: float
     teacher_forward_s_per_batch: float = 0.0
+    students_gflop_per_batch: float = 0.0
+    ideal_s_per_batch: float = 0.0
 
     @property
     def students_only_s_per_batch(self) -> float:
         """A distillation step without the teacher's forward pass for the KD targets."""
         return self.s_per_batch - self.teacher_forward_s_per_batch
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matmul rate (GFLOP/s) at torch's current thread count."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def forward_macs(spec) -> int:
+    """Synaptic multiply-accumulates of one sample at one time step, every weighted layer."""
+    total = 0
+    for layer, (in_shape, out_shape) in zip(spec.layers, spec.layer_shapes()):
+        if layer.weighted:
+            fan_in = in_shape[0] * layer.kernel**2 if len(in_shape) == 3 else in_shape[0]
+            total += math.prod(out_shape) * fan_in
+    return total
 
 
 def _seconds(step: Callable[[int], None], warmup: int, batches: int) -> list[float]:
@@ -130,12 +159,16 @@ def bench_teacher(arch: str, data, args: argparse.Namespace) -> Row:
                 len(data.y_train), len(data.y_test))
 
 
+#: Benchmark name -> (neuron library, engine) of the students.
+STUDENT_VARIANTS = {"fast": ("slayer", "fast"), "slayer": ("slayer", "slayer"), "spikingjelly": ("spikingjelly", "fast")}
+
+
 def bench_students(arch: str, backend: str, data, args: argparse.Namespace) -> Row:
     """Time ``distill_step`` of N students (teacher vgg11 features as KD targets) and the
     per-epoch test evaluation of the ensemble."""
     import numpy as np
 
-    from sne_loihi.config import PartitionStrategy, StudentBackend, preset
+    from sne_loihi.config import PartitionStrategy, StudentBackend, StudentEngine, preset
     from sne_loihi.ensemble.checkpoint import build_ensemble
     from sne_loihi.ensemble.evaluate import evaluate_ensemble
     from sne_loihi.partition import compute_partition
@@ -144,7 +177,8 @@ def bench_students(arch: str, backend: str, data, args: argparse.Namespace) -> R
     from sne_loihi.train.students import distill_step, random_active
 
     cfg = preset("cifar10")
-    scfg = replace(cfg.student, arch=arch, backend=StudentBackend(backend))
+    library, engine = STUDENT_VARIANTS[backend]
+    scfg = replace(cfg.student, arch=arch, backend=StudentBackend(library), engine=StudentEngine(engine))
     teacher = build_teacher(cfg.teacher, data.in_shape, data.num_classes).eval()
     part = compute_partition(PartitionStrategy.FIXED, np.zeros((2, teacher.feature_dim)), args.num_students, 0)
     model = build_ensemble(scfg, part, data.in_shape, data.num_classes)
@@ -170,13 +204,16 @@ def bench_students(arch: str, backend: str, data, args: argparse.Namespace) -> R
     evaluate_ensemble(model, data.x_test_nchw[:n_eval], data.y_test[:n_eval], batch_size=batch, count_ops=False)
     s_eval = (time.perf_counter() - t0) / args.eval_batches
     name = f"students {args.num_students}x{arch} T={scfg.time_steps}"
+    gflop = sum(6 * forward_macs(s.spec) for s in model.students) * scfg.time_steps * batch / 1e9
     return replace(_row(name, backend, batch, args.batches, s_batch, s_eval, batch, len(data.y_train), len(data.y_test)),
-                   teacher_forward_s_per_batch=s_teacher)
+                   teacher_forward_s_per_batch=s_teacher, students_gflop_per_batch=gflop,
+                   ideal_s_per_batch=gflop / args.gflops)
 
 
 def _markdown(rows: list[Row], meta: dict) -> str:
     head = ("| model | backend | batch | measured batches | s/batch (median) | train s/epoch | "
-            "test-eval s/epoch | s/epoch | train s/epoch, full CIFAR-10 | of s/batch: teacher fwd (KD targets) |")
+            "test-eval s/epoch | s/epoch | train s/epoch, full CIFAR-10 | of s/batch: teacher fwd (KD targets) | "
+            "students GFLOP/batch | ideal s/batch | students-only s/batch / ideal |")
     lines = [
         "# Training speed: seconds per epoch (extrapolated)",
         "",
@@ -187,22 +224,25 @@ def _markdown(rows: list[Row], meta: dict) -> str:
         f"- machine: {meta['machine']}; torch {meta['torch']}, {meta['threads']} threads; "
         f"load average {meta['load_before']} before, {meta['load_after']} after (other jobs share these cores)",
         f"- command: `{meta['command']}`",
+        f"- float32 matmul rate (2048^2, same threads, this process): {meta['matmul_gflops']:.1f} GFLOP/s",
         "",
         head,
-        "| " + " | ".join("---" for _ in range(10)) + " |",
+        "| " + " | ".join("---" for _ in range(13)) + " |",
     ]
     for r in rows:
         lines.append(
             f"| {r.model} | {r.backend} | {r.batch_size} | {r.measured_batches} | {r.s_per_batch:.2f} | "
             f"{r.train_s_per_epoch:,.0f} | {r.eval_s_per_epoch:,.0f} | {r.epoch_s:,.0f} | "
             f"{r.full_cifar_train_s_per_epoch:,.0f} | "
-            f"{f'{r.teacher_forward_s_per_batch:.2f}' if r.model.startswith('students') else '-'} |"
+            f"{f'{r.teacher_forward_s_per_batch:.2f}' if r.model.startswith('students') else '-'} | "
+            + (f"{r.students_gflop_per_batch:.1f} | {r.ideal_s_per_batch:.2f} | "
+               f"{r.students_only_s_per_batch / r.ideal_s_per_batch:.2f}x |" if r.ideal_s_per_batch else "- | - | - |")
         )
     if meta["ratios"]:
-        lines += ["", "SLAYER / SpikingJelly time per training batch, same shape, same process "
-                  "(whole distillation step; students only = step minus the teacher's forward pass):"]
-        lines += [f"- {name}: {r['step']:.2f}x whole step, {r['students_only']:.2f}x students only"
-                  for name, r in meta["ratios"].items()]
+        lines += ["", "Time per training batch, same shape, same process (whole distillation step; students only "
+                  "= step minus the teacher's forward pass); > 1 means the second is faster:"]
+        lines += [f"- {name}, {pair}: {r['step']:.2f}x whole step, {r['students_only']:.2f}x students only"
+                  for name, pairs in meta["ratios"].items() for pair, r in pairs.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +253,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--teachers", default="vgg11,vgg19,resnet18")
     parser.add_argument("--students", default="vgg5mini", help="student architectures (comma-separated)")
-    parser.add_argument("--backends", default="slayer,spikingjelly")
+    parser.add_argument("--backends", default="fast,slayer,spikingjelly",
+                        help=f"student variants, of {', '.join(STUDENT_VARIANTS)}")
     parser.add_argument("--num-students", type=int, default=4)
     parser.add_argument("--batches", type=int, default=3, help="timed batches per model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed batches first")
@@ -223,6 +264,9 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.batches, args.eval_batches, args.num_students) < 1 or args.warmup < 0:
         parser.error("--batches, --eval-batches and --num-students must be >= 1, --warmup >= 0")
+    unknown = [b for b in args.backends.split(",") if b and b not in STUDENT_VARIANTS]
+    if unknown:
+        parser.error(f"unknown --backends {unknown}; choose from {', '.join(STUDENT_VARIANTS)}")
     md_path, json_path = args.out / "bench_train.md", args.out / "bench_train.json"
     if not args.overwrite and (md_path.exists() or json_path.exists()):
         parser.error(f"{md_path} or {json_path} exists; pass --overwrite or choose another --out")
@@ -234,6 +278,7 @@ def main() -> None:
     from sne_loihi.train.common import set_threads
 
     set_threads(args.threads)
+    args.gflops = matmul_gflops()
     torch.manual_seed(0)
     data = load_dataset(DataConfig(name="cifar10", data_dir=str(args.data_dir), augment=True))
     load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -246,15 +291,18 @@ def main() -> None:
         rows.append(job())
         r = rows[-1]
         tqdm.write(f"  {r.s_per_batch:.2f} s/batch -> {r.epoch_s:,.0f} s/epoch (extrapolated)")
-    ratios = {}
+    ratios: dict[str, dict[str, dict[str, float]]] = {}
     for arch in args.students.split(","):
         by_backend = {r.backend: r for r in rows if r.model.startswith(f"students {args.num_students}x{arch} ")}
-        if "slayer" in by_backend and "spikingjelly" in by_backend:
-            sl, sj = by_backend["slayer"], by_backend["spikingjelly"]
-            ratios[f"{args.num_students}x{arch}"] = {
-                "step": sl.s_per_batch / sj.s_per_batch,
-                "students_only": sl.students_only_s_per_batch / sj.students_only_s_per_batch,
-            }
+        pairs = {}
+        for slow, fast in (("slayer", "fast"), ("spikingjelly", "fast"), ("slayer", "spikingjelly")):
+            if slow in by_backend and fast in by_backend:
+                a, b = by_backend[slow], by_backend[fast]
+                pairs[f"{slow} / {fast}"] = {
+                    "step": a.s_per_batch / b.s_per_batch,
+                    "students_only": a.students_only_s_per_batch / b.students_only_s_per_batch,
+                }
+        ratios[f"{args.num_students}x{arch}"] = pairs
     meta = {
         "note": (f"the median of {args.batches} timed training batches (after {args.warmup} warm-up) times the "
                  f"batches per epoch, plus {args.eval_batches} timed test batches (teacher: {TEACHER_EVAL_BATCH} "
@@ -269,8 +317,9 @@ def main() -> None:
         "load_before": load_before,
         "load_after": " ".join(f"{v:.1f}" for v in os.getloadavg()),
         "command": "python benchmarks/bench_train.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "overwrite")),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "overwrite", "gflops")),
         "ratios": ratios,
+        "matmul_gflops": args.gflops,
     }
     text = _markdown(rows, meta)
     print("\n" + text)

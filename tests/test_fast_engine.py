@@ -175,3 +175,23 @@ def test_fast_trained_student_exports_and_runs_in_lava_exactly(tmp_path) -> None
         assert fast(x).spikes_nft.sum() > 0
     record = check_parity([fast], [path], x, spec.input_bits, capacity=6)
     assert record.mismatches == 0 and record.samples == 6
+
+
+@pytest.mark.parametrize("scale", [1.0, 300.0, 40000.0])
+def test_every_state_range_matches_slayer(scale: float) -> None:
+    """Small states take the int32 path; states past 2**24 (float32 rounding of the current
+    matters) and past 2**31 take the float64 paths. All equal SLAYER's neuron bit for bit."""
+    from sne_loihi.students.fast_cuba import SMALL_STATE, _state_bound
+
+    slayer, _, spec = _pair("digits_tiny", 0, time_steps=5)
+    neuron = slayer.blocks[2].neuron
+    gen = torch.Generator().manual_seed(3)
+    z = torch.round(torch.randn(7, 11, 5, generator=gen) * 32 * scale) / 32  # [N, F, T], on the weight grid
+    z_tm = z.permute(2, 0, 1).reshape(5, -1).contiguous()
+    bound = _state_bound(z_tm, constant=False)
+    assert (bound < SMALL_STATE) == (scale == 1.0)
+    with torch.no_grad():
+        reference = neuron(z)
+        fast = cuba_layer_tm(z_tm, cuba_constants(neuron))
+    assert torch.equal(fast, reference.permute(2, 0, 1).reshape(5, -1))
+    assert 0 < fast.mean() < 1

@@ -120,8 +120,74 @@ def _trunc_(x: torch.Tensor, ints: torch.Tensor | None, sign: torch.Tensor) -> t
     return x.abs_().floor_().mul_(sign)
 
 
+#: While every state stays below 2**24 in magnitude, float32 holds it exactly: SLAYER's
+#: float32 round trips are then identities and the integer state fits int32.
+SMALL_STATE = float(2**24)
+
+
+def _state_bound(z_tm: torch.Tensor, constant: bool) -> float:
+    """An upper bound of ``|u|`` and ``|v|`` (integer units) over the whole run.
+
+    ``|u_t| <= sum_s |u_in_s| <= T * 4096 * max|z|`` (truncation never grows a state) and
+    ``|v_t| <= sum_s |u_s| <= T * max|u|``.
+    """
+    steps = z_tm.shape[0]
+    if z_tm.numel() == 0:
+        return 0.0
+    z_max = float((z_tm[:1] if constant else z_tm).abs().max())
+    return steps * steps * (z_max * STATE_SCALE + 1)
+
+
+def _forward_block_int32(z_tm: torch.Tensor, cols: slice, constant: bool, c: CubaConstants,
+                         voltage: torch.Tensor, bufs: dict[str, torch.Tensor]) -> None:
+    """One block of neurons, all steps, in int32 (valid while every state is below 2**24)."""
+    n = cols.stop - cols.start
+    u, v, u_in, fired = (bufs[k][:n] for k in ("u", "v", "u_in", "fired"))
+    product, scaled = bufs["product"][:n], bufs["scaled"][:n]
+    u.zero_()
+    v.zero_()
+    for t in range(z_tm.shape[0]):
+        if t == 0 or not constant:
+            torch.mul(z_tm[t, cols], float(STATE_SCALE), out=scaled)
+            u_in.copy_(scaled)  # float32 -> int32 truncates, as SLAYER's .to(int64)
+        u.copy_(torch.mul(u, bufs["keep_u"], out=product)).add_(u_in)  # int32 <- float64 truncates
+        v.copy_(torch.mul(v, bufs["keep_v"], out=product)).add_(u)
+        v_t = voltage[t, cols]
+        v_t.copy_(v)
+        torch.lt(v_t, c.reset_threshold, out=fired)  # 1 where the neuron did not fire
+        v.mul_(fired)
+
+
+def _forward_block_float64(z_tm: torch.Tensor, cols: slice, constant: bool, c: CubaConstants,
+                           voltage: torch.Tensor, bufs: dict[str, torch.Tensor], int32_ok: bool) -> None:
+    """One block of neurons, all steps, float64 state with SLAYER's float32 round trips."""
+    n = cols.stop - cols.start
+    u, v, u_in, cur, keep, sign = (bufs[k][:n] for k in ("u64", "v64", "u_in64", "cur64", "keep64", "sign64"))
+    scaled = bufs["scaled"][:n]
+    ints = bufs["ints"][:n] if int32_ok else None
+    u.zero_()
+    v.zero_()
+    for t in range(z_tm.shape[0]):
+        if t == 0 or not constant:
+            # SLAYER: (w_scale * input[..., n]).to(int64): a float32 product, truncated.
+            torch.mul(z_tm[t, cols], float(STATE_SCALE), out=scaled)
+            _trunc_(u_in.copy_(scaled), ints, sign)
+        _trunc_(u.mul_((DECAY_SCALE - c.current_decay) / DECAY_SCALE), ints, sign).add_(u_in)
+        # SLAYER hands the voltage integrator float32(u) / 4096 and truncates it x 4096.
+        cur.copy_(scaled.copy_(u))
+        _trunc_(v.mul_((DECAY_SCALE - c.voltage_decay) / DECAY_SCALE), ints, sign).add_(cur)
+        v_t = voltage[t, cols]
+        v_t.copy_(v)  # float32(v): what SLAYER compares with the threshold and stores
+        torch.lt(v_t, c.reset_threshold, out=keep)  # 1 where the neuron did not fire
+        v.mul_(keep)
+
+
 def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tensor, torch.Tensor]:
     """CUBA dynamics and spikes of one layer; neurons flattened, time-major.
+
+    Integer states are exact in both paths: int32 while :func:`_state_bound` is below 2**24
+    (then float32 holds every state, so SLAYER's float32 round trips change nothing), float64
+    otherwise (integers up to 2**53, SLAYER's float32 round trips reproduced).
 
     Args:
         z_tm: ``[T, M]`` synaptic input (float32, real units) of ``M`` neurons; a view with
@@ -134,40 +200,28 @@ def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tenso
     """
     steps, m = z_tm.shape
     constant = steps > 1 and z_tm.stride(0) == 0
-    keep_u = (DECAY_SCALE - c.current_decay) / DECAY_SCALE  # exact: 12-bit fraction
-    keep_v = (DECAY_SCALE - c.voltage_decay) / DECAY_SCALE
     dev = z_tm.device
-    # |u_t| <= sum_s |u_in_s| <= T * max|z| * 4096 and |v_t| <= T * max|u|: if that stays below
-    # 2**31 the int32 truncation is exact for every state of this layer.
-    z_max = float(z_tm[:1].abs().max()) if constant else float(z_tm.abs().max()) if m else 0.0
-    int32_ok = steps * steps * (z_max * STATE_SCALE + 1) < INT32_SAFE
+    bound = _state_bound(z_tm, constant)
+    small = bound < SMALL_STATE
     voltage = torch.empty((steps, m), dtype=torch.float32, device=dev)
     spikes = torch.empty((steps, m), dtype=torch.float32, device=dev)
     width = min(m, BLOCK)
-    f64 = {"dtype": torch.float64, "device": dev}
-    bufs = {name: torch.empty(width, **f64) for name in ("u", "v", "u_in", "cur", "keep", "sign")}
-    cur32 = torch.empty(width, dtype=torch.float32, device=dev)
-    ints_buf = torch.empty(width, dtype=torch.int32, device=dev) if int32_ok else None
+    bufs = {"scaled": torch.empty(width, dtype=torch.float32, device=dev)}
+    if small:
+        for name in ("u", "v", "u_in", "fired"):
+            bufs[name] = torch.empty(width, dtype=torch.int32, device=dev)
+        bufs["product"] = torch.empty(width, dtype=torch.float64, device=dev)
+        for name, decay in (("keep_u", c.current_decay), ("keep_v", c.voltage_decay)):
+            bufs[name] = torch.tensor((DECAY_SCALE - decay) / DECAY_SCALE, dtype=torch.float64, device=dev)
+    else:
+        for name in ("u64", "v64", "u_in64", "cur64", "keep64", "sign64"):
+            bufs[name] = torch.empty(width, dtype=torch.float64, device=dev)
+        bufs["ints"] = torch.empty(width, dtype=torch.int32, device=dev)
     for cols in _blocks(m):
-        n = cols.stop - cols.start
-        u, v, u_in, cur, keep, sign = (bufs[k][:n] for k in ("u", "v", "u_in", "cur", "keep", "sign"))
-        u.zero_()
-        v.zero_()
-        c32 = cur32[:n]
-        ints = None if ints_buf is None else ints_buf[:n]
-        for t in range(steps):
-            if t == 0 or not constant:
-                # SLAYER: (w_scale * input[..., n]).to(int64): a float32 product, truncated.
-                torch.mul(z_tm[t, cols], float(STATE_SCALE), out=c32)
-                _trunc_(u_in.copy_(c32), ints, sign)
-            _trunc_(u.mul_(keep_u), ints, sign).add_(u_in)
-            # SLAYER hands the voltage integrator float32(u) / 4096 and truncates it x 4096.
-            cur.copy_(c32.copy_(u))
-            _trunc_(v.mul_(keep_v), ints, sign).add_(cur)
-            v_t = voltage[t, cols]
-            v_t.copy_(v)  # float32(v): what SLAYER compares with the threshold and stores
-            torch.lt(v_t, c.reset_threshold, out=keep)  # 1 where the neuron did not fire
-            v.mul_(keep)
+        if small:
+            _forward_block_int32(z_tm, cols, constant, c, voltage, bufs)
+        else:
+            _forward_block_float64(z_tm, cols, constant, c, voltage, bufs, bound < INT32_SAFE)
         v_block = voltage[:, cols]
         v_block.div_(float(STATE_SCALE))
         torch.ge(v_block, c.threshold, out=spikes[:, cols])
