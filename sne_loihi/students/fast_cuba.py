@@ -12,11 +12,13 @@ computes what ``block(x)`` computes with the same arithmetic:
   in float32, so both give bit-identical values in any summation order. When a layer's
   input is the same at every step (the first layer's repeated image) its synapse runs once.
 * Neuron (:class:`CubaFunction`): SLAYER's CPU path is a Python loop over T on int64 slices
-  of a time-last tensor (``leaky_integrator._li_dynamics_fwd``). Here the state is float64
-  (integers up to 2**53 are exact), each step is a contiguous slice, and
-  ``trunc(u * (1 - d/4096))`` is exactly SLAYER's ``right_shift_to_zero(u * (4096 - d), 12)``.
-  SLAYER's float32 round trips (the current handed to the voltage integrator, the voltage
-  compared with the threshold) are reproduced, so spikes are identical, not just close.
+  of a time-last tensor (``leaky_integrator._li_dynamics_fwd``). Here each step is a
+  contiguous slice of a block of neurons that stays in cache, and
+  ``trunc(u * (1 - d/4096))`` (the product exact in float64) is exactly SLAYER's
+  ``right_shift_to_zero(u * (4096 - d), 12)``. The state is int32 when a bound computed from
+  the layer's input proves every state below 2**24, float64 otherwise, where SLAYER's float32
+  round trips (the current handed to the voltage integrator, the voltage compared with the
+  threshold) are reproduced. Spikes are identical, not just close.
 * Backward: SLAYER's surrogate ``scale/2/tau * exp(-|v - theta|/tau)`` and the two
   linear leaky-integrator recursions (reset ignored, as in SLAYER), as the same float32
   operations in the same order, so the gradient w.r.t. each layer's input current is
@@ -93,13 +95,19 @@ def cuba_constants(neuron: torch.nn.Module) -> CubaConstants:
     )
 
 
-#: Neurons per block of the dynamics: every time step of a block runs while its float64
-#: state (2 x 8 bytes x BLOCK) and slices stay in cache; the whole layer would stream the
-#: state through memory once per operation (measured: the dynamics were memory-bound).
+#: Neurons per block of the dynamics on a CPU: every time step of a block runs while its
+#: state and slices stay in cache; the whole layer would stream the state through memory once
+#: per operation (measured: the dynamics were memory-bound). On a GPU a layer is one block
+#: (many small kernel launches would cost more than the memory traffic).
 BLOCK = 1 << 16
 
 
-def _blocks(m: int, block: int = BLOCK) -> list[slice]:
+def block_size(m: int, device: torch.device) -> int:
+    """Neurons per block for ``m`` neurons on ``device``."""
+    return max(1, min(m, BLOCK if device.type == "cpu" else m))
+
+
+def _blocks(m: int, block: int) -> list[slice]:
     return [slice(s, min(s + block, m)) for s in range(0, m, block)]
 
 
@@ -205,7 +213,7 @@ def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tenso
     small = bound < SMALL_STATE
     voltage = torch.empty((steps, m), dtype=torch.float32, device=dev)
     spikes = torch.empty((steps, m), dtype=torch.float32, device=dev)
-    width = min(m, BLOCK)
+    width = block_size(m, dev)
     bufs = {"scaled": torch.empty(width, dtype=torch.float32, device=dev)}
     if small:
         for name in ("u", "v", "u_in", "fired"):
@@ -217,7 +225,7 @@ def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tenso
         for name in ("u64", "v64", "u_in64", "cur64", "keep64", "sign64"):
             bufs[name] = torch.empty(width, dtype=torch.float64, device=dev)
         bufs["ints"] = torch.empty(width, dtype=torch.int32, device=dev)
-    for cols in _blocks(m):
+    for cols in _blocks(m, width):
         if small:
             _forward_block_int32(z_tm, cols, constant, c, voltage, bufs)
         else:
@@ -244,8 +252,9 @@ def cuba_backward_flat(grad_spikes_tm: torch.Tensor, voltage_tm: torch.Tensor, c
     keeps = [1 - torch.tensor([d], device=device, dtype=dtype) / DECAY_SCALE
              for d in (c.voltage_decay, c.current_decay)]
     grad = torch.empty((steps, m), dtype=dtype, device=device)
-    tmp = torch.empty(min(m, BLOCK), dtype=dtype, device=device)
-    for cols in _blocks(m):
+    width = block_size(m, device)
+    tmp = torch.empty(width, dtype=dtype, device=device)
+    for cols in _blocks(m, width):
         g = grad[:, cols]
         torch.sub(voltage_tm[:, cols], threshold, out=g)
         g.abs_().neg_().div_(tau).exp_()
