@@ -38,11 +38,21 @@ app.add_typer(teacher_app, name="teacher")
 
 
 def friendly(fn: Callable) -> Callable:
-    """Turn SneError into ``error: ...`` + exit 1, and Ctrl-C into a resume hint."""
+    """Turn SneError into ``error: ...`` + exit 1, and Ctrl-C into a resume hint.
+
+    A command's ``--factory`` value and ``--trust-factory`` flag (where it has them) are the
+    only ways an external teacher's code may be imported while it runs
+    (:func:`sne_loihi.teachers.external.trusted_factories`).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            if "trust_factory" in kwargs or "factory" in kwargs:
+                from sne_loihi.teachers.external import trusted_factories
+
+                with trusted_factories([kwargs.get("factory")], trust_all=bool(kwargs.get("trust_factory"))):
+                    return fn(*args, **kwargs)
             return fn(*args, **kwargs)
         except SneError as exc:
             typer.echo(f"error: {exc}", err=True)
@@ -67,6 +77,9 @@ ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Pro
 MaxTrainOpt = Annotated[Optional[int], typer.Option("--max-train", help="Use at most N training samples (0 = all).")]
 MaxTestOpt = Annotated[Optional[int], typer.Option("--max-test", help="Use at most N test samples (0 = all).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads (0 = default).")]
+TrustFactoryOpt = Annotated[bool, typer.Option(
+    "--trust-factory", help="Let the external teacher factory named by the run's config or checkpoint be "
+    "imported (it runs that module's code).")]
 
 
 def _run_config(
@@ -86,6 +99,11 @@ def _run_config(
     from sne_loihi.train.checks import check_config
 
     check_config(cfg)  # before any run folder is made or any training starts
+    from sne_loihi.teachers import EXTERNAL
+    from sne_loihi.teachers.external import require_trusted_factory
+
+    if cfg.teacher.arch == EXTERNAL:  # a stored config.toml or --config file alone never runs code
+        require_trusted_factory(cfg.teacher.factory, config_file or "the config")
     return cfg
 
 
@@ -115,10 +133,12 @@ def teacher(
     max_test: MaxTestOpt = None,
     resume: ResumeOpt = False,
     progress: ProgressOpt = True,
+    trust_factory: TrustFactoryOpt = False,
 ) -> None:
     """Train an ANN teacher with cross-entropy and store it in the run folder."""
     if ctx.invoked_subcommand is not None:
-        ctx.obj = {"dataset": dataset, "config": config, "run_dir": run_dir, "device": device, "progress": progress}
+        ctx.obj = {"dataset": dataset, "config": config, "run_dir": run_dir, "device": device, "progress": progress,
+                   "factory": factory, "trust_factory": trust_factory}
         return
     from sne_loihi.pipeline import load_data, prepare_run_dir
     from sne_loihi.train.teacher import train_teacher
@@ -147,14 +167,16 @@ def teacher_finetune(
 ) -> None:
     """Disentangle the teacher: fine-tune with CE + beta * L_sim (method.md section 4)."""
     from sne_loihi.pipeline import finetune_stage
+    from sne_loihi.teachers.external import trusted_factories
 
     opts = ctx.obj or {}
     if opts.get("run_dir") is None:
         raise SneError("teacher finetune needs --run-dir (before 'finetune') holding teacher.pt")
-    summary = finetune_stage(
-        Path(opts["run_dir"]), students=students, beta=beta, epochs=epochs, lr=lr,
-        device=opts.get("device"), progress=opts.get("progress", True),
-    )
+    with trusted_factories([opts.get("factory")], trust_all=bool(opts.get("trust_factory"))):
+        summary = finetune_stage(
+            Path(opts["run_dir"]), students=students, beta=beta, epochs=epochs, lr=lr,
+            device=opts.get("device"), progress=opts.get("progress", True),
+        )
     b, a = summary["before"], summary["after"]
     typer.echo(f"teacher test accuracy {100 * b['test_accuracy']:.2f}% -> {100 * a['test_accuracy']:.2f}%, "
                f"L_sim {b['l_sim']:.4f} -> {a['l_sim']:.4f} ({Path(opts['run_dir']) / 'finetune.json'})")
@@ -172,6 +194,7 @@ def partition(
     strategy: Annotated[str, typer.Option("--strategy", help=f"Partition strategy: {STRATEGY_NAMES}.")] = PartitionStrategy.FIXED.value,
     students: Annotated[Optional[int], typer.Option("--students", help="N groups.")] = None,
     seed: SeedOpt = None,
+    trust_factory: TrustFactoryOpt = False,
 ) -> None:
     """Split the teacher's feature dimensions into N groups and store partition.json."""
     from sne_loihi.pipeline import partition_stage
@@ -235,6 +258,7 @@ def train(
     threads: ThreadsOpt = None,
     resume: ResumeOpt = False,
     progress: ProgressOpt = True,
+    trust_factory: TrustFactoryOpt = False,
 ) -> None:
     """Distil the run's teacher into an ensemble of SLAYER students."""
     from sne_loihi.pipeline import students_stage
@@ -280,6 +304,7 @@ def evaluate(
     noise: NoiseOpt = None,
     repeats: RepeatsOpt = 10,
     draw_batch: DrawBatchOpt = 32,
+    trust_factory: TrustFactoryOpt = False,
 ) -> None:
     """Accuracy and per-sample cost of teacher, students and ensemble; activation policies,
     noise robustness; rewrites the run's report.md/report.json and plots."""
@@ -418,6 +443,7 @@ def pipeline(
     draw_batch: DrawBatchOpt = 32,
     resume: ResumeOpt = False,
     progress: ProgressOpt = True,
+    trust_factory: TrustFactoryOpt = False,
 ) -> None:
     """Teacher -> partition -> students -> export + Lava simulation -> evaluation -> report, in one run folder."""
     from sne_loihi.pipeline import run_pipeline

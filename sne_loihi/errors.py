@@ -20,6 +20,11 @@ class CheckpointError(SneError):
     """A checkpoint is missing, corrupt or does not fit the expected model."""
 
 
+class UnsafeFileError(CheckpointError):
+    """A file would run code if loaded (a TorchScript archive, a pickle naming a function or
+    class beyond plain data); it is refused before anything in it runs."""
+
+
 class ConfigError(SneError):
     """A configuration value or combination of options is invalid."""
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from sne_loihi.errors import CheckpointError
+from sne_loihi.errors import CheckpointError, UnsafeFileError, one_line
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -54,22 +55,116 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint without executing code (``torch.load(weights_only=True)``).
+#: Records of a zip archive that mark TorchScript: ``constants.pkl`` is what
+#: ``torch.serialization._is_torchscript_zip`` looks for before handing the file to
+#: ``torch.jit.load`` (which runs the archive's code, even under ``weights_only=True`` in
+#: torch < 2.6); ``code/`` and ``.data/ts_code/`` hold the code itself.
+_TORCHSCRIPT_RECORDS = ("constants.pkl",)
+_TORCHSCRIPT_PREFIXES = ("code/", ".data/ts_code/")
+#: How torch recognises its zip format (``torch.serialization._is_zipfile``): the first bytes.
+_ZIP_MAGIC = b"PK\x03\x04"
+#: How torch's weights-only unpickler words a refused global, constructor or call (its other
+#: refusals, e.g. ``Unsupported operand``, are bytes that are not a pickle at all).
+_CODE_REFUSALS = ("Unsupported class", "Trying to instantiate unsupported class", "Trying to call reduce")
+
+
+def refuse_code(data: bytes, path: Path, what: str = "file") -> None:
+    """Refuse a torch file that would run code when loaded, before torch sees it.
+
+    ``data`` is checked with torch's own zip reader (the one ``torch.load`` uses), so the
+    check and the load see the same archive.
 
     Raises:
-        CheckpointError: Missing, truncated, corrupt, or containing non-plain objects.
+        UnsafeFileError: ``data`` is a TorchScript archive.
+        CheckpointError: ``data`` claims to be a torch zip archive but cannot be read.
     """
+    import io
+
+    import torch
+
+    if not data.startswith(_ZIP_MAGIC):
+        return  # legacy (non-zip) format: read by the weights-only unpickler alone
+    try:
+        records = torch._C.PyTorchFileReader(io.BytesIO(data)).get_all_records()
+    except Exception as exc:  # corrupt or truncated zip
+        raise CheckpointError(f"cannot load {what} {path} (truncated or corrupt zip archive: {one_line(exc, 120)})") from None
+    code = [r for r in records if r in _TORCHSCRIPT_RECORDS or r.startswith(_TORCHSCRIPT_PREFIXES)]
+    if code:
+        raise UnsafeFileError(
+            f"cannot load {what} {path}: it is a TorchScript archive (holds {code[0]}), whose code would run "
+            "on loading; refused (only files of tensors and plain Python values written by torch.save are read)"
+        )
+
+
+def load_torch_file(path: Path, map_location: str = "cpu", what: str = "file") -> Any:
+    """Load a ``torch.save`` file without running any code it may carry.
+
+    The one loader for every torch file the toolkit reads. The bytes are read once, refused
+    if they are a TorchScript archive (:func:`refuse_code`), then unpickled by
+    ``torch.load(weights_only=True)``, which allows only tensors and plain Python values.
+
+    Args:
+        path: The file.
+        map_location: Where tensors go.
+        what: What the file is, for messages (``"checkpoint"``, ``"cache"``, ...).
+
+    Raises:
+        UnsafeFileError: A TorchScript archive, or a pickle that asks for any other class
+            or function (it is not run).
+        CheckpointError: Missing, unreadable, truncated or corrupt file.
+    """
+    import io
+
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{what} not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {what} {path}: {exc.strerror or type(exc).__name__}") from None
+    refuse_code(data, path, what)
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot load checkpoint {path} (truncated, corrupt or not a torch file: {first})") from None
+        text = one_line(exc, 400)
+        reason = text.split("WeightsUnpickler error:", 1)[1].strip() if "WeightsUnpickler error:" in text else ""
+        if reason.startswith(_CODE_REFUSALS):  # not garbage: a pickle naming code to import or call
+            raise UnsafeFileError(
+                f"cannot load {what} {path}: it holds more than tensors and plain Python values ({reason}); "
+                "refused, nothing in it was run"
+            ) from None
+        raise CheckpointError(f"cannot load {what} {path} (truncated, corrupt or not a torch file: {one_line(exc, 160)})") from None
+
+
+def load_checkpoint(path: Path, map_location: str = "cpu", what: str = "checkpoint") -> dict[str, Any]:
+    """Load a checkpoint dict without running code (:func:`load_torch_file`).
+
+    Raises:
+        UnsafeFileError: The file carries code or objects other than plain data.
+        CheckpointError: Missing, truncated, corrupt, or not a dict.
+    """
+    payload = load_torch_file(path, map_location=map_location, what=what)
     if not isinstance(payload, dict):
-        raise CheckpointError(f"checkpoint {path} does not hold a dict (got {type(payload).__name__})")
+        raise CheckpointError(f"{what} {path} does not hold a dict (got {type(payload).__name__})")
     return payload
+
+
+def load_cache(path: Path, what: str = "cache") -> dict[str, Any] | None:
+    """Load a derived-data cache (teacher features, cascade head) that may be recomputed.
+
+    A cache that cannot be read (truncated, corrupt, not a dict) is reported by one
+    ``warning:`` line on stderr and ``None`` is returned, so the caller recomputes it; a cache
+    that would run code is an error, never silently replaced.
+
+    Raises:
+        UnsafeFileError: The file is a TorchScript archive or pickles more than plain data.
+    """
+    try:
+        return load_checkpoint(path, what=what)
+    except UnsafeFileError:
+        raise
+    except CheckpointError as exc:
+        print(f"warning: {exc}; it is recomputed", file=sys.stderr)
+        return None

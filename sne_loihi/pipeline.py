@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from sne_loihi.config import PartitionStrategy, RunConfig, dump_toml
-from sne_loihi.errors import ConfigError, SneError
+from sne_loihi.errors import ConfigError
 
 CONFIG_FILE = "config.toml"
 FEATURES_FILE = "teacher_features.pt"
@@ -50,21 +50,23 @@ def cached_teacher_features(teacher: torch.nn.Module, data: Any, run_dir: Path, 
     """Teacher features over the (un-augmented) training set, cached in the run folder.
 
     The cache is keyed by the teacher checkpoint's modification time and size, so a
-    fine-tuned or retrained teacher never reuses stale features.
+    fine-tuned or retrained teacher never reuses stale features. An unreadable cache is
+    reported on stderr and recomputed (:func:`sne_loihi.io.load_cache`).
+
+    Raises:
+        UnsafeFileError: The cache file would run code if loaded.
     """
-    from sne_loihi.io import load_checkpoint, save_checkpoint
+    from sne_loihi.io import load_cache, save_checkpoint
     from sne_loihi.train.teacher import teacher_features
 
     stat = teacher_path.stat()
     key = f"{teacher_path.name}:{stat.st_size}:{stat.st_mtime_ns}:{len(data.x_train_nchw)}"
     cache = Path(run_dir) / FEATURES_FILE
     if cache.exists():
-        try:
-            payload = load_checkpoint(cache)
-            if payload.get("key") == key:
-                return payload["features"]
-        except SneError:
-            pass  # a corrupt cache is recomputed below and overwritten
+        payload = load_cache(cache, what="teacher feature cache")  # code-bearing: error; corrupt: warned
+        feats = payload.get("features") if payload is not None else None
+        if payload is not None and payload.get("key") == key and isinstance(feats, torch.Tensor):
+            return feats
     feats = teacher_features(teacher, data.x_train_nchw)
     save_checkpoint(cache, {"key": key, "features": feats})
     return feats

@@ -10,6 +10,7 @@ few seconds of logistic-regression-sized training.
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -90,20 +91,29 @@ def save_cascade_head(
 def current_cascade_head(run_dir: Path, num_students: int) -> torch.nn.Linear | None:
     """``RUN/cascade_head.pt`` if it was trained for the current ``RUN/ensemble.pt`` (its
     ``ensemble_key`` matches and its order is ``0..N-1``), else ``None``: missing, stale,
-    unreadable (it is derived data), or written before heads carried the key."""
+    written before heads carried the key, or unreadable (it is derived data; an unreadable
+    head is reported by one ``warning:`` line on stderr, :func:`sne_loihi.io.load_cache`).
+
+    Raises:
+        UnsafeFileError: The head file would run code if loaded.
+    """
     from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
-    from sne_loihi.errors import CheckpointError
-    from sne_loihi.io import file_key, load_checkpoint
+    from sne_loihi.errors import CheckpointError, UnsafeFileError
+    from sne_loihi.io import file_key, load_cache
 
     run_dir = Path(run_dir)
     path, ckpt = run_dir / CASCADE_HEAD_FILE, run_dir / ENSEMBLE_FILE
     if not (path.is_file() and ckpt.is_file()):
         return None
+    payload = load_cache(path, what="cascade head")
+    if payload is None or payload.get("ensemble_key") != file_key(ckpt):
+        return None
     try:
-        if load_checkpoint(path).get("ensemble_key") != file_key(ckpt):
-            return None
         head, order = load_cascade_head(path, num_students)
-    except CheckpointError:
+    except UnsafeFileError:
+        raise
+    except CheckpointError as exc:
+        print(f"warning: {exc}; it is retrained", file=sys.stderr)
         return None
     return head if order == list(range(num_students)) else None
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import torch
 from torch import nn
 
 from sne_loihi.config import TeacherConfig
-from sne_loihi.errors import CheckpointError, ConfigError
+from sne_loihi.errors import CheckpointError, ConfigError, UnsafeFileError
 
 
 def _one_line(exc: BaseException) -> str:
@@ -89,6 +91,47 @@ class ExternalTeacher(nn.Module):
         return self._take_features()
 
 
+#: Which factories the current command may import: ``(trust_all, names)``. Set by the CLI
+#: from ``--factory`` / ``--trust-factory`` (:func:`trusted_factories`); empty by default.
+_TRUSTED: ContextVar[tuple[bool, frozenset[str]]] = ContextVar("sne_trusted_factories", default=(False, frozenset()))
+
+
+@contextmanager
+def trusted_factories(names: Iterable[str | None] = (), *, trust_all: bool = False) -> Iterator[None]:
+    """Within this block, a stored config or checkpoint may name these factories (or any, with
+    ``trust_all``) and :func:`require_trusted_factory` lets them be imported.
+
+    Args:
+        names: ``"package.module:function"`` strings the user gave on the command line.
+        trust_all: The user passed ``--trust-factory``.
+    """
+    token = _TRUSTED.set((trust_all, frozenset(n.strip() for n in names if n)))
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def require_trusted_factory(spec: str | None, source: str | Path) -> None:
+    """Refuse to import a factory that only a stored file names.
+
+    Importing a factory runs the user's code, so a factory named by a config or checkpoint
+    (``source``) is imported only when the user named the same factory on the command line or
+    passed ``--trust-factory`` (:func:`trusted_factories`).
+
+    Raises:
+        ConfigError: The factory is not trusted in this context.
+    """
+    trust_all, names = _TRUSTED.get()
+    if trust_all or (spec or "").strip() in names:
+        return
+    raise ConfigError(
+        f"{source} names the external teacher factory {spec!r}, and importing it would run its code: "
+        f"it is imported only when named on the command line (--factory {spec} for 'sne teacher') "
+        "or with --trust-factory"
+    )
+
+
 def import_factory(spec: str | None) -> Any:
     """Resolve ``"package.module:function"`` to the callable.
 
@@ -121,19 +164,21 @@ def _state_dict(payload: Any, path: Path) -> Mapping[str, torch.Tensor]:
 
 
 def load_external_weights(model: nn.Module, checkpoint: str | Path) -> None:
-    """Load a state_dict file into ``model`` (``torch.load(weights_only=True)``, strict keys).
+    """Load a state_dict file into ``model`` (:func:`sne_loihi.io.load_torch_file`: no code
+    runs; strict keys).
 
     Raises:
+        UnsafeFileError: The file is a TorchScript archive or pickles more than plain data.
         CheckpointError: Missing, corrupt or mismatched checkpoint.
     """
+    from sne_loihi.io import load_torch_file
+
     path = Path(checkpoint).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"external teacher checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+        payload = load_torch_file(path, what="external teacher checkpoint")
+    except UnsafeFileError as exc:
         hint = "; save model.state_dict(), not the model object" if "Unsupported class" in str(exc) else ""
-        raise CheckpointError(f"cannot load external teacher checkpoint {path}: {_one_line(exc)}{hint}") from None
+        raise UnsafeFileError(f"{exc}{hint}") from None
     state = _state_dict(payload, path)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
