@@ -8,6 +8,7 @@ Heavy imports (torch models, SLAYER, Lava) happen inside the commands.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import time
@@ -40,7 +41,8 @@ app.add_typer(teacher_app, name="teacher")
 def friendly(fn: Callable) -> Callable:
     """Turn SneError into ``error: ...`` + exit 1, and Ctrl-C into a resume hint.
 
-    A command's ``--factory`` value and ``--trust-factory`` flag (where it has them) are the
+    A command with a run folder (``run_dir`` / ``run``) holds its lock while it runs
+    (:func:`sne_loihi.io.run_lock`: a second writer gets a one-line error). A command's ``--factory`` value and ``--trust-factory`` flag (where it has them) are the
     only ways an external teacher's code may be imported while it runs
     (:func:`sne_loihi.teachers.external.trusted_factories`).
     """
@@ -48,12 +50,18 @@ def friendly(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            if "trust_factory" in kwargs or "factory" in kwargs:
-                from sne_loihi.teachers.external import trusted_factories
+            with contextlib.ExitStack() as stack:
+                run_folder = kwargs.get("run_dir", kwargs.get("run"))
+                if isinstance(run_folder, Path):  # one writer per run folder
+                    from sne_loihi.io import run_lock
 
-                with trusted_factories([kwargs.get("factory")], trust_all=bool(kwargs.get("trust_factory"))):
-                    return fn(*args, **kwargs)
-            return fn(*args, **kwargs)
+                    stack.enter_context(run_lock(run_folder))
+                if "trust_factory" in kwargs or "factory" in kwargs:
+                    from sne_loihi.teachers.external import trusted_factories
+
+                    stack.enter_context(trusted_factories([kwargs.get("factory")],
+                                                          trust_all=bool(kwargs.get("trust_factory"))))
+                return fn(*args, **kwargs)
         except SneError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
@@ -151,7 +159,7 @@ def teacher(
     })
     run_dir = _default_run_dir(run_dir, cfg)
     data = load_data(cfg)
-    prepare_run_dir(run_dir, cfg, resume=resume)
+    prepare_run_dir(run_dir, cfg, resume=resume, checkpoints=("teacher.pt",))
     result = train_teacher(cfg, data, run_dir, resume=resume, progress=progress)
     typer.echo(f"teacher {cfg.teacher.arch}: test accuracy {100 * result.test_accuracy:.2f}% -> {result.path}")
 
@@ -166,13 +174,15 @@ def teacher_finetune(
     lr: Annotated[float, typer.Option("--lr")] = 1e-4,
 ) -> None:
     """Disentangle the teacher: fine-tune with CE + beta * L_sim (method.md section 4)."""
+    from sne_loihi.io import run_lock
     from sne_loihi.pipeline import finetune_stage
     from sne_loihi.teachers.external import trusted_factories
 
     opts = ctx.obj or {}
     if opts.get("run_dir") is None:
         raise SneError("teacher finetune needs --run-dir (before 'finetune') holding teacher.pt")
-    with trusted_factories([opts.get("factory")], trust_all=bool(opts.get("trust_factory"))):
+    with run_lock(Path(opts["run_dir"])), \
+            trusted_factories([opts.get("factory")], trust_all=bool(opts.get("trust_factory"))):
         summary = finetune_stage(
             Path(opts["run_dir"]), students=students, beta=beta, epochs=epochs, lr=lr,
             device=opts.get("device"), progress=opts.get("progress", True),
@@ -220,10 +230,15 @@ StudentEngineOpt = Annotated[Optional[StudentEngine], typer.Option(
 
 def _echo_engine(cfg: Any) -> None:
     """Say at the start of training which engine runs the students."""
-    if cfg.student.backend is StudentBackend.SLAYER:
-        typer.echo(f"student engine: {cfg.student.engine.value}"
-                   + (" (time-major fused CUBA, plain torch)" if cfg.student.engine is StudentEngine.FAST
-                      else " (lava-dl SLAYER blocks)"))
+    if cfg.student.backend is not StudentBackend.SLAYER:
+        return
+    if cfg.student.engine is StudentEngine.FAST:
+        from sne_loihi.students.fast_cuba import forward_path
+        from sne_loihi.train.common import resolve_device
+
+        typer.echo(f"student engine: fast (CUBA forward: {forward_path(resolve_device(cfg.train.device))})")
+    else:
+        typer.echo("student engine: slayer (lava-dl SLAYER blocks)")
 
 
 def _student_overrides(**kw: Any) -> dict[str, Any]:

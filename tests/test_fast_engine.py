@@ -11,7 +11,8 @@ import torch
 
 from sne_loihi.config import RunConfig, StudentConfig, StudentEngine
 from sne_loihi.students import STUDENT_ARCHS, StudentSpec, build_student, encode_input, student_spec
-from sne_loihi.students.fast_cuba import cuba_constants, cuba_layer_tm, run_fast
+from sne_loihi.students.fast_cuba import cuba_constants, cuba_forward_torch, cuba_layer_tm, run_fast
+from sne_loihi.students.native_cuba import cuba_forward_native, native_kernel
 
 DIGITS = (1, 8, 8)
 SMALL_RGB = (3, 16, 16)  # four stride-2 convs of vgg11 still leave a 1x1 map
@@ -190,8 +191,31 @@ def test_every_state_range_matches_slayer(scale: float) -> None:
     z_tm = z.permute(2, 0, 1).reshape(5, -1).contiguous()
     bound = _state_bound(z_tm, constant=False)
     assert (bound < SMALL_STATE) == (scale == 1.0)
+    constants = cuba_constants(neuron)
     with torch.no_grad():
         reference = neuron(z)
-        fast = cuba_layer_tm(z_tm, cuba_constants(neuron))
-    assert torch.equal(fast, reference.permute(2, 0, 1).reshape(5, -1))
-    assert 0 < fast.mean() < 1
+        voltage_ref = neuron.dynamics(z)[1]
+    spikes_ref = reference.permute(2, 0, 1).reshape(5, -1)
+    voltage_ref = voltage_ref.permute(2, 0, 1).reshape(5, -1)
+    paths = {"torch": cuba_forward_torch(z_tm, constants)}
+    lib = native_kernel()
+    if lib is not None:
+        paths["native"] = cuba_forward_native(lib, z_tm, int(4096 - constants.current_decay),
+                                              int(4096 - constants.voltage_decay), constants.reset_threshold,
+                                              constants.threshold)
+    for name, (spikes, voltage) in paths.items():
+        assert torch.equal(spikes, spikes_ref), name
+        assert torch.equal(voltage, voltage_ref), name
+    assert 0 < spikes_ref.mean() < 1
+
+
+def test_the_native_kernel_is_used_where_a_compiler_exists() -> None:
+    """CI machines have a C compiler: the fast path must not silently fall back there."""
+    import shutil
+
+    from sne_loihi.students.fast_cuba import forward_path
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler on this machine")
+    assert forward_path("cpu").startswith("native C kernel"), forward_path("cpu")
+    assert forward_path("meta").startswith("pure torch")

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sne_loihi.students.native_cuba import cuba_forward_native, native_kernel, native_status
+
 #: SLAYER's CUBA constants: state scale (``s_scale = 64 * 64``), decay scale (``p_scale``),
 #: and the spike-gradient multipliers of ``slayer.neuron.cuba``.
 STATE_SCALE = 1 << 12
@@ -99,7 +101,7 @@ def cuba_constants(neuron: torch.nn.Module) -> CubaConstants:
 #: state and slices stay in cache; the whole layer would stream the state through memory once
 #: per operation (measured: the dynamics were memory-bound). On a GPU a layer is one block
 #: (many small kernel launches would cost more than the memory traffic).
-BLOCK = 1 << 16
+BLOCK = 1 << 15
 
 
 def block_size(m: int, device: torch.device) -> int:
@@ -193,7 +195,9 @@ def _forward_block_float64(z_tm: torch.Tensor, cols: slice, constant: bool, c: C
 def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tensor, torch.Tensor]:
     """CUBA dynamics and spikes of one layer; neurons flattened, time-major.
 
-    Integer states are exact in both paths: int32 while :func:`_state_bound` is below 2**24
+    On a CPU with a C compiler the native kernel (:mod:`sne_loihi.students.native_cuba`) runs
+    SLAYER's int64 recursion in one pass; otherwise :func:`cuba_forward_torch`. Integer
+    states are exact in every path: int32 while :func:`_state_bound` is below 2**24
     (then float32 holds every state, so SLAYER's float32 round trips change nothing), float64
     otherwise (integers up to 2**53, SLAYER's float32 round trips reproduced).
 
@@ -206,6 +210,18 @@ def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tenso
         ``(spikes_tm, voltage_tm)``: float32 0/1 spikes and SLAYER's voltage trace
         (pre-reset, real units), both contiguous ``[T, M]``.
     """
+    if z_tm.device.type == "cpu" and z_tm.dtype == torch.float32:
+        lib = native_kernel()
+        if lib is not None:
+            return cuba_forward_native(
+                lib, z_tm, int(DECAY_SCALE - c.current_decay), int(DECAY_SCALE - c.voltage_decay),
+                c.reset_threshold, c.threshold,
+            )
+    return cuba_forward_torch(z_tm, c)
+
+
+def cuba_forward_torch(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pure-torch forward of :func:`cuba_forward_flat` (any device)."""
     steps, m = z_tm.shape
     constant = steps > 1 and z_tm.stride(0) == 0
     dev = z_tm.device
@@ -234,6 +250,14 @@ def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tenso
         v_block.div_(float(STATE_SCALE))
         torch.ge(v_block, c.threshold, out=spikes[:, cols])
     return spikes, voltage
+
+
+def forward_path(device: torch.device | str = "cpu") -> str:
+    """Which CUBA forward runs on ``device``: the native kernel or pure torch, and why."""
+    if torch.device(device).type != "cpu":
+        return f"pure torch on {torch.device(device).type}"
+    status = native_status()
+    return status if native_kernel() is not None else f"pure torch ({status})"
 
 
 def cuba_backward_flat(grad_spikes_tm: torch.Tensor, voltage_tm: torch.Tensor, c: CubaConstants) -> torch.Tensor:
