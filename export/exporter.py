@@ -94,6 +94,65 @@ def _student_entry(directory: Path, i: int, student: Any) -> StudentEntry:
                         out_features=int(np.prod(layers[-1].out_shape_xyz)), num_layers=len(layers))
 
 
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an ``out_dir`` whose contents an export would destroy.
+
+    An existing non-empty ``out_dir`` is replaced only with ``overwrite`` and only when it
+    holds an earlier export and nothing else: a readable ``manifest.json`` and the files it
+    lists.
+
+    Raises:
+        ExportError: ``out_dir`` is a file, or a non-empty folder that is not an export (or
+            ``overwrite`` is False).
+    """
+    import json
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir} exists and is not a folder; choose another --out")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    if not overwrite:
+        raise ExportError(f"{out_dir} already holds an export; pass overwrite=True (--overwrite) to replace it")
+    refuse = "--overwrite replaces only a folder holding an earlier export; choose a new or empty --out"
+    try:
+        manifest = json.loads((out_dir / MANIFEST_FILE).read_text())
+        listed = {str(e["file"]) for e in manifest["students"]}
+    except FileNotFoundError:
+        raise ExportError(f"{out_dir} holds no export ({MANIFEST_FILE} not found): {refuse}") from None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ExportError(f"{out_dir}/{MANIFEST_FILE} is not an export manifest ({type(exc).__name__}): {refuse}") from None
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in listed | {MANIFEST_FILE} or not p.is_file())
+    if others:
+        raise ExportError(f"{out_dir} holds more than an export ({others[0]}{', ...' if len(others) > 1 else ''}): {refuse}")
+
+
+def clean_leftovers(out_dir: Path) -> list[Path]:
+    """Remove the temporary folders a killed export left beside ``out_dir``
+    (``.NAME.tmp-PID-*`` and ``.NAME.old-PID`` of processes that no longer run).
+
+    Returns:
+        The folders removed.
+    """
+    import re
+
+    from sne_loihi.io import pid_alive
+
+    if not out_dir.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.(?:tmp-(\d+)-.*|tmp-[^-]*|old-(\d+))$")
+    removed = []
+    for p in out_dir.parent.iterdir():
+        m = pattern.match(p.name)
+        if not m or not p.is_dir() or p.is_symlink():
+            continue
+        pid = m.group(1) or m.group(2)
+        if pid is not None and pid_alive(int(pid)):
+            continue  # an export running now
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
     """Move the finished ``tmp`` export to ``out_dir`` (replacing an old one) via renames."""
     old = None
@@ -118,8 +177,7 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
     from sne_loihi.ensemble import encode_for
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise ExportError(f"{out_dir} already holds an export; pass overwrite=True (--overwrite) to replace it")
+    check_out_dir(out_dir, overwrite)
     if verify_samples < 0:
         raise ExportError(f"verify_samples must be >= 0, got {verify_samples}")
     if verify_samples > 0 and x_verify_nchw is None:
@@ -131,7 +189,8 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
         raise ExportError(f"students must share input_bits and time_steps, got {sorted(bits)} / {sorted(steps)}")
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    clean_leftovers(out_dir)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{os.getpid()}-"))
     try:
         entries = [_student_entry(tmp, i, s) for i, s in enumerate(students)]
         parity = None

@@ -42,8 +42,9 @@ def friendly(fn: Callable) -> Callable:
     """Turn SneError into ``error: ...`` + exit 1, and Ctrl-C into a resume hint.
 
     A command with a run folder (``run_dir`` / ``run``) holds its lock while it runs
-    (:func:`sne_loihi.io.run_lock`: a second writer gets a one-line error). A command's ``--factory`` value and ``--trust-factory`` flag (where it has them) are the
-    only ways an external teacher's code may be imported while it runs
+    (:func:`sne_loihi.io.run_lock`: a second writer gets a one-line error). A command's
+    ``--factory`` value and ``--trust-factory`` flag (where it has them) are the only ways an
+    external teacher's code may be imported while it runs
     (:func:`sne_loihi.teachers.external.trusted_factories`).
     """
 

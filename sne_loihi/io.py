@@ -1,4 +1,4 @@
-"""Safe file I/O: atomic writes and code-free checkpoint loading."""
+"""Safe file I/O: atomic writes, code-free loading of torch files, the run folder's lock."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sne_loihi.errors import CheckpointError, UnsafeFileError, one_line
+from sne_loihi.errors import CheckpointError, ConfigError, UnsafeFileError, one_line
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -168,3 +170,98 @@ def load_cache(path: Path, what: str = "cache") -> dict[str, Any] | None:
     except CheckpointError as exc:
         print(f"warning: {exc}; it is recomputed", file=sys.stderr)
         return None
+
+
+#: The lock file of a run folder (holds the pid of the process writing the folder).
+LOCK_FILE = ".sne.lock"
+#: Run folders this process holds locked (resolved path -> nesting depth).
+_HELD: dict[Path, int] = {}
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock (``RUN/.sne.lock``) for one writer at a time.
+
+    An exclusive ``flock`` on the lock file, which the kernel releases when its holder exits,
+    so the lock of a killed process is simply taken over; the file records the holder's pid
+    for the message. Re-entrant within one process. A missing run folder whose parent exists
+    is created for the lock and removed again if it is still empty afterwards; without a
+    parent there is nothing to lock yet.
+
+    Raises:
+        ConfigError: Another process holds the lock, or ``run_dir`` is not a folder.
+    """
+    import fcntl
+
+    run_dir = Path(run_dir)
+    key = run_dir.resolve()
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run folder {run_dir} exists and is not a folder")
+    created = False
+    if not run_dir.exists():
+        if not run_dir.parent.is_dir():
+            yield
+            return
+        try:
+            run_dir.mkdir()
+            created = True
+        except FileExistsError:
+            pass
+    path = run_dir / LOCK_FILE
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot lock run folder {run_dir}: {exc.strerror or type(exc).__name__}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise ConfigError(
+                f"run folder {run_dir} is in use by another process (pid {holder or 'unknown'}, {path}); "
+                "wait for it to finish"
+            ) from None
+        try:  # the holder before us may have unlinked the file after we opened it: lock the current one
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[key] = 1
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        try:
+            os.unlink(path)
+        finally:
+            os.close(fd)
+        if created:
+            try:
+                run_dir.rmdir()  # only if nothing else was written
+            except OSError:
+                pass

@@ -159,10 +159,14 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100
     from sne_loihi.ensemble.cascade import CASCADE_HEAD_FILE, current_cascade_head
     from sne_loihi.ensemble.checkpoint import load_ensemble
     from sne_loihi.export import CascadeHead, export_loaded
+    from sne_loihi.export.exporter import check_out_dir
 
     run_dir = Path(run_dir)
-    loaded = load_ensemble(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / EXPORT_DIR
+    if out_dir.resolve() == run_dir.resolve() or out_dir.resolve() in run_dir.resolve().parents:
+        raise ExportError(f"--out {out_dir} is the run folder or a folder above it; an export goes into a folder of its own")
+    check_out_dir(out_dir, overwrite)  # before any work
+    loaded = load_ensemble(run_dir)
     x = _test_images(loaded.config, samples)[0] if samples > 0 else None
     n = loaded.model.num_students
     head = current_cascade_head(run_dir, n)  # lets `sne simulate --cascade` run from the export alone

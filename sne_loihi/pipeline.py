@@ -24,19 +24,45 @@ FINETUNE_FILE = "finetune.json"
 PRE_FINETUNE_TEACHER = "teacher_pre_finetune.pt"
 
 
-def prepare_run_dir(run_dir: Path, cfg: RunConfig, *, resume: bool, allow_existing: bool = False) -> None:
-    """Create the run folder and write its resolved config.
+def prepare_run_dir(
+    run_dir: Path, cfg: RunConfig, *, resume: bool, allow_existing: bool = False, checkpoints: tuple[str, ...] = (),
+) -> None:
+    """Create the run folder and write its resolved config, after every check has passed.
 
     Never loses earlier results: an existing non-empty folder needs ``resume`` (continue it)
-    or ``allow_existing`` (a later stage adding to it).
+    or ``allow_existing`` (a later stage adding to it), and each of ``checkpoints`` present in
+    it must be resumable with ``cfg`` (:func:`check_resumable`) before ``config.toml`` is
+    rewritten, so a refused command leaves the folder as it was.
     """
+    from sne_loihi.io import LOCK_FILE
+
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run folder {run_dir} exists and is not a folder")
-    if run_dir.exists() and any(run_dir.iterdir()) and not (resume or allow_existing):
+    if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()) and not (resume or allow_existing):
         raise ConfigError(f"run folder {run_dir} already holds results; pass --resume to continue it or choose another --run-dir")
+    for name in checkpoints:
+        check_resumable(run_dir / name, cfg, resume=resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_toml(cfg, run_dir / CONFIG_FILE)
+
+
+def check_resumable(path: Path, cfg: RunConfig, *, resume: bool) -> None:
+    """Fail now, before anything is written, if the training loop would refuse ``path``.
+
+    Raises:
+        CheckpointError: ``path`` exists without ``resume``, cannot be read, or its config
+            differs from ``cfg`` in a key that may not change on resume.
+    """
+    from sne_loihi.errors import CheckpointError
+    from sne_loihi.train.common import load_resume_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        return
+    if not resume:
+        raise CheckpointError(f"{path} already exists; pass --resume to continue it or use another run folder")
+    load_resume_checkpoint(path, cfg.to_dict())
 
 
 def load_data(cfg: RunConfig):  # -> Dataset
@@ -74,23 +100,40 @@ def cached_teacher_features(teacher: torch.nn.Module, data: Any, run_dir: Path, 
 
 def make_partition(cfg: RunConfig, features_nd: torch.Tensor, run_dir: Path):  # -> Partition
     """Compute (or, on resume, reuse) the partition and store it as ``partition.json``."""
-    from sne_loihi.partition import Partition, compute_partition
+    from sne_loihi.partition import compute_partition
 
     path = Path(run_dir) / PARTITION_FILE
     strategy = PartitionStrategy(cfg.ensemble.partition)
-    if path.exists():
-        part = Partition.load(path, feature_dim=features_nd.shape[1])
-        if part.strategy == strategy and part.num_groups == cfg.ensemble.num_students:
-            return part
-        raise ConfigError(
-            f"{path} holds a {part.strategy.value} partition into {part.num_groups} groups; "
-            f"the config asks for {strategy.value} into {cfg.ensemble.num_students}: use another run folder"
-        )
+    part = stored_partition(cfg, run_dir, feature_dim=features_nd.shape[1])
+    if part is not None:
+        return part
     if strategy == PartitionStrategy.FINETUNE:
         _check_finetuned(Path(run_dir), cfg.ensemble.num_students)
     part = compute_partition(strategy, features_nd.numpy(), cfg.ensemble.num_students, cfg.train.seed)
     part.save(path)
     return part
+
+
+def stored_partition(cfg: RunConfig, run_dir: Path, feature_dim: int | None = None):  # -> Partition | None
+    """The run folder's ``partition.json`` if it fits the config, ``None`` if there is none.
+
+    Raises:
+        ConfigError: It holds another strategy or number of groups.
+        CheckpointError: It cannot be read or was made for another feature size.
+    """
+    from sne_loihi.partition import Partition
+
+    path = Path(run_dir) / PARTITION_FILE
+    if not path.exists():
+        return None
+    strategy = PartitionStrategy(cfg.ensemble.partition)
+    part = Partition.load(path, feature_dim=feature_dim)
+    if part.strategy == strategy and part.num_groups == cfg.ensemble.num_students:
+        return part
+    raise ConfigError(
+        f"{path} holds a {part.strategy.value} partition into {part.num_groups} groups; "
+        f"the config asks for {strategy.value} into {cfg.ensemble.num_students}: use another run folder"
+    )
 
 
 def _check_finetuned(run_dir: Path, num_students: int) -> None:
@@ -211,6 +254,7 @@ def students_stage(
     """Partition (reused when present) + distillation into ``ensemble.pt`` in ``out_dir``
     (default: the run folder; dropout variants use a sub-folder)."""
     from sne_loihi.ensemble import fit_feature_scale
+    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
     from sne_loihi.train.students import train_students
 
     out_dir = Path(out_dir or run_dir)
@@ -219,6 +263,7 @@ def students_stage(
     feats = cached_teacher_features(teacher, data, run_dir, tpath)
     part = make_partition(cfg, feats, run_dir)
     scale = fit_feature_scale(feats, cfg.ensemble.feature_scaling, cfg.ensemble.feature_percentile)
+    check_resumable(out_dir / ENSEMBLE_FILE, cfg, resume=resume)  # config.toml only after the checks
     dump_toml(cfg, out_dir / CONFIG_FILE)
     return train_students(cfg, data, teacher, part, scale, out_dir, resume=resume, progress=progress)
 
@@ -287,7 +332,6 @@ def finetune_if_asked(cfg: RunConfig, run_dir: Path, *, progress: bool = True) -
     Raises:
         ConfigError: The run folder was fine-tuned with other settings.
     """
-    import json
     from dataclasses import asdict
 
     if PartitionStrategy(cfg.ensemble.partition) != PartitionStrategy.FINETUNE:
@@ -297,6 +341,22 @@ def finetune_if_asked(cfg: RunConfig, run_dir: Path, *, progress: bool = True) -
     summary_path = run_dir / FINETUNE_FILE
     if not summary_path.exists():
         return finetune_stage(run_dir, **want, device=cfg.train.device, progress=progress)
+    return stored_finetune(cfg, run_dir)
+
+
+def stored_finetune(cfg: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+    """``finetune.json`` of a ``finetune``-partition run if it fits the config (``None``: none).
+
+    Raises:
+        ConfigError: Unreadable, or the teacher was fine-tuned with other settings.
+    """
+    import json
+    from dataclasses import asdict
+
+    summary_path = Path(run_dir) / FINETUNE_FILE
+    if PartitionStrategy(cfg.ensemble.partition) != PartitionStrategy.FINETUNE or not summary_path.exists():
+        return None
+    want = {"students": cfg.ensemble.num_students, **asdict(cfg.finetune)}
     try:
         done = json.loads(summary_path.read_text())
     except (OSError, ValueError) as exc:
@@ -331,8 +391,9 @@ def run_pipeline(
 
     from sne_loihi.analysis.runreport import ReportOptions, build_report
     from sne_loihi.lava_stage import LAVA_COLUMNS, lava_stage
+    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
     from sne_loihi.report import print_table
-    from sne_loihi.train.teacher import train_teacher
+    from sne_loihi.train.teacher import TEACHER_FILE, train_teacher
 
     report = report or ReportOptions()
     for k in dropout_ks or []:
@@ -341,7 +402,10 @@ def run_pipeline(
     t0 = time.time()
     run_dir = Path(run_dir)
     data = load_data(cfg)
-    prepare_run_dir(run_dir, cfg, resume=resume)
+    if resume and run_dir.is_dir():  # what a later stage would refuse, before config.toml is rewritten
+        stored_finetune(cfg, run_dir)
+        stored_partition(cfg, run_dir)
+    prepare_run_dir(run_dir, cfg, resume=resume, checkpoints=(TEACHER_FILE, ENSEMBLE_FILE))
     timings: dict[str, float] = {}
     train_teacher(cfg, data, run_dir, resume=resume, progress=progress)
     timings["teacher"] = time.time() - t0

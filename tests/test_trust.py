@@ -141,9 +141,9 @@ def test_loader_reads_plain_data_and_reports_corrupt_caches(tmp_path: Path, caps
 #: (file in the run folder, command, text of the error). ``{run}`` and ``{tmp}`` are filled in.
 LOAD_PATHS = [
     ("ensemble.pt", ["evaluate", "{run}", "--no-activation"], "checkpoint"),
-    ("teacher.pt", ["partition", "--run-dir", "{run}"], "teacher checkpoint"),
+    ("teacher.pt", ["partition", "--run-dir", "{run}"], "checkpoint"),
     ("teacher_pre_finetune.pt", ["teacher", "--run-dir", "{run}", "finetune", "--students", "2", "--epochs", "1"],
-     "teacher checkpoint"),
+     "checkpoint"),
     ("teacher_features.pt", ["partition", "--run-dir", "{run}"], "teacher feature cache"),
     ("cascade_head.pt", ["export", "{run}", "--out", "{tmp}/exp", "--verify-samples", "0"], "cascade head"),
 ]
@@ -263,3 +263,87 @@ def test_external_teacher_checkpoint_is_loaded_without_running_code(
     one_error_line(result, f"cannot load external teacher checkpoint {bad}")
     assert imported.exists()  # the factory named on the command line is the user's own code
     assert not marker.exists()
+
+
+# ---- writes: --overwrite, leftovers, config.toml, the run lock ------------------------------
+def _user_folder(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.mark.parametrize("where", ["run", "parent", "user", "user-with-manifest", "file"])
+def test_export_overwrite_replaces_only_an_earlier_export(run_copy: Path, tmp_path: Path, where: str) -> None:
+    manifest = (run_copy / "export" / "manifest.json").read_bytes()
+    if where == "user":
+        out = _user_folder(tmp_path, {"notes.txt": b"mine"})
+    elif where == "user-with-manifest":
+        out = _user_folder(tmp_path, {"manifest.json": manifest, "notes.txt": b"mine"})
+    elif where == "file":
+        out = tmp_path / "a_file"
+        out.write_bytes(b"keep")
+    else:
+        out = run_copy if where == "run" else run_copy.parent
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, ["export", str(run_copy), "--out", str(out), "--overwrite", "--verify-samples", "0"])
+    one_error_line(result, str(out))
+    assert snapshot(tmp_path) == before
+
+
+def test_export_overwrite_replaces_an_export_and_cleans_leftovers(run_copy: Path) -> None:
+    parent = run_copy
+    dead = [parent / ".export.tmp-999999999-abc", parent / ".export.tmp-k2j3_x", parent / ".export.old-999999999"]
+    alive = parent / f".export.tmp-{os.getpid()}-live"
+    for folder in [*dead, alive]:
+        folder.mkdir()
+        (folder / "student_0.net").write_bytes(b"partial")
+    result = runner.invoke(app, ["export", str(run_copy), "--overwrite", "--verify-samples", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert not any(p.exists() for p in dead)
+    assert alive.is_dir()  # a running export's folder is not touched
+    assert (run_copy / "export" / "manifest.json").is_file()
+    assert not [p for p in parent.iterdir() if p.name.startswith(".export.") and p != alive]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--run-dir", "{run}", "--epochs", "3"],
+        ["train", "--run-dir", "{run}", "--resume", "--seed", "7"],
+        ["pipeline", "--run-dir", "{run}", "--resume", "--students", "2", "--no-progress"],
+        ["teacher", "--run-dir", "{run}", "--resume", "--lr", "0.5", "--no-progress"],
+    ],
+)
+def test_refused_commands_leave_config_toml_byte_identical(run_copy: Path, args: list[str]) -> None:
+    before = snapshot(run_copy)
+    result = runner.invoke(app, [a.format(run=run_copy) for a in args])
+    assert result.exit_code == 1 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert snapshot(run_copy) == before
+
+
+def test_a_second_writer_is_refused_naming_the_holder(run_copy: Path) -> None:
+    import fcntl
+
+    from sne_loihi.io import LOCK_FILE
+
+    with open(run_copy / LOCK_FILE, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held as a running `sne` process holds it
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        before = snapshot(run_copy)
+        for args in (["train", "--run-dir", str(run_copy), "--resume"], ["evaluate", str(run_copy)],
+                     ["export", str(run_copy), "--overwrite"]):
+            result = runner.invoke(app, args)
+            one_error_line(result, f"run folder {run_copy} is in use by another process (pid {os.getpid()}")
+            assert snapshot(run_copy) == before
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(run_copy: Path) -> None:
+    from sne_loihi.io import LOCK_FILE
+
+    (run_copy / LOCK_FILE).write_text("999999999\n")  # a SIGKILLed holder: no flock held
+    result = runner.invoke(app, ["train", "--run-dir", str(run_copy)])  # gets past the lock, then refuses
+    one_error_line(result, "ensemble.pt already exists")
+    assert not (run_copy / LOCK_FILE).exists()

@@ -177,7 +177,7 @@ def load_teacher(path: Path, device: str = "cpu") -> tuple[nn.Module, RunConfig,
         CheckpointError: Missing, corrupt or not a teacher checkpoint.
         ConfigError: The checkpoint names an external factory the caller did not trust.
     """
-    ckpt = load_checkpoint(path, what="teacher checkpoint")
+    ckpt = load_checkpoint(path)
     for key in ("config", "model", "in_shape", "num_classes"):
         if key not in ckpt:
             raise CheckpointError(f"{path} is not a teacher checkpoint (no {key!r})")
