@@ -219,3 +219,22 @@ def test_the_native_kernel_is_used_where_a_compiler_exists() -> None:
         pytest.skip("no C compiler on this machine")
     assert forward_path("cpu").startswith("native C kernel"), forward_path("cpu")
     assert forward_path("meta").startswith("pure torch")
+
+
+def test_cli_engine_flag_reaches_the_config_and_is_printed(tmp_path, tiny_pipeline_args) -> None:
+    import tomli
+    from typer.testing import CliRunner
+
+    from sne_loihi.cli import app
+
+    run_dir = tmp_path / "run"
+    args = [a for a in tiny_pipeline_args]
+    args[args.index("--lava-samples") + 1] = "0"
+    result = CliRunner().invoke(app, ["pipeline", "--run-dir", str(run_dir), *args, "--no-lava", "--no-activation",
+                                      "--student-engine", "slayer"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "student engine: slayer" in result.stdout
+    with open(run_dir / "config.toml", "rb") as fh:
+        assert tomli.load(fh)["student"]["engine"] == "slayer"
+    bad = CliRunner().invoke(app, ["train", "--run-dir", str(run_dir), "--student-engine", "warp"])
+    assert bad.exit_code != 0
