@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -393,6 +394,16 @@ def simulate(
     from sne_loihi.lava_stage import LAVA_COLUMNS, simulate_export, simulate_netx_file
     from sne_loihi.report import print_table
 
+    from sne_loihi.students.spec import MAX_INPUT_BITS
+
+    if not 0 <= input_bits <= MAX_INPUT_BITS:
+        raise SneError(f"--input-bits must be in 0..{MAX_INPUT_BITS} (0 = binary spikes), got {input_bits}")
+    if active is not None and any(not a.strip() for a in active):
+        raise SneError("--active must not be empty: give all, indices like 0,2, or k=K")
+    thresholds = _float_list(cascade, "--cascade") if cascade else None
+    bad = [t for t in thresholds or [] if not (math.isfinite(t) and t >= 0)]
+    if bad:
+        raise SneError(f"--cascade thresholds must be finite numbers >= 0, got {bad[0]}")
     if json_out is not None and json_out.exists():
         raise SneError(f"{json_out} exists; choose a new --json file")
     if target.is_file():
@@ -405,7 +416,7 @@ def simulate(
             compare = target.parent / ENSEMBLE_FILE
         rep = simulate_export(target, samples=samples, active=active, backend=backend, energy=energy,
                               capacity=capacity, seed=seed, data_dir=str(data_dir) if data_dir else None,
-                              torch_checkpoint=compare, cascade=_float_list(cascade, "--cascade") if cascade else None,
+                              torch_checkpoint=compare, cascade=thresholds,
                               engine=engine)
     else:
         raise SneError(f"{target} not found (expected an export folder or a netx file)")

@@ -203,6 +203,8 @@ def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] |
                           "simulate its networks one by one with an input file instead")
     cfg = RunConfig.from_dict(manifest.config)
     if data_dir is not None:
+        if cfg.data.name == "digits":
+            raise ConfigError(f"--data-dir {data_dir}: this export's data set (digits) is embedded and reads no folder")
         cfg.data.data_dir = str(data_dir)
     n = len(manifest.students)
     choices = [parse_active(a, n, seed) for a in (active or ["all"])]

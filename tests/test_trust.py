@@ -347,3 +347,40 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(run_copy: Path) -> None:
     result = runner.invoke(app, ["train", "--run-dir", str(run_copy)])  # gets past the lock, then refuses
     one_error_line(result, "ensemble.pt already exists")
     assert not (run_copy / LOCK_FILE).exists()
+
+
+# ---- one-line checks up front -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("toml", "args", "message"),
+    [
+        ("[student.neuron]\nthreshold = -1.0\n", [], "student.neuron.threshold must be > 0, got -1.0"),
+        ("[student.neuron]\nvoltage_decay = 1.5\n", [], "student.neuron.voltage_decay must be in [0, 1]"),
+        ("", ["--data-dir", "{tmp}"], "the digits data set is embedded"),
+    ],
+)
+def test_bad_run_settings_fail_before_any_work(tmp_path: Path, toml: str, args: list[str], message: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(toml)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["pipeline", "--dataset", "digits", "--config", str(config), "--run-dir", str(run),
+                                 *[a.format(tmp=tmp_path) for a in args]])
+    one_error_line(result, message)
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--active", ""], "--active must not be empty"),
+        (["--active", "all", "--active", " "], "--active must not be empty"),
+        (["--cascade", "-1"], "--cascade thresholds must be finite numbers >= 0, got -1.0"),
+        (["--cascade", "0.5,inf"], "--cascade thresholds must be finite numbers >= 0, got inf"),
+        (["--input-bits", "99"], "--input-bits must be in 0..8"),
+        (["--data-dir", "/tmp"], "data set (digits) is embedded"),
+    ],
+)
+def test_bad_simulate_options_are_one_line_errors(tiny_run: Path, args: list[str], message: str) -> None:
+    before = snapshot(tiny_run)
+    result = runner.invoke(app, ["simulate", str(tiny_run / "export"), "--samples", "2", *args])
+    one_error_line(result, message)
+    assert snapshot(tiny_run) == before

@@ -68,6 +68,19 @@ def check_config(cfg: RunConfig) -> None:
         value = plain[section][name]
         if not ok(value):
             raise ConfigError(f"{key} must be {want}, got {value!r}")
+    neuron = cfg.student.neuron
+    for name, value, ok, want in (
+        ("threshold", neuron.threshold, _positive, "> 0"),
+        ("current_decay", neuron.current_decay, lambda v: _number(v) and 0 <= v <= 1, "in [0, 1]"),
+        ("voltage_decay", neuron.voltage_decay, lambda v: _number(v) and 0 <= v <= 1, "in [0, 1]"),
+        ("tau_grad", neuron.tau_grad, _positive, "> 0"),
+        ("scale_grad", neuron.scale_grad, _positive, "> 0"),
+    ):
+        if not ok(value):
+            raise ConfigError(f"student.neuron.{name} must be {want}, got {value!r}")
+    if cfg.data.data_dir and cfg.data.name == "digits":
+        raise ConfigError(f"data.data_dir ({cfg.data.data_dir}) is set, but the digits data set is embedded and "
+                          "reads no folder; drop --data-dir or use --dataset cifar10")
     if not 1 <= cfg.student.input_bits <= MAX_INPUT_BITS:
         raise ConfigError(f"student.input_bits must be in 1..{MAX_INPUT_BITS}, got {cfg.student.input_bits}")
     if cfg.ensemble.train_active > cfg.ensemble.num_students:
