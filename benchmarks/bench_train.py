@@ -225,6 +225,8 @@ def _markdown(rows: list[Row], meta: dict) -> str:
         f"load average {meta['load_before']} before, {meta['load_after']} after (other jobs share these cores)",
         f"- command: `{meta['command']}`",
         f"- float32 matmul rate (2048^2, same threads, this process): {meta['matmul_gflops']:.1f} GFLOP/s",
+        f"- freed CPU memory kept mapped (train.common.keep_freed_memory, as the training loops do; every "
+        f"variant alike): {meta['keep_freed_memory']}",
         "",
         head,
         "| " + " | ".join("---" for _ in range(13)) + " |",
@@ -261,6 +263,8 @@ def main() -> None:
     parser.add_argument("--eval-batches", type=int, default=2, help="timed test batches")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    parser.add_argument("--no-keep-freed-memory", dest="keep_freed_memory", action="store_false",
+                        help="leave glibc's allocator as it is (the toolkit's state before the fast engine)")
     args = parser.parse_args()
     if min(args.batches, args.eval_batches, args.num_students) < 1 or args.warmup < 0:
         parser.error("--batches, --eval-batches and --num-students must be >= 1, --warmup >= 0")
@@ -275,9 +279,11 @@ def main() -> None:
 
     from sne_loihi.config import DataConfig
     from sne_loihi.data import load_dataset
-    from sne_loihi.train.common import set_threads
+    from sne_loihi.train.common import keep_freed_memory, set_threads
 
     set_threads(args.threads)
+    # What the training loops do on a CPU; process-wide, so it applies to every variant alike.
+    kept = keep_freed_memory() if args.keep_freed_memory else False
     args.gflops = matmul_gflops()
     torch.manual_seed(0)
     data = load_dataset(DataConfig(name="cifar10", data_dir=str(args.data_dir), augment=True))
@@ -317,9 +323,11 @@ def main() -> None:
         "load_before": load_before,
         "load_after": " ".join(f"{v:.1f}" for v in os.getloadavg()),
         "command": "python benchmarks/bench_train.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "overwrite", "gflops")),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "overwrite", "gflops", "keep_freed_memory"))
+            + ("" if args.keep_freed_memory else " --no-keep-freed-memory"),
         "ratios": ratios,
         "matmul_gflops": args.gflops,
+        "keep_freed_memory": kept,
     }
     text = _markdown(rows, meta)
     print("\n" + text)

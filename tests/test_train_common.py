@@ -34,3 +34,15 @@ def test_recalibrate_batchnorm_leaves_models_without_batchnorm_alone() -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     recalibrate_batchnorm(model, torch.rand(4, 3), 2, torch.device("cpu"))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_keep_freed_memory_applies_on_glibc_and_can_be_turned_off(monkeypatch) -> None:
+    import platform
+
+    from sne_loihi.train.common import keep_freed_memory
+
+    monkeypatch.setenv("SNE_KEEP_MEMORY", "0")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("SNE_KEEP_MEMORY")
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory() is True

@@ -26,6 +26,7 @@ from sne_loihi.train.common import (
     restore_or_start,
     save_epoch_checkpoint,
     seed_everything,
+    keep_freed_memory,
     set_threads,
 )
 
@@ -110,6 +111,8 @@ def train_students(
         raise ConfigError(f"--train-active {ecfg.train_active} exceeds the {partition.num_groups} students")
     device = resolve_device(tcfg.device)
     set_threads(tcfg.threads)
+    if device.type == "cpu":
+        keep_freed_memory()
     gen = seed_everything(tcfg.seed)
     run_dir = Path(run_dir)
     path, metrics = run_dir / ENSEMBLE_FILE, run_dir / STUDENT_METRICS

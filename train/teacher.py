@@ -29,6 +29,7 @@ from sne_loihi.train.common import (
     restore_or_start,
     save_epoch_checkpoint,
     seed_everything,
+    keep_freed_memory,
     set_threads,
 )
 
@@ -95,6 +96,8 @@ def train_teacher(
     tcfg = cfg.teacher
     device = resolve_device(cfg.train.device)
     set_threads(cfg.train.threads)
+    if device.type == "cpu":
+        keep_freed_memory()
     gen = seed_everything(cfg.train.seed)
     path = Path(run_dir) / TEACHER_FILE
     metrics = Path(run_dir) / TEACHER_METRICS
