@@ -42,7 +42,7 @@ def _input(spec: StudentSpec, n: int, seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("arch", sorted(STUDENT_ARCHS.names()))
-def test_every_layer_spikes_identically_at_every_step(arch: str, seed: int) -> None:
+def test_every_layer_spikes_identically_at_every_step(arch: str, seed: int, cuba_path: str) -> None:
     slayer, fast, spec = _pair(arch, seed)
     x = _input(spec, 4, seed)
     with torch.no_grad():
@@ -69,10 +69,22 @@ def test_time_varying_input_spikes_identically() -> None:
         assert [torch.equal(a, b) for a, b in zip(fast(x).layer_inputs, slayer(x).layer_inputs)] == [True] * 4
 
 
+@pytest.fixture(params=["native", "torch"])
+def cuba_path(request, monkeypatch) -> str:
+    """Run the test with the native kernel (where it builds) and with the pure-torch path."""
+    from sne_loihi.students import fast_cuba
+
+    if request.param == "torch":
+        monkeypatch.setattr(fast_cuba, "native_kernel", lambda: None)
+    elif native_kernel() is None:
+        pytest.skip("no C compiler: the native kernel cannot be built here")
+    return request.param
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_gradient_wrt_each_layer_input_current_is_identical(seed: int) -> None:
+def test_gradient_wrt_each_layer_input_current_is_identical(seed: int, cuba_path: str) -> None:
     """Same synaptic input and upstream gradient: SLAYER's neuron and the fused layer give the
-    same spikes and the same gradient w.r.t. the input current, bit for bit."""
+    same spikes and the same gradient w.r.t. the input current, bit for bit (both paths)."""
     slayer, _, spec = _pair("vgg5mini", seed)
     gen = torch.Generator().manual_seed(seed)
     h = _input(spec, 3, seed)
@@ -99,7 +111,7 @@ def test_gradient_wrt_each_layer_input_current_is_identical(seed: int) -> None:
 
 
 @pytest.mark.parametrize("arch", ["digits_small", "vgg5mini"])
-def test_weight_gradients_agree_to_summation_order(arch: str) -> None:
+def test_weight_gradients_agree_to_summation_order(arch: str, cuba_path: str) -> None:
     slayer, fast, spec = _pair(arch, 0)
     x = _input(spec, 6, 0)
     gen = torch.Generator().manual_seed(7)

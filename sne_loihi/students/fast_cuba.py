@@ -35,7 +35,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sne_loihi.students.native_cuba import cuba_forward_native, native_kernel, native_status
+from sne_loihi.students.native_cuba import (
+    cuba_backward_native, cuba_forward_native, native_kernel, native_status,
+)
 
 #: SLAYER's CUBA constants: state scale (``s_scale = 64 * 64``), decay scale (``p_scale``),
 #: and the spike-gradient multipliers of ``slayer.neuron.cuba``.
@@ -275,6 +277,11 @@ def cuba_backward_flat(grad_spikes_tm: torch.Tensor, voltage_tm: torch.Tensor, c
     factor = scale / 2 / tau
     keeps = [1 - torch.tensor([d], device=device, dtype=dtype) / DECAY_SCALE
              for d in (c.voltage_decay, c.current_decay)]
+    if device.type == "cpu" and grad_spikes_tm.dtype == dtype:
+        lib = native_kernel()
+        if lib is not None:
+            return cuba_backward_native(lib, grad_spikes_tm, voltage_tm, threshold, tau, factor, keeps[0],
+                                        keeps[1], block_size(m, device))
     grad = torch.empty((steps, m), dtype=dtype, device=device)
     width = block_size(m, device)
     tmp = torch.empty(width, dtype=dtype, device=device)

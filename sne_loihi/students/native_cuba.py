@@ -68,6 +68,39 @@ void cuba_forward(const float *z, int64_t z_stride, float *voltage, float *spike
         }
     }
 }
+
+/* Backward, first half: out = -|v - theta| / tau (slayer.spike._spike_backward's argument of exp,
+   the same correctly rounded float32 operations in the same order). */
+void surrogate_argument(const float *voltage, float *out, int64_t n, float threshold, float tau,
+                        int threads) {
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < n; ++i) {
+        float d = voltage[i] - threshold;
+        out[i] = -(d < 0 ? -d : d) / tau;
+    }
+}
+
+/* Backward, second half, in place on g = exp(argument) [T, M]: g = (factor * g) * grad_spikes,
+   then _li_dynamics_bwd for the voltage decay and for the current decay:
+   g[n] = keep * g[n + 1] + g[n] (product first, then the sum; no fused multiply-add). */
+void surrogate_finish(float *g, const float *grad_spikes, int64_t steps, int64_t m, float factor,
+                      float keep_v, float keep_u, int threads) {
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < m; ++i) {
+        for (int64_t t = 0; t < steps; ++t) {
+            float scaled = factor * g[t * m + i];
+            g[t * m + i] = scaled * grad_spikes[t * m + i];
+        }
+        for (int64_t t = steps - 2; t >= 0; --t) {
+            float carried = keep_v * g[(t + 1) * m + i];
+            g[t * m + i] = carried + g[t * m + i];
+        }
+        for (int64_t t = steps - 2; t >= 0; --t) {
+            float carried = keep_u * g[(t + 1) * m + i];
+            g[t * m + i] = carried + g[t * m + i];
+        }
+    }
+}
 """
 
 _STATE: dict[str, object] = {}
@@ -101,6 +134,12 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
         ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
         ctypes.c_int64, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_int,
     ]
+    lib.surrogate_argument.restype = None
+    lib.surrogate_argument.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_float,
+                                       ctypes.c_float, ctypes.c_int]
+    lib.surrogate_finish.restype = None
+    lib.surrogate_finish.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                     ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_int]
     return lib, f"native C kernel ({Path(compiler).name})"
 
 
@@ -135,3 +174,29 @@ def cuba_forward_native(lib: ctypes.CDLL, z_tm: torch.Tensor, keep_u: int, keep_
                          keep_u, keep_v, ctypes.c_float(reset_threshold), ctypes.c_float(threshold),
                          max(1, torch.get_num_threads()))
     return spikes, voltage
+
+
+def cuba_backward_native(lib: ctypes.CDLL, grad_spikes_tm: torch.Tensor, voltage_tm: torch.Tensor,
+                         threshold: torch.Tensor, tau: torch.Tensor, factor: torch.Tensor,
+                         keep_v: torch.Tensor, keep_u: torch.Tensor, block: int) -> torch.Tensor:
+    """SLAYER's CUBA backward on CPU ``[T, M]`` tensors: the exponential stays torch's own
+    (``exp_`` on blocks, as the torch path computes it), everything around it runs in C.
+
+    The float32 scalars (``threshold``, ``tau``, ``factor = scale / 2 / tau``, ``keep = 1 - d /
+    4096``) are passed as the float32 values torch computed, so every operation sees the same
+    operands as in :func:`~sne_loihi.students.fast_cuba.cuba_backward_flat`.
+    """
+    steps, m = voltage_tm.shape
+    grad_spikes_tm = grad_spikes_tm.contiguous()
+    voltage_tm = voltage_tm.contiguous()
+    grad = torch.empty((steps, m), dtype=torch.float32)
+    threads = max(1, torch.get_num_threads())
+    if m == 0:
+        return grad
+    lib.surrogate_argument(voltage_tm.data_ptr(), grad.data_ptr(), steps * m, ctypes.c_float(float(threshold)),
+                           ctypes.c_float(float(tau)), threads)
+    for start in range(0, m, block):
+        grad[:, start:start + block].exp_()
+    lib.surrogate_finish(grad.data_ptr(), grad_spikes_tm.data_ptr(), steps, m, ctypes.c_float(float(factor)),
+                         ctypes.c_float(float(keep_v)), ctypes.c_float(float(keep_u)), threads)
+    return grad
