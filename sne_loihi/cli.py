@@ -203,7 +203,8 @@ STRATEGY_NAMES = ", ".join(s.value for s in PartitionStrategy)
 @friendly
 def partition(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder holding teacher.pt.")],
-    strategy: Annotated[str, typer.Option("--strategy", help=f"Partition strategy: {STRATEGY_NAMES}.")] = PartitionStrategy.FIXED.value,
+    strategy: Annotated[Optional[str], typer.Option(
+        "--strategy", help=f"Partition strategy: {STRATEGY_NAMES} (default: the run's config, else fixed).")] = None,
     students: Annotated[Optional[int], typer.Option("--students", help="N groups.")] = None,
     seed: SeedOpt = None,
     trust_factory: TrustFactoryOpt = False,

@@ -179,3 +179,21 @@ def test_teacher_finetune_command_then_contiguous_partition(teacher_run: Path, t
         ["partition", "--run-dir", str(run), "--strategy", "finetune", "--students", "2"])
     invoke_ok(["partition", "--run-dir", str(run), "--strategy", "finetune", "--students", "4"])
     assert Partition.load(run / "partition.json").sizes == (16, 16, 16, 16)
+
+
+def test_partition_without_strategy_follows_the_run_config(teacher_run: Path, tmp_path: Path) -> None:
+    """`sne partition --run-dir R` with no --strategy uses R/config.toml's strategy (it used fixed)."""
+    import tomli
+    import tomli_w
+
+    run = tmp_path / "config-only"
+    shutil.copytree(teacher_run, run)
+    (run / "partition.json").unlink(missing_ok=True)
+    with open(run / "config.toml", "rb") as fh:
+        tree = tomli.load(fh)
+    tree["ensemble"]["partition"] = "kmeans"
+    (run / "config.toml").write_text(tomli_w.dumps(tree))
+    result = runner.invoke(app, ["partition", "--run-dir", str(run)])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    assert Partition.load(run / "partition.json", feature_dim=64).strategy.value == "kmeans"
+    assert "kmeans partition of 64 features" in result.stdout
