@@ -146,7 +146,7 @@ class StudentConfig:
         width: Channel multiplier applied to the architecture's base widths.
         time_steps: T, the number of steps the (repeated) input is presented.
         input_bits: Graded input spikes carry pixel values quantised to this many bits
-            (integers 0 .. 2**bits - 1, exactly what Lava's RingBuffer sends with
+            (integers 0 .. 2**bits - 1, exactly what the Lava graph's gate sends with
             ``input_message_bits = input_bits``).
         neuron: CUBA-LIF parameters.
         engine: How SLAYER students run (same spikes either way; see :class:`StudentEngine`).

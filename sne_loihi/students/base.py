@@ -28,7 +28,7 @@ def encode_input(x_nchw: torch.Tensor, time_steps: int, input_bits: int) -> torc
     """Quantise pixels to ``input_bits``-bit integers and repeat them over time.
 
     ``x_int = round(clamp(x, 0, 1) * (2**bits - 1))``, as floats, on ``x_nchw``'s device.
-    These are exactly the integers Lava's RingBuffer sends as graded spikes with
+    These are exactly the integers the Lava graph's input (the gate's stream) sends as graded spikes with
     ``input_message_bits = input_bits`` (platform notes: torch must see what Lava sees).
 
     Args:

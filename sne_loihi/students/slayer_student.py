@@ -13,7 +13,7 @@ What makes the torch model the Lava model:
 * No weight normalisation (``export_hdf5`` would strip it) and no bias (Loihi synapses here
   have none).
 * No input block with a neuron: the first weighted block receives the encoded integers
-  (``encode_input``) directly, as Lava's RingBuffer sends them with
+  (``encode_input``) directly, as the Lava graph's input (the gate's stream) sends them with
   ``input_message_bits = input_bits``. Its threshold is multiplied by ``2**bits - 1``, so in
   real terms the first layer acts as if fed [0, 1] pixels while its weights stay on SLAYER's
   8-bit grid (documented in docs/architecture.md).
