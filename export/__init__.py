@@ -7,10 +7,11 @@ from sne_loihi.export.exporter import check_parity, export_ensemble, export_load
 from sne_loihi.export.manifest import (
     MANIFEST_FILE, CascadeHead, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest, sha256_file,
 )
-from sne_loihi.export.netx_file import LayerKind, NetxLayer, read_netx_layers, write_student_hdf5
+from sne_loihi.export.netx_file import LayerKind, NetxLayer, NetxNetwork, read_netx_layers, read_netx_network, write_student_hdf5
 
 __all__ = [
     "MANIFEST_FILE", "CascadeHead", "InputEncoding", "LayerKind", "Manifest", "NetxLayer", "ParityRecord", "StudentEntry",
-    "check_parity", "export_ensemble", "export_loaded", "export_model", "load_manifest", "read_netx_layers", "sha256_file",
+    "NetxNetwork", "check_parity", "export_ensemble", "export_loaded", "export_model", "load_manifest", "read_netx_layers",
+    "read_netx_network", "sha256_file",
     "torch_layer_spikes", "write_student_hdf5",
 ]

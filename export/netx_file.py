@@ -10,6 +10,12 @@ Shapes inside the file are in torch order (``[C, H, W]``); netx reverses them to
 ``(x, y, f)`` = ``(W, H, C)`` order. :func:`read_netx_layers` returns Lava-order shapes and,
 per weighted layer, the synaptic fan-out of every input neuron (the number of non-zero
 weights leaving it), which the op counters multiply with the layer's non-zero inputs.
+
+Files written by lava-dl itself (not by this toolkit) are read too
+(:func:`read_netx_network`): an input layer with a CUBA neuron (netx builds an ``Input``
+block for it), dense layers stored with any shape (``[N, 1, 1]`` after a flatten; netx's
+dense ports are flat), and dense layers with axonal delays. Everything netx cannot build,
+or builds differently from what the file says, is refused with one line naming the layer.
 """
 
 from __future__ import annotations
@@ -55,6 +61,44 @@ class NetxLayer:
     out_shape_xyz: tuple[int, ...]
     fanout_xyz: np.ndarray
     num_weights: int
+    fanout_port: np.ndarray | None = None
+    max_delay: int = 0
+
+    @property
+    def port_fanout(self) -> np.ndarray:
+        """The fan-out shaped like the Lava port the layer's input spikes leave from (flat
+        after a netx dense block, ``(x, y, f)`` after a conv or an input block)."""
+        return self.fanout_xyz if self.fanout_port is None else self.fanout_port
+
+
+@dataclass(frozen=True)
+class NetxNetwork:
+    """What netx builds from a file: its weighted layers and whether an ``Input`` block
+    (an input layer with a neuron) comes first.
+
+    Attributes:
+        layers: The weighted layers (conv / dense) in order.
+        input_neuron: The file's input layer has a neuron; netx makes it the first block
+            and the network's input drives that neuron's ``a_in`` directly (no synapse, no
+            step of delay, no synaptic ops).
+        input_shape_xyz: Shape of the network's input in Lava order.
+        num_groups: Layer groups read (all, or the first ``num_layers``).
+    """
+
+    layers: list[NetxLayer]
+    input_neuron: bool
+    input_shape_xyz: tuple[int, ...]
+    num_groups: int
+
+    @property
+    def num_blocks(self) -> int:
+        """Blocks netx builds (``len(hdf5.Network.layers)``)."""
+        return len(self.layers) + int(self.input_neuron)
+
+    @property
+    def max_delay(self) -> int:
+        """Largest axonal delay of any layer (steps)."""
+        return max((layer.max_delay for layer in self.layers), default=0)
 
 
 def copy_module(module: object) -> object:
@@ -172,23 +216,39 @@ def _chw_to_xyz(a: np.ndarray) -> np.ndarray:
     return a.transpose(2, 1, 0) if a.ndim == 3 else a
 
 
-def read_netx_layers(path: Path) -> list[NetxLayer]:
+def read_netx_layers(path: Path, num_layers: int | None = None) -> list[NetxLayer]:
     """Read and validate a netx HDF5 network; return its weighted layers in order.
 
     Every dataset is read, so a truncated file fails here rather than inside Lava.
 
+    Args:
+        path: The netx file.
+        num_layers: Read only the first ``num_layers`` layer groups (as
+            ``hdf5.Network(num_layers=...)`` builds them); ``None``: all.
+
     Raises:
-        ExportError: Missing, unreadable, truncated or structurally invalid file, layer types
-            netx cannot build, or an input layer with a neuron (netx leaves it unconnected).
+        ExportError: Missing, unreadable, truncated or structurally invalid file, or layers
+            netx cannot build (one line naming the layer and the reason).
+    """
+    return read_netx_network(path, num_layers).layers
+
+
+def read_netx_network(path: Path, num_layers: int | None = None) -> NetxNetwork:
+    """Like :func:`read_netx_layers`, with what else netx builds (an input neuron block).
+
+    Raises:
+        ExportError: As :func:`read_netx_layers`.
     """
     import h5py
 
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"netx file not found: {path}")
+    if num_layers is not None and num_layers < 1:
+        raise ExportError(f"the number of layers to run must be >= 1, got {num_layers}")
     try:
         with h5py.File(path, "r") as fh:
-            return _read_layers(fh, path)
+            return _read_layers(fh, path, num_layers)
     except ExportError:
         raise
     except Exception as exc:  # h5py raises OSError/KeyError/ValueError for damaged files
@@ -196,61 +256,130 @@ def read_netx_layers(path: Path) -> list[NetxLayer]:
         raise ExportError(f"{path} is not a readable netx HDF5 file (corrupt or truncated?): {first}") from None
 
 
-def _read_layers(fh: object, path: Path) -> list[NetxLayer]:
+def _text(value: object) -> str:
+    value = value[0] if np.ndim(value) else value
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _check_neuron(g: object, path: Path, key: str) -> None:
+    """CUBA-LIF neurons with binary spikes only (what the readouts and counters handle)."""
+    if "neuron" not in g:
+        return
+    neuron_type = _text(g["neuron/type"][()]) if "neuron/type" in g else "CUBA"
+    if neuron_type not in ("CUBA", "LOIHI"):
+        raise ExportError(f"{path}: layer/{key} has {neuron_type} neurons; only CUBA-LIF (CUBA, LOIHI) is supported")
+    for name in g["neuron"].keys():
+        g["neuron"][name][()]
+    if "messageBits" in g["neuron"] and int(np.asarray(g["neuron/messageBits"][()]).reshape(-1)[0]) > 0:
+        raise ExportError(f"{path}: layer/{key} sends graded spikes (neuron/messageBits > 0); only binary spikes are supported")
+
+
+def _dense_delay(g: object, path: Path, key: str, weight: np.ndarray) -> int:
+    """Largest axonal delay of a dense layer, checked as netx reads it."""
+    if "delay" not in g:
+        return 0
+    delay = np.asarray(g["delay"][()])
+    if delay.ndim != 1 or delay.size not in (weight.shape[0], weight.shape[1]):
+        raise ExportError(f"{path}: layer/{key} has delays of shape {list(delay.shape)}, which fit neither its "
+                          f"{weight.shape[0]} outputs nor its {weight.shape[1]} inputs")
+    if not np.all(np.isfinite(delay)) or delay.min() < 0 or not np.all(np.equal(np.mod(delay, 1), 0)):
+        raise ExportError(f"{path}: layer/{key} delays must be integers >= 0")
+    if delay.max() > 62:
+        raise ExportError(f"{path}: layer/{key} has a delay of {int(delay.max())} steps; netx clamps delays to 62 "
+                          "(Loihi's limit), so it would not run as written")
+    return int(delay.max())
+
+
+def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxNetwork:
     if "layer" not in fh:
         raise ExportError(f"{path} has no 'layer' group: not a netx network")
     group = fh["layer"]
     keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
     if not keys or keys != [str(i) for i in range(len(keys))]:
         raise ExportError(f"{path}: layer groups must be named 0..n-1, found {list(group.keys())}")
+    if num_layers is not None:
+        keys = keys[:num_layers]
     shape: tuple[int, ...] | None = None  # torch order, current activation shape
+    src_flat = False  # the Lava port the next layer's input leaves from is flat
+    flattened = False  # a flatten layer since the last block
+    input_neuron = False
+    input_shape: tuple[int, ...] | None = None
     out: list[NetxLayer] = []
     for key in keys:
         g = group[key]
         if "type" not in g:
             raise ExportError(f"{path}: layer/{key} has no 'type'")
-        kind = g["type"][()]
-        kind = (kind[0] if np.ndim(kind) else kind).decode() if not isinstance(kind, str) else kind
+        kind = _text(g["type"][()])
         if kind not in SUPPORTED_TYPES:
-            raise ExportError(f"{path}: layer/{key} has type {kind!r}; netx supports {', '.join(SUPPORTED_TYPES)}")
+            hint = f"; run the {key} layer groups before it with --layers {key}" if int(key) > 0 else ""
+            raise ExportError(f"{path}: layer/{key} has type {kind!r}, which netx cannot build "
+                              f"(it builds {', '.join(SUPPORTED_TYPES)}){hint}")
         if kind == "input":
-            if "neuron" in g:
-                raise ExportError(f"{path}: layer/{key} is an input layer with a neuron; netx leaves it unconnected")
+            if out or input_neuron:
+                raise ExportError(f"{path}: layer/{key} is an input layer after other layers")
+            if "shape" not in g:
+                raise ExportError(f"{path}: layer/{key} is an input layer without a 'shape'")
             shape = tuple(int(v) for v in np.atleast_1d(g["shape"][()]))
+            if "neuron" in g:
+                _check_neuron(g, path, key)
+                if "bias" in g:
+                    raise ExportError(f"{path}: layer/{key} is an input layer driven by a bias, which netx ignores; "
+                                      "only input layers driven by --input are supported")
+                input_neuron = True
+                src_flat = len(shape) == 1
             continue
         if kind == "flatten":
             if shape is None:
                 raise ExportError(f"{path}: layer/{key} flattens before any shape is known")
+            flattened = True
             continue
         weight = np.asarray(g["weight"][()])
         out_shape = tuple(int(v) for v in np.atleast_1d(g["shape"][()]))
-        neuron_type = g["neuron/type"][()] if "neuron/type" in g else b"CUBA"
-        neuron_type = neuron_type.decode() if isinstance(neuron_type, bytes) else str(neuron_type)
-        if neuron_type not in ("CUBA", "LOIHI"):
-            raise ExportError(f"{path}: layer/{key} has {neuron_type} neurons; only CUBA-LIF is supported")
-        for name in g["neuron"].keys() if "neuron" in g else []:
-            g["neuron"][name][()]
+        _check_neuron(g, path, key)
         if shape is None:
             raise ExportError(f"{path}: layer/{key} has no known input shape (add an input layer with 'shape')")
+        if input_shape is None:
+            input_shape = shape if input_neuron else (shape if kind == "conv" else (int(np.prod(shape)),))
+        delay = 0
         if kind == "conv":
+            if "delay" in g:
+                raise ExportError(f"{path}: layer/{key} is a conv layer with delays, which netx ignores")
             if weight.ndim == 5:
                 weight = weight[..., 0]
+            if src_flat or flattened:
+                raise ExportError(f"{path}: layer/{key} is a conv layer after a flat layer; netx cannot connect it")
             if len(shape) != 3 or weight.ndim != 4 or weight.shape[0] != out_shape[0]:
                 raise ExportError(f"{path}: layer/{key} conv weight {weight.shape} does not fit input {shape} -> {out_shape}")
             fan = conv_fanout_chw(weight, shape, out_shape[1:], _pair(g["stride"][()]), _pair(g["padding"][()]),
                                   _pair(g["dilation"][()]), _scalar(g["groups"][()]))
             kind_e = LayerKind.CONV
+            port = _chw_to_xyz(fan)
         else:
             weight = weight.reshape(out_shape[0], -1) if weight.ndim == 1 else weight
-            if weight.shape != (out_shape[0], int(np.prod(shape))):
+            if weight.ndim != 2 or weight.shape != (int(np.prod(out_shape)), int(np.prod(shape))):
                 raise ExportError(f"{path}: layer/{key} dense weight {weight.shape} does not fit input {shape} -> {out_shape}")
-            fan = (weight != 0).sum(axis=0).astype(np.int64).reshape(shape)
+            if out and not src_flat and not flattened and len(shape) == 3:
+                raise ExportError(f"{path}: layer/{key} is a dense layer after a conv layer without a flatten layer; "
+                                  "netx cannot connect it")
+            if input_neuron and not out and not src_flat and not flattened and len(shape) > 1:
+                raise ExportError(f"{path}: layer/{key} is a dense layer after a {list(shape)} input neuron layer "
+                                  "without a flatten layer; netx cannot connect it")
+            delay = _dense_delay(g, path, key, weight)
+            counts = (weight != 0).sum(axis=0).astype(np.int64)
+            fan = counts.reshape(shape)
+            # a dense port is flat: the torch flatten order (netx flattens x, y, f transposed)
+            port = counts if (src_flat or (not out and not input_neuron)) else _chw_to_xyz(fan)
             kind_e = LayerKind.DENSE
         out.append(NetxLayer(
             kind=kind_e, index=int(key), in_shape_xyz=tuple(reversed(shape)), out_shape_xyz=tuple(reversed(out_shape)),
             fanout_xyz=np.ascontiguousarray(_chw_to_xyz(fan)), num_weights=int((weight != 0).sum()),
+            fanout_port=np.ascontiguousarray(port), max_delay=delay,
         ))
         shape = out_shape
+        src_flat = kind_e is LayerKind.DENSE
+        flattened = False
     if not out:
-        raise ExportError(f"{path} has no conv or dense layer")
-    return out
+        raise ExportError(f"{path} has no conv or dense layer" + (f" in its first {num_layers} layer groups"
+                                                                  if num_layers is not None else ""))
+    in_xyz = tuple(reversed(input_shape)) if len(input_shape) == 3 else (int(np.prod(input_shape)),)
+    return NetxNetwork(layers=out, input_neuron=input_neuron, input_shape_xyz=in_xyz, num_groups=len(keys))

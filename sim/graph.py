@@ -28,6 +28,21 @@ Many samples per run, reset between samples (measured, lava-nc 0.10 / lava-dl 0.
 * Per-sample activation (:meth:`LavaGraph.run_cascade`): one run per stage; the decision
   process reads the networks' outputs, applies the cascade head at the stage's last step
   and sends the gate the next stage's per-sample mask.
+
+Networks exported by lava-dl itself (``sne simulate NET.net``), see
+:func:`~sne_loihi.export.netx_file.read_netx_network`:
+
+* An input layer with a neuron becomes netx's ``Input`` block, whose ``inp`` port netx leaves
+  unconnected (lava-dl issue #298); the gate drives the block's neuron (``a_in``) directly,
+  as lava-dl's own examples do. The block adds no step and no synaptic ops; the op counter
+  reads the spikes entering each synapse from the block that sends them.
+* ``reset_interval``: ``"T"`` (default, the toolkit's exports) resets every T steps with
+  ``reset_offset=1``; an integer resets at that interval with the same offset; ``None``
+  never resets (state carries from sample to sample, as a plain ``hdf5.Network(file)``).
+* ``retime`` (default on): the readout and counters attribute data that left the source
+  ``d`` steps earlier to its sample, ``d`` being the number of synapses on the way (axonal
+  delays are not undone); off: everything a port sees at Lava step ``t`` belongs to data
+  index ``t - 1`` (the raw netx timing).
 """
 
 from __future__ import annotations
@@ -42,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from sne_loihi.errors import SimulationError
-from sne_loihi.export.netx_file import LayerKind, NetxLayer, read_netx_layers
+from sne_loihi.export.netx_file import NetxNetwork, read_netx_network
 from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
 
 
@@ -89,12 +104,23 @@ class CascadeRun:
     compile_seconds: float = 0.0
 
 
-def _layer0_fanout(layer: NetxLayer) -> np.ndarray:
-    """Fan-out shaped like the network's input port (a dense first layer takes flat input)."""
-    fan = layer.fanout_xyz
-    if layer.kind is LayerKind.DENSE and fan.ndim == 3:
-        return fan.transpose(2, 1, 0).reshape(-1)
-    return fan
+#: ``reset_interval`` value that resets every sample (every T steps).
+RESET_PER_SAMPLE = "T"
+
+
+def resolve_reset(reset_interval: int | str | None, time_steps: int) -> int | None:
+    """``"T"`` -> ``time_steps``; an integer >= 1 -> itself; ``None`` -> ``None`` (no reset).
+
+    Raises:
+        SimulationError: Anything else.
+    """
+    if reset_interval is None:
+        return None
+    if reset_interval == RESET_PER_SAMPLE:
+        return int(time_steps)
+    if isinstance(reset_interval, (int, np.integer)) and not isinstance(reset_interval, bool) and reset_interval >= 1:
+        return int(reset_interval)
+    raise SimulationError(f"reset interval must be 'T', an integer >= 1 or None, got {reset_interval!r}")
 
 
 def to_lava_input(x_nt: np.ndarray, port_shape: tuple[int, ...]) -> np.ndarray:
@@ -132,6 +158,12 @@ class LavaGraph:
             (:meth:`run_cascade`); costs one more process.
         engine: CPU process models for Lava's own processes: ``fast`` (vectorised, same
             spikes; see :mod:`sne_loihi.sim.fast_models`) or ``reference`` (Lava's own).
+        num_layers: Build only the first ``num_layers`` layer groups of every file (netx's
+            ``num_layers``); ``None``: all.
+        reset_interval: ``"T"`` (reset every sample), an integer, or ``None`` (no reset);
+            see the module docstring.
+        retime: Attribute outputs and ops to samples by the synaptic depth (see the module
+            docstring); ``False``: raw Lava steps.
 
     Raises:
         SimulationError: Members with different input shapes, bad arguments, or an
@@ -140,7 +172,8 @@ class LavaGraph:
 
     def __init__(self, net_paths: Sequence[Path], input_bits: int, time_steps: int, capacity: int = 16,
                  backend: Backend | str = Backend.AUTO, probe_layers: bool = False, decision_classes: int = 0,
-                 engine: Engine | str = Engine.FAST) -> None:
+                 engine: Engine | str = Engine.FAST, num_layers: int | None = None,
+                 reset_interval: int | str | None = RESET_PER_SAMPLE, retime: bool = True) -> None:
         if time_steps < 1 or capacity < 1:
             raise SimulationError(f"time_steps and capacity must be >= 1 (got {time_steps}, {capacity})")
         from sne_loihi.sim.processes import MAX_LAYERS, MAX_STUDENTS
@@ -150,12 +183,16 @@ class LavaGraph:
         self.engine = resolve_engine(engine)
         self.backend_used = resolve_backend(backend)
         self.paths = [Path(p) for p in net_paths]
-        self.layers = [read_netx_layers(p) for p in self.paths]
+        self.num_layers = num_layers
+        self.reset_interval = resolve_reset(reset_interval, time_steps)
+        self.retime = bool(retime)
+        self.networks: list[NetxNetwork] = [read_netx_network(p, num_layers) for p in self.paths]
+        self.layers = [n.layers for n in self.networks]
         for p, layers in zip(self.paths, self.layers):
             if len(layers) > MAX_LAYERS:
                 raise SimulationError(f"{p} has {len(layers)} weighted layers; the op counter handles {MAX_LAYERS}")
         self.input_bits, self.time_steps, self.capacity = int(input_bits), int(time_steps), int(capacity)
-        depth = max(len(layers) for layers in self.layers)
+        depth = max(len(n.layers) + n.max_delay for n in self.networks)
         self.steps = capacity * time_steps + math.ceil(depth / time_steps) * time_steps
         self.compilations = 0
         self.compile_seconds = 0.0
@@ -173,12 +210,19 @@ class LavaGraph:
     def _build(self) -> None:
         from lava.lib.dl.netx import hdf5
 
-        from sne_loihi.sim.processes import CascadeDecision, Gate, OpCounter, Readout
+        from sne_loihi.sim.processes import CascadeDecision, Gate
 
         t, bits = self.time_steps, self.input_bits
-        self.nets = [hdf5.Network(net_config=str(p), input_message_bits=bits, reset_interval=t, reset_offset=1)
-                     for p in self.paths]
-        shapes = {tuple(n.inp.shape) for n in self.nets}
+        self.nets = []
+        for p in self.paths:
+            try:
+                self.nets.append(hdf5.Network(net_config=str(p), input_message_bits=bits, num_layers=self.num_layers,
+                                              reset_interval=self.reset_interval,
+                                              reset_offset=1 if self.reset_interval else 0))
+            except Exception as exc:  # netx raises RuntimeError/AssertionError/KeyError with multi-line text
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SimulationError(f"{p}: netx cannot build this network: {type(exc).__name__}: {first}") from None
+        shapes = {self._input_shape(n) for n in self.nets}
         if len(shapes) != 1:
             raise SimulationError(f"networks of one graph must share the input shape, got {sorted(shapes)}")
         self.in_shape = shapes.pop()
@@ -191,30 +235,53 @@ class LavaGraph:
                                             self.steps, self.capacity)
             self.decision.mask_out.connect(self.gate.mask_in)
         self.counters, self.readouts, self.probes = [], [], []
-        for k, (net, layers) in enumerate(zip(self.nets, self.layers)):
-            if len(net.layers) != len(layers):
-                raise SimulationError(f"{self.paths[k]}: netx built {len(net.layers)} layers, expected {len(layers)}")
-            fanouts = [_layer0_fanout(layers[0])] + [lay.fanout_xyz for lay in layers[1:]]
-            counter = OpCounter(fanouts, delays=range(len(layers)), time_steps=t, steps=self.steps,
-                                capacity=self.capacity)
-            gate_out = getattr(self.gate, f"out_{k}")
-            gate_out.connect(net.inp)
-            gate_out.connect(counter.in_0)
-            for j in range(1, len(layers)):
-                net.layers[j - 1].out.connect(getattr(counter, f"in_{j}"))
-            readout = Readout(tuple(net.out.shape), delay=len(layers), time_steps=t, steps=self.steps,
-                              capacity=self.capacity)
-            net.out.connect(readout.inp)
-            if self.decision is not None:
-                net.out.connect(getattr(self.decision, f"in_{k}"))
-            self.counters.append(counter)
-            self.readouts.append(readout)
-            probes = []
-            for j in range(len(layers) - 1 if self.probe_layers else 0):
-                probes.append(Readout(tuple(net.layers[j].out.shape), delay=j + 1, time_steps=t, steps=self.steps,
-                                      capacity=self.capacity))
-                net.layers[j].out.connect(probes[-1].inp)
-            self.probes.append(probes)
+        for k, (net, desc) in enumerate(zip(self.nets, self.networks)):
+            try:
+                self._wire(k, net, desc)
+            except (AssertionError, ValueError) as exc:  # Lava's port shape checks
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SimulationError(f"{self.paths[k]}: the network's ports do not fit: {first}") from None
+
+    def _input_shape(self, net: object) -> tuple[int, ...]:
+        """Shape of the port the gate drives: the network's ``inp``, or the ``Input`` block's neuron."""
+        return tuple(self._input_port(net).shape)
+
+    @staticmethod
+    def _input_port(net: object) -> object:
+        first = net.layers[0]
+        return first.neuron.a_in if type(first).__name__ == "Input" else net.inp
+
+    def _wire(self, k: int, net: object, desc: NetxNetwork) -> None:
+        """Connect member ``k``: gate -> network, every synapse's input -> op counter,
+        output -> readout (and decision), probes."""
+        from sne_loihi.sim.processes import OpCounter, Readout
+
+        t, layers = self.time_steps, desc.layers
+        if len(net.layers) != desc.num_blocks:
+            raise SimulationError(f"{self.paths[k]}: netx built {len(net.layers)} blocks, expected {desc.num_blocks}")
+        first = int(desc.input_neuron)  # index in net.layers of weighted layer 0
+        fanouts = [lay.port_fanout for lay in layers]
+        delays = list(range(len(layers))) if self.retime else [0] * len(layers)
+        counter = OpCounter(fanouts, delays=delays, time_steps=t, steps=self.steps, capacity=self.capacity)
+        gate_out = getattr(self.gate, f"out_{k}")
+        gate_out.connect(self._input_port(net))
+        (net.layers[0].out if desc.input_neuron else gate_out).connect(counter.in_0)
+        for j in range(1, len(layers)):
+            net.layers[first + j - 1].out.connect(getattr(counter, f"in_{j}"))
+        readout = Readout(tuple(net.out.shape), delay=len(layers) if self.retime else 0, time_steps=t,
+                          steps=self.steps, capacity=self.capacity)
+        net.out.connect(readout.inp)
+        if self.decision is not None:
+            net.out.connect(getattr(self.decision, f"in_{k}"))
+        self.counters.append(counter)
+        self.readouts.append(readout)
+        probes = []
+        for j in range(len(layers) - 1 if self.probe_layers else 0):
+            block = net.layers[first + j]
+            probes.append(Readout(tuple(block.out.shape), delay=j + 1 if self.retime else 0, time_steps=t,
+                                  steps=self.steps, capacity=self.capacity))
+            block.out.connect(probes[-1].inp)
+        self.probes.append(probes)
 
     @property
     def runtime(self) -> object | None:

@@ -12,7 +12,7 @@ from sne_loihi.errors import SimulationError
 from sne_loihi.export.manifest import CascadeHead, Manifest, load_manifest
 from sne_loihi.indices import check_student_indices
 from sne_loihi.sim.backend import Backend, Engine
-from sne_loihi.sim.graph import LavaGraph
+from sne_loihi.sim.graph import RESET_PER_SAMPLE, LavaGraph
 
 
 @dataclass
@@ -270,8 +270,14 @@ class EnsembleSimulator:
 
 def simulate_network(net_path: Path | str, x_input: np.ndarray, *, input_bits: int = 0,
                      backend: Backend | str = Backend.AUTO, capacity: int = 16,
-                     engine: Engine | str = Engine.FAST) -> SimResult:
+                     engine: Engine | str = Engine.FAST, num_layers: int | None = None,
+                     reset_interval: int | str | None = RESET_PER_SAMPLE, retime: bool = True) -> SimResult:
     """Simulate any netx HDF5 network as a one-member ensemble without a head.
+
+    With the defaults (reset every sample, outputs re-timed) samples run in chunks of
+    ``capacity`` as the toolkit's own exports do. Any other reset or timing runs all samples
+    in one Lava run, one after the other, so the result is what one netx run of the whole
+    input stream gives (a chunked run would put flush steps between chunks).
 
     Args:
         net_path: The netx file (it needs an ``input`` layer with a ``shape`` if its first
@@ -281,6 +287,10 @@ def simulate_network(net_path: Path | str, x_input: np.ndarray, *, input_bits: i
             ``0 .. 2**input_bits - 1``.
         input_bits: Graded input bits (0 = binary spikes).
         engine: CPU process models (``fast`` or ``reference``).
+        num_layers: Run only the first ``num_layers`` layer groups of the file.
+        reset_interval: ``"T"`` (reset every sample), an integer, or ``None`` (no reset).
+        retime: Attribute outputs and ops to samples by the synaptic depth; ``False``: the
+            output of Lava step ``n * T + t + 1`` is sample ``n``'s step ``t``.
 
     Raises:
         ExportError: Unreadable or unsupported network file. SimulationError: Input that
@@ -289,8 +299,11 @@ def simulate_network(net_path: Path | str, x_input: np.ndarray, *, input_bits: i
     x = np.asarray(x_input)
     if x.ndim < 3:
         raise SimulationError(f"input must be [N, ..., T], got shape {list(x.shape)}")
+    if reset_interval != RESET_PER_SAMPLE or not retime:
+        capacity = max(len(x), 1)
     with LavaGraph([Path(net_path)], input_bits=input_bits, time_steps=int(x.shape[-1]), capacity=capacity,
-                   backend=backend, engine=engine) as graph:
+                   backend=backend, engine=engine, num_layers=num_layers, reset_interval=reset_interval,
+                   retime=retime) as graph:
         raw = graph.run(x)
     t = x.shape[-1]
     rates = raw.spikes_nft[0].reshape(len(x), -1, t).sum(axis=-1) / t

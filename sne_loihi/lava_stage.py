@@ -51,6 +51,8 @@ class SimulationReport:
         parity: The export's own parity record (Lava vs torch per layer at export).
         engine: CPU process models that ran (``fast`` or ``reference``).
         compile_seconds: Graph compilation and start of Lava's processes (not in samples/s).
+        output: Single netx networks only: the last layer's output (see
+            :func:`simulate_netx_file`); ``None`` for an export.
     """
 
     export_dir: str
@@ -62,6 +64,7 @@ class SimulationReport:
     parity: dict[str, Any] | None = None
     engine: str = "fast"
     compile_seconds: float = 0.0
+    output: dict[str, Any] | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """Table rows, one per active set (see :data:`LAVA_COLUMNS`)."""
@@ -104,7 +107,7 @@ class SimulationReport:
             e["torch"] = TorchCheck(**e["torch"]) if e.get("torch") else None
             evs.append(LavaEvaluation(**e))
         keep = {k: d[k] for k in ("export_dir", "backend", "samples", "compilations", "energy_profile", "parity",
-                                  "checkpoint_key", "engine", "compile_seconds") if k in d}
+                                  "checkpoint_key", "engine", "compile_seconds", "output") if k in d}
         return cls(evaluations=evs, **keep)
 
     def markdown(self) -> str:
@@ -233,16 +236,32 @@ def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] |
 
 def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
                        backend: Backend | str = Backend.AUTO, energy: str = "cmos45nm",
-                       capacity: int = 25, engine: str = "fast") -> SimulationReport:
+                       capacity: int = 25, engine: str = "fast", num_layers: int | None = None,
+                       reset_interval: int | str | None = "T", retime: bool = True,
+                       output: Path | None = None) -> SimulationReport:
     """Simulate a user's own netx HDF5 network (a one-member ensemble without a head) on an
     input file (``.npy``, integers ``[N, *in_shape, T]``; ``[N, C, H, W, T]`` for a conv
     network) and count its synaptic ops.
 
+    Args:
+        num_layers: Run only the first ``num_layers`` layer groups (``None``: all).
+        reset_interval: ``"T"`` (reset every sample, the default), an integer, or ``None``
+            (no reset: one netx run of the whole input stream).
+        retime: Attribute outputs and ops to samples by the synaptic depth (default);
+            ``False``: sample ``n``'s step ``t`` is Lava step ``n * T + t + 1``, raw.
+        output: Also write ``.npz`` with ``spikes`` ``[N, F, T]`` (the last layer's spikes in
+            Lava's flat order), ``counts`` ``[N, F]`` (spikes per sample and neuron) and
+            ``ops`` ``[N, L]`` (synaptic ops per sample and weighted layer).
+
+    The report's ``output`` holds the output's shape, the counts per sample and neuron and
+    their totals per neuron.
+
     Raises:
-        ExportError: Unreadable network. SimulationError: Input that does not fit.
+        ExportError: Unreadable network or layers netx cannot build. SimulationError: Input
+            that does not fit. ConfigError: ``output`` exists.
     """
     from sne_loihi.analysis.runreport import resolve_profile
-    from sne_loihi.export import read_netx_layers
+    from sne_loihi.export import read_netx_network
     from sne_loihi.sim import simulate_network
     from sne_loihi.sim.evaluate import summarise
 
@@ -255,14 +274,32 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
         raise SimulationError(f"cannot read input {input_path} (a .npy array of integers): {exc}") from None
     if not np.issubdtype(x.dtype, np.number) or x.ndim < 3:
         raise SimulationError(f"input {input_path} must be a numeric array [N, ..., T], got {x.dtype} {list(x.shape)}")
+    if output is not None and Path(output).exists():
+        raise ConfigError(f"{output} exists; choose a new output file")
     profile = resolve_profile(energy)
-    layers = read_netx_layers(net_path)
+    network = read_netx_network(net_path, num_layers)
     result = simulate_network(net_path, x, input_bits=input_bits, backend=Backend(backend), capacity=min(capacity, len(x)),
-                              engine=engine)
-    ev = summarise(result, [layers], int(x.shape[-1]), input_bits, profile, None, "all")
+                              engine=engine, num_layers=num_layers, reset_interval=reset_interval, retime=retime)
+    # behind an input neuron block the first synapse sees binary spikes (ACs), not the graded input
+    ev = summarise(result, [network.layers], int(x.shape[-1]), 0 if network.input_neuron else input_bits, profile,
+                   None, "all")
+    spikes = result.spikes_nft[0].reshape(len(x), -1, int(x.shape[-1]))
+    counts = spikes.astype(np.int64).sum(axis=-1)
+    out_record = {"shape_xyz": list(network.layers[-1].out_shape_xyz), "file": str(output) if output else None,
+                  "reset_interval": reset_interval, "retime": bool(retime), "layers_run": network.num_groups,
+                  "counts": counts.tolist(), "counts_per_neuron": counts.sum(axis=0).tolist()}
+    if output is not None:
+        import io
+
+        from sne_loihi.io import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, spikes=spikes.astype(np.int8), counts=counts, ops=result.ops_nl[0].astype(np.int64))
+        atomic_write_bytes(Path(output), buf.getvalue())
     return SimulationReport(export_dir=str(net_path), backend=result.backend_used.value, samples=len(x),
                             compilations=1, energy_profile={"name": profile.name, "source": profile.source},
-                            evaluations=[ev], engine=str(engine), compile_seconds=round(result.compile_seconds, 3))
+                            evaluations=[ev], engine=str(engine), compile_seconds=round(result.compile_seconds, 3),
+                            output=out_record)
 
 
 def lava_stage(cfg: RunConfig, run_dir: Path, *, energy: str = "cmos45nm", progress: bool = True) -> SimulationReport | None:
