@@ -12,10 +12,11 @@ per weighted layer, the synaptic fan-out of every input neuron (the number of no
 weights leaving it), which the op counters multiply with the layer's non-zero inputs.
 
 Files written by lava-dl itself (not by this toolkit) are read too
-(:func:`read_netx_network`): an input layer with a CUBA neuron (netx builds an ``Input``
-block for it), dense layers stored with any shape (``[N, 1, 1]`` after a flatten; netx's
-dense ports are flat), and dense layers with axonal delays. Everything netx cannot build,
-or builds differently from what the file says, is refused with one line naming the layer.
+(:func:`read_netx_network`): an input layer with a CUBA or sigma-delta neuron (netx builds
+an ``Input`` block for it), dense layers stored with any shape (``[N, 1, 1]`` after a
+flatten; netx's dense ports are flat), dense layers with axonal delays, and sigma-delta
+(SDNN) layers. Everything netx cannot build, or builds differently from what the file says,
+is refused with one line naming the layer.
 """
 
 from __future__ import annotations
@@ -83,12 +84,24 @@ class NetxNetwork:
             step of delay, no synaptic ops).
         input_shape_xyz: Shape of the network's input in Lava order.
         num_groups: Layer groups read (all, or the first ``num_layers``).
+        sdnn_layer: Index of the first layer group with sigma-delta (SDNN) neurons, or
+            ``None``. netx builds them as Lava's ``Delta`` (input layer), ``SigmaDelta`` or
+            ``Sigma`` (``sigma_output``) processes; they send signed graded messages and
+            netx never resets them.
+        graded_output: The last block sends graded messages (SDNN), not binary spikes.
     """
 
     layers: list[NetxLayer]
     input_neuron: bool
     input_shape_xyz: tuple[int, ...]
     num_groups: int
+    sdnn_layer: int | None = None
+    graded_output: bool = False
+
+    @property
+    def signed_input(self) -> bool:
+        """The input drives a sigma-delta input neuron, which takes signed graded values."""
+        return self.input_neuron and self.sdnn_layer == 0
 
     @property
     def num_blocks(self) -> int:
@@ -261,17 +274,24 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _check_neuron(g: object, path: Path, key: str) -> None:
-    """CUBA-LIF neurons with binary spikes only (what the readouts and counters handle)."""
+def _check_neuron(g: object, path: Path, key: str) -> str:
+    """CUBA-LIF neurons with binary spikes, or sigma-delta neurons; returns the type
+    (``CUBA`` for a layer without a neuron group, as netx assumes)."""
     if "neuron" not in g:
-        return
+        return "CUBA"
     neuron_type = _text(g["neuron/type"][()]) if "neuron/type" in g else "CUBA"
-    if neuron_type not in ("CUBA", "LOIHI"):
-        raise ExportError(f"{path}: layer/{key} has {neuron_type} neurons; only CUBA-LIF (CUBA, LOIHI) is supported")
+    if neuron_type not in ("CUBA", "LOIHI", "SDNN"):
+        raise ExportError(f"{path}: layer/{key} has {neuron_type} neurons; supported are CUBA-LIF (CUBA, LOIHI) "
+                          "and sigma-delta (SDNN)")
+    if neuron_type == "SDNN":
+        for name in g["neuron"].keys():
+            g["neuron"][name][()]
+        return neuron_type
     for name in g["neuron"].keys():
         g["neuron"][name][()]
     if "messageBits" in g["neuron"] and int(np.asarray(g["neuron/messageBits"][()]).reshape(-1)[0]) > 0:
         raise ExportError(f"{path}: layer/{key} sends graded spikes (neuron/messageBits > 0); only binary spikes are supported")
+    return neuron_type
 
 
 def _dense_delay(g: object, path: Path, key: str, weight: np.ndarray) -> int:
@@ -303,6 +323,8 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
     src_flat = False  # the Lava port the next layer's input leaves from is flat
     flattened = False  # a flatten layer since the last block
     input_neuron = False
+    sdnn_layer: int | None = None
+    last_type = "CUBA"
     input_shape: tuple[int, ...] | None = None
     out: list[NetxLayer] = []
     for key in keys:
@@ -321,7 +343,9 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
                 raise ExportError(f"{path}: layer/{key} is an input layer without a 'shape'")
             shape = tuple(int(v) for v in np.atleast_1d(g["shape"][()]))
             if "neuron" in g:
-                _check_neuron(g, path, key)
+                last_type = _check_neuron(g, path, key)
+                if last_type == "SDNN" and sdnn_layer is None:
+                    sdnn_layer = int(key)
                 if "bias" in g:
                     raise ExportError(f"{path}: layer/{key} is an input layer driven by a bias, which netx ignores; "
                                       "only input layers driven by --input are supported")
@@ -335,7 +359,9 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
             continue
         weight = np.asarray(g["weight"][()])
         out_shape = tuple(int(v) for v in np.atleast_1d(g["shape"][()]))
-        _check_neuron(g, path, key)
+        last_type = _check_neuron(g, path, key)
+        if last_type == "SDNN" and sdnn_layer is None:
+            sdnn_layer = int(key)
         if shape is None:
             raise ExportError(f"{path}: layer/{key} has no known input shape (add an input layer with 'shape')")
         if input_shape is None:
@@ -382,4 +408,5 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
         raise ExportError(f"{path} has no conv or dense layer" + (f" in its first {num_layers} layer groups"
                                                                   if num_layers is not None else ""))
     in_xyz = tuple(reversed(input_shape)) if len(input_shape) == 3 else (int(np.prod(input_shape)),)
-    return NetxNetwork(layers=out, input_neuron=input_neuron, input_shape_xyz=in_xyz, num_groups=len(keys))
+    return NetxNetwork(layers=out, input_neuron=input_neuron, input_shape_xyz=in_xyz, num_groups=len(keys),
+                       sdnn_layer=sdnn_layer, graded_output=last_type == "SDNN")

@@ -66,7 +66,8 @@ class GraphRun:
     """Raw figures of one batch through the graph.
 
     Attributes:
-        spikes_nft: Per network its output spikes ``[N, F, T]`` (int8).
+        spikes_nft: Per network its output spikes ``[N, F, T]`` (int8; int32 graded
+            messages for a sigma-delta output layer).
         ops_nl: Per network synaptic events ``[N, L]`` per sample and weighted layer.
         seconds: Wall time of the Lava runs (every chunk; compilation excluded).
         compile_seconds: Time this call spent compiling the graph and starting Lava's
@@ -192,6 +193,11 @@ class LavaGraph:
             if len(layers) > MAX_LAYERS:
                 raise SimulationError(f"{p} has {len(layers)} weighted layers; the op counter handles {MAX_LAYERS}")
         self.input_bits, self.time_steps, self.capacity = int(input_bits), int(time_steps), int(capacity)
+        for p, n in zip(self.paths, self.networks):
+            if n.sdnn_layer is not None and self.reset_interval is not None:
+                raise SimulationError(f"{p}: layer/{n.sdnn_layer} has sigma-delta (SDNN) neurons, which netx never "
+                                      "resets; run it with reset interval none (--reset-interval none)")
+        self.signed_input = all(n.signed_input for n in self.networks)
         depth = max(len(n.layers) + n.max_delay for n in self.networks)
         self.steps = capacity * time_steps + math.ceil(depth / time_steps) * time_steps
         self.compilations = 0
@@ -350,7 +356,8 @@ class LavaGraph:
         self.gate.send_stream(stream)
         self.gate.run(condition=RunSteps(num_steps=self.steps))
         # Every readout and counter sent its record at the run's last step: read them all.
-        spikes = [r.receive()[:n].astype(np.int8) for r in self.readouts]
+        spikes = [r.receive()[:n].astype(np.int32 if desc.graded_output else np.int8)
+                  for r, desc in zip(self.readouts, self.networks)]
         ops = [c.receive()[:, :n].T.astype(np.int64) for c in self.counters]
         layer_spikes = [[p.receive()[:n].astype(np.int8) for p in probes] + [s] for probes, s in zip(self.probes, spikes)]
         return spikes, ops, layer_spikes, compile_s
@@ -359,9 +366,13 @@ class LavaGraph:
         x_nt = np.asarray(x_nt)
         if x_nt.ndim < 3 or x_nt.shape[-1] != self.time_steps:
             raise SimulationError(f"input must be [N, ..., T={self.time_steps}], got shape {list(x_nt.shape)}")
-        hi = 2 ** self.input_bits - 1 if self.input_bits > 0 else 1
-        if x_nt.size and (x_nt.min() < 0 or x_nt.max() > hi or not np.all(np.equal(np.mod(x_nt, 1), 0))):
-            raise SimulationError(f"input must hold integers in 0..{hi} ({self.input_bits}-bit graded spikes)")
+        if self.signed_input:  # a sigma-delta input neuron takes signed 24-bit values
+            lo, hi, what = -2 ** 23, 2 ** 23 - 1, "signed 24-bit values for a sigma-delta input layer"
+        else:
+            lo, hi = 0, 2 ** self.input_bits - 1 if self.input_bits > 0 else 1
+            what = f"{self.input_bits}-bit graded spikes"
+        if x_nt.size and (x_nt.min() < lo or x_nt.max() > hi or not np.all(np.equal(np.mod(x_nt, 1), 0))):
+            raise SimulationError(f"input must hold integers in {lo}..{hi} ({what})")
         return x_nt.astype(np.int32)
 
     def run(self, x_nt: np.ndarray, active: Sequence[int] | None = None, mask_nk: np.ndarray | None = None) -> GraphRun:

@@ -250,7 +250,8 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
         retime: Attribute outputs and ops to samples by the synaptic depth (default);
             ``False``: sample ``n``'s step ``t`` is Lava step ``n * T + t + 1``, raw.
         output: Also write ``.npz`` with ``spikes`` ``[N, F, T]`` (the last layer's spikes in
-            Lava's flat order), ``counts`` ``[N, F]`` (spikes per sample and neuron) and
+            Lava's flat order, int8; a sigma-delta layer's graded messages, int32),
+            ``counts`` ``[N, F]`` (spikes, or non-zero messages, per sample and neuron) and
             ``ops`` ``[N, L]`` (synaptic ops per sample and weighted layer).
 
     The report's ``output`` holds the output's shape, the counts per sample and neuron and
@@ -284,8 +285,9 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
     ev = summarise(result, [network.layers], int(x.shape[-1]), 0 if network.input_neuron else input_bits, profile,
                    None, "all")
     spikes = result.spikes_nft[0].reshape(len(x), -1, int(x.shape[-1]))
-    counts = spikes.astype(np.int64).sum(axis=-1)
+    counts = (spikes != 0).astype(np.int64).sum(axis=-1)  # spikes, or non-zero graded messages
     out_record = {"shape_xyz": list(network.layers[-1].out_shape_xyz), "file": str(output) if output else None,
+                  "graded": bool(network.graded_output),
                   "reset_interval": reset_interval, "retime": bool(retime), "layers_run": network.num_groups,
                   "counts": counts.tolist(), "counts_per_neuron": counts.sum(axis=0).tolist()}
     if output is not None:
@@ -294,7 +296,8 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
         from sne_loihi.io import atomic_write_bytes
 
         buf = io.BytesIO()
-        np.savez(buf, spikes=spikes.astype(np.int8), counts=counts, ops=result.ops_nl[0].astype(np.int64))
+        np.savez(buf, spikes=spikes.astype(np.int32 if network.graded_output else np.int8), counts=counts,
+                 ops=result.ops_nl[0].astype(np.int64))
         atomic_write_bytes(Path(output), buf.getvalue())
     return SimulationReport(export_dir=str(net_path), backend=result.backend_used.value, samples=len(x),
                             compilations=1, energy_profile={"name": profile.name, "source": profile.source},

@@ -87,6 +87,18 @@ def dense_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export(blocks, torch.zeros(1, 12, 1, 1, 1), path, input_shape=[12], delays={0: [2, 0, 1, 0, 0, 1]})
 
 
+@pytest.fixture(scope="module")
+def sdnn_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sigma-delta: input (Delta) [12] -> dense 6 -> dense 3, signed graded messages."""
+    import lava.lib.dl.slayer as slayer
+
+    torch.manual_seed(2)
+    sd = {"threshold": 0.1, "activation": torch.relu}
+    blocks = [slayer.block.sigma_delta.Input(sd), slayer.block.sigma_delta.Dense(sd, 12, 6, weight_scale=3),
+              slayer.block.sigma_delta.Dense(sd, 6, 3, weight_scale=3)]
+    return export(blocks, torch.zeros(1, 12, 1), tmp_path_factory.mktemp("foreign") / "sdnn.net")
+
+
 # ---- the ground truth: the file run directly in netx ------------------------------------
 def direct_netx_run(path: Path, stream: np.ndarray, *, input_bits: int, reset_interval: int | None,
                     num_layers: int | None = None) -> tuple[object, list[np.ndarray]]:
@@ -173,7 +185,7 @@ def expected(path: Path, x: np.ndarray, *, input_bits: int, reset_interval: int 
                                          num_layers=num_layers)
     first = int(input_neuron)
     sources = ([outs[0]] if input_neuron else [stream]) + outs[first:first + len(fans) - 1]
-    spikes = np.zeros((n, int(np.prod(outs[-1].shape[:-1])), t), dtype=np.int64)
+    spikes = np.zeros((n, int(np.prod(outs[-1].shape[:-1])), t), dtype=np.int64)  # or graded messages
     ops = np.zeros((n, len(fans)), dtype=np.int64)
     for sample in range(n):
         for step in range(t):
@@ -241,6 +253,18 @@ def test_plain_input_dense_layers_stored_as_n11_with_delays(dense_net: Path, tmp
     np.testing.assert_array_equal(got["ops"], ops)
 
 
+def test_sigma_delta_network_with_signed_graded_input(sdnn_net: Path, tmp_path: Path) -> None:
+    """SDNN layers send signed graded messages; outputs are the messages themselves, re-timed."""
+    x = np.random.default_rng(6).integers(-300, 301, size=(N, 12, T)).astype(np.int32)
+    got, rep = run_cli(sdnn_net, x, tmp_path, "--reset-interval", "none")
+    spikes, ops = expected(sdnn_net, x, input_bits=0, reset_interval=None, retime=True)
+    assert (spikes < 0).any() and (np.abs(spikes) > 1).any() and ops[:, 1].sum() > 0, "graded, signed, flowing"
+    assert got["spikes"].dtype == np.int32 and rep["output"]["graded"] is True
+    np.testing.assert_array_equal(got["spikes"], spikes)
+    np.testing.assert_array_equal(got["ops"], ops)
+    np.testing.assert_array_equal(got["counts"], (spikes != 0).sum(axis=-1))
+
+
 def test_layers_netx_cannot_build_are_named_and_left_out_with_layers(tmp_path: Path) -> None:
     """A file ending in an ``average`` readout (netx raises NotImplementedError for it).
 
@@ -286,7 +310,8 @@ def test_networks_netx_cannot_connect_or_run_are_one_line_errors(tmp_path: Path)
     base = ["--input", str(tmp_path / "x.npy"), "--backend", "cpu"]
     one_line_error(runner.invoke(app, ["simulate", str(no_flatten), *base]),
                    "layer/2 is a dense layer after a conv layer without a flatten layer")
-    one_line_error(runner.invoke(app, ["simulate", str(sdnn), *base]), "layer/0 has SDNN neurons")
+    one_line_error(runner.invoke(app, ["simulate", str(sdnn), *base]),
+                   "layer/0 has sigma-delta (SDNN) neurons, which netx never resets")
     one_line_error(runner.invoke(app, ["simulate", str(no_flatten), *base, "--reset-interval", "0"]), "--reset-interval")
     one_line_error(runner.invoke(app, ["simulate", str(no_flatten), *base, "--layers", "0"]), "--layers")
     (tmp_path / "taken.npz").write_bytes(b"")
