@@ -422,7 +422,12 @@ def resolve(
         overrides: ``{"train.epochs": 3, ...}``; ``None`` values are ignored.
     """
     file_tree = load_toml(config_file) if config_file is not None else {}
-    file_dataset = file_tree.get("data", {}).get("name")
+    data_section = file_tree.get("data", {})
+    if not isinstance(data_section, dict):
+        raise ConfigError(f"config section 'data' must be a table, got {data_section!r}")
+    file_dataset = data_section.get("name")
+    if file_dataset is not None and not isinstance(file_dataset, str):
+        raise ConfigError(f"data.name: expected a string, got {file_dataset!r}")
     chosen = dataset or file_dataset or "digits"
     tree = preset(chosen).to_dict()
     if file_dataset and file_dataset != chosen:

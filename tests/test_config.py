@@ -70,3 +70,13 @@ def test_contradicting_dataset_is_refused(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text('[data]\nname = "cifar10"\n')
     with pytest.raises(ConfigError, match="contradicts"):
         resolve("digits", tmp_path / "c.toml")
+
+
+@pytest.mark.parametrize("text", ["data = 5\n", "[data]\nname = 5\n"])
+def test_a_config_file_with_a_bad_data_section_is_a_config_error(tmp_path, text: str) -> None:
+    from sne_loihi.config import resolve
+
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="data"):
+        resolve(None, path)

@@ -83,6 +83,7 @@ def test_contiguous_partition():
         (((0, 1, 2), ()), 3, "empty"),
         (((0, 1), (2, 3)), 3, "outside"),
         (((0, 1), (2,)), 0, "positive"),
+        (((0, 1), (2,)), 10**13, "unassigned"),  # a corrupt file's huge D: one line, no huge allocation
     ],
 )
 def test_invalid_partitions_raise_one_line_errors(groups, dim, message):

@@ -65,7 +65,7 @@ class Partition:
             raise ConfigError(f"partition feature_dim must be a positive integer, got {d!r}")
         if not isinstance(self.groups, tuple) or not self.groups:
             raise ConfigError("partition needs at least one group")
-        seen = np.zeros(d, dtype=np.int64)
+        indices: list[int] = []
         for i, group in enumerate(self.groups):
             if not isinstance(group, tuple) or not group:
                 raise ConfigError(f"partition group {i} is empty or not a tuple of indices")
@@ -74,15 +74,16 @@ class Partition:
                     raise ConfigError(f"partition group {i} holds a non-integer index {j!r}")
                 if not 0 <= j < d:
                     raise ConfigError(f"partition group {i} holds index {j}, outside 0..{d - 1}")
-                seen[j] += 1
-        dup = np.flatnonzero(seen > 1)
+                indices.append(int(j))
+        # Sized by the indices the file holds, never by d (a corrupt file may claim any d).
+        unique, counts = np.unique(np.asarray(indices, dtype=np.int64), return_counts=True)
+        dup = unique[counts > 1]
         if dup.size:
             raise ConfigError(f"partition assigns feature {int(dup[0])} to more than one group")
-        missing = np.flatnonzero(seen == 0)
-        if missing.size:
-            raise ConfigError(
-                f"partition leaves {missing.size} of {d} features unassigned (first: {int(missing[0])})"
-            )
+        if unique.size != d:
+            gaps = np.flatnonzero(unique != np.arange(unique.size))
+            first = int(gaps[0]) if gaps.size else int(unique.size)
+            raise ConfigError(f"partition leaves {d - unique.size} of {d} features unassigned (first: {first})")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (the ``partition`` entry of checkpoints and ``partition.json``)."""
