@@ -256,3 +256,33 @@ def test_augment_pad_zero_only_flips() -> None:
     same = (out == x).flatten(1).all(1)
     flipped = (out == x.flip(-1)).flatten(1).all(1)
     assert torch.all(same | flipped) and same.any() and flipped.any()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_cifar10_reads_every_plain_pickle_protocol(tmp_path: Path, protocol: int) -> None:
+    """Protocol 2 from Python 3 stores bytes through _codecs.encode: plain data, so it loads."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(12, 3072), dtype=np.uint8)
+    for name in ("data_batch_1", "test_batch"):
+        payload = {b"data": images, b"labels": [i % 10 for i in range(12)], b"batch_label": b""}
+        (folder / name).write_bytes(pickle.dumps(payload, protocol=protocol))
+    meta = {b"label_names": [f"c{i}".encode() for i in range(10)]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=protocol))
+    data = _load(folder)
+    assert torch.equal(data.x_test_nchw.flatten(1), torch.from_numpy(images).float() / 255)
+    assert data.class_names[9] == "c9"
+
+
+def test_cifar10_protocol2_helpers_refuse_anything_but_plain_bytes(tmp_path: Path) -> None:
+    class Sneaky:
+        def __reduce__(self):
+            import _codecs
+
+            return (_codecs.encode, ("x", "rot13"))
+
+    folder = _fake_cifar(tmp_path / "cifar-10-batches-py")
+    (folder / "data_batch_1").write_bytes(pickle.dumps({b"data": Sneaky()}, protocol=2))
+    with pytest.raises(DataError, match="not a plain CIFAR-10 batch"):
+        _load(folder)

@@ -62,6 +62,31 @@ def _plain_dtype(code: Any, align: Any = False, copy: Any = False) -> np.dtype:
     return dtype
 
 
+def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
+    """``_codecs.encode(text, "latin1")``: how Python 3 writes ``bytes`` in pickle protocol 2."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise ForbiddenGlobalError(f"_codecs.encode({type(text).__name__}, {encoding!r}) is not allowed")
+    return text.encode("latin1")
+
+
+def _frombuffer_plain(buffer: Any, dtype: Any, shape: Any, order: Any = "C") -> np.ndarray:
+    """``numpy.core.numeric._frombuffer`` (pickle protocol 5) restricted to plain arrays."""
+    if not isinstance(buffer, (bytes, bytearray, memoryview, pickle.PickleBuffer)):
+        raise ForbiddenGlobalError(f"array buffer of type {type(buffer).__name__} is not allowed")
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or dtype.fields is not None:
+        raise ForbiddenGlobalError(f"dtype {dtype!r} is not allowed (only bool/int/uint/float)")
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape) or order not in "CF":
+        raise ForbiddenGlobalError(f"array shape {shape!r} / order {order!r} is not allowed")
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
+
+
+def _empty_bytes(*args: Any) -> bytes:
+    """``bytes()``: how Python 3 writes an empty ``bytes`` in pickle protocol 2 (no arguments)."""
+    if args:
+        raise ForbiddenGlobalError("bytes(...) with arguments is not allowed")
+    return b""
+
+
 #: The only globals a CIFAR-10 batch needs: how numpy pickles an ndarray
 #: (``_reconstruct(ndarray, shape, dtype)`` followed by ``ndarray.__setstate__``).
 #: ``numpy._core`` is numpy 2's module name for the same function. Object dtypes are refused,
@@ -71,6 +96,13 @@ _SAFE_GLOBALS: dict[tuple[str, str], Callable[..., Any] | type] = {
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct_ndarray,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): _plain_dtype,
+    # Protocol 2 written by Python 3 stores bytes as text to re-encode: data, not code.
+    ("_codecs", "encode"): _latin1_bytes,
+    # Protocol 5: numpy passes the raw buffer out of band to _frombuffer.
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer_plain,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer_plain,
+    ("builtins", "bytes"): _empty_bytes,
+    ("__builtin__", "bytes"): _empty_bytes,
 }
 
 
