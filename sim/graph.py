@@ -36,9 +36,13 @@ Networks exported by lava-dl itself (``sne simulate NET.net``), see
   unconnected (lava-dl issue #298); the gate drives the block's neuron (``a_in``) directly,
   as lava-dl's own examples do. The block adds no step and no synaptic ops; the op counter
   reads the spikes entering each synapse from the block that sends them.
-* ``reset_interval``: ``"T"`` (default, the toolkit's exports) resets every T steps with
-  ``reset_offset=1``; an integer resets at that interval with the same offset; ``None``
-  never resets (state carries from sample to sample, as a plain ``hdf5.Network(file)``).
+* ``reset_interval``: ``"T"`` (default, the toolkit's exports) resets every T steps; an
+  integer resets at that interval; ``None`` never resets (state carries from sample to
+  sample, as a plain ``hdf5.Network(file)``). netx gives block ``b`` the reset phase
+  ``reset_offset + 1 + b``; the graph passes ``reset_offset=1``, or ``0`` when an ``Input``
+  block comes first (it adds a block but no step), so every block is zeroed exactly when a
+  sample's first step reaches it: with ``"T"`` each sample starts from rest (axonal delays
+  can still carry spikes from one sample into the next).
 * ``retime`` (default on): the readout and counters attribute data that left the source
   ``d`` steps earlier to its sample, ``d`` being the number of synapses on the way (axonal
   delays are not undone); off: everything a port sees at Lava step ``t`` belongs to data
@@ -122,6 +126,14 @@ def resolve_reset(reset_interval: int | str | None, time_steps: int) -> int | No
     if isinstance(reset_interval, (int, np.integer)) and not isinstance(reset_interval, bool) and reset_interval >= 1:
         return int(reset_interval)
     raise SimulationError(f"reset interval must be 'T', an integer >= 1 or None, got {reset_interval!r}")
+
+
+def reset_offset(network: NetxNetwork, reset_interval: int | None) -> int:
+    """The ``reset_offset`` for ``hdf5.Network`` that zeroes every block at the step a
+    sample's first step reaches it (see the module docstring); 0 without a reset."""
+    if reset_interval is None:
+        return 0
+    return 0 if network.input_neuron else 1
 
 
 def to_lava_input(x_nt: np.ndarray, port_shape: tuple[int, ...]) -> np.ndarray:
@@ -220,11 +232,11 @@ class LavaGraph:
 
         t, bits = self.time_steps, self.input_bits
         self.nets = []
-        for p in self.paths:
+        for p, desc in zip(self.paths, self.networks):
             try:
                 self.nets.append(hdf5.Network(net_config=str(p), input_message_bits=bits, num_layers=self.num_layers,
                                               reset_interval=self.reset_interval,
-                                              reset_offset=1 if self.reset_interval else 0))
+                                              reset_offset=reset_offset(desc, self.reset_interval)))
             except Exception as exc:  # netx raises RuntimeError/AssertionError/KeyError with multi-line text
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise SimulationError(f"{p}: netx cannot build this network: {type(exc).__name__}: {first}") from None

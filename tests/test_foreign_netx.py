@@ -99,9 +99,20 @@ def sdnn_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export(blocks, torch.zeros(1, 12, 1), tmp_path_factory.mktemp("foreign") / "sdnn.net")
 
 
+@pytest.fixture(scope="module")
+def input_dense_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Input neuron [12] -> dense 6 -> dense 3 (no delays), for the per-sample reset."""
+    import lava.lib.dl.slayer as slayer
+
+    torch.manual_seed(4)
+    blocks = [slayer.block.cuba.Input(INPUT_NEURON), slayer.block.cuba.Dense(NEURON, 12, 6, weight_scale=4),
+              slayer.block.cuba.Dense(NEURON, 6, 3, weight_scale=4)]
+    return export(blocks, torch.zeros(1, 12, 1), tmp_path_factory.mktemp("foreign") / "input_dense.net")
+
+
 # ---- the ground truth: the file run directly in netx ------------------------------------
 def direct_netx_run(path: Path, stream: np.ndarray, *, input_bits: int, reset_interval: int | None,
-                    num_layers: int | None = None) -> tuple[object, list[np.ndarray]]:
+                    num_layers: int | None = None, reset_offset: int = 1) -> tuple[object, list[np.ndarray]]:
     """Run ``stream`` ``[*port, steps]`` through ``hdf5.Network`` with Lava's own models.
 
     An ``Input`` block's ``inp`` is left unconnected by netx (lava-dl issue #298); as
@@ -116,7 +127,7 @@ def direct_netx_run(path: Path, stream: np.ndarray, *, input_bits: int, reset_in
     from lava.proc import io
 
     net = netx.hdf5.Network(net_config=str(path), input_message_bits=input_bits, num_layers=num_layers,
-                            reset_interval=reset_interval, reset_offset=1 if reset_interval else 0)
+                            reset_interval=reset_interval, reset_offset=reset_offset if reset_interval else 0)
     steps = stream.shape[-1]
     source = io.source.RingBuffer(data=stream.astype(np.int32))
     input_neuron = type(net.layers[0]).__name__ == "Input"
@@ -168,7 +179,7 @@ def to_port(a: np.ndarray, port_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def expected(path: Path, x: np.ndarray, *, input_bits: int, reset_interval: int | None, retime: bool,
-             num_layers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+             num_layers: int | None = None, reset_offset: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The direct netx run's output spikes ``[N, F, T]`` and ops ``[N, L]`` per sample.
 
     Sample ``n``'s step ``t`` enters at stream index ``n * T + t``; with ``retime`` the
@@ -182,7 +193,7 @@ def expected(path: Path, x: np.ndarray, *, input_bits: int, reset_interval: int 
     stream = np.zeros((*per.shape[1:-1], steps), dtype=np.int32)
     stream[..., : n * t] = np.moveaxis(per, 0, -2).reshape(*per.shape[1:-1], n * t)
     input_neuron, outs = direct_netx_run(path, stream, input_bits=input_bits, reset_interval=reset_interval,
-                                         num_layers=num_layers)
+                                         num_layers=num_layers, reset_offset=reset_offset)
     first = int(input_neuron)
     sources = ([outs[0]] if input_neuron else [stream]) + outs[first:first + len(fans) - 1]
     spikes = np.zeros((n, int(np.prod(outs[-1].shape[:-1])), t), dtype=np.int64)  # or graded messages
@@ -235,13 +246,26 @@ def test_input_neuron_conv_flatten_dense_with_delays_runs_as_plain_netx(conv_net
 
 
 def test_reset_every_sample_and_retimed_output_equal_netx_with_the_same_reset(conv_net: Path, tmp_path: Path) -> None:
-    """The default (--reset-interval T, re-timed) equals netx with reset_interval=T, reset_offset=1."""
+    """The default (--reset-interval T, re-timed) equals netx with reset_interval=T and the
+    offset that lines the resets up with the samples (0 behind an input neuron block)."""
     x = graded_input(1, (2, 6, 6))
     got, _ = run_cli(conv_net, x, tmp_path, "--input-bits", "8", "--engine", "reference")
-    spikes, ops = expected(conv_net, x, input_bits=8, reset_interval=T, retime=True)
+    spikes, ops = expected(conv_net, x, input_bits=8, reset_interval=T, retime=True, reset_offset=0)
     assert spikes.sum() > 0
     np.testing.assert_array_equal(got["spikes"], spikes)
     np.testing.assert_array_equal(got["ops"], ops)
+
+
+def test_reset_every_sample_starts_each_sample_from_rest(input_dense_net: Path, tmp_path: Path) -> None:
+    """Behind an input neuron, ``--reset-interval T`` gives every sample what a fresh network
+    run on that sample alone gives (no reset needed there)."""
+    x = graded_input(7, (12,))
+    got, _ = run_cli(input_dense_net, x, tmp_path, "--input-bits", "8")
+    assert got["spikes"].sum() > 0
+    for n in range(N):
+        alone, ops = expected(input_dense_net, x[n:n + 1], input_bits=8, reset_interval=None, retime=True)
+        np.testing.assert_array_equal(got["spikes"][n:n + 1], alone)
+        np.testing.assert_array_equal(got["ops"][n:n + 1], ops)
 
 
 def test_plain_input_dense_layers_stored_as_n11_with_delays(dense_net: Path, tmp_path: Path) -> None:
