@@ -289,6 +289,15 @@ def test_sigma_delta_network_with_signed_graded_input(sdnn_net: Path, tmp_path: 
     np.testing.assert_array_equal(got["counts"], (spikes != 0).sum(axis=-1))
 
 
+def test_an_integer_reset_interval_equals_netx_with_that_interval(dense_net: Path, tmp_path: Path) -> None:
+    x = (np.random.default_rng(8).random((N, 12, T)) < 0.6).astype(np.int32)
+    got, rep = run_cli(dense_net, x, tmp_path, "--reset-interval", "3", "--no-retime")
+    spikes, ops = expected(dense_net, x, input_bits=0, reset_interval=3, retime=False)
+    assert spikes.sum() > 0 and rep["output"]["reset_interval"] == 3
+    np.testing.assert_array_equal(got["spikes"], spikes)
+    np.testing.assert_array_equal(got["ops"], ops)
+
+
 def test_layers_netx_cannot_build_are_named_and_left_out_with_layers(tmp_path: Path) -> None:
     """A file ending in an ``average`` readout (netx raises NotImplementedError for it).
 
@@ -338,6 +347,9 @@ def test_networks_netx_cannot_connect_or_run_are_one_line_errors(tmp_path: Path)
                    "layer/0 has sigma-delta (SDNN) neurons, which netx never resets")
     one_line_error(runner.invoke(app, ["simulate", str(no_flatten), *base, "--reset-interval", "0"]), "--reset-interval")
     one_line_error(runner.invoke(app, ["simulate", str(no_flatten), *base, "--layers", "0"]), "--layers")
+    for option in (["--layers", "2"], ["--output", str(tmp_path / "o.npz")], ["--reset-interval", "none"], ["--no-retime"]):
+        one_line_error(runner.invoke(app, ["simulate", str(tmp_path), *option]),
+                       f"{option[0]} applies to a single netx network, not to an export folder")
     (tmp_path / "taken.npz").write_bytes(b"")
     one_line_error(runner.invoke(app, ["simulate", str(no_flatten), *base, "--output", str(tmp_path / "taken.npz")]),
                    "exists")
