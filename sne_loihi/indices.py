@@ -3,9 +3,13 @@ Lava stage can use it without loading torch models."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sne_loihi.errors import ConfigError, SneError
+from sne_loihi.errors import ConfigError, SimulationError, SneError
+
+ALL = "all"
 
 
 def check_student_indices(
@@ -29,3 +33,50 @@ def check_student_indices(
     if len(set(idx)) != len(idx):
         raise error(f"{what} repeats a student: {idx}")
     return idx
+
+
+@dataclass(frozen=True)
+class ActiveSet:
+    """One choice of students to switch on.
+
+    Attributes:
+        indices: The active student indices (sorted).
+        label: How it was asked for (``all``, ``0,2``, ``k=2 -> [1, 3]``).
+    """
+
+    indices: tuple[int, ...]
+    label: str
+
+
+def parse_active(text: str | None, num_students: int, seed: int = 0) -> ActiveSet:
+    """Parse an ``--active`` value: ``all``, indices ``0,2,3``, or ``k=K`` (K drawn at random).
+
+    Args:
+        text: The option value (``None`` means all).
+        num_students: N.
+        seed: Seed of the random draw for ``k=K``.
+
+    Raises:
+        SimulationError: Not one of the forms, an index outside ``0..N-1``, a repeated
+            index, or K outside ``1..N``.
+    """
+    value = (text or ALL).strip().lower()
+    if value == ALL:
+        return ActiveSet(tuple(range(num_students)), ALL)
+    if value.startswith("k="):
+        try:
+            k = int(value[2:])
+        except ValueError:
+            raise SimulationError(f"--active {text!r}: k=K needs an integer K") from None
+        if not 1 <= k <= num_students:
+            raise SimulationError(f"--active {text!r}: K must be in 1..{num_students}")
+        drawn = tuple(sorted(random.Random(seed).sample(range(num_students), k)))
+        return ActiveSet(drawn, f"k={k} -> {list(drawn)}")
+    try:
+        idx = tuple(int(t) for t in value.split(",") if t.strip())
+    except ValueError:
+        raise SimulationError(f"--active {text!r}: expected 'all', indices like 0,2 or k=K") from None
+    if not idx:
+        raise SimulationError(f"--active {text!r}: no student index given")
+    check_student_indices(idx, num_students, f"--active {text!r}: student", SimulationError)
+    return ActiveSet(tuple(sorted(idx)), ",".join(map(str, sorted(idx))))

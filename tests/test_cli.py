@@ -96,6 +96,8 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
         (["pipeline", "--lava-cascade", "0.5,-1"], 1, "lava.cascade thresholds must be numbers >= 0, got -1.0"),
         (["pipeline", "--lava-cascade", "0.5,high"], 1, "--lava-cascade expects comma-separated numbers"),
         (["pipeline", "--device", "tpu"], 1, "unknown device 'tpu'"),
+        (["pipeline", "--config", "ACTIVE_TOML"], 1, "lava.active: --active '5': student index 5 out of range 0..3"),
+        (["pipeline", "--config", "DATA_TOML"], 1, "config section 'data' must be a table"),
         (["teacher", "--arch", "nosuch"], 1, "unknown teacher 'nosuch'"),
         (["pipeline", "--epochs", "abc"], 2, "Invalid value for '--epochs'"),
         (["pipeline", "--nosuch"], 2, "No such option: --nosuch"),
@@ -105,8 +107,11 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
 def test_bad_options_fail_up_front_in_one_line(args: list[str], code: int, message: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[train\nepochs = 3\n")
+    (tmp_path / "active.toml").write_text('[lava]\nactive = ["all", "5"]\n')
+    (tmp_path / "data.toml").write_text("data = 5\n")
+    files = {"BAD_TOML": bad, "ACTIVE_TOML": tmp_path / "active.toml", "DATA_TOML": tmp_path / "data.toml"}
     run = tmp_path / "run"
-    args = [str(bad) if a == "BAD_TOML" else a for a in args]
+    args = [str(files[a]) if a in files else a for a in args]
     result = runner.invoke(app, args + (["--run-dir", str(run)] if args[0] in ("pipeline", "teacher") else []))
     assert result.exit_code == code, result.stderr + result.stdout
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr

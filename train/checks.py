@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sne_loihi.config import RunConfig
-from sne_loihi.errors import ConfigError
+from sne_loihi.errors import ConfigError, SneError
+from sne_loihi.indices import parse_active
 
 
 def _number(value: Any) -> bool:
@@ -87,6 +88,11 @@ def check_config(cfg: RunConfig) -> None:
         raise ConfigError(
             f"ensemble.train_active {cfg.ensemble.train_active} exceeds the {cfg.ensemble.num_students} students"
         )
+    for entry in cfg.lava.active:  # the Lava stage's active sets, checked before any training
+        try:
+            parse_active(entry, cfg.ensemble.num_students, cfg.train.seed)
+        except SneError as exc:
+            raise ConfigError(f"lava.active: {exc}") from None
     bad = [t for t in cfg.lava.cascade if not _at_least(0)(t)]
     if bad:
         raise ConfigError(f"lava.cascade thresholds must be numbers >= 0, got {bad[0]!r}")
