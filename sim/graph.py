@@ -350,7 +350,13 @@ class LavaGraph:
             # Lava's model search imports every sibling .py of processes.py as a top-level
             # module and warns that graph.py / simulator.py cannot be imported that way.
             warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
-            self.gate.create_runtime(run_cfg=run_config(self.backend_used, self.engine))
+            run_cfg = run_config(self.backend_used, self.engine)
+            try:
+                self.gate.create_runtime(run_cfg=run_cfg)
+            except Exception as exc:  # Lava's compiler: multi-line messages of any type
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                names = ", ".join(str(p) for p in self.paths)
+                raise SimulationError(f"Lava cannot compile the graph of {names}: {type(exc).__name__}: {first}") from exc
         self._started = True
         self.compilations += 1
         seconds = time.perf_counter() - t0
