@@ -289,6 +289,23 @@ def test_sigma_delta_network_with_signed_graded_input(sdnn_net: Path, tmp_path: 
     np.testing.assert_array_equal(got["counts"], (spikes != 0).sum(axis=-1))
 
 
+def test_input_neuron_flattened_straight_into_a_dense_layer(tmp_path: Path) -> None:
+    """Input neuron [2, 3, 3] -> flatten -> dense [4, 1, 1]: the dense synapse reads the input
+    block's (x, y, f) spikes through netx's flatten."""
+    import lava.lib.dl.slayer as slayer
+
+    torch.manual_seed(9)
+    blocks = [slayer.block.cuba.Input(INPUT_NEURON), slayer.block.cuba.Flatten(),
+              slayer.block.cuba.Dense(NEURON, 18, 4, weight_scale=4)]
+    path = export(blocks, torch.zeros(1, 2, 3, 3, 1), tmp_path / "flat.net", flat_before=(2,))
+    x = graded_input(10, (2, 3, 3))
+    got, _ = run_cli(path, x, tmp_path, "--input-bits", "8", "--reset-interval", "none", "--no-retime")
+    spikes, ops = expected(path, x, input_bits=8, reset_interval=None, retime=False)
+    assert spikes.sum() > 0 and ops.sum() > 0
+    np.testing.assert_array_equal(got["spikes"], spikes)
+    np.testing.assert_array_equal(got["ops"], ops)
+
+
 def test_an_integer_reset_interval_equals_netx_with_that_interval(dense_net: Path, tmp_path: Path) -> None:
     x = (np.random.default_rng(8).random((N, 12, T)) < 0.6).astype(np.int32)
     got, rep = run_cli(dense_net, x, tmp_path, "--reset-interval", "3", "--no-retime")
