@@ -466,6 +466,9 @@ def simulate(
     if json_out is not None:
         atomic_write_json(json_out, rep.to_dict())
         typer.echo(f"results: {json_out}")
+    disagreements = rep.disagreements()
+    if disagreements:  # the contract is 0 and 0: a difference is a failure, not a table entry
+        raise SneError(f"Lava and torch disagree ({'; '.join(disagreements)}); the results above are not exact")
 
 
 def _reset_interval(text: str) -> int | str | None:

@@ -82,6 +82,17 @@ class SimulationReport:
             })
         return out
 
+    def disagreements(self) -> list[str]:
+        """Active sets where Lava and torch differ (spikes, ops or cascade decisions); empty
+        when they agree or when there was nothing to compare with."""
+        bad = []
+        for ev in self.evaluations:
+            check = ev.torch
+            if check and (check.spike_mismatches or check.op_mismatches or check.decision_mismatches):
+                bad.append(f"{ev.label}: {check.spike_mismatches} spike, {check.op_mismatches} op, "
+                           f"{check.decision_mismatches} decision mismatches")
+        return bad
+
     def layer_rows(self) -> list[dict[str, Any]]:
         """Synaptic ops per sample of every student and layer, per active set."""
         return [{"active": ev.label, "student": k, "ops_per_layer": [round(v, 2) for v in per]}

@@ -229,3 +229,24 @@ def test_a_cascade_head_older_than_the_ensemble_or_corrupt_is_retrained(tiny_run
     assert not ensure_cascade_head(tmp_path, loaded.model, x, y)[1]
     (tmp_path / "cascade_head.pt").write_bytes(b"not a checkpoint")
     assert ensure_cascade_head(tmp_path, loaded.model, x, y)[1]
+
+
+def test_simulate_fails_when_torch_and_lava_disagree(export_dir: Path, tmp_path: Path) -> None:
+    """Compared with an ensemble whose first layer was changed, Lava's spikes differ: the
+    command prints its table but exits non-zero with one line (the contract is 0 and 0)."""
+    import torch
+
+    from sne_loihi.io import load_checkpoint
+
+    ckpt = load_checkpoint(export_dir.parent / "ensemble.pt")
+    key = next(k for k in ckpt["model"] if k.endswith("blocks.0.synapse.weight"))
+    ckpt["model"][key] = ckpt["model"][key] * 3.0
+    other = tmp_path / "other.pt"
+    torch.save(ckpt, other)
+    result = runner.invoke(app, ["simulate", str(export_dir), "--samples", "3", "--backend", "cpu",
+                                 "--compare", str(other)])
+    assert result.exit_code == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]  # progress bars share stderr
+    assert len(errors) == 1 and "Lava and torch disagree (all:" in errors[0], result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("error: ")
+    assert "spike / op mismatches" in result.stdout  # the table was still shown
