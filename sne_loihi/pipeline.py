@@ -229,21 +229,26 @@ def _student_row(name: str, active: str, r: Any, params: int, profile: Any) -> d
     }
 
 
-def _teacher_for(run_dir: Path, device: str):
-    from sne_loihi.errors import CheckpointError
+def _teacher_for(run_dir: Path, cfg: RunConfig):
+    """The run's teacher, refused when it was trained on another data set or split."""
+    from sne_loihi.data.dataset import split_mismatch
+    from sne_loihi.errors import CheckpointError, ConfigError
     from sne_loihi.train.teacher import TEACHER_FILE, load_teacher
 
     path = Path(run_dir) / TEACHER_FILE
     if not path.exists():
         raise CheckpointError(f"no teacher in {run_dir} (expected {path}); run 'sne teacher --run-dir {run_dir}' first")
-    model, _, _ = load_teacher(path, device=device)
+    model, tcfg, _ = load_teacher(path, device=cfg.train.device)
+    why = split_mismatch(tcfg.data, tcfg.train.seed, cfg.data, cfg.train.seed)
+    if why:
+        raise ConfigError(f"{path} does not fit this run: {why}; use the teacher's settings or train a new teacher")
     return model, path
 
 
 def partition_stage(cfg: RunConfig, run_dir: Path):  # -> Partition
     """Teacher features over the training set (cached) -> partition.json."""
     data = load_data(cfg)
-    teacher, tpath = _teacher_for(run_dir, cfg.train.device)
+    teacher, tpath = _teacher_for(run_dir, cfg)
     feats = cached_teacher_features(teacher, data, run_dir, tpath)
     return make_partition(cfg, feats, run_dir)
 
@@ -259,7 +264,7 @@ def students_stage(
 
     out_dir = Path(out_dir or run_dir)
     data = load_data(cfg)
-    teacher, tpath = _teacher_for(run_dir, cfg.train.device)
+    teacher, tpath = _teacher_for(run_dir, cfg)
     feats = cached_teacher_features(teacher, data, run_dir, tpath)
     part = make_partition(cfg, feats, run_dir)
     scale = fit_feature_scale(feats, cfg.ensemble.feature_scaling, cfg.ensemble.feature_percentile)

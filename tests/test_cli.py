@@ -241,3 +241,19 @@ def test_real_console_error_after_slayer_import_is_one_stderr_line(tiny_run: Pat
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"error: {run / 'teacher.pt'} does not fit teacher") and proc.stderr.count("\n") == 1, proc.stderr
     assert "Prophesee" not in proc.stdout
+
+
+def test_students_refuse_a_teacher_trained_on_another_split(tmp_path: Path) -> None:
+    """digits has no official split: another seed would put the teacher's training images into
+    the students' test set, so `sne train --seed 7` on a seed-0 teacher is refused up front."""
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["teacher", "--run-dir", str(run), "--dataset", "digits", "--epochs", "1",
+                                 "--max-train", "200", "--max-test", "50", "--no-progress"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    before = (run / "config.toml").read_bytes()
+    refused = runner.invoke(app, ["train", "--run-dir", str(run), "--seed", "7", "--epochs", "1",
+                                  "--student-arch", "digits_tiny", "--no-progress"])
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, refused.stderr
+    assert "split used seed 0" in refused.stderr and "seed 7" in refused.stderr
+    assert not (run / "ensemble.pt").exists() and (run / "config.toml").read_bytes() == before

@@ -46,6 +46,27 @@ class Dataset:
 
 DatasetLoader = Callable[[DataConfig, int], Dataset]
 
+#: Data sets without an official split: their train/test split is drawn with the run's seed
+#: and ``data.test_fraction``, so artifacts trained with other values saw other test images.
+SEEDED_SPLIT: frozenset[str] = frozenset({"digits"})
+
+
+def split_mismatch(trained: DataConfig, trained_seed: int, wanted: DataConfig, wanted_seed: int) -> str | None:
+    """Why data of ``wanted`` would not be the data an artifact was ``trained`` on, or ``None``.
+
+    Only what changes the test set counts: the data set, and for :data:`SEEDED_SPLIT` sets
+    the seed and test fraction of the split (another ``max_train`` / ``max_test`` subset or
+    another seed of an officially split set keeps train and test apart).
+    """
+    if trained.name != wanted.name:
+        return f"it was trained on {trained.name}, this run uses {wanted.name}"
+    if wanted.name in SEEDED_SPLIT and (trained_seed, trained.test_fraction) != (wanted_seed, wanted.test_fraction):
+        return (f"its {wanted.name} split used seed {trained_seed} and test fraction {trained.test_fraction}, this run "
+                f"asks for seed {wanted_seed} and {wanted.test_fraction}, whose test images include images it was "
+                f"trained on")
+    return None
+
+
 #: ``name -> loader(cfg: DataConfig, seed: int) -> Dataset``.
 DATASETS: Registry[DatasetLoader] = Registry("data set")
 
