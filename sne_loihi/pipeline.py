@@ -269,8 +269,30 @@ def students_stage(
     part = make_partition(cfg, feats, run_dir)
     scale = fit_feature_scale(feats, cfg.ensemble.feature_scaling, cfg.ensemble.feature_percentile)
     check_resumable(out_dir / ENSEMBLE_FILE, cfg, resume=resume)  # config.toml only after the checks
+    teacher_sha256 = _same_teacher(out_dir / ENSEMBLE_FILE, tpath)
     dump_toml(cfg, out_dir / CONFIG_FILE)
-    return train_students(cfg, data, teacher, part, scale, out_dir, resume=resume, progress=progress)
+    return train_students(cfg, data, teacher, part, scale, out_dir, resume=resume, progress=progress,
+                          provenance={"teacher_sha256": teacher_sha256})
+
+
+def _same_teacher(ensemble_path: Path, teacher_path: Path) -> str:
+    """SHA-256 of the teacher file; refuses to continue an ensemble distilled from another one.
+
+    Raises:
+        CheckpointError: ``ensemble_path`` records a different teacher (ensembles written before
+            teachers were recorded carry no key and are accepted).
+    """
+    from sne_loihi.errors import CheckpointError
+    from sne_loihi.export.manifest import sha256_file
+    from sne_loihi.io import load_checkpoint
+
+    key = sha256_file(teacher_path)
+    if ensemble_path.exists():
+        stored = load_checkpoint(ensemble_path).get("teacher_sha256")
+        if stored is not None and stored != key:
+            raise CheckpointError(f"{ensemble_path} was distilled from another teacher than {teacher_path} "
+                                  "(its content differs); resume with that teacher or use a new run folder")
+    return key
 
 
 def finetune_stage(

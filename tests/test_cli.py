@@ -257,3 +257,26 @@ def test_students_refuse_a_teacher_trained_on_another_split(tmp_path: Path) -> N
     assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, refused.stderr
     assert "split used seed 0" in refused.stderr and "seed 7" in refused.stderr
     assert not (run / "ensemble.pt").exists() and (run / "config.toml").read_bytes() == before
+
+
+def test_resume_refuses_an_ensemble_distilled_from_another_teacher(tmp_path: Path) -> None:
+    """ensemble.pt records the SHA-256 of the teacher it was distilled from; a run folder whose
+    teacher.pt was swapped for another one does not silently continue with it."""
+    import shutil
+
+    common = ["--dataset", "digits", "--max-train", "200", "--max-test", "50", "--no-progress"]
+    run, other = tmp_path / "run", tmp_path / "other"
+    for folder, epochs in ((run, "1"), (other, "2")):
+        result = runner.invoke(app, ["teacher", "--run-dir", str(folder), "--epochs", epochs, *common])
+        assert result.exit_code == 0, result.stdout + result.stderr
+    train = ["train", "--run-dir", str(run), "--epochs", "1", "--student-arch", "digits_tiny", "--time-steps", "2",
+             "--no-progress"]
+    result = runner.invoke(app, train)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    shutil.copy2(other / "teacher.pt", run / "teacher.pt")
+    ensemble_before = (run / "ensemble.pt").read_bytes()
+    refused = runner.invoke(app, [*train[:4], "2", *train[5:], "--resume"])
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, refused.stderr
+    assert "distilled from another teacher" in refused.stderr
+    assert (run / "ensemble.pt").read_bytes() == ensemble_before

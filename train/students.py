@@ -92,12 +92,14 @@ def train_students(
     *,
     resume: bool = False,
     progress: bool = True,
+    provenance: dict[str, Any] | None = None,
 ) -> StudentsResult:
     """Train the ensemble with ``L = CE + alpha * sum_i MSE(f_T^(i), f_S^(i))``.
 
     Teacher features are computed on the same (augmented) batch the students see, scaled by
     ``feature_scale`` into [0, 1]. With ``ensemble.train_active = K > 0`` each batch activates
     K random students (dropout training); the others output zeros and get no KD term.
+    ``provenance`` (e.g. the teacher file's SHA-256) is stored in every checkpoint.
 
     Raises:
         ConfigError: Impossible options (K > N, alpha < 0, distillation without a teacher).
@@ -126,7 +128,8 @@ def train_students(
     if teacher is not None:
         teacher.to(device).eval()
     groups = partition.groups
-    extra = ensemble_extra(model, partition, feature_scale, data.in_shape, data.num_classes, data.class_names)
+    extra = {**ensemble_extra(model, partition, feature_scale, data.in_shape, data.num_classes, data.class_names),
+             **(provenance or {})}
     n_batches = -(-len(data.x_train_nchw) // tcfg.batch_size)
     bar = tqdm(
         total=tcfg.epochs * n_batches,
