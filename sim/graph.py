@@ -382,6 +382,8 @@ class LavaGraph:
 
     def _check_input(self, x_nt: np.ndarray) -> np.ndarray:
         x_nt = np.asarray(x_nt)
+        if x_nt.dtype.kind not in "biuf":  # complex, object, strings: not spike counts
+            raise SimulationError(f"input must hold real integers, got an array of dtype {x_nt.dtype}")
         if x_nt.ndim < 3 or x_nt.shape[-1] != self.time_steps:
             raise SimulationError(f"input must be [N, ..., T={self.time_steps}], got shape {list(x_nt.shape)}")
         if self.signed_input:  # a sigma-delta input neuron takes signed 24-bit values

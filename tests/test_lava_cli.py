@@ -175,6 +175,9 @@ def test_simulate_a_single_netx_file_with_its_input(export_dir: Path, tmp_path: 
     one_line_error(runner.invoke(app, ["simulate", str(net)]), "--input")
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     one_line_error(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "bad.npy")]), "cannot read input")
+    np.save(tmp_path / "complex.npy", x.astype(np.complex64))
+    one_line_error(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "complex.npy"), "--input-bits",
+                                       str(enc["bits"])]), "real integers")
 
 
 def test_evaluate_keeps_the_lava_section_and_flags_it_stale(tiny_run: Path, tmp_path: Path) -> None:
