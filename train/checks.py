@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from sne_loihi.config import RunConfig
+from sne_loihi.config import Backend, RunConfig
 from sne_loihi.errors import ConfigError, SneError
 from sne_loihi.indices import parse_active
 
@@ -52,6 +52,17 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def lava_loihi_installed() -> bool:
+    """Whether Intel's lava-loihi extension is on the path, found without importing Lava
+    (what ``lava.utils.loihi.is_installed`` looks for: ``lava.utils.loihi2_profiler``)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("lava")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    return any((Path(r) / "utils" / name).exists() for r in roots for name in ("loihi2_profiler", "loihi2_profiler.py"))
+
+
 def check_config(cfg: RunConfig) -> None:
     """Check value ranges, architecture names and the device before any work is done.
 
@@ -93,6 +104,10 @@ def check_config(cfg: RunConfig) -> None:
             parse_active(entry, cfg.ensemble.num_students, cfg.train.seed)
         except SneError as exc:
             raise ConfigError(f"lava.active: {exc}") from None
+    if (cfg.lava.enabled and cfg.lava.samples > 0 and cfg.lava.backend is Backend.LOIHI2
+            and not lava_loihi_installed()):
+        raise ConfigError("lava.backend loihi2 needs Intel's lava-loihi extension (INRC), which is not installed; "
+                          "use --backend cpu or auto")
     bad = [t for t in cfg.lava.cascade if not _at_least(0)(t)]
     if bad:
         raise ConfigError(f"lava.cascade thresholds must be numbers >= 0, got {bad[0]!r}")
