@@ -99,6 +99,7 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
         (["pipeline", "--config", "ACTIVE_TOML"], 1, "lava.active: --active '5': student index 5 out of range 0..3"),
         (["pipeline", "--config", "DATA_TOML"], 1, "config section 'data' must be a table"),
         (["pipeline", "--backend", "loihi2"], 1, "lava.backend loihi2 needs Intel's lava-loihi extension"),
+        (["pipeline", "--students", "1000"], 1, "ensemble.num_students 1000 exceeds teacher digits_cnn's 64 features"),
         (["teacher", "--arch", "nosuch"], 1, "unknown teacher 'nosuch'"),
         (["pipeline", "--epochs", "abc"], 2, "Invalid value for '--epochs'"),
         (["pipeline", "--nosuch"], 2, "No such option: --nosuch"),
