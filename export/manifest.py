@@ -172,6 +172,8 @@ def validate_manifest(m: Manifest, directory: Path) -> None:
     in_xyz = tuple(reversed(m.input.shape_chw))
     for i, s in enumerate(m.students):
         path = directory / s.file
+        if Path(s.file).name != s.file or path.resolve().parent != Path(directory).resolve():
+            raise ExportError(f"{directory}: student {i} file {s.file!r} is not a file name inside the export folder")
         if not path.is_file():
             raise ExportError(f"{directory}: student {i} network {s.file} is missing")
         digest = sha256_file(path)
@@ -192,6 +194,8 @@ def validate_manifest(m: Manifest, directory: Path) -> None:
     if w.ndim != 2 or w.shape != (n_cls, total) or b.shape != (n_cls,):
         raise ExportError(f"{directory}: head weight {list(w.shape)} / bias {list(b.shape)} do not fit "
                           f"{total} student outputs and {n_cls} classes")
+    if not (np.isfinite(w).all() and np.isfinite(b).all()):
+        raise ExportError(f"{directory}: the head holds non-finite values")
     if m.cascade is not None:
         validate_cascade_head(m.cascade, w.shape, len(m.students), str(directory))
 

@@ -143,7 +143,7 @@ def test_simulate_loihi2_without_the_extension_is_refused(export_dir: Path) -> N
     one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--samples", "2", "--backend", "loihi2"]), "lava-loihi")
 
 
-@pytest.mark.parametrize("damage", ["truncate", "manifest"])
+@pytest.mark.parametrize("damage", ["truncate", "manifest", "nan head", "file outside"])
 def test_simulate_damaged_export_is_a_one_line_error(export_dir: Path, tmp_path: Path, damage: str) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(export_dir, broken)
@@ -151,6 +151,17 @@ def test_simulate_damaged_export_is_a_one_line_error(export_dir: Path, tmp_path:
         data = (broken / "student_0.net").read_bytes()
         (broken / "student_0.net").write_bytes(data[: len(data) // 3])
         needle = "student_0.net"
+    elif damage == "nan head":
+        manifest = json.loads((broken / "manifest.json").read_text())
+        manifest["head_weight"][0][0] = float("nan")
+        (broken / "manifest.json").write_text(json.dumps(manifest))
+        needle = "non-finite"
+    elif damage == "file outside":
+        shutil.copy2(broken / "student_0.net", tmp_path / "student_0.net")
+        manifest = json.loads((broken / "manifest.json").read_text())
+        manifest["students"][0]["file"] = "../student_0.net"
+        (broken / "manifest.json").write_text(json.dumps(manifest))
+        needle = "not a file name inside the export folder"
     else:
         manifest = json.loads((broken / "manifest.json").read_text())
         manifest["students"][1]["out_features"] += 1
