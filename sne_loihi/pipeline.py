@@ -188,7 +188,12 @@ def evaluate_run(run_dir: Path, *, energy_profile: str = "cmos45nm", batch_size:
     rows: list[dict[str, Any]] = []
     teacher_path = run_dir / TEACHER_FILE
     if teacher_path.exists():
+        from sne_loihi.data.dataset import split_mismatch
+
         teacher, tcfg, _ = load_teacher(teacher_path)
+        why = split_mismatch(tcfg.data, tcfg.train.seed, cfg.data, cfg.train.seed)
+        if why:  # e.g. another run's ensemble.pt copied in: its test set is the teacher's training data
+            raise ConfigError(f"{teacher_path} does not fit {run_dir / 'ensemble.pt'}: {why}")
         t_acc = accuracy(predict_logits(teacher, data.x_test_nchw, batch_size, torch.device("cpu")), data.y_test)
         macs = teacher_macs(teacher, data.in_shape)
         rows.append({

@@ -282,3 +282,24 @@ def test_resume_refuses_an_ensemble_distilled_from_another_teacher(tmp_path: Pat
     assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, refused.stderr
     assert "distilled from another teacher" in refused.stderr
     assert (run / "ensemble.pt").read_bytes() == ensemble_before
+
+
+def test_evaluate_refuses_an_ensemble_from_another_split(tmp_path: Path) -> None:
+    """Another run's ensemble.pt (trained on the digits split of seed 0) next to a teacher of
+    the seed-7 split: scoring the teacher on the ensemble's test set would reuse its training
+    images, so `sne evaluate` refuses in one line."""
+    import shutil
+
+    common = ["--dataset", "digits", "--max-train", "200", "--max-test", "50", "--no-progress"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, seed in ((a, "0"), (b, "7")):
+        result = runner.invoke(app, ["teacher", "--run-dir", str(folder), "--epochs", "1", "--seed", seed, *common])
+        assert result.exit_code == 0, result.stdout + result.stderr
+    result = runner.invoke(app, ["train", "--run-dir", str(a), "--epochs", "1", "--student-arch", "digits_tiny",
+                                 "--time-steps", "2", "--no-progress"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    shutil.copy2(a / "ensemble.pt", b / "ensemble.pt")
+    refused = runner.invoke(app, ["evaluate", str(b), "--no-activation"])
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, refused.stderr
+    assert "does not fit" in refused.stderr and "seed 7" in refused.stderr
