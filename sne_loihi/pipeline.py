@@ -47,8 +47,11 @@ def prepare_run_dir(
     dump_toml(cfg, run_dir / CONFIG_FILE)
 
 
-def check_resumable(path: Path, cfg: RunConfig, *, resume: bool) -> None:
+def check_resumable(path: Path, cfg: RunConfig, *, resume: bool) -> dict[str, Any] | None:
     """Fail now, before anything is written, if the training loop would refuse ``path``.
+
+    Returns:
+        The checkpoint that will be resumed, or ``None`` when there is none yet.
 
     Raises:
         CheckpointError: ``path`` exists without ``resume``, cannot be read, or its config
@@ -59,10 +62,10 @@ def check_resumable(path: Path, cfg: RunConfig, *, resume: bool) -> None:
 
     path = Path(path)
     if not path.exists():
-        return
+        return None
     if not resume:
         raise CheckpointError(f"{path} already exists; pass --resume to continue it or use another run folder")
-    load_resume_checkpoint(path, cfg.to_dict())
+    return load_resume_checkpoint(path, cfg.to_dict())
 
 
 def load_data(cfg: RunConfig):  # -> Dataset
@@ -273,27 +276,29 @@ def students_stage(
     feats = cached_teacher_features(teacher, data, run_dir, tpath)
     part = make_partition(cfg, feats, run_dir)
     scale = fit_feature_scale(feats, cfg.ensemble.feature_scaling, cfg.ensemble.feature_percentile)
-    check_resumable(out_dir / ENSEMBLE_FILE, cfg, resume=resume)  # config.toml only after the checks
-    teacher_sha256 = _same_teacher(out_dir / ENSEMBLE_FILE, tpath)
+    resumed = check_resumable(out_dir / ENSEMBLE_FILE, cfg, resume=resume)  # config.toml only after the checks
+    teacher_sha256 = _same_teacher(resumed, out_dir / ENSEMBLE_FILE, tpath)
     dump_toml(cfg, out_dir / CONFIG_FILE)
     return train_students(cfg, data, teacher, part, scale, out_dir, resume=resume, progress=progress,
                           provenance={"teacher_sha256": teacher_sha256})
 
 
-def _same_teacher(ensemble_path: Path, teacher_path: Path) -> str:
+def _same_teacher(resumed: dict[str, Any] | None, ensemble_path: Path, teacher_path: Path) -> str:
     """SHA-256 of the teacher file; refuses to continue an ensemble distilled from another one.
 
+    Args:
+        resumed: The ensemble checkpoint being resumed (from :func:`check_resumable`), if any.
+
     Raises:
-        CheckpointError: ``ensemble_path`` records a different teacher (ensembles written before
+        CheckpointError: ``resumed`` records a different teacher (ensembles written before
             teachers were recorded carry no key and are accepted).
     """
     from sne_loihi.errors import CheckpointError
     from sne_loihi.export.manifest import sha256_file
-    from sne_loihi.io import load_checkpoint
 
     key = sha256_file(teacher_path)
-    if ensemble_path.exists():
-        stored = load_checkpoint(ensemble_path).get("teacher_sha256")
+    if resumed is not None:
+        stored = resumed.get("teacher_sha256")
         if stored is not None and stored != key:
             raise CheckpointError(f"{ensemble_path} was distilled from another teacher than {teacher_path} "
                                   "(its content differs); resume with that teacher or use a new run folder")
