@@ -78,6 +78,8 @@ def friendly(fn: Callable) -> Callable:
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="digits (embedded) or cifar10.")]
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of CIFAR-10 python batches.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config (flags override it).")]
+PresetOpt = Annotated[Optional[str], typer.Option(
+    "--preset", help="Named preset shipped with sne-loihi: cpu-cifar10, paper-cifar10 (--config and flags override it).")]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder (default: runs/<dataset>-<time>).")]
 RunArg = Annotated[Path, typer.Argument(help="Run folder written by 'sne train' or 'sne pipeline'.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --run-dir.")]
@@ -97,6 +99,7 @@ def _run_config(
     config_file: Path | None,
     run_dir: Path | None,
     overrides: dict[str, Any],
+    preset_name: str | None = None,
 ) -> RunConfig:
     """Resolve the config; a run folder's own config.toml is the base when no --config."""
     from sne_loihi.pipeline import CONFIG_FILE
@@ -105,7 +108,7 @@ def _run_config(
         config_file = run_dir / CONFIG_FILE
     if overrides.get("data.data_dir") is not None:
         overrides["data.data_dir"] = str(overrides["data.data_dir"])
-    cfg = resolve(dataset, config_file, overrides)
+    cfg = resolve(dataset, config_file, overrides, preset_name)
     from sne_loihi.train.checks import check_config
 
     check_config(cfg)  # before any run folder is made or any training starts
@@ -115,6 +118,14 @@ def _run_config(
     if cfg.teacher.arch == EXTERNAL:  # a stored config.toml or --config file alone never runs code
         require_trusted_factory(cfg.teacher.factory, config_file or "the config")
     return cfg
+
+
+def _echo_preset(cfg: RunConfig) -> None:
+    """Print the resolved config of a preset run, so the run says what it trains."""
+    if cfg.preset:
+        import tomli_w
+
+        typer.echo(f"preset {cfg.preset}; resolved config:\n{tomli_w.dumps(cfg.to_dict()).rstrip()}")
 
 
 def _default_run_dir(run_dir: Path | None, cfg: RunConfig) -> Path:
@@ -129,6 +140,7 @@ def teacher(
     dataset: DatasetOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     run_dir: RunDirOpt = None,
     arch: Annotated[Optional[str], typer.Option("--arch", help="Teacher: digits_cnn, vgg11, vgg19, resnet18, external.")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Teacher epochs.")] = None,
@@ -158,7 +170,8 @@ def teacher(
         "teacher.batch_size": batch_size, "teacher.factory": factory, "teacher.feature_layer": feature_layer,
         "teacher.checkpoint": checkpoint, "train.seed": seed, "train.device": device,
         "data.max_train": max_train, "data.max_test": max_test,
-    })
+    }, preset)
+    _echo_preset(cfg)
     run_dir = _default_run_dir(run_dir, cfg)
     data = load_data(cfg)
     prepare_run_dir(run_dir, cfg, resume=resume, checkpoints=("teacher.pt",))
@@ -494,6 +507,7 @@ def pipeline(
     dataset: DatasetOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     run_dir: RunDirOpt = None,
     teacher_arch: Annotated[Optional[str], typer.Option("--teacher-arch")] = None,
     teacher_epochs: Annotated[Optional[int], typer.Option("--teacher-epochs")] = None,
@@ -536,7 +550,8 @@ def pipeline(
     )
     overrides.update({"lava.enabled": lava, "lava.samples": lava_samples, "lava.backend": backend,
                       "lava.cascade": _float_list(lava_cascade, "--lava-cascade") if lava_cascade else None})
-    cfg = _run_config(dataset, config, run_dir if resume else None, overrides)
+    cfg = _run_config(dataset, config, run_dir if resume else None, overrides, preset)
+    _echo_preset(cfg)
     run_dir = _default_run_dir(run_dir, cfg)
     ks = _int_list(dropout_k, "--dropout-k") if dropout_k else []
     _echo_engine(cfg)

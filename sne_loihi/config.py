@@ -269,8 +269,14 @@ class LavaConfig:
 
 @dataclass
 class RunConfig:
-    """Everything needed to rebuild and re-run one experiment."""
+    """Everything needed to rebuild and re-run one experiment.
 
+    Attributes:
+        preset: The named preset the run was resolved from (``--preset``), recorded for the
+            reader; it changes nothing by itself (the resolved sections hold every value).
+    """
+
+    preset: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -377,6 +383,29 @@ def preset(dataset: str) -> RunConfig:
     raise ConfigError(f"no preset for data set {dataset!r}; known: digits, cifar10")
 
 
+#: Named presets shipped with the package: ``sne_loihi/presets/<name>.toml``.
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def preset_names() -> list[str]:
+    """Names accepted by ``--preset`` (the TOML files in :data:`PRESET_DIR`)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def named_preset(name: str) -> dict[str, Any]:
+    """The config tree of a named preset (a partial config; see :func:`resolve`).
+
+    Raises:
+        ConfigError: For an unknown name.
+    """
+    names = preset_names()
+    if name not in names:
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(names)}")
+    tree = load_toml(PRESET_DIR / f"{name}.toml")
+    tree["preset"] = name
+    return tree
+
+
 def load_toml(path: Path) -> dict[str, Any]:
     """Read a TOML file, turning every failure into a one-line :class:`ConfigError`."""
     try:
@@ -412,33 +441,41 @@ def resolve(
     dataset: str | None,
     config_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    preset_name: str | None = None,
 ) -> RunConfig:
-    """Resolve a run config: preset < TOML file < dotted CLI overrides.
+    """Resolve a run config: data-set preset < named preset < TOML file < dotted CLI overrides.
 
     Args:
         dataset: Data set chosen on the command line (``None``: the file's ``[data] name``,
-            else ``digits``). Its preset is the base.
+            else the named preset's, else ``digits``). Its data-set preset is the base.
         config_file: Optional TOML file with any subset of the sections.
         overrides: ``{"train.epochs": 3, ...}``; ``None`` values are ignored.
+        preset_name: A named preset (:func:`preset_names`), e.g. ``cpu-cifar10``.
     """
     file_tree = load_toml(config_file) if config_file is not None else {}
-    data_section = file_tree.get("data", {})
-    if not isinstance(data_section, dict):
-        raise ConfigError(f"config section 'data' must be a table, got {data_section!r}")
-    file_dataset = data_section.get("name")
-    if file_dataset is not None and not isinstance(file_dataset, str):
-        raise ConfigError(f"data.name: expected a string, got {file_dataset!r}")
-    chosen = dataset or file_dataset or "digits"
-    tree = preset(chosen).to_dict()
-    if file_dataset and file_dataset != chosen:
-        raise ConfigError(
-            f"--dataset {chosen} contradicts the config file's data set {file_dataset}"
-        )
-    tree = merge(tree, file_tree)
+    named = named_preset(preset_name) if preset_name else {}
+    file_dataset = _data_name(file_tree, "the config file")
+    named_dataset = _data_name(named, f"preset {preset_name}")
+    chosen = dataset or file_dataset or named_dataset or "digits"
+    for source, name in ((f"the config file's data set {file_dataset}", file_dataset),
+                         (f"preset {preset_name}'s data set {named_dataset}", named_dataset)):
+        if name and name != chosen:
+            raise ConfigError(f"data set {chosen} contradicts {source}")
+    tree = merge(merge(preset(chosen).to_dict(), named), file_tree)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             set_dotted(tree, dotted, value.value if isinstance(value, enum.Enum) else value)
     return RunConfig.from_dict(tree)
+
+
+def _data_name(tree: dict[str, Any], where: str) -> str | None:
+    section = tree.get("data", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"config section 'data' of {where} must be a table, got {section!r}")
+    name = section.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"data.name in {where}: expected a string, got {name!r}")
+    return name
 
 
 def dump_toml(config: RunConfig, path: Path) -> None:
