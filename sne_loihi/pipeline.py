@@ -197,6 +197,12 @@ def evaluate_run(run_dir: Path, *, energy_profile: str = "cmos45nm", batch_size:
         why = split_mismatch(tcfg.data, tcfg.train.seed, cfg.data, cfg.train.seed)
         if why:  # e.g. another run's ensemble.pt copied in: its test set is the teacher's training data
             raise ConfigError(f"{teacher_path} does not fit {run_dir / 'ensemble.pt'}: {why}")
+        if loaded.teacher_sha256 is not None:
+            from sne_loihi.export.manifest import sha256_file
+
+            if sha256_file(teacher_path) != loaded.teacher_sha256:  # the report would describe another teacher
+                raise ConfigError(f"{teacher_path} is not the teacher {run_dir / 'ensemble.pt'} was distilled from "
+                                  "(its content differs); put that teacher back or evaluate in its own run folder")
         t_acc = accuracy(predict_logits(teacher, data.x_test_nchw, batch_size, torch.device("cpu")), data.y_test)
         macs = teacher_macs(teacher, data.in_shape)
         rows.append({

@@ -303,3 +303,25 @@ def test_evaluate_refuses_an_ensemble_from_another_split(tmp_path: Path) -> None
     assert refused.exit_code == 1, refused.stdout + refused.stderr
     assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, refused.stderr
     assert "does not fit" in refused.stderr and "seed 7" in refused.stderr
+
+
+def test_evaluate_refuses_a_swapped_teacher_of_the_same_split(tmp_path: Path) -> None:
+    """A teacher retrained with the same config (same split, other weights) put in place of the
+    one the ensemble was distilled from: the report would describe a teacher the students never
+    saw, so `sne evaluate` refuses in one line and writes no report."""
+    import shutil
+
+    common = ["--dataset", "digits", "--max-train", "200", "--max-test", "50", "--no-progress"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, epochs in ((a, "1"), (b, "2")):
+        result = runner.invoke(app, ["teacher", "--run-dir", str(folder), "--epochs", epochs, *common])
+        assert result.exit_code == 0, result.stdout + result.stderr
+    result = runner.invoke(app, ["train", "--run-dir", str(a), "--epochs", "1", "--student-arch", "digits_tiny",
+                                 "--time-steps", "2", "--no-progress"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    shutil.copy2(b / "teacher.pt", a / "teacher.pt")
+    refused = runner.invoke(app, ["evaluate", str(a), "--no-activation"])
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, refused.stderr
+    assert "is not the teacher" in refused.stderr
+    assert not (a / "report.json").exists()

@@ -78,6 +78,7 @@ class LoadedEnsemble:
     class_names: list[str]
     epoch: int
     history: list[dict[str, Any]]
+    teacher_sha256: str | None = None
 
 
 def load_ensemble(path: Path, device: str | torch.device = "cpu") -> LoadedEnsemble:
@@ -111,4 +112,5 @@ def load_ensemble(path: Path, device: str | torch.device = "cpu") -> LoadedEnsem
         class_names=[str(c) for c in ckpt.get("class_names", [])],
         epoch=int(ckpt.get("epoch", 0)),
         history=list(ckpt.get("history", [])),
+        teacher_sha256=ckpt.get("teacher_sha256") if isinstance(ckpt.get("teacher_sha256"), str) else None,
     )
