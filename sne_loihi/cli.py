@@ -162,7 +162,7 @@ def teacher(
         ctx.obj = {"dataset": dataset, "config": config, "run_dir": run_dir, "device": device, "progress": progress,
                    "factory": factory, "trust_factory": trust_factory}
         return
-    from sne_loihi.pipeline import load_data, prepare_run_dir
+    from sne_loihi.pipeline import check_teacher_buildable, load_data, prepare_run_dir
     from sne_loihi.train.teacher import train_teacher
 
     cfg = _run_config(dataset, config, run_dir, {
@@ -174,6 +174,7 @@ def teacher(
     _echo_preset(cfg)
     run_dir = _default_run_dir(run_dir, cfg)
     data = load_data(cfg)
+    check_teacher_buildable(cfg, data)  # a bad external checkpoint fails before the run folder exists
     prepare_run_dir(run_dir, cfg, resume=resume, checkpoints=("teacher.pt",))
     result = train_teacher(cfg, data, run_dir, resume=resume, progress=progress)
     typer.echo(f"teacher {cfg.teacher.arch}: test accuracy {100 * result.test_accuracy:.2f}% -> {result.path}")

@@ -418,17 +418,20 @@ def cfg_device(run_dir: Path) -> str:
     return load_toml(path).get("train", {}).get("device", "auto") if path.exists() else "auto"
 
 
-def _check_students_fit_teacher(cfg: RunConfig, data: Any) -> None:
-    """N students need at least N teacher features: fail before the teacher trains.
+def check_teacher_buildable(cfg: RunConfig, data: Any) -> None:
+    """Build the configured teacher once before anything is written, so a bad setting fails
+    while the run folder is still untouched: an external teacher's checkpoint is read and
+    checked against its model, and N students need at least N teacher features.
 
     The feature size of a registered teacher is read off an untrained instance (an external
     teacher's only after it is built, by the partition stage).
     """
     from sne_loihi.teachers import EXTERNAL, build_teacher
 
+    teacher = build_teacher(cfg.teacher, data.in_shape, data.num_classes)
     if cfg.teacher.arch == EXTERNAL:
         return
-    dim = int(build_teacher(cfg.teacher, data.in_shape, data.num_classes).feature_dim)
+    dim = int(teacher.feature_dim)
     if cfg.ensemble.num_students > dim:
         raise ConfigError(f"ensemble.num_students {cfg.ensemble.num_students} exceeds teacher {cfg.teacher.arch}'s "
                           f"{dim} features (each student needs at least one)")
@@ -461,7 +464,7 @@ def run_pipeline(
     t0 = time.time()
     run_dir = Path(run_dir)
     data = load_data(cfg)
-    _check_students_fit_teacher(cfg, data)
+    check_teacher_buildable(cfg, data)
     if resume and run_dir.is_dir():  # what a later stage would refuse, before config.toml is rewritten
         stored_finetune(cfg, run_dir)
         stored_partition(cfg, run_dir)

@@ -263,6 +263,7 @@ def test_external_teacher_checkpoint_is_loaded_without_running_code(
     one_error_line(result, f"cannot load external teacher checkpoint {bad}")
     assert imported.exists()  # the factory named on the command line is the user's own code
     assert not marker.exists()
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made
 
 
 # ---- writes: --overwrite, leftovers, config.toml, the run lock ------------------------------
