@@ -55,7 +55,6 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,95 +62,10 @@ import numpy as np
 from sne_loihi.errors import SimulationError
 from sne_loihi.export.netx_file import NetxNetwork, read_netx_network
 from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
+from sne_loihi.sim.graph_plan import AdapterLatency, GraphPlan, Layout, plan_graph
+from sne_loihi.sim.graph_types import RESET_PER_SAMPLE, CascadeRun, GraphRun, resolve_reset, to_lava_input
 
-
-@dataclass
-class GraphRun:
-    """Raw figures of one batch through the graph.
-
-    Attributes:
-        spikes_nft: Per network its output spikes ``[N, F, T]`` (int8; int32 graded
-            messages for a sigma-delta output layer).
-        ops_nl: Per network synaptic events ``[N, L]`` per sample and weighted layer.
-        seconds: Wall time of the Lava runs (every chunk; compilation excluded).
-        compile_seconds: Time this call spent compiling the graph and starting Lava's
-            processes (0 once the graph is running).
-        layer_spikes: With ``probe_layers``: per network, per weighted layer its spikes
-            ``[N, *shape_xyz, T]`` in Lava order (the last one is ``spikes_nft``).
-    """
-
-    spikes_nft: list[np.ndarray]
-    ops_nl: list[np.ndarray]
-    seconds: float
-    layer_spikes: list[list[np.ndarray]] | None = None
-    compile_seconds: float = 0.0
-
-
-@dataclass
-class CascadeRun:
-    """Raw figures of a batch through the graph's in-graph cascade (one Lava run per stage).
-
-    Attributes:
-        spikes_nft: Per network its output spikes ``[N, F, T]`` summed over the stages
-            (every network runs in at most one stage per sample; zeros where it did not run).
-        ops_nl: Per network synaptic events ``[N, L]`` summed over the stages.
-        ran_nk: ``[N, K]`` bool, which networks ran for which sample (the decision's record).
-        stages: Lava runs (stages) per chunk of ``capacity`` samples, in chunk order.
-        seconds: Wall time of the Lava runs (compilation excluded).
-        compile_seconds: Time this call spent compiling and starting the graph.
-    """
-
-    spikes_nft: list[np.ndarray]
-    ops_nl: list[np.ndarray]
-    ran_nk: np.ndarray
-    stages: list[int]
-    seconds: float
-    compile_seconds: float = 0.0
-
-
-#: ``reset_interval`` value that resets every sample (every T steps).
-RESET_PER_SAMPLE = "T"
-
-
-def resolve_reset(reset_interval: int | str | None, time_steps: int) -> int | None:
-    """``"T"`` -> ``time_steps``; an integer >= 1 -> itself; ``None`` -> ``None`` (no reset).
-
-    Raises:
-        SimulationError: Anything else.
-    """
-    if reset_interval is None:
-        return None
-    if reset_interval == RESET_PER_SAMPLE:
-        return int(time_steps)
-    if isinstance(reset_interval, (int, np.integer)) and not isinstance(reset_interval, bool) and reset_interval >= 1:
-        return int(reset_interval)
-    raise SimulationError(f"reset interval must be 'T', an integer >= 1 or None, got {reset_interval!r}")
-
-
-def reset_offset(network: NetxNetwork, reset_interval: int | None) -> int:
-    """The ``reset_offset`` for ``hdf5.Network`` that zeroes every block at the step a
-    sample's first step reaches it (see the module docstring); 0 without a reset."""
-    if reset_interval is None:
-        return 0
-    return 0 if network.input_neuron else 1
-
-
-def to_lava_input(x_nt: np.ndarray, port_shape: tuple[int, ...]) -> np.ndarray:
-    """Torch-layout samples ``[N, *in_shape, T]`` -> one stream ``[*port_shape, N * T]``.
-
-    ``[N, C, H, W, T]`` becomes ``(W, H, C)`` per step (netx's x, y, f order); a flat port
-    takes the torch flatten order.
-    """
-    n, t = x_nt.shape[0], x_nt.shape[-1]
-    if len(port_shape) == 3:
-        if x_nt.ndim != 5:
-            raise SimulationError(f"input must be [N, C, H, W, T] for this network, got shape {list(x_nt.shape)}")
-        per = x_nt.transpose(0, 3, 2, 1, 4)  # N, W, H, C, T
-    else:
-        per = x_nt.reshape(n, -1, t)
-    if tuple(per.shape[1:-1]) != tuple(port_shape):
-        raise SimulationError(f"input of shape {list(x_nt.shape[1:-1])} does not fit the network input {list(port_shape)} (Lava order)")
-    return np.moveaxis(per, 0, -2).reshape(*port_shape, n * t)
+__all__ = ["RESET_PER_SAMPLE", "CascadeRun", "GraphRun", "LavaGraph", "resolve_reset", "to_lava_input"]
 
 
 class LavaGraph:
@@ -177,6 +91,10 @@ class LavaGraph:
             see the module docstring.
         retime: Attribute outputs and ops to samples by the synaptic depth (see the module
             docstring); ``False``: raw Lava steps.
+        adapter_latency: Steps the host<->chip adapters add (Loihi 2 only, where they are
+            inserted; default :data:`~sne_loihi.sim.graph_plan.LOIHI2_ASSUMED_LATENCY`);
+            0 on the CPU. It moves the reset offsets and the readout / counter delays
+            (:attr:`plan`).
 
     Raises:
         SimulationError: Members with different input shapes, bad arguments, or an
@@ -186,7 +104,8 @@ class LavaGraph:
     def __init__(self, net_paths: Sequence[Path], input_bits: int, time_steps: int, capacity: int = 16,
                  backend: Backend | str = Backend.AUTO, probe_layers: bool = False, decision_classes: int = 0,
                  engine: Engine | str = Engine.FAST, num_layers: int | None = None,
-                 reset_interval: int | str | None = RESET_PER_SAMPLE, retime: bool = True) -> None:
+                 reset_interval: int | str | None = RESET_PER_SAMPLE, retime: bool = True,
+                 adapter_latency: AdapterLatency | None = None) -> None:
         if time_steps < 1 or capacity < 1:
             raise SimulationError(f"time_steps and capacity must be >= 1 (got {time_steps}, {capacity})")
         from sne_loihi.sim.processes import MAX_LAYERS, MAX_STUDENTS
@@ -210,7 +129,13 @@ class LavaGraph:
                 raise SimulationError(f"{p}: layer/{n.sdnn_layer} has sigma-delta (SDNN) neurons, which netx never "
                                       "resets; run it with reset interval none (--reset-interval none)")
         self.signed_input = all(n.signed_input for n in self.networks)
-        depth = max(len(n.layers) + n.max_delay for n in self.networks)
+        loihi = self.backend_used is Backend.LOIHI2
+        self.plan: GraphPlan = plan_graph(self.networks, layout=Layout.TAPPED, adapters=loihi,
+                                          latency=adapter_latency if loihi else AdapterLatency(),
+                                          reset_interval=self.reset_interval, retime=self.retime,
+                                          decision=decision_classes > 0)
+        lat = self.plan.latency.input_steps + self.plan.latency.output_steps
+        depth = max(len(n.layers) + n.max_delay for n in self.networks) + lat
         self.steps = capacity * time_steps + math.ceil(depth / time_steps) * time_steps
         self.compilations = 0
         self.compile_seconds = 0.0
@@ -236,7 +161,7 @@ class LavaGraph:
             try:
                 self.nets.append(hdf5.Network(net_config=str(p), input_message_bits=bits, num_layers=self.num_layers,
                                               reset_interval=self.reset_interval,
-                                              reset_offset=reset_offset(desc, self.reset_interval)))
+                                              reset_offset=self.plan.reset_offsets[len(self.nets)]))
             except Exception as exc:  # netx raises RuntimeError/AssertionError/KeyError with multi-line text
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise SimulationError(f"{p}: netx cannot build this network: {type(exc).__name__}: {first}") from None
@@ -253,6 +178,7 @@ class LavaGraph:
                                             self.steps, self.capacity)
             self.decision.mask_out.connect(self.gate.mask_in)
         self.counters, self.readouts, self.probes = [], [], []
+        self._adapters: dict[int, object] = {}  # chip port id -> its NxToPy adapter (shared by host readers)
         for k, (net, desc) in enumerate(zip(self.nets, self.networks)):
             try:
                 self._wire(k, net, desc)
@@ -279,27 +205,41 @@ class LavaGraph:
             raise SimulationError(f"{self.paths[k]}: netx built {len(net.layers)} blocks, expected {desc.num_blocks}")
         first = int(desc.input_neuron)  # index in net.layers of weighted layer 0
         fanouts = [lay.port_fanout for lay in layers]
-        delays = list(range(len(layers))) if self.retime else [0] * len(layers)
-        counter = OpCounter(fanouts, delays=delays, time_steps=t, steps=self.steps, capacity=self.capacity)
+        counter = OpCounter(fanouts, delays=self.plan.tap_delays[k], time_steps=t, steps=self.steps,
+                            capacity=self.capacity)
+        link = self._link
         gate_out = getattr(self.gate, f"out_{k}")
-        gate_out.connect(self._input_port(net))
-        (net.layers[0].out if desc.input_neuron else gate_out).connect(counter.in_0)
+        link(gate_out, self._input_port(net), to_chip=True)
+        if desc.input_neuron:
+            link(net.layers[0].out, counter.in_0, to_chip=False)
+        else:
+            gate_out.connect(counter.in_0)
         for j in range(1, len(layers)):
-            net.layers[first + j - 1].out.connect(getattr(counter, f"in_{j}"))
-        readout = Readout(tuple(net.out.shape), delay=len(layers) if self.retime else 0, time_steps=t,
+            link(net.layers[first + j - 1].out, getattr(counter, f"in_{j}"), to_chip=False)
+        readout = Readout(tuple(net.out.shape), delay=self.plan.readout_delays[k], time_steps=t,
                           steps=self.steps, capacity=self.capacity)
-        net.out.connect(readout.inp)
+        link(net.out, readout.inp, to_chip=False)
         if self.decision is not None:
-            net.out.connect(getattr(self.decision, f"in_{k}"))
+            link(net.out, getattr(self.decision, f"in_{k}"), to_chip=False)
         self.counters.append(counter)
         self.readouts.append(readout)
         probes = []
         for j in range(len(layers) - 1 if self.probe_layers else 0):
             block = net.layers[first + j]
-            probes.append(Readout(tuple(block.out.shape), delay=j + 1 if self.retime else 0, time_steps=t,
+            probes.append(Readout(tuple(block.out.shape), delay=self.plan.tap_delays[k][j + 1], time_steps=t,
                                   steps=self.steps, capacity=self.capacity))
             block.out.connect(probes[-1].inp)
         self.probes.append(probes)
+
+    def _link(self, src: object, dst: object, to_chip: bool) -> None:
+        """Connect a host port with a netx port: directly on the CPU, through an adapter of
+        the lava-loihi extension on Loihi 2 (see :mod:`sne_loihi.sim.adapters`)."""
+        if not self.plan.adapters:
+            src.connect(dst)
+            return
+        from sne_loihi.sim.adapters import connect_through_adapter
+
+        connect_through_adapter(src, dst, to_chip, self.input_bits if to_chip else 0, self._adapters)
 
     @property
     def runtime(self) -> object | None:
