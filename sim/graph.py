@@ -270,7 +270,7 @@ class LavaGraph:
         else:
             var.init = value
 
-    def _set_gate_mask(self, mask_nk: np.ndarray | None) -> None:
+    def set_gate_mask(self, mask_nk: np.ndarray | None) -> None:
         """The gate's per-sample mask for the next run (``None``: all ones)."""
         if mask_nk is None:
             if not self._gate_mask_ones:
@@ -303,8 +303,10 @@ class LavaGraph:
         self.compile_seconds += seconds
         return seconds
 
-    def _run_chunk(self, x_nt: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]], float]:
-        """One Lava run over ``x_nt``; also returns the seconds spent compiling (first run)."""
+    def run_chunk(self, x_nt: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]], float]:
+        """One Lava run over ``x_nt`` (at most ``capacity`` samples, checked input); returns
+        per network its output spikes, ops and (with ``probe_layers``) layer spikes, and the
+        seconds spent compiling (first run)."""
         from lava.magma.core.run_conditions import RunSteps
 
         n = x_nt.shape[0]
@@ -362,9 +364,9 @@ class LavaGraph:
         layer_spikes: list[list[list[np.ndarray]]] = [[] for _ in self.paths]
         seconds = compile_s = 0.0
         for start in range(0, x_nt.shape[0], self.capacity):
-            self._set_gate_mask(None if mask_nk is None else mask_nk[start:start + self.capacity])
+            self.set_gate_mask(None if mask_nk is None else mask_nk[start:start + self.capacity])
             t0 = time.perf_counter()
-            chunk_spikes, chunk_ops, chunk_layers, chunk_compile = self._run_chunk(x_nt[start:start + self.capacity])
+            chunk_spikes, chunk_ops, chunk_layers, chunk_compile = self.run_chunk(x_nt[start:start + self.capacity])
             seconds += time.perf_counter() - t0 - chunk_compile
             compile_s += chunk_compile
             for k in range(self.num_members):
@@ -397,19 +399,10 @@ class LavaGraph:
         """
         if self.decision is None:
             raise SimulationError("this Lava graph has no cascade decision process (build it with decision_classes > 0)")
-        x_nt = self._check_input(x_nt)
-        total = sum(int(np.prod(n.out.shape)) for n in self.nets)
-        head_w, head_b = np.asarray(head_w, dtype=np.float64), np.asarray(head_b, dtype=np.float64)
-        if head_w.shape != (self.decision_classes, total) or head_b.shape != (self.decision_classes,):
-            raise SimulationError(f"cascade head must be [{self.decision_classes}, {total}] + [{self.decision_classes}], "
-                                  f"got {list(head_w.shape)} + {list(head_b.shape)}")
-        order = [int(i) for i in order]
-        if not order or len(set(order)) != len(order) or not all(0 <= i < self.num_members for i in order):
-            raise SimulationError(f"cascade order must list distinct members in 0..{self.num_members - 1}, got {order}")
-        if not np.isfinite(threshold):
-            raise SimulationError(f"cascade threshold must be a finite number, got {threshold}")
+        x_nt, head_w, head_b, order = self.check_cascade(x_nt, head_w, head_b, order, threshold, self.decision_classes)
+        total = head_w.shape[1]
         self.set_active(range(self.num_members))
-        self._set_gate_mask(None)
+        self.set_gate_mask(None)
         d = self.decision
         padded = np.full(self.num_members, -1, dtype=np.int32)
         padded[: len(order)] = order
@@ -433,7 +426,7 @@ class LavaGraph:
                     self._write(var, value)
                 for stage in range(len(order)):
                     t0 = time.perf_counter()
-                    chunk_spikes, chunk_ops, _, chunk_compile = self._run_chunk(chunk)
+                    chunk_spikes, chunk_ops, _, chunk_compile = self.run_chunk(chunk)
                     seconds += time.perf_counter() - t0 - chunk_compile
                     compile_s += chunk_compile
                     for k in range(self.num_members):
@@ -450,6 +443,26 @@ class LavaGraph:
             else:
                 d.enabled.init = np.zeros(1, dtype=np.int32)
         return CascadeRun(spikes, ops, ran, stages, seconds, compile_s)
+
+    def check_cascade(self, x_nt: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
+                      threshold: float, classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+        """Validated ``(x_nt, head_w, head_b, order)`` of a cascade run (head of ``classes`` rows).
+
+        Raises:
+            SimulationError: Bad input, a head of the wrong shape, a bad order or threshold.
+        """
+        x_nt = self._check_input(x_nt)
+        total = sum(int(np.prod(n.out.shape)) for n in self.nets)
+        head_w, head_b = np.asarray(head_w, dtype=np.float64), np.asarray(head_b, dtype=np.float64)
+        if head_w.shape != (classes, total) or head_b.shape != (classes,):
+            raise SimulationError(f"cascade head must be [{classes}, {total}] + [{classes}], "
+                                  f"got {list(head_w.shape)} + {list(head_b.shape)}")
+        order = [int(i) for i in order]
+        if not order or len(set(order)) != len(order) or not all(0 <= i < self.num_members for i in order):
+            raise SimulationError(f"cascade order must list distinct members in 0..{self.num_members - 1}, got {order}")
+        if not np.isfinite(threshold):
+            raise SimulationError(f"cascade threshold must be a finite number, got {threshold}")
+        return x_nt, head_w, head_b, order
 
     @staticmethod
     def _check_counts(counts_nf: np.ndarray, spikes_nft: Sequence[np.ndarray]) -> None:
