@@ -228,7 +228,7 @@ class LavaGraph:
             block = net.layers[first + j]
             probes.append(Readout(tuple(block.out.shape), delay=self.plan.tap_delays[k][j + 1], time_steps=t,
                                   steps=self.steps, capacity=self.capacity))
-            block.out.connect(probes[-1].inp)
+            self._link(block.out, probes[-1].inp, to_chip=False)
         self.probes.append(probes)
 
     def _link(self, src: object, dst: object, to_chip: bool) -> None:
