@@ -28,6 +28,10 @@ Many samples per run, reset between samples (measured, lava-nc 0.10 / lava-dl 0.
 * Per-sample activation (:meth:`LavaGraph.run_cascade`): one run per stage; the decision
   process reads the networks' outputs, applies the cascade head at the stage's last step
   and sends the gate the next stage's per-sample mask.
+* The offsets and delays come from the graph's plan (:mod:`sne_loihi.sim.graph_plan`): on
+  the CPU as above; on Loihi 2 every host<->chip crossing goes through an adapter of the
+  lava-loihi extension (:mod:`sne_loihi.sim.adapters`) and the plan adds the adapters'
+  latency to the reset offset and to the readout and op-counter delays.
 
 Networks exported by lava-dl itself (``sne simulate NET.net``), see
 :func:`~sne_loihi.export.netx_file.read_netx_network`:
