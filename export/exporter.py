@@ -13,7 +13,7 @@ import numpy as np
 
 from sne_loihi.errors import ExportError, ParityError
 from sne_loihi.export.manifest import (
-    MANIFEST_FILE, CascadeHead, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest, sha256_file,
+    LOIHI2_REPORT, MANIFEST_FILE, CascadeHead, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest, sha256_file,
 )
 from sne_loihi.export.netx_file import read_netx_layers, write_student_hdf5
 from sne_loihi.io import atomic_write_json
@@ -86,6 +86,18 @@ def check_parity(students: Sequence[Any], net_paths: Sequence[Path], x_nchwt: An
     return ParityRecord(samples=len(x_np), compared="every weighted layer, every neuron and step", mismatches=0)
 
 
+def write_readiness(directory: Path, net_paths: Sequence[Path], input_bits: int, time_steps: int,
+                    students: Sequence[Any], x_nchwt: Any) -> dict[str, Any]:
+    """Write the Loihi 2 readiness report (``directory/loihi2.md``) and return its JSON
+    (see :mod:`sne_loihi.sim.readiness`); the state is measured on ``x_nchwt`` when given."""
+    from sne_loihi.sim.readiness import build_report
+    from sne_loihi.sim.readiness_md import readiness_markdown
+
+    report = build_report(net_paths, input_bits, time_steps, students=students, x_nchwt=x_nchwt)
+    (Path(directory) / LOIHI2_REPORT).write_text(readiness_markdown(report))
+    return report.to_dict()
+
+
 def _student_entry(directory: Path, i: int, student: Any) -> StudentEntry:
     name = f"student_{i}.net"
     write_student_hdf5(student, directory / name)
@@ -121,7 +133,8 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise ExportError(f"{out_dir} holds no export ({MANIFEST_FILE} not found): {refuse}") from None
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ExportError(f"{out_dir}/{MANIFEST_FILE} is not an export manifest ({type(exc).__name__}): {refuse}") from None
-    others = sorted(p.name for p in out_dir.iterdir() if p.name not in listed | {MANIFEST_FILE} or not p.is_file())
+    others = sorted(p.name for p in out_dir.iterdir()
+                    if p.name not in listed | {MANIFEST_FILE, LOIHI2_REPORT} or not p.is_file())
     if others:
         raise ExportError(f"{out_dir} holds more than an export ({others[0]}{', ...' if len(others) > 1 else ''}): {refuse}")
 
@@ -193,17 +206,20 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{os.getpid()}-"))
     try:
         entries = [_student_entry(tmp, i, s) for i, s in enumerate(students)]
-        parity = None
+        parity, x_nchwt, input_bits = None, None, bits.pop()
+        paths = [tmp / e.file for e in entries]
         if verify_samples > 0:
             x = torch.as_tensor(np.asarray(x_verify_nchw[:verify_samples]), dtype=torch.float32)
             x_nchwt = encode_for(specs[0], x)
-            parity = check_parity(students, [tmp / e.file for e in entries], x_nchwt, bits.pop(), capacity)
+            parity = check_parity(students, paths, x_nchwt, input_bits, capacity)
+        readiness = write_readiness(tmp, paths, input_bits, int(specs[0].time_steps), students, x_nchwt)
         head = model.head
         manifest = Manifest(
             students=entries, partition=dict(partition),
             head_weight=head.weight.detach().cpu().double().tolist(), head_bias=head.bias.detach().cpu().double().tolist(),
             input=InputEncoding(bits=int(specs[0].input_bits), time_steps=steps.pop(), shape_chw=[int(v) for v in in_shape_chw]),
             class_names=[str(c) for c in class_names], config=dict(config), parity=parity, cascade=cascade_head,
+            loihi2=readiness,
         )
         atomic_write_json(tmp / MANIFEST_FILE, manifest.to_dict())
         load_manifest(tmp)  # the export must pass its own validation

@@ -14,6 +14,8 @@ from sne_loihi.errors import ExportError
 from sne_loihi.export.netx_file import read_netx_layers
 
 MANIFEST_FILE = "manifest.json"
+#: The Loihi 2 readiness report written beside the manifest (its JSON is the manifest's ``loihi2``).
+LOIHI2_REPORT = "loihi2.md"
 FORMAT_VERSION = 1
 
 
@@ -96,6 +98,9 @@ class CascadeHead:
 class Manifest:
     """An exported ensemble: networks, partition, head, encoding, configs.
 
+    ``loihi2`` (optional): the Loihi 2 readiness report
+    (:meth:`sne_loihi.sim.readiness.ReadinessReport.to_dict`; ``EXPORT/loihi2.md`` in words).
+
     ``directory`` is set by :func:`load_manifest` (not stored).
     """
 
@@ -108,6 +113,7 @@ class Manifest:
     config: dict[str, Any]
     parity: ParityRecord | None
     cascade: CascadeHead | None = None
+    loihi2: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
     directory: Path | None = field(default=None, compare=False)
 
@@ -141,10 +147,20 @@ class Manifest:
                 config=dict(d["config"]),
                 parity=ParityRecord(**d["parity"]) if d.get("parity") else None,
                 cascade=CascadeHead(**d["cascade"]) if d.get("cascade") else None,
+                loihi2=_optional_dict(d.get("loihi2"), "loihi2"),
                 format_version=int(d["format_version"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ExportError(f"manifest is malformed: {type(exc).__name__}: {exc}") from None
+
+
+def _optional_dict(value: Any, key: str) -> dict[str, Any] | None:
+    """``None`` or a JSON object; anything else is a malformed manifest."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"{key} must be an object, got {type(value).__name__}")
+    return value
 
 
 def _partition_sizes(partition: dict[str, Any]) -> list[int] | None:

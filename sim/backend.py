@@ -13,7 +13,7 @@ from enum import Enum
 from sne_loihi.config import Backend
 from sne_loihi.errors import SimulationError
 
-__all__ = ["Backend", "Engine", "loihi_available", "prepare_lava_import", "resolve_backend", "resolve_engine",
+__all__ = ["Backend", "Engine", "loihi2_model_map", "loihi_available", "prepare_lava_import", "resolve_backend", "resolve_engine",
            "run_config"]
 
 
@@ -109,12 +109,26 @@ def resolve_backend(backend: Backend | str) -> Backend:
     return backend
 
 
+def loihi2_model_map() -> dict[type, type]:
+    """Process -> model pins of a Loihi 2 run: the fixed-point ``RingBuffer`` models."""
+    prepare_lava_import()
+    from lava.proc.io import sink, source
+
+    return {source.RingBuffer: source.PySendModelFixed, sink.RingBuffer: sink.PyReceiveModelFixed}
+
+
 def run_config(backend: Backend, engine: Engine | str = Engine.FAST) -> object:
     """The Lava run configuration for a resolved backend.
 
     CPU: ``Loihi2SimCfg(select_tag='fixed_pt')`` (bit-accurate fixed point; without the tag
     Lava picks float models and the spikes differ), with the fast engine's models in its
-    ``exception_proc_model_map``. LOIHI2: ``Loihi2HwCfg`` (untested here; engine unused).
+    ``exception_proc_model_map``. LOIHI2: ``Loihi2HwCfg`` without a tag (a tag would also
+    filter the extension's neuro-core models, whose tags are not public) and with the
+    fixed-point models of Lava's source and sink ``RingBuffer`` pinned in its
+    ``exception_proc_model_map`` (each also has a float model; lava-dl's hardware examples pin
+    the fixed ones the same way). The toolkit's own host processes have one (fixed-point)
+    model each. The engine is unused (netx blocks get the chip's models).
+    Built and inspected here; running it needs Intel's lava-loihi extension.
 
     Raises:
         SimulationError: An unresolved backend or an unknown engine.
@@ -131,5 +145,5 @@ def run_config(backend: Backend, engine: Engine | str = Engine.FAST) -> object:
     if backend is Backend.LOIHI2:
         from lava.magma.core.run_configs import Loihi2HwCfg
 
-        return Loihi2HwCfg()
+        return Loihi2HwCfg(exception_proc_model_map=loihi2_model_map())
     raise SimulationError(f"backend {backend.value} must be resolved first (see resolve_backend)")

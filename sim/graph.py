@@ -28,6 +28,10 @@ Many samples per run, reset between samples (measured, lava-nc 0.10 / lava-dl 0.
 * Per-sample activation (:meth:`LavaGraph.run_cascade`): one run per stage; the decision
   process reads the networks' outputs, applies the cascade head at the stage's last step
   and sends the gate the next stage's per-sample mask.
+* The offsets and delays come from the graph's plan (:mod:`sne_loihi.sim.graph_plan`): on
+  the CPU as above; on Loihi 2 every host<->chip crossing goes through an adapter of the
+  lava-loihi extension (:mod:`sne_loihi.sim.adapters`) and the plan adds the adapters'
+  latency to the reset offset and to the readout and op-counter delays.
 
 Networks exported by lava-dl itself (``sne simulate NET.net``), see
 :func:`~sne_loihi.export.netx_file.read_netx_network`:
@@ -55,7 +59,6 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,95 +66,10 @@ import numpy as np
 from sne_loihi.errors import SimulationError
 from sne_loihi.export.netx_file import NetxNetwork, read_netx_network
 from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
+from sne_loihi.sim.graph_plan import AdapterLatency, GraphPlan, Layout, plan_graph
+from sne_loihi.sim.graph_types import RESET_PER_SAMPLE, CascadeRun, GraphRun, resolve_reset, to_lava_input
 
-
-@dataclass
-class GraphRun:
-    """Raw figures of one batch through the graph.
-
-    Attributes:
-        spikes_nft: Per network its output spikes ``[N, F, T]`` (int8; int32 graded
-            messages for a sigma-delta output layer).
-        ops_nl: Per network synaptic events ``[N, L]`` per sample and weighted layer.
-        seconds: Wall time of the Lava runs (every chunk; compilation excluded).
-        compile_seconds: Time this call spent compiling the graph and starting Lava's
-            processes (0 once the graph is running).
-        layer_spikes: With ``probe_layers``: per network, per weighted layer its spikes
-            ``[N, *shape_xyz, T]`` in Lava order (the last one is ``spikes_nft``).
-    """
-
-    spikes_nft: list[np.ndarray]
-    ops_nl: list[np.ndarray]
-    seconds: float
-    layer_spikes: list[list[np.ndarray]] | None = None
-    compile_seconds: float = 0.0
-
-
-@dataclass
-class CascadeRun:
-    """Raw figures of a batch through the graph's in-graph cascade (one Lava run per stage).
-
-    Attributes:
-        spikes_nft: Per network its output spikes ``[N, F, T]`` summed over the stages
-            (every network runs in at most one stage per sample; zeros where it did not run).
-        ops_nl: Per network synaptic events ``[N, L]`` summed over the stages.
-        ran_nk: ``[N, K]`` bool, which networks ran for which sample (the decision's record).
-        stages: Lava runs (stages) per chunk of ``capacity`` samples, in chunk order.
-        seconds: Wall time of the Lava runs (compilation excluded).
-        compile_seconds: Time this call spent compiling and starting the graph.
-    """
-
-    spikes_nft: list[np.ndarray]
-    ops_nl: list[np.ndarray]
-    ran_nk: np.ndarray
-    stages: list[int]
-    seconds: float
-    compile_seconds: float = 0.0
-
-
-#: ``reset_interval`` value that resets every sample (every T steps).
-RESET_PER_SAMPLE = "T"
-
-
-def resolve_reset(reset_interval: int | str | None, time_steps: int) -> int | None:
-    """``"T"`` -> ``time_steps``; an integer >= 1 -> itself; ``None`` -> ``None`` (no reset).
-
-    Raises:
-        SimulationError: Anything else.
-    """
-    if reset_interval is None:
-        return None
-    if reset_interval == RESET_PER_SAMPLE:
-        return int(time_steps)
-    if isinstance(reset_interval, (int, np.integer)) and not isinstance(reset_interval, bool) and reset_interval >= 1:
-        return int(reset_interval)
-    raise SimulationError(f"reset interval must be 'T', an integer >= 1 or None, got {reset_interval!r}")
-
-
-def reset_offset(network: NetxNetwork, reset_interval: int | None) -> int:
-    """The ``reset_offset`` for ``hdf5.Network`` that zeroes every block at the step a
-    sample's first step reaches it (see the module docstring); 0 without a reset."""
-    if reset_interval is None:
-        return 0
-    return 0 if network.input_neuron else 1
-
-
-def to_lava_input(x_nt: np.ndarray, port_shape: tuple[int, ...]) -> np.ndarray:
-    """Torch-layout samples ``[N, *in_shape, T]`` -> one stream ``[*port_shape, N * T]``.
-
-    ``[N, C, H, W, T]`` becomes ``(W, H, C)`` per step (netx's x, y, f order); a flat port
-    takes the torch flatten order.
-    """
-    n, t = x_nt.shape[0], x_nt.shape[-1]
-    if len(port_shape) == 3:
-        if x_nt.ndim != 5:
-            raise SimulationError(f"input must be [N, C, H, W, T] for this network, got shape {list(x_nt.shape)}")
-        per = x_nt.transpose(0, 3, 2, 1, 4)  # N, W, H, C, T
-    else:
-        per = x_nt.reshape(n, -1, t)
-    if tuple(per.shape[1:-1]) != tuple(port_shape):
-        raise SimulationError(f"input of shape {list(x_nt.shape[1:-1])} does not fit the network input {list(port_shape)} (Lava order)")
-    return np.moveaxis(per, 0, -2).reshape(*port_shape, n * t)
+__all__ = ["RESET_PER_SAMPLE", "CascadeRun", "GraphRun", "LavaGraph", "resolve_reset", "to_lava_input"]
 
 
 class LavaGraph:
@@ -177,6 +95,10 @@ class LavaGraph:
             see the module docstring.
         retime: Attribute outputs and ops to samples by the synaptic depth (see the module
             docstring); ``False``: raw Lava steps.
+        adapter_latency: Steps the host<->chip adapters add (Loihi 2 only, where they are
+            inserted; default :data:`~sne_loihi.sim.graph_plan.LOIHI2_ASSUMED_LATENCY`);
+            0 on the CPU. It moves the reset offsets and the readout / counter delays
+            (:attr:`plan`).
 
     Raises:
         SimulationError: Members with different input shapes, bad arguments, or an
@@ -186,7 +108,8 @@ class LavaGraph:
     def __init__(self, net_paths: Sequence[Path], input_bits: int, time_steps: int, capacity: int = 16,
                  backend: Backend | str = Backend.AUTO, probe_layers: bool = False, decision_classes: int = 0,
                  engine: Engine | str = Engine.FAST, num_layers: int | None = None,
-                 reset_interval: int | str | None = RESET_PER_SAMPLE, retime: bool = True) -> None:
+                 reset_interval: int | str | None = RESET_PER_SAMPLE, retime: bool = True,
+                 adapter_latency: AdapterLatency | None = None) -> None:
         if time_steps < 1 or capacity < 1:
             raise SimulationError(f"time_steps and capacity must be >= 1 (got {time_steps}, {capacity})")
         from sne_loihi.sim.processes import MAX_LAYERS, MAX_STUDENTS
@@ -210,7 +133,13 @@ class LavaGraph:
                 raise SimulationError(f"{p}: layer/{n.sdnn_layer} has sigma-delta (SDNN) neurons, which netx never "
                                       "resets; run it with reset interval none (--reset-interval none)")
         self.signed_input = all(n.signed_input for n in self.networks)
-        depth = max(len(n.layers) + n.max_delay for n in self.networks)
+        loihi = self.backend_used is Backend.LOIHI2
+        self.plan: GraphPlan = plan_graph(self.networks, layout=Layout.TAPPED, adapters=loihi,
+                                          latency=adapter_latency if loihi else AdapterLatency(),
+                                          reset_interval=self.reset_interval, retime=self.retime,
+                                          decision=decision_classes > 0)
+        lat = self.plan.latency.input_steps + self.plan.latency.output_steps
+        depth = max(len(n.layers) + n.max_delay for n in self.networks) + lat
         self.steps = capacity * time_steps + math.ceil(depth / time_steps) * time_steps
         self.compilations = 0
         self.compile_seconds = 0.0
@@ -236,7 +165,7 @@ class LavaGraph:
             try:
                 self.nets.append(hdf5.Network(net_config=str(p), input_message_bits=bits, num_layers=self.num_layers,
                                               reset_interval=self.reset_interval,
-                                              reset_offset=reset_offset(desc, self.reset_interval)))
+                                              reset_offset=self.plan.reset_offsets[len(self.nets)]))
             except Exception as exc:  # netx raises RuntimeError/AssertionError/KeyError with multi-line text
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise SimulationError(f"{p}: netx cannot build this network: {type(exc).__name__}: {first}") from None
@@ -253,6 +182,7 @@ class LavaGraph:
                                             self.steps, self.capacity)
             self.decision.mask_out.connect(self.gate.mask_in)
         self.counters, self.readouts, self.probes = [], [], []
+        self._adapters: dict[int, object] = {}  # chip port id -> its NxToPy adapter (shared by host readers)
         for k, (net, desc) in enumerate(zip(self.nets, self.networks)):
             try:
                 self._wire(k, net, desc)
@@ -279,27 +209,41 @@ class LavaGraph:
             raise SimulationError(f"{self.paths[k]}: netx built {len(net.layers)} blocks, expected {desc.num_blocks}")
         first = int(desc.input_neuron)  # index in net.layers of weighted layer 0
         fanouts = [lay.port_fanout for lay in layers]
-        delays = list(range(len(layers))) if self.retime else [0] * len(layers)
-        counter = OpCounter(fanouts, delays=delays, time_steps=t, steps=self.steps, capacity=self.capacity)
+        counter = OpCounter(fanouts, delays=self.plan.tap_delays[k], time_steps=t, steps=self.steps,
+                            capacity=self.capacity)
+        link = self._link
         gate_out = getattr(self.gate, f"out_{k}")
-        gate_out.connect(self._input_port(net))
-        (net.layers[0].out if desc.input_neuron else gate_out).connect(counter.in_0)
+        link(gate_out, self._input_port(net), to_chip=True)
+        if desc.input_neuron:
+            link(net.layers[0].out, counter.in_0, to_chip=False)
+        else:
+            gate_out.connect(counter.in_0)
         for j in range(1, len(layers)):
-            net.layers[first + j - 1].out.connect(getattr(counter, f"in_{j}"))
-        readout = Readout(tuple(net.out.shape), delay=len(layers) if self.retime else 0, time_steps=t,
+            link(net.layers[first + j - 1].out, getattr(counter, f"in_{j}"), to_chip=False)
+        readout = Readout(tuple(net.out.shape), delay=self.plan.readout_delays[k], time_steps=t,
                           steps=self.steps, capacity=self.capacity)
-        net.out.connect(readout.inp)
+        link(net.out, readout.inp, to_chip=False)
         if self.decision is not None:
-            net.out.connect(getattr(self.decision, f"in_{k}"))
+            link(net.out, getattr(self.decision, f"in_{k}"), to_chip=False)
         self.counters.append(counter)
         self.readouts.append(readout)
         probes = []
         for j in range(len(layers) - 1 if self.probe_layers else 0):
             block = net.layers[first + j]
-            probes.append(Readout(tuple(block.out.shape), delay=j + 1 if self.retime else 0, time_steps=t,
+            probes.append(Readout(tuple(block.out.shape), delay=self.plan.tap_delays[k][j + 1], time_steps=t,
                                   steps=self.steps, capacity=self.capacity))
-            block.out.connect(probes[-1].inp)
+            self._link(block.out, probes[-1].inp, to_chip=False)
         self.probes.append(probes)
+
+    def _link(self, src: object, dst: object, to_chip: bool) -> None:
+        """Connect a host port with a netx port: directly on the CPU, through an adapter of
+        the lava-loihi extension on Loihi 2 (see :mod:`sne_loihi.sim.adapters`)."""
+        if not self.plan.adapters:
+            src.connect(dst)
+            return
+        from sne_loihi.sim.adapters import connect_through_adapter
+
+        connect_through_adapter(src, dst, to_chip, self.input_bits if to_chip else 0, self._adapters)
 
     @property
     def runtime(self) -> object | None:
@@ -330,7 +274,7 @@ class LavaGraph:
         else:
             var.init = value
 
-    def _set_gate_mask(self, mask_nk: np.ndarray | None) -> None:
+    def set_gate_mask(self, mask_nk: np.ndarray | None) -> None:
         """The gate's per-sample mask for the next run (``None``: all ones)."""
         if mask_nk is None:
             if not self._gate_mask_ones:
@@ -363,8 +307,10 @@ class LavaGraph:
         self.compile_seconds += seconds
         return seconds
 
-    def _run_chunk(self, x_nt: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]], float]:
-        """One Lava run over ``x_nt``; also returns the seconds spent compiling (first run)."""
+    def run_chunk(self, x_nt: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]], float]:
+        """One Lava run over ``x_nt`` (at most ``capacity`` samples, checked input); returns
+        per network its output spikes, ops and (with ``probe_layers``) layer spikes, and the
+        seconds spent compiling (first run)."""
         from lava.magma.core.run_conditions import RunSteps
 
         n = x_nt.shape[0]
@@ -422,9 +368,9 @@ class LavaGraph:
         layer_spikes: list[list[list[np.ndarray]]] = [[] for _ in self.paths]
         seconds = compile_s = 0.0
         for start in range(0, x_nt.shape[0], self.capacity):
-            self._set_gate_mask(None if mask_nk is None else mask_nk[start:start + self.capacity])
+            self.set_gate_mask(None if mask_nk is None else mask_nk[start:start + self.capacity])
             t0 = time.perf_counter()
-            chunk_spikes, chunk_ops, chunk_layers, chunk_compile = self._run_chunk(x_nt[start:start + self.capacity])
+            chunk_spikes, chunk_ops, chunk_layers, chunk_compile = self.run_chunk(x_nt[start:start + self.capacity])
             seconds += time.perf_counter() - t0 - chunk_compile
             compile_s += chunk_compile
             for k in range(self.num_members):
@@ -457,19 +403,10 @@ class LavaGraph:
         """
         if self.decision is None:
             raise SimulationError("this Lava graph has no cascade decision process (build it with decision_classes > 0)")
-        x_nt = self._check_input(x_nt)
-        total = sum(int(np.prod(n.out.shape)) for n in self.nets)
-        head_w, head_b = np.asarray(head_w, dtype=np.float64), np.asarray(head_b, dtype=np.float64)
-        if head_w.shape != (self.decision_classes, total) or head_b.shape != (self.decision_classes,):
-            raise SimulationError(f"cascade head must be [{self.decision_classes}, {total}] + [{self.decision_classes}], "
-                                  f"got {list(head_w.shape)} + {list(head_b.shape)}")
-        order = [int(i) for i in order]
-        if not order or len(set(order)) != len(order) or not all(0 <= i < self.num_members for i in order):
-            raise SimulationError(f"cascade order must list distinct members in 0..{self.num_members - 1}, got {order}")
-        if not np.isfinite(threshold):
-            raise SimulationError(f"cascade threshold must be a finite number, got {threshold}")
+        x_nt, head_w, head_b, order = self.check_cascade(x_nt, head_w, head_b, order, threshold, self.decision_classes)
+        total = head_w.shape[1]
         self.set_active(range(self.num_members))
-        self._set_gate_mask(None)
+        self.set_gate_mask(None)
         d = self.decision
         padded = np.full(self.num_members, -1, dtype=np.int32)
         padded[: len(order)] = order
@@ -493,7 +430,7 @@ class LavaGraph:
                     self._write(var, value)
                 for stage in range(len(order)):
                     t0 = time.perf_counter()
-                    chunk_spikes, chunk_ops, _, chunk_compile = self._run_chunk(chunk)
+                    chunk_spikes, chunk_ops, _, chunk_compile = self.run_chunk(chunk)
                     seconds += time.perf_counter() - t0 - chunk_compile
                     compile_s += chunk_compile
                     for k in range(self.num_members):
@@ -510,6 +447,26 @@ class LavaGraph:
             else:
                 d.enabled.init = np.zeros(1, dtype=np.int32)
         return CascadeRun(spikes, ops, ran, stages, seconds, compile_s)
+
+    def check_cascade(self, x_nt: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
+                      threshold: float, classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+        """Validated ``(x_nt, head_w, head_b, order)`` of a cascade run (head of ``classes`` rows).
+
+        Raises:
+            SimulationError: Bad input, a head of the wrong shape, a bad order or threshold.
+        """
+        x_nt = self._check_input(x_nt)
+        total = sum(int(np.prod(n.out.shape)) for n in self.nets)
+        head_w, head_b = np.asarray(head_w, dtype=np.float64), np.asarray(head_b, dtype=np.float64)
+        if head_w.shape != (classes, total) or head_b.shape != (classes,):
+            raise SimulationError(f"cascade head must be [{classes}, {total}] + [{classes}], "
+                                  f"got {list(head_w.shape)} + {list(head_b.shape)}")
+        order = [int(i) for i in order]
+        if not order or len(set(order)) != len(order) or not all(0 <= i < self.num_members for i in order):
+            raise SimulationError(f"cascade order must list distinct members in 0..{self.num_members - 1}, got {order}")
+        if not np.isfinite(threshold):
+            raise SimulationError(f"cascade threshold must be a finite number, got {threshold}")
+        return x_nt, head_w, head_b, order
 
     @staticmethod
     def _check_counts(counts_nf: np.ndarray, spikes_nft: Sequence[np.ndarray]) -> None:

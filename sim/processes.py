@@ -215,6 +215,25 @@ def next_stage_mask(running_n: np.ndarray, confidence_n: np.ndarray, threshold: 
     return mask
 
 
+def decide_stage(mask_nk: np.ndarray, ran_nk: np.ndarray, counts_nf: np.ndarray, head_w: np.ndarray,
+                 head_b: np.ndarray, threshold: float, order: Sequence[int], stage: int,
+                 time_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """One cascade decision after stage ``stage`` (in the graph's decision process or on the
+    host between stage runs): returns ``(next mask, ran)``.
+
+    Args:
+        mask_nk: The stage's mask (student ``order[stage]`` on for the samples that ran it).
+        ran_nk: What every sample has run before this stage.
+        counts_nf: Output spikes so far of the students each sample ran, ``[S, sum F]``.
+        head_w, head_b: The cascade head; ``threshold``: stop at this top probability.
+        order: The cascade order; ``time_steps``: T (rates are ``counts / T``).
+    """
+    running = mask_nk[:, order[stage]].copy()
+    ran = ran_nk | mask_nk
+    confidence = top_probability((counts_nf / float(time_steps)) @ head_w.T + head_b)
+    return next_stage_mask(running, confidence, float(threshold), order, stage, mask_nk.shape[1]), ran
+
+
 def _sample_step(time_step: int, delay: int, steps: int, time_steps: int, capacity: int) -> tuple[int, int] | None:
     """Which (sample, step) a port lagging ``delay`` steps sees at Lava ``time_step``."""
     idx = (time_step - 1) % steps - delay
@@ -345,10 +364,7 @@ class PyCascadeDecisionModel(PyLoihiProcessModel):
         order = [int(i) for i in self.order if i >= 0]
         if stage >= len(order):
             return
-        running = self.mask[:, order[stage]].copy()
-        self.ran[:] = self.ran | self.mask
-        rates = self.counts / float(self.proc_params["time_steps"])
-        confidence = top_probability(rates @ self.head_w.T + self.head_b)
-        self.mask[:] = next_stage_mask(running, confidence, float(self.threshold[0]), order, stage,
-                                       self.mask.shape[1])
+        mask, ran = decide_stage(self.mask, self.ran, self.counts, self.head_w, self.head_b, float(self.threshold[0]),
+                                 order, stage, self.proc_params["time_steps"])
+        self.mask[:], self.ran[:] = mask, ran
         self.stage[0] = stage + 1

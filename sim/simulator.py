@@ -212,7 +212,8 @@ class EnsembleSimulator:
                          backend_used=self.backend_used, mask_nk=None if mask_nk is None else np.asarray(mask_nk),
                          compile_seconds=raw.compile_seconds)
 
-    def run_cascade(self, x_nchw: np.ndarray, threshold: float, head: CascadeHead | None = None) -> CascadeResult:
+    def run_cascade(self, x_nchw: np.ndarray, threshold: float, head: CascadeHead | None = None,
+                    on_host: bool = False) -> CascadeResult:
         """Per-sample activation in Lava: students run in the head's order; after each one
         the :class:`~sne_loihi.sim.processes.CascadeDecision` process applies the cascade head
         to the rates so far (zeros for the rest) and stops the samples whose top softmax
@@ -230,6 +231,9 @@ class EnsembleSimulator:
             threshold: Confidence at which a sample stops (> 1: every sample runs every
                 student of the order; 0: only the first).
             head: Cascade head and order (default: the one in the export's manifest).
+            on_host: Decide on the host between stage runs with the same function
+                (:mod:`~sne_loihi.sim.host_cascade`, the hardware-shaped way) instead of in
+                the graph's decision process; the same results.
 
         Raises:
             SimulationError: No cascade head given or exported, a simulator built with
@@ -240,7 +244,12 @@ class EnsembleSimulator:
             raise SimulationError("this export carries no cascade head (export with the run's cascade_head.pt) "
                                   "and none was given")
         head_w, head_b = head.arrays()
-        raw = self.graph.run_cascade(self._encode(x_nchw), head_w, head_b, head.order, threshold)
+        if on_host:
+            from sne_loihi.sim.host_cascade import run_host_cascade
+
+            raw = run_host_cascade(self.graph, self._encode(x_nchw), head_w, head_b, head.order, threshold)
+        else:
+            raw = self.graph.run_cascade(self._encode(x_nchw), head_w, head_b, head.order, threshold)
         rates = self._rates(raw.spikes_nft)
         logits = rates @ head_w.T + head_b
         from sne_loihi.sim.processes import top_probability

@@ -374,6 +374,12 @@ def export(
     check = (f"parity: {manifest.parity.samples} samples, {manifest.parity.mismatches} mismatches"
              if manifest.parity else "parity check skipped (--verify-samples 0)")
     typer.echo(f"{len(manifest.students)} students -> {manifest.directory} ({check})")
+    if manifest.loihi2:
+        from sne_loihi.export.manifest import LOIHI2_REPORT
+
+        counts = manifest.loihi2["counts"]
+        typer.echo(f"Loihi 2 readiness: {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail "
+                   f"-> {manifest.directory / LOIHI2_REPORT}")
     typer.echo("cascade head: included (sne simulate --cascade)" if manifest.cascade else
                f"cascade head: none current for this ensemble (run 'sne evaluate {run}' to train one)")
 

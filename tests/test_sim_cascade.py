@@ -274,3 +274,23 @@ def test_cascade_from_a_pipeline_run_export(tiny_run: Path, tmp_path: Path) -> N
     for ev in evs:
         assert (ev.torch.decision_mismatches, ev.torch.spike_mismatches, ev.torch.op_mismatches) == (0, 0, 0)
         assert ev.ops == pytest.approx(ev.torch.ops_per_sample) and ev.ops > 0
+
+
+@pytest.mark.parametrize("which", ["spread", 0.0, 1.01])
+def test_host_decision_between_stages_equals_the_in_graph_decision(setup, sim, which) -> None:  # noqa: ANN001
+    """The hardware-shaped cascade (decided on the host between stage runs with the same
+    function) gives the in-graph decision process's decisions, spikes, ops and stage counts."""
+    model, head, _, x, y = setup
+    threshold = spread_threshold(head, torch_reference(model, head, x, y)[0]) if which == "spread" else which
+    in_graph = sim.run_cascade(x.numpy(), threshold)
+    on_host = sim.run_cascade(x.numpy(), threshold, on_host=True)
+    np.testing.assert_array_equal(on_host.ran_nk, in_graph.ran_nk)
+    assert on_host.stages == in_graph.stages
+    np.testing.assert_array_equal(on_host.predictions, in_graph.predictions)
+    np.testing.assert_array_equal(on_host.logits_nc, in_graph.logits_nc)
+    for k in range(len(SIZES)):
+        np.testing.assert_array_equal(on_host.spikes_nft[k], in_graph.spikes_nft[k])
+        np.testing.assert_array_equal(on_host.ops_nl[k], in_graph.ops_nl[k])
+    if which == "spread":
+        assert set(in_graph.students_run.tolist()) == {1, 2, 3}  # all three decisions occur
+    assert sim.compilations == 1

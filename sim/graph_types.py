@@ -1,0 +1,90 @@
+"""What the Lava graph takes and returns: run records, the reset rule, the input layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sne_loihi.errors import SimulationError
+
+
+@dataclass
+class GraphRun:
+    """Raw figures of one batch through the graph.
+
+    Attributes:
+        spikes_nft: Per network its output spikes ``[N, F, T]`` (int8; int32 graded
+            messages for a sigma-delta output layer).
+        ops_nl: Per network synaptic events ``[N, L]`` per sample and weighted layer.
+        seconds: Wall time of the Lava runs (every chunk; compilation excluded).
+        compile_seconds: Time this call spent compiling the graph and starting Lava's
+            processes (0 once the graph is running).
+        layer_spikes: With ``probe_layers``: per network, per weighted layer its spikes
+            ``[N, *shape_xyz, T]`` in Lava order (the last one is ``spikes_nft``).
+    """
+
+    spikes_nft: list[np.ndarray]
+    ops_nl: list[np.ndarray]
+    seconds: float
+    layer_spikes: list[list[np.ndarray]] | None = None
+    compile_seconds: float = 0.0
+
+
+@dataclass
+class CascadeRun:
+    """Raw figures of a batch through the graph's in-graph cascade (one Lava run per stage).
+
+    Attributes:
+        spikes_nft: Per network its output spikes ``[N, F, T]`` summed over the stages
+            (every network runs in at most one stage per sample; zeros where it did not run).
+        ops_nl: Per network synaptic events ``[N, L]`` summed over the stages.
+        ran_nk: ``[N, K]`` bool, which networks ran for which sample (the decision's record).
+        stages: Lava runs (stages) per chunk of ``capacity`` samples, in chunk order.
+        seconds: Wall time of the Lava runs (compilation excluded).
+        compile_seconds: Time this call spent compiling and starting the graph.
+    """
+
+    spikes_nft: list[np.ndarray]
+    ops_nl: list[np.ndarray]
+    ran_nk: np.ndarray
+    stages: list[int]
+    seconds: float
+    compile_seconds: float = 0.0
+
+
+#: ``reset_interval`` value that resets every sample (every T steps).
+RESET_PER_SAMPLE = "T"
+
+
+def resolve_reset(reset_interval: int | str | None, time_steps: int) -> int | None:
+    """``"T"`` -> ``time_steps``; an integer >= 1 -> itself; ``None`` -> ``None`` (no reset).
+
+    Raises:
+        SimulationError: Anything else.
+    """
+    if reset_interval is None:
+        return None
+    if reset_interval == RESET_PER_SAMPLE:
+        return int(time_steps)
+    if isinstance(reset_interval, (int, np.integer)) and not isinstance(reset_interval, bool) and reset_interval >= 1:
+        return int(reset_interval)
+    raise SimulationError(f"reset interval must be 'T', an integer >= 1 or None, got {reset_interval!r}")
+
+
+def to_lava_input(x_nt: np.ndarray, port_shape: tuple[int, ...]) -> np.ndarray:
+    """Torch-layout samples ``[N, *in_shape, T]`` -> one stream ``[*port_shape, N * T]``.
+
+    ``[N, C, H, W, T]`` becomes ``(W, H, C)`` per step (netx's x, y, f order); a flat port
+    takes the torch flatten order.
+    """
+    n, t = x_nt.shape[0], x_nt.shape[-1]
+    if len(port_shape) == 3:
+        if x_nt.ndim != 5:
+            raise SimulationError(f"input must be [N, C, H, W, T] for this network, got shape {list(x_nt.shape)}")
+        per = x_nt.transpose(0, 3, 2, 1, 4)  # N, W, H, C, T
+    else:
+        per = x_nt.reshape(n, -1, t)
+    if tuple(per.shape[1:-1]) != tuple(port_shape):
+        raise SimulationError(f"input of shape {list(x_nt.shape[1:-1])} does not fit the network input {list(port_shape)} (Lava order)")
+    return np.moveaxis(per, 0, -2).reshape(*port_shape, n * t)

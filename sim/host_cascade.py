@@ -1,0 +1,72 @@
+"""Per-sample activation decided on the host between stage runs (the hardware-shaped way).
+
+On Loihi 2 the in-graph :class:`~sne_loihi.sim.processes.CascadeDecision` would be one more
+host process fed by every student's output through an adapter every step. Here the host
+takes the same decision between stage runs with the same pure function
+(:func:`~sne_loihi.sim.processes.decide_stage`), from the readouts' spike records, and sets
+the gate's per-sample mask for the next stage; the graph needs no decision process. The
+in-graph version stays (it is what ``sne simulate --cascade`` runs today); tests check both
+give the same spikes, ops, decisions and stage counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sne_loihi.sim.graph_types import CascadeRun
+
+if TYPE_CHECKING:
+    from sne_loihi.sim.graph import LavaGraph
+
+
+def run_host_cascade(graph: "LavaGraph", x_nt: np.ndarray, head_w: np.ndarray, head_b: np.ndarray,
+                     order: Sequence[int], threshold: float) -> CascadeRun:
+    """The cascade of :meth:`~sne_loihi.sim.graph.LavaGraph.run_cascade`, decided on the host.
+
+    Works on any graph (with or without a decision process; a decision process is left
+    disabled, so the gate follows the host's mask).
+
+    Raises:
+        SimulationError: Bad input, head, order or threshold.
+    """
+    from sne_loihi.sim.processes import decide_stage
+
+    x_nt, head_w, head_b, order = graph.check_cascade(x_nt, head_w, head_b, order, threshold, np.shape(head_w)[0])
+    k_all, t = graph.num_members, graph.time_steps
+    sizes = [int(np.prod(n.out.shape)) for n in graph.nets]
+    bounds = np.cumsum([0, *sizes])
+    graph.set_active(range(k_all))
+    n_all = x_nt.shape[0]
+    spikes = [np.zeros((n_all, f, t), dtype=np.int8) for f in sizes]
+    ops = [np.zeros((n_all, len(layers)), dtype=np.int64) for layers in graph.layers]
+    ran_all = np.zeros((n_all, k_all), dtype=bool)
+    stages, seconds, compile_s = [], 0.0, 0.0
+    for start in range(0, n_all, graph.capacity):
+        chunk = x_nt[start:start + graph.capacity]
+        n = chunk.shape[0]
+        mask = np.zeros((n, k_all), dtype=np.int32)
+        mask[:, order[0]] = 1
+        ran = np.zeros((n, k_all), dtype=np.int32)
+        counts = np.zeros((n, int(bounds[-1])), dtype=np.int64)
+        for stage in range(len(order)):
+            graph.set_gate_mask(mask)
+            t0 = time.perf_counter()
+            chunk_spikes, chunk_ops, _, chunk_compile = graph.run_chunk(chunk)
+            seconds += time.perf_counter() - t0 - chunk_compile
+            compile_s += chunk_compile
+            for k in range(k_all):
+                spikes[k][start:start + n] += chunk_spikes[k]
+                ops[k][start:start + n] += chunk_ops[k]
+                # the decision counts the output spikes of the students each sample ran
+                counts[:, bounds[k]:bounds[k + 1]] += (chunk_spikes[k] != 0).sum(axis=-1) * mask[:, k:k + 1]
+            mask, ran = decide_stage(mask, ran, counts, head_w, head_b, threshold, order, stage, t)
+            if not mask.any():
+                break
+        stages.append(stage + 1)
+        ran_all[start:start + n] = ran.astype(bool)
+    graph.set_gate_mask(None)
+    return CascadeRun(spikes, ops, ran_all, stages, seconds, compile_s)
