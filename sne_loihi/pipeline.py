@@ -33,10 +33,14 @@ def prepare_run_dir(
     Never loses earlier results: an existing non-empty folder needs ``resume`` (continue it)
     or ``allow_existing`` (a later stage adding to it), and each of ``checkpoints`` present in
     it must be resumable with ``cfg`` (:func:`check_resumable`) before ``config.toml`` is
-    rewritten, so a refused command leaves the folder as it was.
+    rewritten, so a refused command leaves the folder as it was. Under torchrun this starts
+    the process group (:func:`sne_loihi.distributed.setup`).
     """
+    from sne_loihi.distributed import setup
     from sne_loihi.io import LOCK_FILE
+    from sne_loihi.train.common import resolve_device
 
+    dist = setup(resolve_device(cfg.train.device))  # under torchrun: the process group, once
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run folder {run_dir} exists and is not a folder")
@@ -44,7 +48,8 @@ def prepare_run_dir(
         raise ConfigError(f"run folder {run_dir} already holds results; pass --resume to continue it or choose another --run-dir")
     for name in checkpoints:
         check_resumable(run_dir / name, cfg, resume=resume)
-    if is_main_process():  # under torchrun every rank checks, rank 0 alone writes
+    dist.barrier()  # under torchrun every rank has checked the folder before rank 0 alone writes
+    if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_toml(cfg, run_dir / CONFIG_FILE)
 
