@@ -28,8 +28,15 @@ from sne_loihi.io import load_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "dist_worker.py"
 TIMEOUT = 900  # seconds per launch: generous for a loaded 2-core machine
-#: Float summation order differs (gradient all-reduce, BatchNorm statistics over two shards).
-ATOL, RTOL = 1e-4, 1e-4
+#: Float summation order differs (gradient all-reduce, BatchNorm statistics over two shards):
+#: every tensor within this relative L2 distance (measured: most within 1e-6, the worst student
+#: synapse 2.6e-4, as the teacher features it learns from differ by ~1e-3, see below) ...
+REL_L2 = 1e-3
+#: ... except a conv bias directly before a BatchNorm and that BatchNorm's running mean: the
+#: bias's gradient is zero up to rounding (BatchNorm subtracts it again), so Adam's steps on it
+#: are rounding noise of at most lr per step (measured up to 2.9e-4 after 2+1 epochs at lr 1e-3).
+#: The network's training-mode function does not depend on it.
+SHIFT_ATOL = 2e-3
 
 
 def _env() -> dict[str, str]:
@@ -49,11 +56,25 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _shift_keys(state: dict[str, torch.Tensor]) -> set[str]:
+    """``X.{i-1}.bias`` and ``X.{i}.running_mean`` for every BatchNorm ``X.{i}`` after a biased layer."""
+    out = set()
+    for key in state:
+        prefix, _, leaf = key.rpartition(".")
+        parent, _, index = prefix.rpartition(".")
+        if leaf == "running_mean" and index.isdigit() and f"{parent}.{int(index) - 1}.bias" in state:
+            out |= {key, f"{parent}.{int(index) - 1}.bias"}
+    return out
+
+
 def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys()
+    shift = _shift_keys(b)
     for key in a:
-        if a[key].is_floating_point():
-            torch.testing.assert_close(a[key], b[key], atol=ATOL, rtol=RTOL, msg=key)
+        if key in shift:
+            assert float((a[key] - b[key]).abs().max()) <= SHIFT_ATOL, key
+        elif a[key].is_floating_point():
+            assert float((a[key] - b[key]).norm()) <= REL_L2 * max(float(b[key].norm()), 1e-6), key
         else:
             assert torch.equal(a[key], b[key]), key
 
@@ -131,7 +152,8 @@ def test_a_world_size_that_does_not_divide_the_batch_fails_in_one_line(tmp_path:
     ours = [line for line in out.stderr.splitlines() if line.startswith("error")]
     assert ours == ["error: teacher.batch_size 33 does not divide over 2 processes (per-process batch = batch / "
                     "world size); use a multiple of 2 or another --nproc-per-node"]
-    assert "sne_loihi" not in out.stderr.replace("-m sne_loihi", "")  # no traceback through our code
+    # no traceback through our code (torchrun adds its own summary of the failed workers)
+    assert not [line for line in out.stderr.splitlines() if line.strip().startswith("File ") and "/sne_loihi/" in line]
     assert not run.exists()
 
 
