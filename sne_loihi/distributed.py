@@ -284,10 +284,9 @@ def setup(device: torch.device) -> DistContext:
     _CONTEXT = DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
                            dist.get_backend())
     if _CONTEXT.is_main:
-        nodes = os.environ.get("GROUP_WORLD_SIZE") or os.environ.get("TORCHELASTIC_RUN_ID", "?")
         print(f"distributed: world size {_CONTEXT.world_size}, backend {_CONTEXT.backend}, ranks 0..{world - 1} "
-              f"({os.environ.get('LOCAL_WORLD_SIZE', '?')} per machine, {nodes} machine group(s)); "
-              f"device of rank 0: {device}", flush=True)
+              f"({os.environ.get('LOCAL_WORLD_SIZE', '?')} per machine on {os.environ.get('GROUP_WORLD_SIZE', '?')} "
+              f"machine(s)); device of rank 0: {device}", flush=True)
     return _CONTEXT
 
 
