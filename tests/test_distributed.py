@@ -27,7 +27,9 @@ from sne_loihi.io import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "dist_worker.py"
-TIMEOUT = 900  # seconds per launch: generous for a loaded 2-core machine
+TIMEOUT = 900  # seconds per launch: generous for a loaded 2-core machine (idle: well under a minute)
+#: pytest-timeout for a test that launches up to two runs (fixture set-up counts).
+slow = pytest.mark.timeout(2 * TIMEOUT + 60)
 #: Float summation order differs (gradient all-reduce, BatchNorm statistics over two shards):
 #: every tensor within this relative L2 distance (measured: most within 1e-6, the worst student
 #: synapse 2.6e-4, as the teacher features it learns from differ by ~1e-3, see below) ...
@@ -96,6 +98,7 @@ def two_processes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
     return run, audit, out
 
 
+@slow
 def test_two_processes_give_the_one_process_weights_and_accuracy(one_process: Path, two_processes: Any) -> None:
     two, _, out = two_processes
     for name in ("teacher_pre_finetune.pt", "teacher.pt", "ensemble.pt"):
@@ -114,6 +117,7 @@ def test_two_processes_give_the_one_process_weights_and_accuracy(one_process: Pa
     assert out.stdout.count("distributed: world size 2, backend gloo") == 1
 
 
+@slow
 def test_only_rank_0_writes_files(two_processes: Any) -> None:
     run, audit, _ = two_processes
     writes = json.loads(Path(f"{audit}.rank1").read_text())
@@ -124,6 +128,7 @@ def test_only_rank_0_writes_files(two_processes: Any) -> None:
     ]
 
 
+@slow
 def test_a_killed_rank_resumes_from_the_last_checkpoint_on_another_world_size(
     one_process: Path, tmp_path: Path
 ) -> None:
@@ -144,6 +149,7 @@ def test_a_killed_rank_resumes_from_the_last_checkpoint_on_another_world_size(
     assert [r["test_accuracy"] for r in lines] == [r["test_accuracy"] for r in want]
 
 
+@slow
 def test_a_world_size_that_does_not_divide_the_batch_fails_in_one_line(tmp_path: Path) -> None:
     run = tmp_path / "run"
     out = _launch(["-m", "sne_loihi", "teacher", "--run-dir", str(run), "--batch-size", "33", "--epochs", "1",
