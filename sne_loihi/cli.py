@@ -59,7 +59,7 @@ def friendly(fn: Callable) -> Callable:
         try:
             with contextlib.ExitStack() as stack:
                 if rank:
-                    stack.enter_context(contextlib.redirect_stdout(open(os.devnull, "w")))
+                    stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
                 run_folder = kwargs.get("run_dir", kwargs.get("run"))
                 if isinstance(run_folder, Path) and not rank:  # one writer per run folder
                     from sne_loihi.io import run_lock
