@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import typer
 
 from sne_loihi.cli_errors import OneLineErrorGroup
 from sne_loihi.config import Backend, PartitionStrategy, RunConfig, StudentBackend, StudentEngine, resolve
-from sne_loihi.errors import SneError
+from sne_loihi.errors import ConfigError, SneError
 
 app = typer.Typer(
     name="sne",
@@ -43,7 +44,8 @@ def friendly(fn: Callable) -> Callable:
     """Turn SneError into ``error: ...`` + exit 1, and Ctrl-C into a resume hint.
 
     A command with a run folder (``run_dir`` / ``run``) holds its lock while it runs
-    (:func:`sne_loihi.io.run_lock`: a second writer gets a one-line error). A command's
+    (:func:`sne_loihi.io.run_lock`: a second writer gets a one-line error). Under torchrun
+    only rank 0 takes the lock and prints to stdout; a config error is printed by rank 0 only. A command's
     ``--factory`` value and ``--trust-factory`` flag (where it has them) are the only ways an
     external teacher's code may be imported while it runs
     (:func:`sne_loihi.teachers.external.trusted_factories`).
@@ -51,10 +53,15 @@ def friendly(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sne_loihi.distributed import env_rank
+
+        rank = env_rank()  # under torchrun: rank 0 alone holds the lock and prints results
         try:
             with contextlib.ExitStack() as stack:
+                if rank:
+                    stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
                 run_folder = kwargs.get("run_dir", kwargs.get("run"))
-                if isinstance(run_folder, Path):  # one writer per run folder
+                if isinstance(run_folder, Path) and not rank:  # one writer per run folder
                     from sne_loihi.io import run_lock
 
                     stack.enter_context(run_lock(run_folder))
@@ -65,7 +72,8 @@ def friendly(fn: Callable) -> Callable:
                                                           trust_all=bool(kwargs.get("trust_factory"))))
                 return fn(*args, **kwargs)
         except SneError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            if not rank or not isinstance(exc, ConfigError):  # a config error is the same on every rank
+                typer.echo(f"error: {exc}" if not rank else f"error (rank {rank}): {exc}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted; the last epoch checkpoint is kept: rerun with --resume", err=True)
@@ -190,6 +198,7 @@ def teacher_finetune(
     lr: Annotated[float, typer.Option("--lr")] = 1e-4,
 ) -> None:
     """Disentangle the teacher: fine-tune with CE + beta * L_sim (method.md section 4)."""
+    from sne_loihi.distributed import is_main_process
     from sne_loihi.io import run_lock
     from sne_loihi.pipeline import finetune_stage
     from sne_loihi.teachers.external import trusted_factories
@@ -197,7 +206,8 @@ def teacher_finetune(
     opts = ctx.obj or {}
     if opts.get("run_dir") is None:
         raise SneError("teacher finetune needs --run-dir (before 'finetune') holding teacher.pt")
-    with run_lock(Path(opts["run_dir"])), \
+    lock = run_lock(Path(opts["run_dir"])) if is_main_process() else contextlib.nullcontext()  # torchrun: rank 0
+    with lock, \
             trusted_factories([opts.get("factory")], trust_all=bool(opts.get("trust_factory"))):
         summary = finetune_stage(
             Path(opts["run_dir"]), students=students, beta=beta, epochs=epochs, lr=lr,

@@ -111,7 +111,10 @@ class TeacherConfig:
         factory: For ``external``: ``"package.module:function"`` returning the nn.Module.
         feature_layer: For ``external``: name of the module whose output is f_T.
         checkpoint: For ``external``: path to the user's state_dict.
-        epochs, lr, batch_size, optimizer, weight_decay: Training settings.
+        epochs, lr, batch_size, optimizer, weight_decay: Training settings (``batch_size`` is
+            the global batch: under torchrun each of P processes takes ``batch_size / P``).
+        amp: Train in mixed precision (float16 + loss scaling on CUDA, bfloat16 on CPU);
+            off by default, so results are float32's.
     """
 
     arch: str = "digits_cnn"
@@ -123,6 +126,7 @@ class TeacherConfig:
     batch_size: int = 64
     optimizer: Optimizer = Optimizer.ADAM
     weight_decay: float = 1e-4
+    amp: bool = False
 
 
 @dataclass
@@ -218,6 +222,7 @@ class TrainConfig:
     """Student-ensemble training settings.
 
     Attributes:
+        batch_size: The global batch (under torchrun each of P processes takes ``batch_size / P``).
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda[:i]``.
         threads: torch intra-op threads on CPU (0 = torch's default).
     """

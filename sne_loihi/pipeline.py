@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from sne_loihi.config import PartitionStrategy, RunConfig, dump_toml
+from sne_loihi.distributed import current, is_main_process
 from sne_loihi.errors import ConfigError
 
 CONFIG_FILE = "config.toml"
@@ -32,10 +33,14 @@ def prepare_run_dir(
     Never loses earlier results: an existing non-empty folder needs ``resume`` (continue it)
     or ``allow_existing`` (a later stage adding to it), and each of ``checkpoints`` present in
     it must be resumable with ``cfg`` (:func:`check_resumable`) before ``config.toml`` is
-    rewritten, so a refused command leaves the folder as it was.
+    rewritten, so a refused command leaves the folder as it was. Under torchrun this starts
+    the process group (:func:`sne_loihi.distributed.setup`).
     """
+    from sne_loihi.distributed import setup
     from sne_loihi.io import LOCK_FILE
+    from sne_loihi.train.common import resolve_device
 
+    dist = setup(resolve_device(cfg.train.device))  # under torchrun: the process group, once
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run folder {run_dir} exists and is not a folder")
@@ -43,8 +48,10 @@ def prepare_run_dir(
         raise ConfigError(f"run folder {run_dir} already holds results; pass --resume to continue it or choose another --run-dir")
     for name in checkpoints:
         check_resumable(run_dir / name, cfg, resume=resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_toml(cfg, run_dir / CONFIG_FILE)
+    dist.barrier()  # under torchrun every rank has checked the folder before rank 0 alone writes
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_toml(cfg, run_dir / CONFIG_FILE)
 
 
 def check_resumable(path: Path, cfg: RunConfig, *, resume: bool) -> dict[str, Any] | None:
@@ -80,7 +87,9 @@ def cached_teacher_features(teacher: torch.nn.Module, data: Any, run_dir: Path, 
 
     The cache is keyed by the teacher checkpoint's modification time and size, so a
     fine-tuned or retrained teacher never reuses stale features. An unreadable cache is
-    reported on stderr and recomputed (:func:`sne_loihi.io.load_cache`).
+    reported on stderr and recomputed (:func:`sne_loihi.io.load_cache`). Under torchrun each
+    rank computes its shard of the training set and the shards are gathered (each feature
+    computed once); rank 0 writes the cache.
 
     Raises:
         UnsafeFileError: The cache file would run code if loaded.
@@ -96,13 +105,38 @@ def cached_teacher_features(teacher: torch.nn.Module, data: Any, run_dir: Path, 
         feats = payload.get("features") if payload is not None else None
         if payload is not None and payload.get("key") == key and isinstance(feats, torch.Tensor):
             return feats
-    feats = teacher_features(teacher, data.x_train_nchw)
-    save_checkpoint(cache, {"key": key, "features": feats})
+    dist = current()
+    device = next(teacher.parameters()).device
+    shard = dist.shard(len(data.x_train_nchw))
+    feats = teacher_features(teacher, data.x_train_nchw[shard.start : shard.stop])
+    feats = dist.gather_rows(feats, len(data.x_train_nchw), device)
+    if dist.is_main:
+        save_checkpoint(cache, {"key": key, "features": feats})
     return feats
 
 
 def make_partition(cfg: RunConfig, features_nd: torch.Tensor, run_dir: Path):  # -> Partition
-    """Compute (or, on resume, reuse) the partition and store it as ``partition.json``."""
+    """Compute (or, on resume, reuse) the partition and store it as ``partition.json``.
+
+    Under torchrun rank 0 computes (or reads) it and sends it to the other ranks.
+    """
+    from sne_loihi.partition import Partition
+
+    dist = current()
+    part = _rank0_partition(cfg, features_nd, run_dir) if dist.is_main else None
+    if not dist.distributed:
+        return part
+    return Partition.from_dict(dist.broadcast_json(part.to_dict() if part is not None else None,
+                                                   _comm_device(cfg)))
+
+
+def _comm_device(cfg: RunConfig) -> torch.device:
+    from sne_loihi.train.common import resolve_device
+
+    return resolve_device(cfg.train.device)
+
+
+def _rank0_partition(cfg: RunConfig, features_nd: torch.Tensor, run_dir: Path):  # -> Partition
     from sne_loihi.partition import compute_partition
 
     path = Path(run_dir) / PARTITION_FILE
@@ -276,15 +310,20 @@ def students_stage(
     from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
     from sne_loihi.train.students import train_students
 
+    from sne_loihi.distributed import setup
+    from sne_loihi.train.common import resolve_device
+
     out_dir = Path(out_dir or run_dir)
     data = load_data(cfg)
+    setup(resolve_device(cfg.train.device))  # under torchrun: the process group, before the first collective
     teacher, tpath = _teacher_for(run_dir, cfg)
     feats = cached_teacher_features(teacher, data, run_dir, tpath)
     part = make_partition(cfg, feats, run_dir)
     scale = fit_feature_scale(feats, cfg.ensemble.feature_scaling, cfg.ensemble.feature_percentile)
     resumed = check_resumable(out_dir / ENSEMBLE_FILE, cfg, resume=resume)  # config.toml only after the checks
     teacher_sha256 = _same_teacher(resumed, out_dir / ENSEMBLE_FILE, tpath)
-    dump_toml(cfg, out_dir / CONFIG_FILE)
+    if is_main_process():
+        dump_toml(cfg, out_dir / CONFIG_FILE)
     return train_students(cfg, data, teacher, part, scale, out_dir, resume=resume, progress=progress,
                           provenance={"teacher_sha256": teacher_sha256})
 
@@ -329,8 +368,9 @@ def finetune_stage(
     from sne_loihi.config import FinetuneConfig
     from sne_loihi.errors import CheckpointError
     from sne_loihi.io import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
+    from sne_loihi.distributed import setup
     from sne_loihi.partition import finetune_teacher, similarity_loss
-    from sne_loihi.train.common import accuracy, predict_logits, resolve_device
+    from sne_loihi.train.common import resolve_device, sharded_accuracy
     from sne_loihi.train.teacher import TEACHER_FILE, load_teacher, teacher_features
 
     FinetuneConfig(beta=beta, epochs=epochs, lr=lr)  # validates (one-line ConfigError)
@@ -338,16 +378,18 @@ def finetune_stage(
     path, backup, summary_path = run_dir / TEACHER_FILE, run_dir / PRE_FINETUNE_TEACHER, run_dir / FINETUNE_FILE
     if summary_path.exists():
         raise ConfigError(f"{run_dir} was already fine-tuned ({summary_path} exists); use a fresh run folder")
-    if not backup.exists():
-        if not path.exists():
-            raise CheckpointError(f"no teacher in {run_dir} (expected {path}); run 'sne teacher --run-dir {run_dir}' first")
+    if not backup.exists() and not path.exists():
+        raise CheckpointError(f"no teacher in {run_dir} (expected {path}); run 'sne teacher --run-dir {run_dir}' first")
+    dist = setup(resolve_device(device or cfg_device(run_dir)))
+    if not backup.exists() and dist.is_main:
         atomic_write_bytes(backup, path.read_bytes())
+    dist.barrier()  # the backup exists before any rank reads it
     model, cfg, _ = load_teacher(backup, device=device or cfg_device(run_dir))
     data = load_data(cfg)
     dev = next(model.parameters()).device
 
     def measure() -> dict[str, float]:
-        acc = accuracy(predict_logits(model, data.x_test_nchw, 256, dev), data.y_test)
+        acc = sharded_accuracy(model, data.x_test_nchw, data.y_test, 256, dev, dist)
         feats = teacher_features(model, data.x_test_nchw)
         return {"test_accuracy": acc, "l_sim": float(similarity_loss(feats, students))}
 
@@ -359,12 +401,15 @@ def finetune_stage(
     )
     after = measure()
     settings = {"students": students, "beta": beta, "epochs": epochs, "lr": lr}
-    ckpt = load_checkpoint(backup)
-    ckpt["model"] = model.state_dict()
-    ckpt["finetune"] = {**settings, "history": history}
-    save_checkpoint(path, ckpt)
-    summary = {"before": before, "after": after, **settings, "history": history}
-    atomic_write_json(summary_path, summary)
+    summary = {"before": before, "after": after, **settings, "history": history,
+               **({"world_size": dist.world_size, "backend": dist.backend} if dist.distributed else {})}
+    if dist.is_main:
+        ckpt = load_checkpoint(backup)
+        ckpt["model"] = model.state_dict()
+        ckpt["finetune"] = {**settings, "history": history}
+        save_checkpoint(path, ckpt)
+        atomic_write_json(summary_path, summary)
+    dist.barrier()  # the fine-tuned teacher is on disk before any rank reads it
     return summary
 
 
@@ -482,6 +527,8 @@ def run_pipeline(
         t = time.time()
         dropout_stage(replace(cfg, ensemble=replace(cfg.ensemble, train_active=k)), run_dir, resume=resume, progress=progress)
         timings[f"dropout_k{k}"] = time.time() - t
+    if not current().is_main:  # under torchrun: export, Lava and the report are rank 0's
+        return {}
     t = time.time()
     lava = lava_stage(cfg, run_dir, energy=report.energy_profile, progress=progress)  # -> RUN/lava.json
     if lava is not None:
@@ -499,5 +546,7 @@ def run_pipeline(
 def dropout_stage(cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool = True):
     """Train a dropout variant (fixed K) in ``RUN/dropout-k{K}``, same teacher and partition."""
     sub = Path(run_dir) / f"dropout-k{cfg.ensemble.train_active}"
-    sub.mkdir(exist_ok=True)
+    if is_main_process():
+        sub.mkdir(exist_ok=True)
+    current().barrier()
     return students_stage(cfg, run_dir, resume=resume, progress=progress, out_dir=sub)

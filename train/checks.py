@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sne_loihi.config import Backend, RunConfig
+from sne_loihi.distributed import check_divides
 from sne_loihi.errors import ConfigError, SneError
 from sne_loihi.indices import parse_active
 
@@ -115,3 +116,5 @@ def check_config(cfg: RunConfig) -> None:
         TEACHERS.get(cfg.teacher.arch)
     STUDENT_ARCHS.get(cfg.student.arch)
     resolve_device(cfg.train.device)
+    check_divides(cfg.teacher.batch_size, "teacher.batch_size")  # under torchrun: world size from the environment
+    check_divides(cfg.train.batch_size, "train.batch_size")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from sne_loihi.config import Optimizer, RunConfig
+from sne_loihi.distributed import DistContext, rank_device, to_device
 from sne_loihi.errors import CheckpointError, ConfigError, one_line
 from sne_loihi.io import atomic_write_bytes, load_checkpoint, save_checkpoint
 from sne_loihi.registry import Registry
@@ -23,18 +24,21 @@ from sne_loihi.registry import Registry
 def resolve_device(spec: str = "auto") -> torch.device:
     """``auto`` -> CUDA when available else CPU; otherwise ``cpu`` / ``cuda[:i]``.
 
+    Under ``torchrun`` a CUDA device is the GPU of the process's local rank
+    (:func:`sne_loihi.distributed.rank_device`).
+
     Raises:
         ConfigError: Unknown device or CUDA asked for but absent.
     """
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return rank_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         device = torch.device(spec)
     except RuntimeError:
         raise ConfigError(f"unknown device {spec!r}; use auto, cpu or cuda[:i]") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {spec!r} asked for but CUDA is not available here")
-    return device
+    return rank_device(device)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -133,8 +137,21 @@ def predict_logits(
     """Run ``forward`` over ``x_nchw`` in batches; returns CPU logits."""
     out = []
     for idx in batch_indices(len(x_nchw), batch_size, None):
-        out.append(forward(x_nchw[idx].to(device)).float().cpu())
+        out.append(forward(to_device(x_nchw[idx], device)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
+
+
+def sharded_accuracy(
+    model: nn.Module, x_nchw: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
+    dist: DistContext,
+) -> float:
+    """Top-1 accuracy of ``model`` over ``x_nchw``, each rank predicting its :meth:`~DistContext.shard`."""
+    shard = dist.shard(len(x_nchw))
+    part = slice(shard.start, shard.stop)
+    logits = predict_logits(model, x_nchw[part], batch_size, device)
+    correct = float((logits.argmax(-1) == labels[part]).sum()) if len(shard) else 0.0
+    total = dist.sum({"correct": correct, "n": float(len(shard))}, device)
+    return total["correct"] / total["n"] if total["n"] else float("nan")
 
 
 #: At most this many (evenly spaced) training images re-estimate BatchNorm statistics.
@@ -169,7 +186,7 @@ def recalibrate_batchnorm(
     x_nchw = x_nchw[:: max(1, -(-len(x_nchw) // max_samples))]
     for idx in batch_indices(len(x_nchw), batch_size, None):
         if len(idx) > 1 or len(x_nchw) == 1:  # BatchNorm1d cannot normalise a lone sample
-            model(x_nchw[idx].to(device))
+            model(to_device(x_nchw[idx], device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.train(was_training)
@@ -236,9 +253,10 @@ def save_epoch_checkpoint(
 
 
 #: Config keys (or ``section.`` prefixes) that may change on ``--resume``: the epoch budget
-#: (to extend or shorten a run), where and with how many threads it runs, and the later Lava stage.
+#: (to extend or shorten a run), where and with how many threads (and whether in mixed
+#: precision) it runs, and the later Lava stage. The world size is no config key at all.
 RESUME_MAY_CHANGE: tuple[str, ...] = (
-    "train.epochs", "teacher.epochs", "train.device", "train.threads", "student.engine", "lava.",
+    "train.epochs", "teacher.epochs", "train.device", "train.threads", "teacher.amp", "student.engine", "lava.",
 )
 
 
@@ -311,12 +329,14 @@ def restore_or_start(
     generator: torch.Generator,
     metrics: Path,
     epochs: int,
+    main: bool = True,
 ) -> EpochState:
     """Start a training loop, or restore it from its epoch checkpoint ``path`` on ``--resume``.
 
     Restores model, optimizer, scheduler (re-targeted to ``epochs``), RNG states and history,
     and rewrites ``metrics`` from the checkpoint's history: a line written for an epoch whose
-    checkpoint never landed (interrupted in between) is dropped, never duplicated.
+    checkpoint never landed (interrupted in between) is dropped, never duplicated. Only the
+    ``main`` process (rank 0) writes; every rank restores the same checkpoint.
 
     Raises:
         CheckpointError: ``path`` exists without ``resume``, or does not match ``config``.
@@ -335,7 +355,8 @@ def restore_or_start(
         retarget_cosine(scheduler, epochs)
         restore_rng(ckpt["rng"], generator)
         state = EpochState(int(ckpt["epoch"]), list(ckpt["history"]))
-    rewrite_jsonl(metrics, state.history)
+    if main:
+        rewrite_jsonl(metrics, state.history)
     return state
 
 

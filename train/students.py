@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from sne_loihi.config import RunConfig
 from sne_loihi.data import Dataset, augment_nchw
+from sne_loihi.distributed import DistContext, backward_step, setup
 from sne_loihi.ensemble import LossTerms, ensemble_loss, scale_features
 from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE, build_ensemble, ensemble_extra
 from sne_loihi.ensemble.evaluate import evaluate_ensemble
@@ -63,12 +64,18 @@ def distill_step(
     feature_scale: torch.Tensor,
     groups: list[list[int]],
     alpha: float,
+    loss_weight: float | None = None,
 ) -> tuple[LossTerms, torch.Tensor]:
     """One optimisation step of the ensemble on a batch (also what ``benchmarks/bench_train.py``
     times): teacher features as targets, students with the ``active_n`` mask, loss, update.
 
+    Under torchrun ``x_nchw`` is this rank's shard of the global batch: the KD targets are the
+    teacher's features of exactly these samples (each computed once, by the rank that trains on
+    it), and ``loss_weight`` (:meth:`~sne_loihi.distributed.DistContext.loss_weight`) makes
+    DDP's gradient average the global batch's mean.
+
     Returns:
-        ``(loss terms, logits [B, classes])``.
+        ``(loss terms, logits [B, classes])`` (unweighted).
     """
     targets = None
     if teacher is not None and alpha > 0:
@@ -76,9 +83,7 @@ def distill_step(
             targets = scale_features(teacher.features(x_nchw), feature_scale)
     out = model(x_nchw, active_n.to(x_nchw.device))
     terms = ensemble_loss(out.logits, y, out.rates, targets, groups, alpha, active_n.tolist())
-    optimizer.zero_grad(set_to_none=True)
-    terms.total.backward()
-    optimizer.step()
+    backward_step(terms.total if loss_weight is None else terms.total * loss_weight, optimizer)
     return terms, out.logits
 
 
@@ -112,6 +117,7 @@ def train_students(
     if ecfg.train_active > partition.num_groups:
         raise ConfigError(f"--train-active {ecfg.train_active} exceeds the {partition.num_groups} students")
     device = resolve_device(tcfg.device)
+    dist = setup(device)
     set_threads(tcfg.threads)
     if device.type == "cpu":
         keep_freed_memory()
@@ -123,65 +129,91 @@ def train_students(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tcfg.epochs, 1))
     state = restore_or_start(
         path, cfg.to_dict(), resume=resume, model=model, optimizer=optimizer, scheduler=sched,
-        generator=gen, metrics=metrics, epochs=tcfg.epochs,
+        generator=gen, metrics=metrics, epochs=tcfg.epochs, main=dist.is_main,
     )
+    dist.check_last_batch(len(data.x_train_nchw), tcfg.batch_size, "student training")
+    ddp = dist.wrap(model, device, find_unused=0 < ecfg.train_active < partition.num_groups)
     if teacher is not None:
         teacher.to(device).eval()
     groups = partition.groups
     extra = {**ensemble_extra(model, partition, feature_scale, data.in_shape, data.num_classes, data.class_names),
              **(provenance or {})}
+    augment = (lambda x: augment_nchw(x, gen)) if cfg.data.augment else None
     n_batches = -(-len(data.x_train_nchw) // tcfg.batch_size)
     bar = tqdm(
         total=tcfg.epochs * n_batches,
         initial=state.epoch * n_batches,
         desc=f"students {partition.num_groups}x{cfg.student.arch}",
-        disable=not progress,
+        disable=not (progress and dist.is_main),
         unit="batch",
     )
     for epoch in range(state.epoch, tcfg.epochs):
         model.train()
-        seen, sums = 0, {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0.0}
-        for idx in batch_indices(len(data.x_train_nchw), tcfg.batch_size, gen):
-            x = data.x_train_nchw[idx]
-            if cfg.data.augment:
-                x = augment_nchw(x, gen)
-            x, y = x.to(device), data.y_train[idx].to(device)
+        sums = {"seen": 0.0, "loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0.0}
+        order = batch_indices(len(data.x_train_nchw), tcfg.batch_size, gen)
+        for shard, x, y in dist.batches(order, data.x_train_nchw, data.y_train, device, augment):
             active = random_active(partition.num_groups, ecfg.train_active, gen)
             terms, logits = distill_step(
-                model, optimizer, x, y, active, teacher=teacher, feature_scale=feature_scale, groups=groups,
-                alpha=ecfg.alpha,
+                ddp, optimizer, x, y, active, teacher=teacher, feature_scale=feature_scale, groups=groups,
+                alpha=ecfg.alpha, loss_weight=dist.loss_weight(shard),
             )
-            n = len(idx)
-            seen += n
+            n = len(shard)
+            sums["seen"] += n
             sums["loss"] += float(terms.total.detach()) * n
             sums["ce"] += terms.ce * n
             sums["kd"] += terms.kd * n
             sums["correct"] += float((logits.argmax(-1) == y).sum())
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / seen:.3f}", kd=f"{sums['kd'] / seen:.4f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / sums['seen']:.3f}",
+                            kd=f"{sums['kd'] / sums['seen']:.4f}")
         sched.step()
-        evaluation = evaluate_ensemble(
-            model, data.x_test_nchw, data.y_test, active=_eval_active(ecfg.train_active, partition.num_groups),
-            batch_size=tcfg.batch_size, count_ops=False,  # SLAYER: 256 is ~40% slower per sample than 64
-        )
+        sums = dist.sum(sums, device)
+        seen = sums["seen"]
         record = {
             "epoch": epoch + 1,
             "loss": sums["loss"] / seen,
             "ce": sums["ce"] / seen,
             "kd": sums["kd"] / seen,
             "train_accuracy": sums["correct"] / seen,
-            "test_accuracy": evaluation.accuracy,
+            "test_accuracy": _test_accuracy(model, data, ecfg.train_active, partition.num_groups,
+                                            tcfg.batch_size, device, dist),
             "lr": sched.get_last_lr()[0],
+            **dist.record(),
         }
         state.epoch, state.history = epoch + 1, state.history + [record]
-        append_jsonl(metrics, record)
-        save_epoch_checkpoint(
-            path, config=cfg.to_dict(), model=model, optimizer=optimizer, state=state,
-            generator=gen, extra={"scheduler": sched.state_dict(), **extra},
-        )
+        if dist.is_main:
+            append_jsonl(metrics, record)
+            save_epoch_checkpoint(
+                path, config=cfg.to_dict(), model=model, optimizer=optimizer, state=state,
+                generator=gen, extra={"scheduler": sched.state_dict(), **extra},
+            )
     bar.close()
+    dist.barrier()  # the checkpoint is on disk before any rank goes on
     model.eval()
     return StudentsResult(model, state.history, path)
+
+
+def _test_accuracy(
+    model: nn.Module, data: Dataset, train_active: int, num_students: int, batch_size: int,
+    device: torch.device, dist: DistContext,
+) -> float:
+    """The per-epoch test accuracy, each rank evaluating its shard of the test set (a dropout
+    ensemble's random-K evaluation draws K per test batch: every rank evaluates all of it, so
+    the draws do not depend on the world size)."""
+    active = _eval_active(train_active, num_students)
+    shard = dist.shard(len(data.x_test_nchw)) if active == num_students else DistContext().shard(len(data.x_test_nchw))
+    part = slice(shard.start, shard.stop)
+    correct = 0.0
+    if len(shard):
+        evaluation = evaluate_ensemble(
+            model, data.x_test_nchw[part], data.y_test[part], active=active,
+            batch_size=batch_size, count_ops=False,  # SLAYER: 256 is ~40% slower per sample than 64
+        )
+        correct = float(round(evaluation.accuracy * len(shard)))
+    if active != num_students:
+        return correct / len(shard) if len(shard) else float("nan")
+    total = dist.sum({"correct": correct, "n": float(len(shard))}, device)
+    return total["correct"] / total["n"] if total["n"] else float("nan")
 
 
 def _eval_active(train_active: int, num_students: int) -> int:

@@ -13,18 +13,18 @@ from tqdm.auto import tqdm
 
 from sne_loihi.config import RunConfig
 from sne_loihi.data import Dataset, augment_nchw
+from sne_loihi.distributed import autocast, backward_step, grad_scaler, setup
 from sne_loihi.errors import CheckpointError, one_line
 from sne_loihi.io import load_checkpoint
 from sne_loihi.teachers import EXTERNAL, build_teacher
 from sne_loihi.teachers.external import require_trusted_factory
 from sne_loihi.train.checks import check_config
 from sne_loihi.train.common import (
-    accuracy,
     append_jsonl,
     batch_indices,
     make_optimizer,
-    predict_logits,
     recalibrate_batchnorm,
+    sharded_accuracy,
     resolve_device,
     restore_or_start,
     save_epoch_checkpoint,
@@ -57,18 +57,30 @@ def _meta(data: Dataset) -> dict[str, Any]:
 
 
 def teacher_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, x_nchw: torch.Tensor, y: torch.Tensor
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x_nchw: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss_weight: float | None = None,
+    amp: bool = False,
+    scaler: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One cross-entropy optimisation step (also what ``benchmarks/bench_train.py`` times).
 
+    Args:
+        loss_weight: Factor on the loss before ``backward`` (a rank's share of the global
+            batch, :meth:`~sne_loihi.distributed.DistContext.loss_weight`); ``None``: none.
+        amp: Forward pass in mixed precision (:func:`sne_loihi.distributed.autocast`).
+        scaler: Loss scaler for float16 AMP (:func:`sne_loihi.distributed.grad_scaler`).
+
     Returns:
-        ``(loss, logits [B, classes])``.
+        ``(loss, logits [B, classes])`` (the unweighted mean loss over ``x_nchw``).
     """
-    logits = model(x_nchw)
-    loss = F.cross_entropy(logits, y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    with autocast(x_nchw.device, amp):
+        logits = model(x_nchw)
+        loss = F.cross_entropy(logits, y)
+    backward_step(loss if loss_weight is None else loss * loss_weight, optimizer, scaler)
     return loss, logits
 
 
@@ -95,6 +107,7 @@ def train_teacher(
     check_config(cfg)
     tcfg = cfg.teacher
     device = resolve_device(cfg.train.device)
+    dist = setup(device)
     set_threads(cfg.train.threads)
     if device.type == "cpu":
         keep_freed_memory()
@@ -106,62 +119,67 @@ def train_teacher(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tcfg.epochs, 1))
     state = restore_or_start(
         path, cfg.to_dict(), resume=resume, model=model, optimizer=optimizer, scheduler=sched,
-        generator=gen, metrics=metrics, epochs=tcfg.epochs,
+        generator=gen, metrics=metrics, epochs=tcfg.epochs, main=dist.is_main,
     )
-
+    dist.check_last_batch(len(data.x_train_nchw), tcfg.batch_size, "teacher training")
+    ddp = dist.wrap(model, device)
+    scaler = grad_scaler(device, tcfg.amp)
+    augment = (lambda x: augment_nchw(x, gen)) if cfg.data.augment else None
     n_batches = -(-len(data.x_train_nchw) // tcfg.batch_size)
     bar = tqdm(
         total=tcfg.epochs * n_batches,
         initial=state.epoch * n_batches,
         desc=f"teacher {tcfg.arch}",
-        disable=not progress,
+        disable=not (progress and dist.is_main),
         unit="batch",
     )
     for epoch in range(state.epoch, tcfg.epochs):
         model.train()
-        seen, loss_sum, correct = 0, 0.0, 0
-        for idx in batch_indices(len(data.x_train_nchw), tcfg.batch_size, gen):
-            x = data.x_train_nchw[idx]
-            if cfg.data.augment:
-                x = augment_nchw(x, gen)
-            x, y = x.to(device), data.y_train[idx].to(device)
-            loss, logits = teacher_step(model, optimizer, x, y)
-            seen += len(idx)
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(-1) == y).sum())
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}")
+        sums = {"seen": 0.0, "loss": 0.0, "correct": 0.0}
+        order = batch_indices(len(data.x_train_nchw), tcfg.batch_size, gen)
+        with dist.training(model):
+            for shard, x, y in dist.batches(order, data.x_train_nchw, data.y_train, device, augment):
+                loss, logits = teacher_step(ddp, optimizer, x, y, loss_weight=dist.loss_weight(shard),
+                                            amp=tcfg.amp, scaler=scaler)
+                sums["seen"] += len(shard)
+                sums["loss"] += float(loss.detach()) * len(shard)
+                sums["correct"] += int((logits.argmax(-1) == y).sum())
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / sums['seen']:.3f}")
         sched.step()
         recalibrate_batchnorm(model, data.x_train_nchw, 256, device)
         model.eval()
-        test_acc = accuracy(predict_logits(model, data.x_test_nchw, 256, device), data.y_test)
+        sums = dist.sum(sums, device)
         record = {
             "epoch": epoch + 1,
-            "loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
-            "test_accuracy": test_acc,
+            "loss": sums["loss"] / sums["seen"],
+            "train_accuracy": sums["correct"] / sums["seen"],
+            "test_accuracy": sharded_accuracy(model, data.x_test_nchw, data.y_test, 256, device, dist),
             "lr": sched.get_last_lr()[0],
+            **dist.record(),
         }
         state.epoch, state.history = epoch + 1, state.history + [record]
-        append_jsonl(metrics, record)
-        save_epoch_checkpoint(
-            path,
-            config=cfg.to_dict(),
-            model=model,
-            optimizer=optimizer,
-            state=state,
-            generator=gen,
-            extra={"scheduler": sched.state_dict(), **_meta(data)},
-        )
+        if dist.is_main:
+            append_jsonl(metrics, record)
+            save_epoch_checkpoint(
+                path,
+                config=cfg.to_dict(),
+                model=model,
+                optimizer=optimizer,
+                state=state,
+                generator=gen,
+                extra={"scheduler": sched.state_dict(), **_meta(data)},
+            )
     bar.close()
-    if not path.exists():  # zero epochs (e.g. a user's pre-trained external teacher)
+    if dist.is_main and not path.exists():  # zero epochs (e.g. a user's pre-trained external teacher)
         state.history = []
         save_epoch_checkpoint(
             path, config=cfg.to_dict(), model=model, optimizer=optimizer, state=state,
             generator=gen, extra={"scheduler": sched.state_dict(), **_meta(data)},
         )
+    dist.barrier()  # the checkpoint is on disk before any rank goes on to read it
     model.eval()
-    test_acc = accuracy(predict_logits(model, data.x_test_nchw, 256, device), data.y_test)
+    test_acc = sharded_accuracy(model, data.x_test_nchw, data.y_test, 256, device, dist)
     return TeacherResult(model, test_acc, state.history, path)
 
 

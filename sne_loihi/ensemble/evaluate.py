@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sne_loihi.distributed import to_device
 from sne_loihi.ensemble.model import Ensemble
 
 
@@ -88,7 +89,7 @@ def evaluate_ensemble(
     per_layer: list[torch.Tensor | None] = [None] * n_students
     ran = torch.zeros(n_students)
     for start in range(0, len(x_nchw), batch_size):
-        x = x_nchw[start : start + batch_size].to(device)
+        x = to_device(x_nchw[start : start + batch_size], device)
         mask = _batch_active(active, n_students, gen).to(device)
         out = model(x, mask)
         logits_all.append(out.logits.float().cpu())

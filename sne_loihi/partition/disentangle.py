@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from sne_loihi.distributed import backward_step, check_divides, setup
 from sne_loihi.errors import ConfigError
 
 #: Chunks whose L2 norm is at most this are treated as the zero vector (see similarity_loss).
@@ -105,6 +106,18 @@ def _features_and_logits(teacher: nn.Module, x_nchw: torch.Tensor) -> tuple[torc
     return feats, teacher(x_nchw)
 
 
+class _FeaturesAndLogits(nn.Module):
+    """The teacher as one ``forward -> (f_T, logits)``, so DistributedDataParallel sees the
+    whole step go through its forward."""
+
+    def __init__(self, teacher: nn.Module) -> None:
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, x_nchw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _features_and_logits(self.teacher, x_nchw)
+
+
 def finetune_teacher(
     teacher: nn.Module,
     x_train_nchw: torch.Tensor,
@@ -170,34 +183,36 @@ def finetune_teacher(
         raise ConfigError(f"teacher features must be [batch, D], got shape {tuple(probe.shape)}")
     _check_chunks(probe.shape[1], num_chunks)
 
+    dist = setup(device)
+    check_divides(batch_size, "fine-tuning batch size")
     optimizer = torch.optim.Adam(teacher.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     n = len(x_train_nchw)
+    dist.check_last_batch(n, batch_size, "teacher fine-tuning")
+    step_model = dist.wrap(_FeaturesAndLogits(teacher), device)
     n_batches = -(-n // batch_size)
-    bar = tqdm(total=epochs * n_batches, desc="teacher fine-tune", disable=not progress, unit="batch")
+    bar = tqdm(total=epochs * n_batches, desc="teacher fine-tune", disable=not (progress and dist.is_main), unit="batch")
     history: list[dict[str, Any]] = []
     for epoch in range(epochs):
         teacher.train()
         sums = {"loss": 0.0, "ce": 0.0, "l_sim": 0.0, "correct": 0.0}
-        for idx in torch.randperm(n, generator=gen).split(batch_size):
-            x = x_train_nchw[idx]
-            if augment_fn is not None:
-                x = augment_fn(x)
-            x, y = x.to(device), y_train[idx].to(device)
-            feats, logits = _features_and_logits(teacher, x)
-            ce = F.cross_entropy(logits, y)
-            l_sim = similarity_loss(feats, num_chunks)
-            loss = ce + beta * l_sim
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            b = len(idx)
-            sums["loss"] += float(loss.detach()) * b
-            sums["ce"] += float(ce.detach()) * b
-            sums["l_sim"] += float(l_sim.detach()) * b
-            sums["correct"] += float((logits.argmax(-1) == y).sum())
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, ce=f"{float(ce):.3f}", l_sim=f"{float(l_sim):.3f}")
+        order = iter(torch.randperm(n, generator=gen).split(batch_size))
+        with dist.training(teacher):
+            for shard, x, y in dist.batches(order, x_train_nchw, y_train, device, augment_fn):
+                feats, logits = step_model(x)
+                ce = F.cross_entropy(logits, y)
+                l_sim = similarity_loss(feats, num_chunks)
+                loss = ce + beta * l_sim
+                weight = dist.loss_weight(shard)
+                backward_step(loss if weight is None else loss * weight, optimizer)
+                b = len(shard)
+                sums["loss"] += float(loss.detach()) * b
+                sums["ce"] += float(ce.detach()) * b
+                sums["l_sim"] += float(l_sim.detach()) * b
+                sums["correct"] += float((logits.argmax(-1) == y).sum())
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, ce=f"{float(ce):.3f}", l_sim=f"{float(l_sim):.3f}")
+        sums = dist.sum(sums, device)
         history.append({
             "epoch": epoch + 1,
             "loss": sums["loss"] / n,
