@@ -129,10 +129,12 @@ def verdict(claim: Claim, est: Estimate) -> Verdict:
     return Verdict.UNRESOLVED
 
 
-def format_estimate(est: Estimate, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
-    """``"m +/- sem [lo, hi]"`` (values times ``scale``); no interval for a single seed."""
+def format_estimate(est: Estimate, scale: float = 1.0, digits: int = 2, signed: bool = False, spec: str | None = None) -> str:
+    """``"m +/- sem [lo, hi]"`` (values times ``scale``) with ``digits`` decimals, or the
+    format ``spec`` (e.g. ``".3g"``) when given; no interval for a single seed."""
+    body = spec or f".{digits}f"
     sign = "+" if signed else ""
-    text = f"{est.mean * scale:{sign}.{digits}f} +/- {est.sem * scale:.{digits}f}"
+    text = f"{est.mean * scale:{sign}{body}} +/- {est.sem * scale:{body}}"
     if est.ci_low is not None and est.ci_high is not None:
-        text += f" [{est.ci_low * scale:{sign}.{digits}f}, {est.ci_high * scale:{sign}.{digits}f}]"
+        text += f" [{est.ci_low * scale:{sign}{body}}, {est.ci_high * scale:{sign}{body}}]"
     return text
