@@ -75,7 +75,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default=None, help="data set (default: the config file's, else digits)")
     p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--config", type=Path, default=None, help="TOML run config (e.g. a preset file)")
+    p.add_argument("--preset", default=None, help="a named preset (sne_loihi/presets/NAME.toml), e.g. cpu-cifar10")
+    p.add_argument("--config", type=Path, default=None, help="TOML run config (over the preset)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.epochs=2 (TOML value; repeatable)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
@@ -123,6 +124,20 @@ def _override(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+def _preset_kwargs(name: str | None) -> dict[str, Any]:
+    """``resolve``'s named-preset argument, where this checkout's config module has named presets."""
+    import inspect
+
+    from sne_loihi.config import resolve
+    from sne_loihi.errors import ConfigError
+
+    if name is None:
+        return {}
+    if "preset_name" not in inspect.signature(resolve).parameters:
+        raise ConfigError("this checkout has no named presets; pass the preset file with --config")
+    return {"preset_name": name}
+
+
 def resolve_inputs(a: argparse.Namespace):  # -> tuple[RunConfig, Options]
     """The run config (preset < --config < --set/--data-dir) and the harness options.
 
@@ -138,7 +153,7 @@ def resolve_inputs(a: argparse.Namespace):  # -> tuple[RunConfig, Options]
     overrides = dict(_override(s) for s in a.set)
     if a.data_dir is not None:
         overrides["data.data_dir"] = str(a.data_dir.resolve())
-    cfg = resolve(a.dataset, a.config, overrides)
+    cfg = resolve(a.dataset, a.config, overrides, **_preset_kwargs(a.preset))
     check_config(cfg)
     resolve_profile(a.energy)
     n = cfg.ensemble.num_students
