@@ -67,6 +67,7 @@ def parse_args() -> tuple[Settings, Path, int, bool, bool]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     d = Settings(data_dir="")
     p.add_argument("--data-dir", required=True, type=Path, help="CIFAR-10 python batches")
+    p.add_argument("--dataset", default=d.dataset, help="data set (its preset is the base config)")
     p.add_argument("--config", type=Path, default=None,
                    help="TOML run config as the base of every run (e.g. a preset file); the flags below override it")
     p.add_argument("--out", type=Path, default=Path("/tmp/bench_partition"))
@@ -84,7 +85,7 @@ def parse_args() -> tuple[Settings, Path, int, bool, bool]:
     unknown = sorted(set(strategies) - set(STRATEGIES))
     if unknown:
         p.error(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
-    kw = {f: getattr(a, f) for f in Settings.__dataclass_fields__ if f not in ("data_dir", "strategies")}
+    kw = {f: getattr(a, f) for f in Settings.__dataclass_fields__ if f not in ("data_dir", "strategies", "config_file")}
     settings = Settings(str(a.data_dir.resolve()), strategies=strategies,
                         config_file=str(a.config.resolve()) if a.config else "", **kw)
     return settings, a.out, a.max_runs, not a.no_progress, a.report_only
