@@ -320,7 +320,7 @@ def write_report(out: Path, cfg: Any, opts: Options, reports: dict[int, dict[str
                "partition": {"dir": str(out / PARTITION_DIR), "summary": bench["summary"]} if bench else None}
     atomic_write_json(out / f"{REPORT_STEM}.json", payload)
     atomic_write_bytes(out / f"{REPORT_STEM}.md", rr.markdown(sections, meta, png).encode())
-    return payload
+    return json.loads((out / f"{REPORT_STEM}.json").read_text())  # what the file holds (str keys, lists)
 
 
 def describe(cfg: Any, opts: Options) -> str:

@@ -73,7 +73,7 @@ def test_report_structure_and_numbers_come_from_the_runs(reproduced: tuple[Path,
         assert _per_seed(payload, "table6", "dropout K=1 accuracy")[seed] == pytest.approx(100 * drop["accuracy"])
         assert _claim(payload, "dropout acc - random acc at K=1")["per_seed"][seed] == pytest.approx(
             100 * (drop["accuracy"] - rk["K=1"]["accuracy"]))
-        noise = {r["model"].split()[0]: r for r in rep["noise"]}
+        noise = {r["model"].split()[0]: r for r in rep["noise"] if r["sigma"] == pytest.approx(0.05)}
         assert noise["teacher"]["repeats"] == 2
         assert _per_seed(payload, "table4", "sigma 0.05: ensemble")[seed] == pytest.approx(100 * noise["ensemble"]["mean"])
         ec = {r["k"]: r for r in rep["activation"]["equal_cost"]["cascade head"]}
