@@ -203,16 +203,35 @@ def seed_report(run_dir: Path, cfg: Any, opts: Options) -> dict[str, Any] | None
         rep = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    want_cfg = json.loads(json.dumps(cfg.to_dict()))
     noise = {(float(r["sigma"]), int(r["repeats"])) for r in rep.get("noise", []) if r["model"] == "teacher"}
     complete = (
-        rep.get("config") == want_cfg
+        same_run_config(rep.get("config", {}), cfg.to_dict())
         and "equal_cost" in rep.get("activation", {})
         and set(rep.get("dropout", {})) == {str(k) for k in opts.dropout_k}
         and noise == {(float(s), opts.noise_repeats) for s in opts.noise}
         and rep.get("energy_profile", {}).get("name") == resolve_profile(opts.energy).name
     )
     return rep if complete else None
+
+
+#: Keys that may differ between a seed's report and the harness config: where and how the
+#: run executed (a resumed run keeps its checkpoint's values), never what it trained.
+EXECUTION_KEYS = ("train.device", "train.threads", "student.engine", "lava.")
+
+
+def same_run_config(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a report's config is the harness's for this seed, up to :data:`EXECUTION_KEYS`."""
+    from sne_loihi.train.common import with_defaults
+
+    def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    a, b = (flat(json.loads(json.dumps(with_defaults(t)))) for t in (stored, wanted))
+    keep = lambda k: not any(k == e or (e.endswith(".") and k.startswith(e)) for e in EXECUTION_KEYS)  # noqa: E731
+    return {k: v for k, v in a.items() if keep(k)} == {k: v for k, v in b.items() if keep(k)}
 
 
 def run_seed(cfg: Any, opts: Options, out: Path, seed: int, progress: bool) -> tuple[dict[str, Any], str]:

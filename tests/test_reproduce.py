@@ -116,3 +116,18 @@ def test_bad_options_fail_before_running(tmp_path: Path, extra: list[str], messa
     with pytest.raises(SneError, match=message):
         _reproduce_module().reproduce([*TINY, *extra, "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_same_run_config_ignores_only_where_a_run_executed() -> None:
+    from sne_loihi.config import preset
+
+    same = _reproduce_module().same_run_config
+    cfg = preset("digits").to_dict()
+    other = preset("digits")
+    other.train.threads, other.train.device, other.lava.samples = 7, "cpu", 3
+    assert same(cfg, other.to_dict())
+    other.student.time_steps += 1
+    assert not same(cfg, other.to_dict())
+    longer = preset("digits")
+    longer.train.epochs += 1  # more training is another result, not the same run
+    assert not same(cfg, longer.to_dict())
