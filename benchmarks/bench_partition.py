@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-#: Paper Table III, 4 x VGG5mini on CIFAR-10 (test accuracy, %). Strategies it did not try: None.
-PAPER_TABLE3 = {"fixed": 87.94, "agglomerative": 89.11, "kmeans": 88.42, "balanced-kmeans": None,
-                "balanced-optimal": None, "finetune": 90.38}
+from sne_loihi.analysis.paper import PAPER_TABLE3  # 4 x VGG5mini on CIFAR-10 (%); None: not tried there
+from sne_loihi.errors import ConfigError
+
 STRATEGIES = tuple(PAPER_TABLE3)
 RESULT_STEM = "bench_partition"
 
@@ -38,6 +38,8 @@ class Settings:
     """Everything that determines the numbers (a rerun must use the same to resume)."""
 
     data_dir: str
+    dataset: str = "cifar10"
+    config_file: str = ""
     seeds: int = 3
     strategies: tuple[str, ...] = STRATEGIES
     teacher_arch: str = "vgg11"
@@ -65,6 +67,9 @@ def parse_args() -> tuple[Settings, Path, int, bool, bool]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     d = Settings(data_dir="")
     p.add_argument("--data-dir", required=True, type=Path, help="CIFAR-10 python batches")
+    p.add_argument("--dataset", default=d.dataset, help="data set (its preset is the base config)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="TOML run config as the base of every run (e.g. a preset file); the flags below override it")
     p.add_argument("--out", type=Path, default=Path("/tmp/bench_partition"))
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--max-runs", type=int, default=0, help="stop after this many new runs (0 = all)")
@@ -80,22 +85,36 @@ def parse_args() -> tuple[Settings, Path, int, bool, bool]:
     unknown = sorted(set(strategies) - set(STRATEGIES))
     if unknown:
         p.error(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
-    kw = {f: getattr(a, f) for f in Settings.__dataclass_fields__ if f not in ("data_dir", "strategies")}
-    settings = Settings(str(a.data_dir.resolve()), strategies=strategies, **kw)
+    kw = {f: getattr(a, f) for f in Settings.__dataclass_fields__ if f not in ("data_dir", "strategies", "config_file")}
+    settings = Settings(str(a.data_dir.resolve()), strategies=strategies,
+                        config_file=str(a.config.resolve()) if a.config else "", **kw)
     return settings, a.out, a.max_runs, not a.no_progress, a.report_only
+
+
+def base_config(s: Settings):  # -> RunConfig
+    """The data set's preset, overridden by ``--config`` when given."""
+    from sne_loihi.config import resolve
+
+    return resolve(s.dataset, Path(s.config_file) if s.config_file else None)
+
+
+def _data(s: Settings, base: Any, max_train: int, max_test: int) -> Any:
+    return replace(base.data, name=s.dataset, data_dir=s.data_dir or base.data.data_dir, augment=False,
+                   max_train=max_train, max_test=max_test)
 
 
 def run_config(s: Settings, strategy: str, seed: int):  # -> RunConfig
     """The student run's config (the teacher part is what the shared teacher was trained with)."""
-    from sne_loihi.config import DataConfig, EnsembleConfig, PartitionStrategy, StudentConfig, preset
+    from sne_loihi.config import PartitionStrategy
 
-    base = preset("cifar10")
+    base = base_config(s)
     return replace(
         base,
-        data=DataConfig(name="cifar10", data_dir=s.data_dir, augment=False, max_train=s.train, max_test=s.test),
+        data=_data(s, base, s.train, s.test),
         teacher=replace(base.teacher, arch=s.teacher_arch, epochs=s.teacher_epochs),
-        student=StudentConfig(arch=s.student_arch, width=s.width, time_steps=s.time_steps, input_bits=4),
-        ensemble=EnsembleConfig(num_students=s.students, partition=PartitionStrategy(strategy), alpha=s.alpha),
+        student=replace(base.student, arch=s.student_arch, width=s.width, time_steps=s.time_steps),
+        ensemble=replace(base.ensemble, num_students=s.students, partition=PartitionStrategy(strategy), alpha=s.alpha,
+                         train_active=0),
         train=replace(base.train, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size, seed=seed,
                       device="cpu", threads=s.threads),
     )
@@ -103,12 +122,10 @@ def run_config(s: Settings, strategy: str, seed: int):  # -> RunConfig
 
 def teacher_config(s: Settings):  # -> RunConfig
     """The shared teacher's config: only teacher settings (students may change without retraining it)."""
-    from sne_loihi.config import DataConfig, preset
-
-    base = preset("cifar10")
+    base = base_config(s)
     return replace(
         base,
-        data=DataConfig(name="cifar10", data_dir=s.data_dir, augment=False, max_train=s.teacher_train),
+        data=_data(s, base, s.teacher_train, 0),
         teacher=replace(base.teacher, arch=s.teacher_arch, epochs=s.teacher_epochs),
         train=replace(base.train, seed=0, device="cpu", threads=s.threads),
     )
@@ -152,8 +169,17 @@ def finetune_copy(s: Settings, teacher: Any, data: Any, path: Path, progress: bo
     return tuned.eval(), summary
 
 
-def prepare_teachers(s: Settings, out: Path, progress: bool) -> dict[str, Any]:
-    """Train the shared teacher (resumable) and fine-tune a copy once; features of both."""
+def prepare_teachers(s: Settings, out: Path, progress: bool, teacher_path: Path | None = None) -> dict[str, Any]:
+    """Train the shared teacher (resumable) and fine-tune a copy once; features of both.
+
+    Args:
+        teacher_path: Use this finished teacher checkpoint (e.g. a pipeline run's) instead of
+            training one in ``OUT/teacher``; it must have ``--teacher-epochs`` epochs and the
+            split the students are evaluated on.
+
+    Raises:
+        ConfigError: The teacher found has another number of epochs or another split.
+    """
     import torch
 
     from sne_loihi.config import dump_toml
@@ -167,10 +193,16 @@ def prepare_teachers(s: Settings, out: Path, progress: bool) -> dict[str, Any]:
     tdir.mkdir(parents=True, exist_ok=True)
     dump_toml(cfg, tdir / "config.toml")
     t0 = time.time()
-    if (tdir / TEACHER_FILE).is_file():  # trained by an earlier invocation: load it as it is
-        model, _, meta = load_teacher(tdir / TEACHER_FILE)
+    found = teacher_path if teacher_path is not None else tdir / TEACHER_FILE
+    if found.is_file():  # trained by an earlier invocation (or given): load it as it is
+        from sne_loihi.data.dataset import split_mismatch
+
+        model, tcfg, meta = load_teacher(found)
         if meta.get("epoch") != s.teacher_epochs:
-            raise SystemExit(f"{tdir / TEACHER_FILE} holds {meta.get('epoch')} epochs, not {s.teacher_epochs}: use another --out")
+            raise ConfigError(f"{found} holds {meta.get('epoch')} epochs, not {s.teacher_epochs}: use another --out")
+        why = split_mismatch(tcfg.data, tcfg.train.seed, cfg.data, cfg.train.seed)
+        if why:
+            raise ConfigError(f"{found} does not fit the partition benchmark's data: {why}")
         teacher_s, acc = None, accuracy(predict_logits(model, data.x_test_nchw, 256, torch.device("cpu")), data.y_test)
     else:
         result = train_teacher(cfg, data, tdir, progress=progress)
@@ -180,7 +212,7 @@ def prepare_teachers(s: Settings, out: Path, progress: bool) -> dict[str, Any]:
         "models": {"base": model, "finetuned": tuned},
         "features": {"base": teacher_features(model, data.x_train_nchw),
                      "finetuned": teacher_features(tuned, data.x_train_nchw)},
-        "info": {"arch": s.teacher_arch, "train_images": len(data.y_train), "test_images": len(data.y_test),
+        "info": {"arch": s.teacher_arch, "source": str(found), "train_images": len(data.y_train), "test_images": len(data.y_test),
                  "test_accuracy": acc, "train_s": teacher_s, "finetune": ft,
                  "finetune_s": ft["seconds"]},
     }
@@ -222,19 +254,12 @@ def one_run(s: Settings, strategy: str, seed: int, teachers: dict[str, Any], stu
 # ---- summary --------------------------------------------------------------------------------
 
 
-def mean_sem(values: list[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (SEM = sample std / sqrt(n); 0 for n = 1)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
-
-
 def summarise(runs: list[dict[str, Any]], strategies: tuple[str, ...]) -> list[dict[str, Any]]:
     """One row per strategy: accuracy mean +/- SEM, cost, time, and the difference from
     ``fixed`` paired by seed (same seed = same batch order) with its SEM and 95% confidence
     half-width."""
+    from sne_loihi.analysis.stats import mean_sem, paired_difference
+
     rows = []
     for st in strategies:
         rs = [r for r in runs if r["strategy"] == st]
@@ -249,30 +274,23 @@ def summarise(runs: list[dict[str, Any]], strategies: tuple[str, ...]) -> list[d
                      "time_s": sum(r["total_s"] for r in rs) / len(rs)})
     fixed = {r["seed"]: 100 * r["test_accuracy"] for r in runs if r["strategy"] == "fixed"}
     for r in rows:
-        diffs = [100 * x["test_accuracy"] - fixed[x["seed"]] for x in runs
-                 if x["strategy"] == r["strategy"] and x["seed"] in fixed]
+        mine = {x["seed"]: 100 * x["test_accuracy"] for x in runs if x["strategy"] == r["strategy"]}
         r["diff"] = r["diff_sem"] = r["diff_ci95"] = None
-        if r["strategy"] != "fixed" and len(diffs) >= 2:
-            r["diff"], r["diff_sem"] = mean_sem(diffs)
-            r["diff_ci95"] = t_quantile_975(len(diffs) - 1) * r["diff_sem"]
+        if r["strategy"] != "fixed" and len(set(mine) & set(fixed)) >= 2:
+            d = paired_difference(mine, fixed)
+            r["diff"], r["diff_sem"], r["diff_ci95"] = d.mean, d.sem, d.ci_high - d.mean
+            r["diff_seeds"] = d.n
     return rows
-
-
-def t_quantile_975(dof: int) -> float:
-    """Two-sided 95% Student t quantile."""
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, dof))
 
 
 def markdown(s: Settings, info: dict[str, Any], rows: list[dict[str, Any]], runs: list[dict[str, Any]],
              wall_s: float) -> str:
     ft = info["finetune"]
     lines = [
-        "# Partition strategies on CIFAR-10 (paper Table III)", "",
+        f"# Partition strategies on {s.dataset} (paper Table III)", "",
         f"Ensemble {s.students} x {s.student_arch} (width {s.width}, T = {s.time_steps}, SLAYER CUBA-LIF), "
         f"alpha = {s.alpha}, {s.epochs} epochs on {s.train} training images (stratified subset of "
-        f"`{Path(s.data_dir).name}`), batch {s.batch_size}, Adam lr {s.lr}, no augmentation, "
+        f"`{Path(s.data_dir).name if s.data_dir else s.dataset}`), batch {s.batch_size}, Adam lr {s.lr}, no augmentation, "
         f"{s.threads} CPU thread(s); test accuracy on {s.test or 'all'} test images (stratified); "
         f"seeds 0..{s.seeds - 1} (seed = student init, batch order, and the partition's own randomness). "
         f"Teacher {info['arch']} trained once ({s.teacher_epochs} epochs on {info['train_images']} images, "
@@ -365,8 +383,16 @@ def write_results(s: Settings, out: Path, info: dict[str, Any], runs: list[dict[
         plot(rows, runs, out / f"{RESULT_STEM}.png")
 
 
-def main() -> None:
-    s, out, max_runs, progress, report_only = parse_args()
+def run_bench(s: Settings, out: Path, *, max_runs: int = 0, progress: bool = True, report_only: bool = False,
+              teacher_path: Path | None = None) -> dict[str, Any]:
+    """Run (or resume) every (strategy, seed) and write ``OUT/bench_partition.{json,md,png}``.
+
+    Returns:
+        The JSON payload (settings, teacher, runs, summary rows, paper numbers, wall time).
+
+    Raises:
+        ConfigError: ``OUT`` holds results for other settings, or nothing to report.
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -379,15 +405,17 @@ def main() -> None:
     wall_before = 0.0
     if result_path.is_file():
         old = json.loads(result_path.read_text())
-        if old["settings"] != json.loads(json.dumps(asdict(s))):
-            raise SystemExit(f"{result_path} holds results for other settings; use another --out")
+        defaults = json.loads(json.dumps(asdict(Settings(data_dir=""))))  # keys added since it was written
+        if {**defaults, **old["settings"]} != json.loads(json.dumps(asdict(s))):
+            raise ConfigError(f"{result_path} holds results for other settings; use another --out")
         runs, wall_before = old["runs"], old.get("wall_s", 0.0)
         if report_only:
             write_results(s, out, old["teacher"], runs, wall_before)
-            print((out / f"{RESULT_STEM}.md").read_text())
-            return
+            return json.loads(result_path.read_text())
+    elif report_only:
+        raise ConfigError(f"--report-only: no {result_path} to report")
     t_start = time.time()
-    teachers = prepare_teachers(s, out, progress)
+    teachers = prepare_teachers(s, out, progress, teacher_path)
     student_data = load_dataset(run_config(s, "fixed", 0).data, seed=0)
     todo = [(st, seed) for seed in range(s.seeds) for st in s.strategies
             if not any(r["strategy"] == st and r["seed"] == seed for r in runs)]
@@ -400,9 +428,19 @@ def main() -> None:
         runs.append(r)
         wall = wall_before + time.time() - t_start
         write_results(s, out, teachers["info"], runs, wall)
-        tqdm.write(f"{st:17s} seed {seed}: test acc {100 * r['test_accuracy']:.2f}%  groups {r['group_sizes']}  "
-                   f"{r['total_s']:.0f} s  (wall {wall / 60:.1f} min)")
+        if progress:
+            tqdm.write(f"{st:17s} seed {seed}: test acc {100 * r['test_accuracy']:.2f}%  groups {r['group_sizes']}  "
+                       f"{r['total_s']:.0f} s  (wall {wall / 60:.1f} min)")
     write_results(s, out, teachers["info"], runs, wall_before + time.time() - t_start)
+    return json.loads(result_path.read_text())
+
+
+def main() -> None:
+    s, out, max_runs, progress, report_only = parse_args()
+    try:
+        run_bench(s, out, max_runs=max_runs, progress=progress, report_only=report_only)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     print((out / f"{RESULT_STEM}.md").read_text())
 
 

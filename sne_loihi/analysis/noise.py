@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 import torch
 
+from sne_loihi.analysis.stats import mean_sem
 from sne_loihi.errors import ConfigError
+
+__all__ = ["NoiseResult", "add_pixel_noise", "mean_sem", "noise_sweep", "parse_levels"]
 
 
 @dataclass
@@ -26,16 +29,6 @@ def add_pixel_noise(x_nchw: torch.Tensor, sigma: float, generator: torch.Generat
     """``clip(x + N(0, sigma^2), 0, 1)`` on every pixel."""
     noise = torch.randn(x_nchw.shape, generator=generator, dtype=x_nchw.dtype)
     return (x_nchw + sigma * noise.to(x_nchw.device)).clamp(0.0, 1.0)
-
-
-def mean_sem(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (0 for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n)
 
 
 def noise_sweep(

@@ -1,0 +1,398 @@
+"""Reproduce the paper's CIFAR-10 experiments over several seeds and write one report.
+
+Usage::
+
+    python benchmarks/reproduce.py --dataset cifar10 --data-dir ../shared/data/cifar10-subset \\
+        --config PRESET.toml --seeds 0,1,2 --out runs/reproduce-cifar10
+
+Per seed ``S`` (``OUT/seedS``, an ordinary pipeline run folder, ``sne_loihi.pipeline.run_pipeline``):
+teacher -> partition -> ensemble -> dropout-trained variants (``--dropout-k``, default 1..N-1)
+-> [export + Lava, as the config says] -> the run's report with random K (both heads),
+per-sample activation (both heads), dropout-K at its K and Gaussian noise (``--noise``,
+``--noise-repeats`` draws). Then the partition comparison (every strategy x the same number of
+seeds, ``benchmarks/bench_partition.py`` in ``OUT/partition``, at its own budget given by the
+``--partition-*`` options; it reuses seed 0's teacher when the split allows). Finally
+``OUT/reproduce.{md,json,png}``: our numbers next to the paper's for Tables III, IV, V, VI and
+the ops ratio, mean +/- SEM over seeds, paired differences with 95% t intervals and a verdict
+per relative claim (``sne_loihi.analysis.reproduction``).
+
+Resumable: a seed whose ``report.json`` is complete for these settings is reused as it is;
+an unfinished one continues with ``--resume`` semantics (finished training stages are not
+redone); finished partition runs are kept. ``--report-only`` rewrites the report from what exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+REPORT_STEM = "reproduce"
+PARTITION_DIR = "partition"
+BASE_CONFIG = "base_config.toml"
+
+
+def _bench_partition() -> Any:
+    """``benchmarks/bench_partition.py`` as a module (it is a script, not a package member)."""
+    name = "bench_partition"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("bench_partition.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses resolve their annotations through sys.modules
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the harness runs besides the run config."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    dropout_k: tuple[int, ...] | None = None  # None: 1..N-1
+    noise: tuple[float, ...] = (0.01, 0.03, 0.05, 0.07)
+    noise_repeats: int = 10
+    draw_batch: int = 32
+    energy: str = "cmos45nm"
+    partition_strategies: tuple[str, ...] = ()
+    partition_epochs: int | None = None
+    partition_train: int | None = None
+    partition_test: int | None = None
+    partition_width: float | None = None
+    partition_finetune_epochs: int | None = None
+    partition_finetune_train: int | None = None
+    partition_ops_samples: int = 256
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default=None, help="data set (default: the config file's, else digits)")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--preset", default=None, help="a named preset (sne_loihi/presets/NAME.toml), e.g. cpu-cifar10")
+    p.add_argument("--config", type=Path, default=None, help="TOML run config (over the preset)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.epochs=2 (TOML value; repeatable)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--dropout-k", default=None, help="K of the dropout-trained variants (default 1..N-1; 'none')")
+    p.add_argument("--noise", default="0.01,0.03,0.05,0.07", help="Gaussian noise sigmas ('none': skip)")
+    p.add_argument("--noise-repeats", type=int, default=10)
+    p.add_argument("--draw-batch", type=int, default=32, help="random K: a new draw every N test samples")
+    p.add_argument("--energy", default="cmos45nm", help="energy profile name or TOML file")
+    p.add_argument("--partition-strategies", default=",".join(_bench_partition().STRATEGIES),
+                   help="strategies of the partition comparison ('none': skip it)")
+    p.add_argument("--partition-epochs", type=int, default=None, help="(default: the config's train.epochs)")
+    p.add_argument("--partition-train", type=int, default=None, help="training images (default: data.max_train)")
+    p.add_argument("--partition-test", type=int, default=None, help="test images (default: data.max_test)")
+    p.add_argument("--partition-width", type=float, default=None, help="(default: student.width)")
+    p.add_argument("--partition-finetune-epochs", type=int, default=None, help="(default: finetune.epochs)")
+    p.add_argument("--partition-finetune-train", type=int, default=None, help="(default: data.max_train)")
+    p.add_argument("--partition-ops-samples", type=int, default=256)
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from what OUT holds; run nothing")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    from sne_loihi.errors import ConfigError
+
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} expects comma-separated integers, got {text!r}") from None
+
+
+def _override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as TOML (a bare word stays a string)."""
+    import tomli
+
+    from sne_loihi.errors import ConfigError
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), tomli.loads(f"v = {value}")["v"]
+    except tomli.TOMLDecodeError:
+        return key.strip(), value
+
+
+def _preset_kwargs(name: str | None) -> dict[str, Any]:
+    """``resolve``'s named-preset argument, where this checkout's config module has named presets."""
+    import inspect
+
+    from sne_loihi.config import resolve
+    from sne_loihi.errors import ConfigError
+
+    if name is None:
+        return {}
+    if "preset_name" not in inspect.signature(resolve).parameters:
+        raise ConfigError("this checkout has no named presets; pass the preset file with --config")
+    return {"preset_name": name}
+
+
+def resolve_inputs(a: argparse.Namespace):  # -> tuple[RunConfig, Options]
+    """The run config (preset < --config < --set/--data-dir) and the harness options.
+
+    Raises:
+        ConfigError: Bad values, checked before anything runs.
+    """
+    from sne_loihi.analysis.noise import parse_levels
+    from sne_loihi.analysis.runreport import resolve_profile
+    from sne_loihi.config import resolve
+    from sne_loihi.errors import ConfigError
+    from sne_loihi.train.checks import check_config
+
+    overrides = dict(_override(s) for s in a.set)
+    if a.data_dir is not None:
+        overrides["data.data_dir"] = str(a.data_dir.resolve())
+    cfg = resolve(a.dataset, a.config, overrides, **_preset_kwargs(a.preset))
+    check_config(cfg)
+    resolve_profile(a.energy)
+    n = cfg.ensemble.num_students
+    seeds = _ints(a.seeds, "--seeds")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"--seeds needs distinct seeds >= 0, got {a.seeds!r}")
+    ks = () if a.dropout_k == "none" else (_ints(a.dropout_k, "--dropout-k") if a.dropout_k else tuple(range(1, n)))
+    if any(not 0 < k < n for k in ks):
+        raise ConfigError(f"--dropout-k values must be in 1..{n - 1}, got {list(ks)}")
+    if a.noise_repeats < 1 or a.draw_batch < 1:
+        raise ConfigError("--noise-repeats and --draw-batch must be >= 1")
+    strategies = () if a.partition_strategies == "none" else tuple(s.strip() for s in a.partition_strategies.split(",") if s.strip())
+    unknown = sorted(set(strategies) - set(_bench_partition().STRATEGIES))
+    if unknown:
+        raise ConfigError(f"unknown partition strategies {unknown}; known: {', '.join(_bench_partition().STRATEGIES)}")
+    opts = Options(
+        seeds=seeds, dropout_k=ks, noise=tuple(parse_levels(a.noise)) if a.noise != "none" else (),
+        noise_repeats=a.noise_repeats, draw_batch=a.draw_batch, energy=a.energy, partition_strategies=strategies,
+        partition_epochs=a.partition_epochs, partition_train=a.partition_train, partition_test=a.partition_test,
+        partition_width=a.partition_width, partition_finetune_epochs=a.partition_finetune_epochs,
+        partition_finetune_train=a.partition_finetune_train, partition_ops_samples=a.partition_ops_samples,
+    )
+    return cfg, opts
+
+
+def seed_config(cfg: Any, seed: int) -> Any:
+    return replace(cfg, train=replace(cfg.train, seed=seed))
+
+
+def report_options(opts: Options):  # -> ReportOptions
+    from sne_loihi.analysis.runreport import ReportOptions
+
+    return ReportOptions(energy_profile=opts.energy, activation=True, noise=list(opts.noise),
+                         repeats=opts.noise_repeats, draw_batch=opts.draw_batch)
+
+
+def seed_report(run_dir: Path, cfg: Any, opts: Options) -> dict[str, Any] | None:
+    """The seed's ``report.json`` if it is complete for ``cfg`` and ``opts``, else ``None``:
+    same config, both heads for both policies, every dropout K, every noise level with the
+    asked number of draws, the asked energy profile."""
+    from sne_loihi.analysis.runreport import resolve_profile
+
+    path = Path(run_dir) / "report.json"
+    if not path.is_file() or not (Path(run_dir) / "ensemble.pt").is_file():
+        return None
+    try:
+        rep = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    noise = {(float(r["sigma"]), int(r["repeats"])) for r in rep.get("noise", []) if r["model"] == "teacher"}
+    complete = (
+        same_run_config(rep.get("config", {}), cfg.to_dict())
+        and "equal_cost" in rep.get("activation", {})
+        and set(rep.get("dropout", {})) == {str(k) for k in opts.dropout_k}
+        and noise == {(float(s), opts.noise_repeats) for s in opts.noise}
+        and rep.get("energy_profile", {}).get("name") == resolve_profile(opts.energy).name
+    )
+    return rep if complete else None
+
+
+#: Keys that may differ between a seed's report and the harness config: where and how the
+#: run executed (a resumed run keeps its checkpoint's values), never what it trained.
+EXECUTION_KEYS = ("train.device", "train.threads", "student.engine", "lava.")
+
+
+def same_run_config(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a report's config is the harness's for this seed, up to :data:`EXECUTION_KEYS`."""
+    from sne_loihi.train.common import with_defaults
+
+    def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    a, b = (flat(json.loads(json.dumps(with_defaults(t)))) for t in (stored, wanted))
+    keep = lambda k: not any(k == e or (e.endswith(".") and k.startswith(e)) for e in EXECUTION_KEYS)  # noqa: E731
+    return {k: v for k, v in a.items() if keep(k)} == {k: v for k, v in b.items() if keep(k)}
+
+
+def run_seed(cfg: Any, opts: Options, out: Path, seed: int, progress: bool) -> tuple[dict[str, Any], str]:
+    """Run (or reuse, or resume) one seed's pipeline; returns its report and what was done."""
+    from sne_loihi.pipeline import run_pipeline
+
+    scfg = seed_config(cfg, seed)
+    run_dir = out / f"seed{seed}"
+    rep = seed_report(run_dir, scfg, opts)
+    if rep is not None:
+        return rep, "reused"
+    started = run_dir.is_dir() and any(run_dir.iterdir())
+    run_pipeline(scfg, run_dir, resume=started, progress=progress, report=report_options(opts), dropout_ks=list(opts.dropout_k))
+    rep = seed_report(run_dir, scfg, opts)
+    if rep is None:
+        from sne_loihi.errors import CheckpointError
+
+        raise CheckpointError(f"{run_dir}/report.json is incomplete after the pipeline ran")
+    return rep, "resumed" if started else "ran"
+
+
+def partition_settings(cfg: Any, opts: Options, base_config: Path) -> Any:
+    """The partition benchmark's settings: the run config's models and optimiser, its own budget."""
+    bp = _bench_partition()
+
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    return bp.Settings(
+        data_dir=cfg.data.data_dir or "", dataset=cfg.data.name, config_file=str(base_config.resolve()),
+        seeds=len(opts.seeds), strategies=opts.partition_strategies, teacher_arch=cfg.teacher.arch,
+        teacher_epochs=cfg.teacher.epochs, teacher_train=cfg.data.max_train, finetune_beta=cfg.finetune.beta,
+        finetune_epochs=pick(opts.partition_finetune_epochs, cfg.finetune.epochs), finetune_lr=cfg.finetune.lr,
+        finetune_train=pick(opts.partition_finetune_train, cfg.data.max_train), students=cfg.ensemble.num_students,
+        student_arch=cfg.student.arch, width=pick(opts.partition_width, cfg.student.width),
+        time_steps=cfg.student.time_steps, epochs=pick(opts.partition_epochs, cfg.train.epochs),
+        train=pick(opts.partition_train, cfg.data.max_train), test=pick(opts.partition_test, cfg.data.max_test),
+        lr=cfg.train.lr, batch_size=cfg.train.batch_size, alpha=cfg.ensemble.alpha,
+        ops_samples=opts.partition_ops_samples, threads=cfg.train.threads or 1,
+    )
+
+
+def run_partition(cfg: Any, opts: Options, out: Path, progress: bool, report_only: bool) -> dict[str, Any] | None:
+    """The partition comparison in ``OUT/partition`` (resumable; reuses the first seed's
+    teacher when its split is the benchmark's)."""
+    from sne_loihi.config import dump_toml, load_toml
+    from sne_loihi.data.dataset import split_mismatch
+    from sne_loihi.errors import ConfigError
+
+    if not opts.partition_strategies:
+        return None
+    pdir = out / PARTITION_DIR
+    base = pdir / BASE_CONFIG
+    if report_only:
+        path = pdir / "bench_partition.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+    pdir.mkdir(parents=True, exist_ok=True)
+    base_cfg = seed_config(cfg, 0)
+    if base.is_file() and load_toml(base) != json.loads(json.dumps(base_cfg.to_dict())):
+        raise ConfigError(f"{pdir} was run with another config; use another --out")
+    if not base.is_file():
+        dump_toml(base_cfg, base)
+    teacher = out / f"seed{opts.seeds[0]}" / "teacher.pt"
+    reuse = teacher.is_file() and split_mismatch(cfg.data, opts.seeds[0], cfg.data, 0) is None
+    return _bench_partition().run_bench(partition_settings(cfg, opts, base), pdir, progress=progress,
+                                        teacher_path=teacher if reuse else None)
+
+
+def machine_info(device: str, threads: int) -> dict[str, Any]:
+    """CPU model, cores, platform, Python/torch versions and the device the runs used."""
+    import torch
+
+    from sne_loihi.train.common import resolve_device
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    dev = resolve_device(device)
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "device": str(dev), "threads": threads or torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}
+
+
+def write_report(out: Path, cfg: Any, opts: Options, reports: dict[int, dict[str, Any]], bench: dict[str, Any] | None,
+                 meta: dict[str, Any]) -> dict[str, Any]:
+    """``OUT/reproduce.{md,json,png}`` from the seeds' reports and the partition benchmark."""
+    from sne_loihi.analysis import reproduction_report as rr
+    from sne_loihi.analysis.reproduction import build_sections
+    from sne_loihi.io import atomic_write_bytes, atomic_write_json
+
+    sections = build_sections(reports, bench)
+    png = f"{REPORT_STEM}.png"
+    rr.plot(sections, out / png)
+    meta = {**meta, "seeds": sorted(reports), "seed_timings": {s: r.get("timings", {}) for s, r in sorted(reports.items())},
+            "partition_wall_s": bench.get("wall_s") if bench else None}
+    payload = {"config": cfg.to_dict(), "options": asdict(opts), "meta": meta,
+               "sections": [s.to_dict() for s in sections],
+               "claims": [c.to_dict() for s in sections for c in s.claims],
+               "runs": {str(s): str(out / f"seed{s}") for s in sorted(reports)},
+               "partition": {"dir": str(out / PARTITION_DIR), "summary": bench["summary"]} if bench else None}
+    atomic_write_json(out / f"{REPORT_STEM}.json", payload)
+    atomic_write_bytes(out / f"{REPORT_STEM}.md", rr.markdown(sections, meta, png).encode())
+    return json.loads((out / f"{REPORT_STEM}.json").read_text())  # what the file holds (str keys, lists)
+
+
+def describe(cfg: Any, opts: Options) -> str:
+    """One paragraph of the setup that produced the numbers."""
+    s, e, t = cfg.student, cfg.ensemble, cfg.train
+    return (f"teacher {cfg.teacher.arch} ({cfg.teacher.epochs} epochs); ensemble {e.num_students} x {s.arch} "
+            f"(width {s.width}, T = {s.time_steps}, {s.input_bits}-bit input, engine {s.engine.value}), partition "
+            f"{e.partition.value}, alpha {e.alpha}, {t.epochs} epochs, batch {t.batch_size}, lr {t.lr}; data "
+            f"{cfg.data.name} (max_train {cfg.data.max_train or 'all'}, max_test {cfg.data.max_test or 'all'}, "
+            f"augment {cfg.data.augment}); dropout-trained K {list(opts.dropout_k)}; noise sigmas {list(opts.noise)} "
+            f"x {opts.noise_repeats} draws; random K redrawn every {opts.draw_batch} test samples; energy profile "
+            f"{opts.energy}.")
+
+
+def reproduce(argv: list[str]) -> dict[str, Any]:
+    """Run the harness with command-line ``argv``; returns the JSON payload written."""
+    import torch
+    from tqdm.auto import tqdm
+
+    a = parse_args(argv)
+    cfg, opts = resolve_inputs(a)
+    progress = not a.no_progress
+    out: Path = a.out
+    t0 = time.time()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    reports: dict[int, dict[str, Any]] = {}
+    status: dict[str, str] = {}
+    for seed in tqdm(opts.seeds, desc="reproduce seeds", unit="seed", disable=not progress):
+        if a.report_only:
+            rep = seed_report(out / f"seed{seed}", seed_config(cfg, seed), opts)
+            if rep is not None:
+                reports[seed], status[str(seed)] = rep, "reused"
+            continue
+        reports[seed], status[str(seed)] = run_seed(cfg, opts, out, seed, progress)
+    bench = run_partition(cfg, opts, out, progress, a.report_only)
+    meta = {"dataset": cfg.data.name, "description": describe(cfg, opts), "status": status,
+            "machine": machine_info(cfg.train.device, cfg.train.threads), "wall_s": time.time() - t0,
+            "command": " ".join(shlex.quote(x) for x in [sys.executable, "benchmarks/reproduce.py", *argv])}
+    return write_report(out, cfg, opts, reports, bench, meta)
+
+
+def main() -> None:
+    from sne_loihi.errors import SneError
+
+    try:
+        reproduce(sys.argv[1:])
+    except SneError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    out = parse_args(sys.argv[1:]).out
+    print(f"report: {out / (REPORT_STEM + '.md')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""benchmarks/reproduce.py end to end on digits (tiny), and the report's arithmetic."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from sne_loihi.errors import SneError
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "--dataset", "digits", "--seeds", "0,1", "--dropout-k", "1", "--noise", "0.05", "--noise-repeats", "2",
+    "--partition-strategies", "fixed,agglomerative", "--no-progress",
+    "--set", "teacher.epochs=1", "--set", "train.epochs=1", "--set", "data.max_train=150", "--set", "data.max_test=60",
+    "--set", "student.arch=digits_tiny", "--set", "student.time_steps=2", "--set", "train.threads=2",
+    "--set", "lava.enabled=false",
+]
+
+
+def _reproduce_module():
+    name = "reproduce_harness"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "reproduce.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _per_seed(payload: dict, key: str, label: str) -> dict[str, float]:
+    sec = next(s for s in payload["sections"] if s["key"] == key)
+    return next(r for r in sec["rows"] if r["label"] == label)["per_seed"]
+
+
+def _claim(payload: dict, quantity: str) -> dict:
+    return next(c for c in payload["claims"] if c["quantity"] == quantity)
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("reproduce") / "out"
+    payload = _reproduce_module().reproduce([*TINY, "--out", str(out)])
+    return out, payload
+
+
+def test_report_structure_and_numbers_come_from_the_runs(reproduced: tuple[Path, dict]) -> None:
+    out, payload = reproduced
+    for name in ("reproduce.md", "reproduce.json", "reproduce.png", "partition/bench_partition.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "reproduce.json").read_text()) == payload
+    assert [s["key"] for s in payload["sections"]] == ["headline", "table3", "table5", "table6", "table4", "like_for_like"]
+    assert payload["meta"]["status"] == {"0": "ran", "1": "ran"}
+    assert {"cpu", "cores", "torch", "device"} <= set(payload["meta"]["machine"])
+    assert all(c["verdict"] in ("holds", "does not hold", "not resolved at this budget") for c in payload["claims"])
+
+    for seed in ("0", "1"):
+        rep = json.loads((out / f"seed{seed}" / "report.json").read_text())
+        rows = {r["model"].split()[0]: r for r in rep["evaluation"]["rows"]}
+        assert _per_seed(payload, "headline", "teacher test accuracy")[seed] == pytest.approx(100 * rows["teacher"]["accuracy"])
+        assert _per_seed(payload, "headline", "ensemble test accuracy (all students)")[seed] == pytest.approx(100 * rows["ensemble"]["accuracy"])
+        assert _per_seed(payload, "headline", "energy ratio teacher / ensemble")[seed] == pytest.approx(
+            rows["teacher"]["energy_pj"] / rows["ensemble"]["energy_pj"])
+        rk = {p["setting"]: p for p in rep["activation"]["random_k"]}
+        for k in (1, 2, 3, 4):
+            assert _per_seed(payload, "table5", f"K={k} accuracy")[seed] == pytest.approx(100 * rk[f"K={k}"]["accuracy"])
+            assert _per_seed(payload, "like_for_like", f"random K={k}, ensemble head")[seed] == pytest.approx(100 * rk[f"K={k}"]["accuracy"])
+        drop = rep["dropout"]["1"]
+        assert _per_seed(payload, "table6", "dropout K=1 accuracy")[seed] == pytest.approx(100 * drop["accuracy"])
+        assert _claim(payload, "dropout acc - random acc at K=1")["per_seed"][seed] == pytest.approx(
+            100 * (drop["accuracy"] - rk["K=1"]["accuracy"]))
+        noise = {r["model"].split()[0]: r for r in rep["noise"] if r["sigma"] == pytest.approx(0.05)}
+        assert noise["teacher"]["repeats"] == 2
+        assert _per_seed(payload, "table4", "sigma 0.05: ensemble")[seed] == pytest.approx(100 * noise["ensemble"]["mean"])
+        ec = {r["k"]: r for r in rep["activation"]["equal_cost"]["cascade head"]}
+        if ec[1]["difference"] is not None:
+            got = _claim(payload, "per-sample acc - random acc at K=1 ops, cascade head")["per_seed"][seed]
+            assert got == pytest.approx(100 * ec[1]["difference"])
+        # both heads for both policies are in the run's own report
+        assert len(rep["activation"]["random_k_cascade_head"]) == 4 and rep["activation"]["cascade_ensemble_head"]
+
+    bench = json.loads((out / "partition" / "bench_partition.json").read_text())
+    assert bench["teacher"]["source"] == str(out / "seed0" / "teacher.pt")  # seed 0's teacher reused
+    for r in bench["runs"]:
+        assert _per_seed(payload, "table3", f"{r['strategy']} accuracy")[str(r["seed"])] == pytest.approx(100 * r["test_accuracy"])
+    md = (out / "reproduce.md").read_text()
+    for heading in ("## Claims", "Table III", "Table IV", "Table V", "Table VI", "## Machine and wall time", "## Command"):
+        assert heading in md
+
+
+def test_rerun_reuses_everything_and_refuses_other_settings(reproduced: tuple[Path, dict]) -> None:
+    out, first = reproduced
+    ens = out / "seed1" / "ensemble.pt"
+    stamp = ens.stat().st_mtime_ns
+    again = _reproduce_module().reproduce([*TINY, "--out", str(out)])
+    assert again["meta"]["status"] == {"0": "reused", "1": "reused"}
+    assert ens.stat().st_mtime_ns == stamp
+    assert again["sections"] == first["sections"]
+    with pytest.raises(SneError):  # another student T: the finished seed refuses to be overwritten
+        _reproduce_module().reproduce([*TINY, "--set", "student.time_steps=3", "--out", str(out)])
+    assert ens.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--seeds", "0,0"], "distinct seeds"),
+    (["--dropout-k", "4"], "--dropout-k values must be in 1..3"),
+    (["--partition-strategies", "fixed,bogus"], "unknown partition strategies"),
+    (["--set", "train.epochs"], "KEY=VALUE"),
+    (["--noise", "0.1,x"], "comma-separated numbers"),
+])
+def test_bad_options_fail_before_running(tmp_path: Path, extra: list[str], message: str) -> None:
+    with pytest.raises(SneError, match=message):
+        _reproduce_module().reproduce([*TINY, *extra, "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_same_run_config_ignores_only_where_a_run_executed() -> None:
+    from sne_loihi.config import preset
+
+    same = _reproduce_module().same_run_config
+    cfg = preset("digits").to_dict()
+    other = preset("digits")
+    other.train.threads, other.train.device, other.lava.samples = 7, "cpu", 3
+    assert same(cfg, other.to_dict())
+    other.student.time_steps += 1
+    assert not same(cfg, other.to_dict())
+    longer = preset("digits")
+    longer.train.epochs += 1  # more training is another result, not the same run
+    assert not same(cfg, longer.to_dict())
