@@ -324,14 +324,30 @@ def evaluate(
     repeats: RepeatsOpt = 10,
     draw_batch: DrawBatchOpt = 32,
     trust_factory: TrustFactoryOpt = False,
+    neurobench: Annotated[bool, typer.Option(
+        "--neurobench/--no-neurobench", help="Also count synaptic ops, activation sparsity and footprint with "
+        "NeuroBench and put them next to ours in the report (needs the 'interop' extra).")] = False,
+    neurobench_samples: Annotated[int, typer.Option(
+        "--neurobench-samples", help="Test samples for --neurobench (0 = all).")] = 0,
 ) -> None:
     """Accuracy and per-sample cost of teacher, students and ensemble; activation policies,
     noise robustness; rewrites the run's report.md/report.json and plots."""
     from sne_loihi.analysis.runreport import build_report
     from sne_loihi.report import print_table
 
-    out = build_report(run, f"sne-loihi evaluation: {run}", _report_options(energy, activation, noise, repeats, draw_batch))
+    if neurobench_samples < 0:
+        raise SneError(f"--neurobench-samples must be >= 0, got {neurobench_samples}")
+    if neurobench:
+        from sne_loihi.cost.neurobench_check import import_neurobench
+
+        import_neurobench()  # missing neurobench fails before the evaluation
+    options = _report_options(energy, activation, noise, repeats, draw_batch)
+    options.neurobench, options.neurobench_samples = neurobench, neurobench_samples
+    out = build_report(run, f"sne-loihi evaluation: {run}", options)
     print_table(out["rows"], f"{run} (energy profile {energy})")
+    for r in out.get("neurobench", []):
+        typer.echo(f"NeuroBench vs ours, {r['model']}: MACs {r['nb_macs']:,.2f} vs {r['our_macs']:,.2f} "
+                   f"(diff {r['diff_macs']:+g}), ACs {r['nb_acs']:,.2f} vs {r['our_acs']:,.2f} (diff {r['diff_acs']:+g})")
     typer.echo(f"report: {run / 'report.md'}")
 
 
@@ -436,7 +452,9 @@ def nir_read(
     if samples:
         from sne_loihi.lava_stage import check_nir_export
 
-        compare = compare or target.parent / "ensemble.pt"
+        from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+
+        compare = compare or target.parent / ENSEMBLE_FILE
         _echo_nir_check(check_nir_export(exported, compare, samples).to_dict())
 
 

@@ -79,7 +79,7 @@ class RefereeRow:
                 "diff_sparsity": self.nb_sparsity - self.our_sparsity}
 
 
-def _import_neurobench() -> Any:
+def import_neurobench() -> Any:
     """The NeuroBench pieces used here, or a one-line error."""
     try:
         from neurobench.benchmarks import Benchmark
@@ -148,7 +148,7 @@ def neurobench_counts(student: nn.Module, x_nchw: torch.Tensor, batch_size: int 
 
     from sne_loihi.students.slayer_student import import_slayer
 
-    Benchmark, TorchModel, Footprint, SynapticOperations, ActivationSparsity = _import_neurobench()
+    Benchmark, TorchModel, Footprint, SynapticOperations, ActivationSparsity = import_neurobench()
     twin = quantised_copy(student) if quantised else copy.deepcopy(student)
     if not quantised:
         from dataclasses import replace
