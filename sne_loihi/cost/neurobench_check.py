@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,6 +34,10 @@ from torch import nn
 from sne_loihi.config import StudentBackend, StudentEngine
 from sne_loihi.cost.ops import OpKind, count_student_ops, neuron_updates_per_sample
 from sne_loihi.errors import ConfigError, SneError
+
+#: NeuroBench sums each hooked call's counts in float32 (``nr_updates.sum()``), exact only up to
+#: 2**24; larger batches lost single operations (measured: 1 AC in 41.7 million on digits).
+FLOAT32_EXACT = 2**24
 
 INSTALL_HINT = "install the 'interop' extra (pip install 'sne-loihi[interop]'; uv sync installs it with the dev group)"
 
@@ -127,12 +132,27 @@ class _SpikesOut(nn.Module):
         return self.student(encode_for(self.student.spec, x_nchw)).spikes_nft
 
 
+def exact_batch_size(spec: Any, requested: int) -> int:
+    """The largest batch <= ``requested`` whose every hooked call counts at most 2**24
+    synapse uses (all inputs non-zero, every weight present), so NeuroBench's float32 sums
+    stay exact."""
+    from sne_loihi.students.spec import LayerKind
+
+    worst = 1
+    for layer, (in_shape, out_shape) in zip(spec.layers, spec.layer_shapes()):
+        if layer.weighted:
+            fan_in = in_shape[0] * layer.kernel**2 if layer.kind is LayerKind.CONV else in_shape[0]
+            worst = max(worst, spec.time_steps * math.prod(out_shape) * fan_in)
+    return max(1, min(int(requested), FLOAT32_EXACT // worst))
+
+
 def neurobench_counts(student: nn.Module, x_nchw: torch.Tensor, batch_size: int = 64,
                       quantised: bool = True) -> dict[str, Any]:
     """Run NeuroBench's ``Footprint``, ``SynapticOperations`` and ``ActivationSparsity`` on one
     SLAYER student over ``x_nchw``.
 
     Args:
+        batch_size: Samples per NeuroBench call, lowered to :func:`exact_batch_size`.
         quantised: Put the quantised weights into ``.weight`` first (the right count);
             ``False`` gives NeuroBench the raw weights (over-counts rounded-away synapses).
 
@@ -164,7 +184,8 @@ def neurobench_counts(student: nn.Module, x_nchw: torch.Tensor, batch_size: int 
     model = TorchModel(_SpikesOut(twin))
     model.add_activation_module(import_slayer().neuron.cuba.Neuron)  # SLAYER's neurons are the activations
     x = x_nchw.detach().cpu().float()
-    loader = DataLoader(TensorDataset(x, torch.zeros(len(x), dtype=torch.long)), batch_size=batch_size, shuffle=False)
+    loader = DataLoader(TensorDataset(x, torch.zeros(len(x), dtype=torch.long)),
+                        batch_size=exact_batch_size(student.spec, batch_size), shuffle=False)
     bench = Benchmark(model, loader, [], [], [[Footprint], [SynapticOperations, ActivationSparsity]])
     log = io.StringIO()
     with torch.no_grad(), contextlib.redirect_stderr(log):
