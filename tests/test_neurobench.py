@@ -48,7 +48,7 @@ def test_neurobench_equals_our_counts_and_raw_weights_over_count() -> None:
 
 
 def test_cross_check_rows_and_report_section() -> None:
-    from sne_loihi.cost.neurobench_check import cross_check, referee_markdown
+    from sne_loihi.cost.neurobench_check import cross_check, exact_batch_size, referee_markdown
     from sne_loihi.ensemble.model import Ensemble
 
     model = Ensemble([tiny_student(1), tiny_student(2, out_features=3)], 4)
@@ -59,5 +59,9 @@ def test_cross_check_rows_and_report_section() -> None:
         assert r.nb_sparsity == pytest.approx(r.our_sparsity, abs=1e-12)
         assert 0 < r.our_sparsity < 1 and r.footprint_bytes > 0
     assert rows[2].our_acs == rows[0].our_acs + rows[1].our_acs
+    # NeuroBench sums each call in float32: batches are cut so a call counts <= 2**24 synapse uses
+    # (worst layer here: conv 6 stride 2 on 4x8x8, 96 outputs x 36 inputs x 3 steps = 10,368)
+    assert exact_batch_size(model.students[0].spec, 10**9) == 2**24 // 10_368
+    assert exact_batch_size(model.students[0].spec, 7) == 7
     text = referee_markdown(rows)
     assert "NeuroBench MACs" in text and "| ensemble |" in text
