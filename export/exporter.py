@@ -106,12 +106,12 @@ def _student_entry(directory: Path, i: int, student: Any) -> StudentEntry:
                         out_features=int(np.prod(layers[-1].out_shape_xyz)), num_layers=len(layers))
 
 
-def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_FILE) -> None:
     """Refuse an ``out_dir`` whose contents an export would destroy.
 
     An existing non-empty ``out_dir`` is replaced only with ``overwrite`` and only when it
-    holds an earlier export and nothing else: a readable ``manifest.json`` and the files it
-    lists.
+    holds an earlier export and nothing else: a readable ``manifest_file`` (``manifest.json``
+    for netx, ``nir_manifest.json`` for NIR) and the files it lists.
 
     Raises:
         ExportError: ``out_dir`` is a file, or a non-empty folder that is not an export (or
@@ -127,14 +127,16 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise ExportError(f"{out_dir} already holds an export; pass overwrite=True (--overwrite) to replace it")
     refuse = "--overwrite replaces only a folder holding an earlier export; choose a new or empty --out"
     try:
-        manifest = json.loads((out_dir / MANIFEST_FILE).read_text())
+        manifest = json.loads((out_dir / manifest_file).read_text())
         listed = {str(e["file"]) for e in manifest["students"]}
+        if isinstance(manifest.get("head"), dict):  # a NIR export's head graph
+            listed.add(str(manifest["head"]["file"]))
     except FileNotFoundError:
-        raise ExportError(f"{out_dir} holds no export ({MANIFEST_FILE} not found): {refuse}") from None
+        raise ExportError(f"{out_dir} holds no export ({manifest_file} not found): {refuse}") from None
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise ExportError(f"{out_dir}/{MANIFEST_FILE} is not an export manifest ({type(exc).__name__}): {refuse}") from None
+        raise ExportError(f"{out_dir}/{manifest_file} is not an export manifest ({type(exc).__name__}): {refuse}") from None
     others = sorted(p.name for p in out_dir.iterdir()
-                    if p.name not in listed | {MANIFEST_FILE, LOIHI2_REPORT} or not p.is_file())
+                    if p.name not in listed | {manifest_file, LOIHI2_REPORT} or not p.is_file())
     if others:
         raise ExportError(f"{out_dir} holds more than an export ({others[0]}{', ...' if len(others) > 1 else ''}): {refuse}")
 

@@ -189,6 +189,57 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100
                          capacity=capacity, cascade_head=cascade)
 
 
+def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100, overwrite: bool = False) -> Any:
+    """Export ``RUN/ensemble.pt`` as NIR graphs (``RUN/nir`` by default), checked by re-import
+    in snnTorch on the first ``samples`` test samples (0 skips the check).
+
+    Returns:
+        The :class:`~sne_loihi.export.nir_export.NirExport` read back from ``out_dir``.
+
+    Raises:
+        ExportError / ParityError / CheckpointError: One-line reasons.
+    """
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.export.exporter import check_out_dir
+    from sne_loihi.export.nir_export import NIR_DIR, NIR_MANIFEST_FILE, export_nir
+
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / NIR_DIR
+    if out_dir.resolve() == run_dir.resolve() or out_dir.resolve() in run_dir.resolve().parents:
+        raise ExportError(f"--out {out_dir} is the run folder or a folder above it; an export goes into a folder of its own")
+    check_out_dir(out_dir, overwrite, NIR_MANIFEST_FILE)  # before any work
+    loaded = load_ensemble(run_dir)
+    x = _test_images(loaded.config, samples)[0] if samples > 0 else None
+    return export_nir(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite)
+
+
+def check_nir_export(exported: Any, checkpoint: Path, samples: int) -> Any:
+    """Re-import a NIR export read back (:func:`~sne_loihi.export.nir_export.read_nir_export`)
+    in snnTorch and compare it with the ensemble in ``checkpoint`` on its first ``samples``
+    test samples: every layer's spikes, the predictions and the accuracy.
+
+    Raises:
+        ExportError: The export does not belong to the checkpoint (other student specs).
+        CheckpointError: Unreadable checkpoint. ParityError: a mapping error (see nir_check).
+    """
+    import torch
+
+    from sne_loihi.ensemble import encode_for
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.export.nir_check import check_nir
+
+    loaded = load_ensemble(Path(checkpoint))
+    specs = [s.spec.to_dict() for s in loaded.model.students]
+    if [e.get("spec") for e in exported.manifest["students"]] != specs:
+        raise ExportError(f"{exported.directory} was not exported from {checkpoint} (its student specs differ)")
+    x, y, _ = _test_images(loaded.config, samples)
+    x_t = torch.as_tensor(x, dtype=torch.float32)
+    with torch.no_grad():
+        logits = loaded.model(x_t).logits.cpu().numpy()
+    return check_nir(list(loaded.model.students), exported.students, encode_for(loaded.model.students[0].spec, x_t),
+                     exported.head, logits, y)
+
+
 def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] | None = None,
                     backend: Backend | str = Backend.AUTO, energy: str = "cmos45nm", capacity: int = 25,
                     seed: int = 0, data_dir: str | None = None, torch_checkpoint: Path | None = None,

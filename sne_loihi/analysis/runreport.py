@@ -11,6 +11,7 @@ import torch
 from sne_loihi.report import markdown_table, write_report
 
 DROPOUT_GLOB = "dropout-k*"
+NEUROBENCH_SECTION = "NeuroBench cross-check of the synaptic-op counts"
 
 
 @dataclass
@@ -27,6 +28,9 @@ class ReportOptions:
             students every ``draw_batch`` test samples, the paper's per-batch evaluation; a
             small value averages over many draws, so one lucky or unlucky draw (e.g. the best
             student for every sample at K = 1) does not decide the comparison.
+        neurobench: Add NeuroBench's synaptic-op counts next to ours
+            (:mod:`sne_loihi.cost.neurobench_check`; needs the ``interop`` extra).
+        neurobench_samples: Test samples for it (0: all).
         extra: Additional sections (heading, markdown) and JSON data, e.g. Lava results.
     """
 
@@ -36,6 +40,8 @@ class ReportOptions:
     repeats: int = 10
     batch_size: int = 256
     draw_batch: int = 32
+    neurobench: bool = False
+    neurobench_samples: int = 0
     extra_sections: list[tuple[str, str]] = field(default_factory=list)
     extra_data: dict[str, Any] = field(default_factory=dict)
 
@@ -80,6 +86,13 @@ def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dic
          "x fan-out of non-zero quantised weights, summed over layers and time steps."),
     ]
     out: dict[str, Any] = {"config": cfg.to_dict(), "evaluation": evaluation.to_dict(), "energy_profile": asdict(profile)}
+    if options.neurobench:
+        from sne_loihi.cost.neurobench_check import cross_check, referee_markdown
+
+        n = options.neurobench_samples or len(data.y_test)
+        referee = cross_check(loaded.model, data.x_test_nchw[:n], options.batch_size)
+        sections.append((NEUROBENCH_SECTION, referee_markdown(referee)))
+        out["neurobench"] = [r.to_dict() for r in referee]
 
     if options.activation:
         from sne_loihi.ensemble.cascade import ensure_cascade_head
