@@ -124,20 +124,6 @@ def _override(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
-def _preset_kwargs(name: str | None) -> dict[str, Any]:
-    """``resolve``'s named-preset argument, where this checkout's config module has named presets."""
-    import inspect
-
-    from sne_loihi.config import resolve
-    from sne_loihi.errors import ConfigError
-
-    if name is None:
-        return {}
-    if "preset_name" not in inspect.signature(resolve).parameters:
-        raise ConfigError("this checkout has no named presets; pass the preset file with --config")
-    return {"preset_name": name}
-
-
 def resolve_inputs(a: argparse.Namespace):  # -> tuple[RunConfig, Options]
     """The run config (preset < --config < --set/--data-dir) and the harness options.
 
@@ -153,7 +139,7 @@ def resolve_inputs(a: argparse.Namespace):  # -> tuple[RunConfig, Options]
     overrides = dict(_override(s) for s in a.set)
     if a.data_dir is not None:
         overrides["data.data_dir"] = str(a.data_dir.resolve())
-    cfg = resolve(a.dataset, a.config, overrides, **_preset_kwargs(a.preset))
+    cfg = resolve(a.dataset, a.config, overrides, a.preset)
     check_config(cfg)
     resolve_profile(a.energy)
     n = cfg.ensemble.num_students
