@@ -476,7 +476,7 @@ def resolve(
 def _data_name(tree: dict[str, Any], where: str) -> str | None:
     section = tree.get("data", {})
     if not isinstance(section, dict):
-        raise ConfigError(f"config section 'data' of {where} must be a table, got {section!r}")
+        raise ConfigError(f"config section 'data' must be a table (in {where}), got {section!r}")
     name = section.get("name")
     if name is not None and not isinstance(name, str):
         raise ConfigError(f"data.name in {where}: expected a string, got {name!r}")
