@@ -176,9 +176,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100
     from sne_loihi.export.exporter import check_out_dir
 
     run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / EXPORT_DIR
-    if out_dir.resolve() == run_dir.resolve() or out_dir.resolve() in run_dir.resolve().parents:
-        raise ExportError(f"--out {out_dir} is the run folder or a folder above it; an export goes into a folder of its own")
+    out_dir = _export_folder(run_dir, out_dir, EXPORT_DIR)
     check_out_dir(out_dir, overwrite)  # before any work
     loaded = load_ensemble(run_dir)
     x = _test_images(loaded.config, samples)[0] if samples > 0 else None
@@ -187,6 +185,14 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100
     cascade = CascadeHead.from_linear(head, range(n), source=str(run_dir / CASCADE_HEAD_FILE)) if head is not None else None
     return export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite,
                          capacity=capacity, cascade_head=cascade)
+
+
+def _export_folder(run_dir: Path, out_dir: Path | None, default: str) -> Path:
+    """``--out`` (or ``RUN/default``), refused when it is the run folder or a folder above it."""
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / default
+    if out_dir.resolve() == run_dir.resolve() or out_dir.resolve() in run_dir.resolve().parents:
+        raise ExportError(f"--out {out_dir} is the run folder or a folder above it; an export goes into a folder of its own")
+    return out_dir
 
 
 def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100, overwrite: bool = False) -> Any:
@@ -204,9 +210,7 @@ def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int =
     from sne_loihi.export.nir_export import NIR_DIR, NIR_MANIFEST_FILE, export_nir
 
     run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / NIR_DIR
-    if out_dir.resolve() == run_dir.resolve() or out_dir.resolve() in run_dir.resolve().parents:
-        raise ExportError(f"--out {out_dir} is the run folder or a folder above it; an export goes into a folder of its own")
+    out_dir = _export_folder(run_dir, out_dir, NIR_DIR)
     check_out_dir(out_dir, overwrite, NIR_MANIFEST_FILE)  # before any work
     loaded = load_ensemble(run_dir)
     x = _test_images(loaded.config, samples)[0] if samples > 0 else None
