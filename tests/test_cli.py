@@ -284,20 +284,27 @@ def test_resume_refuses_an_ensemble_distilled_from_another_teacher(tmp_path: Pat
     assert (run / "ensemble.pt").read_bytes() == ensemble_before
 
 
+def _teachers_and_ensemble(tmp_path: Path, teacher_flags: tuple[list[str], list[str]]) -> tuple[Path, Path]:
+    """Two small digits teacher runs ``a`` and ``b`` (each with its extra flags) and an ensemble
+    distilled in ``a``."""
+    common = ["--dataset", "digits", "--max-train", "200", "--max-test", "50", "--no-progress"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, flags in zip((a, b), teacher_flags):
+        result = runner.invoke(app, ["teacher", "--run-dir", str(folder), *flags, *common])
+        assert result.exit_code == 0, result.stdout + result.stderr
+    result = runner.invoke(app, ["train", "--run-dir", str(a), "--epochs", "1", "--student-arch", "digits_tiny",
+                                 "--time-steps", "2", "--no-progress"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return a, b
+
+
 def test_evaluate_refuses_an_ensemble_from_another_split(tmp_path: Path) -> None:
     """Another run's ensemble.pt (trained on the digits split of seed 0) next to a teacher of
     the seed-7 split: scoring the teacher on the ensemble's test set would reuse its training
     images, so `sne evaluate` refuses in one line."""
     import shutil
 
-    common = ["--dataset", "digits", "--max-train", "200", "--max-test", "50", "--no-progress"]
-    a, b = tmp_path / "a", tmp_path / "b"
-    for folder, seed in ((a, "0"), (b, "7")):
-        result = runner.invoke(app, ["teacher", "--run-dir", str(folder), "--epochs", "1", "--seed", seed, *common])
-        assert result.exit_code == 0, result.stdout + result.stderr
-    result = runner.invoke(app, ["train", "--run-dir", str(a), "--epochs", "1", "--student-arch", "digits_tiny",
-                                 "--time-steps", "2", "--no-progress"])
-    assert result.exit_code == 0, result.stdout + result.stderr
+    a, b = _teachers_and_ensemble(tmp_path, (["--epochs", "1", "--seed", "0"], ["--epochs", "1", "--seed", "7"]))
     shutil.copy2(a / "ensemble.pt", b / "ensemble.pt")
     refused = runner.invoke(app, ["evaluate", str(b), "--no-activation"])
     assert refused.exit_code == 1, refused.stdout + refused.stderr
@@ -311,14 +318,7 @@ def test_evaluate_refuses_a_swapped_teacher_of_the_same_split(tmp_path: Path) ->
     saw, so `sne evaluate` refuses in one line and writes no report."""
     import shutil
 
-    common = ["--dataset", "digits", "--max-train", "200", "--max-test", "50", "--no-progress"]
-    a, b = tmp_path / "a", tmp_path / "b"
-    for folder, epochs in ((a, "1"), (b, "2")):
-        result = runner.invoke(app, ["teacher", "--run-dir", str(folder), "--epochs", epochs, *common])
-        assert result.exit_code == 0, result.stdout + result.stderr
-    result = runner.invoke(app, ["train", "--run-dir", str(a), "--epochs", "1", "--student-arch", "digits_tiny",
-                                 "--time-steps", "2", "--no-progress"])
-    assert result.exit_code == 0, result.stdout + result.stderr
+    a, b = _teachers_and_ensemble(tmp_path, (["--epochs", "1"], ["--epochs", "2"]))
     shutil.copy2(b / "teacher.pt", a / "teacher.pt")
     refused = runner.invoke(app, ["evaluate", str(a), "--no-activation"])
     assert refused.exit_code == 1, refused.stdout + refused.stderr
