@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sne_loihi.errors import ExportError, ParityError
-from sne_loihi.export.nir_export import cuba_params
+from sne_loihi.export.nir_params import cuba_params
 
 
 @dataclass

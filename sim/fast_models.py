@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from sne_loihi.errors import SimulationError
-from sne_loihi.sim.backend import prepare_lava_import
+from sne_loihi.sim.lava_import import prepare_lava_import
 
 prepare_lava_import()  # before any Lava import: see its docstring
 

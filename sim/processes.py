@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sne_loihi.sim.backend import prepare_lava_import
+from sne_loihi.sim.lava_import import prepare_lava_import
 
 prepare_lava_import()  # before any Lava import: see its docstring
 

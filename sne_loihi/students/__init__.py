@@ -6,9 +6,10 @@ Importing this package is cheap: SLAYER and SpikingJelly are imported only insid
 
 from __future__ import annotations
 
-from sne_loihi.students.archs import STUDENT_ARCHS
-from sne_loihi.students.base import BACKENDS, Student, StudentOutput, build_student, encode_input
-from sne_loihi.students.spec import LayerKind, LayerSpec, StudentSpec, student_spec
+from sne_loihi.students.archs import STUDENT_ARCHS, student_spec
+from sne_loihi.students.base import Student, StudentOutput, encode_input
+from sne_loihi.students.build import BACKENDS, build_student
+from sne_loihi.students.spec import LayerKind, LayerSpec, StudentSpec
 
 __all__ = [
     "BACKENDS", "STUDENT_ARCHS", "LayerKind", "LayerSpec", "Student", "StudentOutput", "StudentSpec",

@@ -9,10 +9,13 @@ times ``width``, rounded, at least 1; the output layer is never scaled.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
+from sne_loihi.config import StudentBackend, StudentConfig, StudentEngine
+from sne_loihi.errors import ConfigError
 from sne_loihi.registry import Registry
-from sne_loihi.students.spec import FLATTEN, LayerSpec, conv, dense
+from sne_loihi.students.spec import FLATTEN, LayerSpec, StudentSpec, conv, dense
 
 ArchFn = Callable[[tuple[int, int, int], int, float], tuple[LayerSpec, ...]]
 
@@ -63,3 +66,28 @@ def vgg5(in_shape: tuple[int, int, int], out_features: int, width: float) -> tup
 def vgg5mini(in_shape: tuple[int, int, int], out_features: int, width: float) -> tuple[LayerSpec, ...]:
     """VGG5 with its last two convs at half width: 64, 128 (s2), 128 (s2), 128 (s2) + dense out."""
     return (*_conv_stack((64, 128, 128, 128), (1, 2, 2, 2), width), FLATTEN, dense(out_features))
+
+
+def student_spec(cfg: StudentConfig, in_shape: tuple[int, int, int], out_features: int) -> StudentSpec:
+    """The spec of a student built from the run config for one partition group.
+
+    Args:
+        cfg: Student settings (architecture, width, T, input bits, neuron, backend).
+        in_shape: Input ``(C, H, W)``.
+        out_features: The student's share of teacher features.
+
+    Raises:
+        ConfigError: Unknown architecture, bad width or a spec that cannot be built.
+    """
+    if not cfg.width > 0:
+        raise ConfigError(f"student width must be > 0, got {cfg.width}")
+    if out_features < 1:
+        raise ConfigError(f"a student needs out_features >= 1, got {out_features}")
+    in_shape = tuple(int(v) for v in in_shape)
+    layers = STUDENT_ARCHS.get(cfg.arch)(in_shape, int(out_features), float(cfg.width))
+    return StudentSpec(
+        layers=tuple(layers), in_shape=in_shape, out_features=int(out_features),
+        time_steps=cfg.time_steps, input_bits=cfg.input_bits,
+        neuron=dataclasses.replace(cfg.neuron), backend=StudentBackend(cfg.backend),
+        engine=StudentEngine(cfg.engine),
+    )

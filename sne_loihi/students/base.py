@@ -1,4 +1,4 @@
-"""The student contract shared by both neuron libraries, input encoding and the builder.
+"""The student contract shared by both neuron libraries and the input encoding.
 
 A student maps time-expanded input ``x_nchwt`` to a :class:`StudentOutput`: the last layer's
 spikes ``spikes_nft`` and the input of every weighted layer (what the op counter needs).
@@ -7,19 +7,16 @@ Its feature sub-vector is the firing rate ``spikes_nft.mean(-1)``.
 Layouts (both backends): ``layer_inputs[l]`` is ``[N, C, H, W, T]`` when weighted layer
 ``l`` is a convolution and ``[N, F, T]`` when it is dense; time is always last.
 
-Neither SLAYER nor SpikingJelly is imported here: each pulls in cv2/torchvision and takes
-seconds, so :data:`BACKENDS` imports the library only when a student is built.
+Neither SLAYER nor SpikingJelly is imported here (the builders live in :mod:`.build`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from sne_loihi.config import StudentBackend
 from sne_loihi.errors import ConfigError
 from sne_loihi.students.spec import StudentSpec
 
@@ -108,35 +105,3 @@ class Student(nn.Module):
     def rates(out: StudentOutput) -> torch.Tensor:
         """Firing rate of every output neuron, ``[N, F]`` in [0, 1]: the feature sub-vector."""
         return out.spikes_nft.mean(dim=-1)
-
-
-def _build_slayer(spec: StudentSpec) -> Student:
-    from sne_loihi.students.slayer_student import build_slayer_student
-
-    return build_slayer_student(spec)
-
-
-def _build_spikingjelly(spec: StudentSpec) -> Student:
-    from sne_loihi.students.spikingjelly_student import build_spikingjelly_student
-
-    return build_spikingjelly_student(spec)
-
-
-#: Builder per neuron library; each imports its library only when called.
-BACKENDS: dict[StudentBackend, Callable[[StudentSpec], Student]] = {
-    StudentBackend.SLAYER: _build_slayer,
-    StudentBackend.SPIKINGJELLY: _build_spikingjelly,
-}
-
-
-def build_student(spec: StudentSpec) -> Student:
-    """Build the network ``spec`` describes with its backend's neuron library.
-
-    Raises:
-        ConfigError: A backend without a builder.
-    """
-    try:
-        builder = BACKENDS[StudentBackend(spec.backend)]
-    except (KeyError, ValueError):
-        raise ConfigError(f"no student builder for backend {spec.backend!r}") from None
-    return builder(spec)

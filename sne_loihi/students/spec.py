@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from sne_loihi.config import NeuronConfig, StudentBackend, StudentConfig, StudentEngine
+from sne_loihi.config import NeuronConfig, StudentBackend, StudentEngine
 from sne_loihi.errors import ConfigError
 
 #: Most bits a graded input spike may carry here. Lava's graded spikes allow more, but the
@@ -236,30 +236,3 @@ class StudentSpec:
             backend=backend,
             engine=engine,
         )
-
-
-def student_spec(cfg: StudentConfig, in_shape: tuple[int, int, int], out_features: int) -> StudentSpec:
-    """The spec of a student built from the run config for one partition group.
-
-    Args:
-        cfg: Student settings (architecture, width, T, input bits, neuron, backend).
-        in_shape: Input ``(C, H, W)``.
-        out_features: The student's share of teacher features.
-
-    Raises:
-        ConfigError: Unknown architecture, bad width or a spec that cannot be built.
-    """
-    from sne_loihi.students.archs import STUDENT_ARCHS
-
-    if not cfg.width > 0:
-        raise ConfigError(f"student width must be > 0, got {cfg.width}")
-    if out_features < 1:
-        raise ConfigError(f"a student needs out_features >= 1, got {out_features}")
-    in_shape = tuple(int(v) for v in in_shape)
-    layers = STUDENT_ARCHS.get(cfg.arch)(in_shape, int(out_features), float(cfg.width))
-    return StudentSpec(
-        layers=tuple(layers), in_shape=in_shape, out_features=int(out_features),
-        time_steps=cfg.time_steps, input_bits=cfg.input_bits,
-        neuron=dataclasses.replace(cfg.neuron), backend=StudentBackend(cfg.backend),
-        engine=StudentEngine(cfg.engine),
-    )
