@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 
 from sne_loihi.errors import ExportError, ParityError
-from sne_loihi.export.manifest import (
-    LOIHI2_REPORT, MANIFEST_FILE, CascadeHead, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest, sha256_file,
+from sne_loihi.export.netx_write import write_student_hdf5
+from sne_loihi.io import atomic_write_json, sha256_file
+from sne_loihi.netx_format.manifest import (
+    LOIHI2_REPORT, MANIFEST_FILE, CascadeHead, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest,
 )
-from sne_loihi.export.netx_file import read_netx_layers, write_student_hdf5
-from sne_loihi.io import atomic_write_json
+from sne_loihi.netx_format.netx_file import read_netx_layers
 
 
 def torch_layer_spikes(student: Any, x_nchwt: Any) -> list[np.ndarray]:

@@ -155,7 +155,7 @@ def float_cuba_layer_spikes(student: Any, x_nchwt: Any) -> list[np.ndarray]:
     import torch.nn.functional as F
 
     from sne_loihi.cost.ops import synapse_view
-    from sne_loihi.students.spec import LayerKind
+    from sne_loihi.layers import LayerKind
 
     out: list[np.ndarray] = []
     x = x_nchwt.float()

@@ -73,7 +73,7 @@ def student_nir_graph(student: Any, dt: float = NIR_DT) -> Any:
     import nir
 
     from sne_loihi.cost.ops import synapse_view
-    from sne_loihi.students.spec import LayerKind
+    from sne_loihi.layers import LayerKind
 
     _check_slayer(student)
     spec = student.spec
@@ -211,7 +211,7 @@ def read_nir_export(directory: Path) -> NirExport:
     Raises:
         ExportError: One line naming what is missing or inconsistent.
     """
-    from sne_loihi.export.manifest import sha256_file
+    from sne_loihi.io import sha256_file
 
     directory = Path(directory)
     try:
@@ -261,7 +261,7 @@ def export_nir(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, verify_
 
     from sne_loihi.ensemble import encode_for
     from sne_loihi.export.exporter import _replace_dir, check_out_dir, clean_leftovers
-    from sne_loihi.export.manifest import sha256_file
+    from sne_loihi.io import sha256_file
 
     out_dir = Path(out_dir)
     check_out_dir(out_dir, overwrite, NIR_MANIFEST_FILE)

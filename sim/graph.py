@@ -34,7 +34,7 @@ Many samples per run, reset between samples (measured, lava-nc 0.10 / lava-dl 0.
   latency to the reset offset and to the readout and op-counter delays.
 
 Networks exported by lava-dl itself (``sne simulate NET.net``), see
-:func:`~sne_loihi.export.netx_file.read_netx_network`:
+:func:`~sne_loihi.netx_format.netx_file.read_netx_network`:
 
 * An input layer with a neuron becomes netx's ``Input`` block, whose ``inp`` port netx leaves
   unconnected (lava-dl issue #298); the gate drives the block's neuron (``a_in``) directly,
@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from sne_loihi.errors import SimulationError
-from sne_loihi.export.netx_file import NetxNetwork, read_netx_network
+from sne_loihi.netx_format.netx_file import NetxNetwork, read_netx_network
 from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
 from sne_loihi.sim.graph_plan import AdapterLatency, GraphPlan, Layout, plan_graph
 from sne_loihi.sim.graph_types import RESET_PER_SAMPLE, CascadeRun, GraphRun, resolve_reset, to_lava_input

@@ -1,7 +1,7 @@
 """The plan of a Lava graph: every process, where it runs, every host<->chip crossing, the
 adapters a Loihi 2 run inserts and the timing they shift.
 
-Plain data built from the netx files' descriptions (:class:`~sne_loihi.export.netx_file.NetxNetwork`),
+Plain data built from the netx files' descriptions (:class:`~sne_loihi.netx_format.netx_file.NetxNetwork`),
 no Lava import, so it is built and tested where Intel's lava-loihi extension is absent.
 :class:`~sne_loihi.sim.graph.LavaGraph` takes its reset offsets, readout and counter delays
 and adapter list from the plan; the export's readiness report prints its placement and
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-from sne_loihi.export.netx_file import NetxNetwork
+from sne_loihi.netx_format.netx_file import NetxNetwork
 
 
 class Placement(str, Enum):

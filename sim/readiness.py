@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from sne_loihi.errors import ExportError
-from sne_loihi.export.netx_file import NetxNetwork, read_netx_network
+from sne_loihi.netx_format.netx_file import NetxNetwork, read_netx_network
 from sne_loihi.sim import loihi2_limits as lim
 from sne_loihi.sim.graph_plan import LOIHI2_ASSUMED_LATENCY, Layout, plan_graph
 from sne_loihi.sim.loihi2_limits import Limit, Status

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from sne_loihi.errors import SimulationError
-from sne_loihi.export.manifest import CascadeHead, Manifest, load_manifest
+from sne_loihi.netx_format.manifest import CascadeHead, Manifest, load_manifest
 from sne_loihi.indices import check_student_indices
 from sne_loihi.sim.backend import Backend, Engine
 from sne_loihi.sim.graph import RESET_PER_SAMPLE, LavaGraph

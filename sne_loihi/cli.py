@@ -416,7 +416,7 @@ def export(
              if manifest.parity else "parity check skipped (--verify-samples 0)")
     typer.echo(f"{len(manifest.students)} students -> {manifest.directory} ({check})")
     if manifest.loihi2:
-        from sne_loihi.export.manifest import LOIHI2_REPORT
+        from sne_loihi.netx_format.manifest import LOIHI2_REPORT
 
         counts = manifest.loihi2["counts"]
         typer.echo(f"Loihi 2 readiness: {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail "

@@ -232,7 +232,7 @@ def evaluate_run(run_dir: Path, *, energy_profile: str = "cmos45nm", batch_size:
         if why:  # e.g. another run's ensemble.pt copied in: its test set is the teacher's training data
             raise ConfigError(f"{teacher_path} does not fit {run_dir / 'ensemble.pt'}: {why}")
         if loaded.teacher_sha256 is not None:
-            from sne_loihi.export.manifest import sha256_file
+            from sne_loihi.io import sha256_file
 
             if sha256_file(teacher_path) != loaded.teacher_sha256:  # the report would describe another teacher
                 raise ConfigError(f"{teacher_path} is not the teacher {run_dir / 'ensemble.pt'} was distilled from "
@@ -339,7 +339,7 @@ def _same_teacher(resumed: dict[str, Any] | None, ensemble_path: Path, teacher_p
             teachers were recorded carry no key and are accepted).
     """
     from sne_loihi.errors import CheckpointError
-    from sne_loihi.export.manifest import sha256_file
+    from sne_loihi.io import sha256_file
 
     key = sha256_file(teacher_path)
     if resumed is not None:

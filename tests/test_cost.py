@@ -163,7 +163,8 @@ def test_counter_uses_quantised_slayer_weights() -> None:
 
 def test_fanouts_equal_the_netx_file(tmp_path: Path) -> None:
     """Same numbers as the exporter's reader computes from the HDF5 weights (Lava order)."""
-    from sne_loihi.export.netx_file import read_netx_layers, write_student_hdf5
+    from sne_loihi.export.netx_write import write_student_hdf5
+    from sne_loihi.netx_format.netx_file import read_netx_layers
 
     student, _ = _trained_student(StudentBackend.SLAYER)
     layers = read_netx_layers(write_student_hdf5(student, tmp_path / "s.net"))
@@ -177,7 +178,7 @@ def test_fanouts_equal_the_netx_file(tmp_path: Path) -> None:
 
 def test_counter_equals_lavas_op_counter(tmp_path: Path) -> None:
     """The torch count is exactly the synaptic events Lava's counter process records."""
-    from sne_loihi.export.netx_file import write_student_hdf5
+    from sne_loihi.export.netx_write import write_student_hdf5
     from sne_loihi.sim.backend import Backend
     from sne_loihi.sim.graph import LavaGraph
 

@@ -171,7 +171,7 @@ def test_a_short_digits_run_trains_to_the_same_accuracy_with_both_engines(tmp_pa
 
 def test_fast_trained_student_exports_and_runs_in_lava_exactly(tmp_path) -> None:
     from sne_loihi.export.exporter import check_parity
-    from sne_loihi.export.netx_file import write_student_hdf5
+    from sne_loihi.export.netx_write import write_student_hdf5
 
     _, fast, spec = _pair("digits_tiny", 0, width=1.0, time_steps=4)
     x = _input(spec, 6, 0)

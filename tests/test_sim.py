@@ -68,8 +68,9 @@ def torch_ops(student: TinyStudent, x_nchwt: torch.Tensor) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[TinyStudent], torch.nn.Linear, Path]:
-    from sne_loihi.export.manifest import MANIFEST_FILE, InputEncoding, Manifest, StudentEntry, sha256_file
-    from sne_loihi.export.netx_file import write_student_hdf5
+    from sne_loihi.io import sha256_file
+    from sne_loihi.netx_format.manifest import MANIFEST_FILE, InputEncoding, Manifest, StudentEntry
+    from sne_loihi.export.netx_write import write_student_hdf5
     from sne_loihi.io import atomic_write_json
 
     out = tmp_path_factory.mktemp("export")

@@ -197,7 +197,7 @@ def test_rebuilt_from_spec_and_state_dict_gives_the_same_spikes() -> None:
 def test_trained_slayer_student_spikes_equal_lava(tmp_path) -> None:
     """The torch student is the network Lava runs: every layer's spikes, bit for bit."""
     from sne_loihi.export.exporter import check_parity
-    from sne_loihi.export.netx_file import write_student_hdf5
+    from sne_loihi.export.netx_write import write_student_hdf5
 
     spec = student_spec(StudentConfig(arch="digits_tiny", time_steps=4, input_bits=4), DIGITS, 10)
     torch.manual_seed(0)

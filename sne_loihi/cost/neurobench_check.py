@@ -136,7 +136,7 @@ def exact_batch_size(spec: Any, requested: int) -> int:
     """The largest batch <= ``requested`` whose every hooked call counts at most 2**24
     synapse uses (all inputs non-zero, every weight present), so NeuroBench's float32 sums
     stay exact."""
-    from sne_loihi.students.spec import LayerKind
+    from sne_loihi.layers import LayerKind
 
     worst = 1
     for layer, (in_shape, out_shape) in zip(spec.layers, spec.layer_shapes()):

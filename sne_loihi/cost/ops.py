@@ -33,7 +33,8 @@ from torch.nn.utils.weight_norm import WeightNorm
 
 from sne_loihi.config import StudentBackend
 from sne_loihi.students.base import Student, StudentOutput
-from sne_loihi.students.spec import LayerKind, StudentSpec
+from sne_loihi.layers import LayerKind
+from sne_loihi.students.spec import StudentSpec
 
 
 class OpKind(str, Enum):

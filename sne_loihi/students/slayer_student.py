@@ -31,7 +31,8 @@ from torch import nn
 from sne_loihi.config import StudentEngine
 from sne_loihi.students.base import Student, StudentOutput
 from sne_loihi.students.fast_cuba import run_fast
-from sne_loihi.students.spec import LayerKind, StudentSpec
+from sne_loihi.layers import LayerKind
+from sne_loihi.students.spec import StudentSpec
 
 #: Initial-weight multiplier (``weight_scale`` of the SLAYER synapse). It only scales the
 #: default Kaiming-uniform initialisation so enough weights survive the 1/32 quantisation

@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from sne_loihi.config import NeuronConfig, StudentBackend, StudentEngine
 from sne_loihi.errors import ConfigError
+from sne_loihi.layers import LayerKind
 
 #: Most bits a graded input spike may carry here. Lava's graded spikes allow more, but the
 #: first layer's integer input x 8-bit weights x fan-in must stay inside Loihi's 24-bit state.
 MAX_INPUT_BITS = 8
-
-
-class LayerKind(str, Enum):
-    """The layer types netx can run (platform notes): no pooling, no skips."""
-
-    CONV = "conv"
-    FLATTEN = "flatten"
-    DENSE = "dense"
 
 
 @dataclass(frozen=True)

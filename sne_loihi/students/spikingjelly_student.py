@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from sne_loihi.students.base import Student, StudentOutput
-from sne_loihi.students.spec import LayerKind, StudentSpec
+from sne_loihi.layers import LayerKind
+from sne_loihi.students.spec import StudentSpec
 
 #: The paper's LIF settings (SpikingJelly defaults used by the KD reference).
 LIF_TAU = 2.0

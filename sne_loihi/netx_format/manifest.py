@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,21 +10,13 @@ from typing import Any
 import numpy as np
 
 from sne_loihi.errors import ExportError
-from sne_loihi.export.netx_file import read_netx_layers
+from sne_loihi.io import sha256_file
+from sne_loihi.netx_format.netx_file import read_netx_layers
 
 MANIFEST_FILE = "manifest.json"
 #: The Loihi 2 readiness report written beside the manifest (its JSON is the manifest's ``loihi2``).
 LOIHI2_REPORT = "loihi2.md"
 FORMAT_VERSION = 1
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

@@ -1,0 +1,78 @@
+"""Write a SLAYER student as a netx HDF5 file (the layout :mod:`sne_loihi.netx_format.netx_file` reads)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+
+from sne_loihi.errors import ExportError
+
+
+def copy_module(module: object) -> object:
+    """``copy.deepcopy`` that also works after a forward pass under weight normalisation.
+
+    ``torch.nn.utils.weight_norm`` leaves the recomputed ``weight`` as a non-leaf tensor
+    attribute, which ``deepcopy`` refuses; those attributes are copied as detached clones.
+    """
+    import torch
+
+    memo: dict[int, object] = {}
+    for sub in module.modules():
+        for value in vars(sub).values():
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(module, memo)
+
+
+def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int, int] | None = None) -> Path:
+    """Write a SLAYER student as a netx HDF5 file, without touching the student.
+
+    Each block's ``export_hdf5`` runs on a deep copy (it removes weight normalisation in
+    place). A ``flatten`` block needs its shape, which SLAYER only learns in ``forward``; it
+    is computed from the previous layer's output shape when missing.
+
+    Args:
+        student: A ``Student`` with ``.blocks`` (SLAYER cuba Conv/Flatten/Dense) and ``.spec``.
+        path: Output file (overwritten).
+        in_shape_chw: Input shape; defaults to ``student.spec.in_shape``.
+
+    Raises:
+        ExportError: SpikingJelly students (no netx export) or unsupported blocks.
+    """
+    import h5py
+
+    spec = getattr(student, "spec", None)
+    backend = str(getattr(getattr(spec, "backend", None), "value", getattr(spec, "backend", "slayer")))
+    if backend.lower() != "slayer":
+        raise ExportError(f"only SLAYER students can be exported to netx (this student uses {backend!r})")
+    if in_shape_chw is None:
+        in_shape_chw = tuple(int(v) for v in spec.in_shape)
+    import torch
+
+    blocks = copy_module(student.blocks)  # export_hdf5 mutates (weight-norm removal)
+    # SLAYER learns neuron / flatten shapes in forward: one zero step through the copy.
+    probe = next(iter(blocks.parameters()), torch.zeros(()))
+    with torch.no_grad():
+        x = torch.zeros(1, *in_shape_chw, 1, dtype=probe.dtype, device=probe.device)
+        for block in blocks:
+            x = block(x)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = list(in_shape_chw)
+    with h5py.File(path, "w") as fh:
+        layers = fh.create_group("layer")
+        inp = layers.create_group("0")
+        inp.create_dataset("type", (1,), "S10", [b"input"])
+        inp.create_dataset("shape", data=np.array(shape, dtype=np.int64))
+        for i, block in enumerate(blocks, start=1):
+            name = type(block).__name__
+            if name == "Flatten":
+                shape = [int(np.prod(shape))]
+            elif name not in ("Conv", "Dense"):
+                raise ExportError(f"block {i - 1} is a {name}; netx supports only Conv, Flatten and Dense")
+            block.export_hdf5(layers.create_group(str(i)))
+            if name != "Flatten":
+                shape = [int(v) for v in np.atleast_1d(layers[str(i)]["shape"][()])]
+    return path
