@@ -141,7 +141,7 @@ def finetune_copy(s: Settings, teacher: Any, data: Any, path: Path, progress: bo
     from sne_loihi.data.dataset import stratified_subset
     from sne_loihi.io import load_checkpoint, save_checkpoint
     from sne_loihi.partition import finetune_teacher, similarity_loss
-    from sne_loihi.train.common import accuracy, predict_logits
+    from sne_loihi.metrics import accuracy, predict_logits
     from sne_loihi.train.teacher import teacher_features
 
     wanted = {"students": s.students, "beta": s.finetune_beta, "epochs": s.finetune_epochs, "lr": s.finetune_lr,
@@ -184,8 +184,9 @@ def prepare_teachers(s: Settings, out: Path, progress: bool, teacher_path: Path 
 
     from sne_loihi.config import dump_toml
     from sne_loihi.data import load_dataset
-    from sne_loihi.train.common import accuracy, predict_logits
-    from sne_loihi.train.teacher import TEACHER_FILE, load_teacher, teacher_features, train_teacher
+    from sne_loihi.metrics import accuracy, predict_logits
+    from sne_loihi.teachers.checkpoint import TEACHER_FILE, load_teacher
+    from sne_loihi.train.teacher import teacher_features, train_teacher
 
     cfg = teacher_config(s)
     data = load_dataset(cfg.data, seed=0)

@@ -131,10 +131,10 @@ def resolve_inputs(a: argparse.Namespace):  # -> tuple[RunConfig, Options]
         ConfigError: Bad values, checked before anything runs.
     """
     from sne_loihi.analysis.noise import parse_levels
-    from sne_loihi.analysis.runreport import resolve_profile
+    from sne_loihi.cost.energy import resolve_profile
     from sne_loihi.config import resolve
     from sne_loihi.errors import ConfigError
-    from sne_loihi.train.checks import check_config
+    from sne_loihi.checks import check_config
 
     overrides = dict(_override(s) for s in a.set)
     if a.data_dir is not None:
@@ -180,7 +180,7 @@ def seed_report(run_dir: Path, cfg: Any, opts: Options) -> dict[str, Any] | None
     """The seed's ``report.json`` if it is complete for ``cfg`` and ``opts``, else ``None``:
     same config, both heads for both policies, every dropout K, every noise level with the
     asked number of draws, the asked energy profile."""
-    from sne_loihi.analysis.runreport import resolve_profile
+    from sne_loihi.cost.energy import resolve_profile
 
     path = Path(run_dir) / "report.json"
     if not path.is_file() or not (Path(run_dir) / "ensemble.pt").is_file():
@@ -290,7 +290,7 @@ def machine_info(device: str, threads: int) -> dict[str, Any]:
     """CPU model, cores, platform, Python/torch versions and the device the runs used."""
     import torch
 
-    from sne_loihi.train.common import resolve_device
+    from sne_loihi.device import resolve_device
 
     cpu = platform.processor() or platform.machine()
     try:

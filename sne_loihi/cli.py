@@ -111,14 +111,14 @@ def _run_config(
     preset_name: str | None = None,
 ) -> RunConfig:
     """Resolve the config; a run folder's own config.toml is the base when no --config."""
-    from sne_loihi.pipeline import CONFIG_FILE
+    from sne_loihi.run import CONFIG_FILE
 
     if config_file is None and run_dir is not None and (run_dir / CONFIG_FILE).is_file():
         config_file = run_dir / CONFIG_FILE
     if overrides.get("data.data_dir") is not None:
         overrides["data.data_dir"] = str(overrides["data.data_dir"])
     cfg = resolve(dataset, config_file, overrides, preset_name)
-    from sne_loihi.train.checks import check_config
+    from sne_loihi.checks import check_config
 
     check_config(cfg)  # before any run folder is made or any training starts
     from sne_loihi.teachers import EXTERNAL
@@ -171,7 +171,8 @@ def teacher(
         ctx.obj = {"dataset": dataset, "config": config, "run_dir": run_dir, "device": device, "progress": progress,
                    "factory": factory, "trust_factory": trust_factory}
         return
-    from sne_loihi.pipeline import check_teacher_buildable, load_data, prepare_run_dir
+    from sne_loihi.run import load_data
+    from sne_loihi.train.stages import check_teacher_buildable, prepare_run_dir
     from sne_loihi.train.teacher import train_teacher
 
     cfg = _run_config(dataset, config, run_dir, {
@@ -201,7 +202,7 @@ def teacher_finetune(
     """Disentangle the teacher: fine-tune with CE + beta * L_sim (method.md section 4)."""
     from sne_loihi.distributed import is_main_process
     from sne_loihi.io import run_lock
-    from sne_loihi.pipeline import finetune_stage
+    from sne_loihi.train.finetune_stage import finetune_stage
     from sne_loihi.teachers.external import trusted_factories
 
     opts = ctx.obj or {}
@@ -235,7 +236,7 @@ def partition(
     trust_factory: TrustFactoryOpt = False,
 ) -> None:
     """Split the teacher's feature dimensions into N groups and store partition.json."""
-    from sne_loihi.pipeline import partition_stage
+    from sne_loihi.train.stages import partition_stage
 
     cfg = _run_config(None, None, run_dir, {
         "ensemble.partition": strategy, "ensemble.num_students": students, "train.seed": seed,
@@ -262,7 +263,7 @@ def _echo_engine(cfg: Any) -> None:
         return
     if cfg.student.engine is StudentEngine.FAST:
         from sne_loihi.students.fast_cuba import forward_path
-        from sne_loihi.train.common import resolve_device
+        from sne_loihi.device import resolve_device
 
         typer.echo(f"student engine: fast (CUBA forward: {forward_path(resolve_device(cfg.train.device))})")
     else:
@@ -304,7 +305,7 @@ def train(
     trust_factory: TrustFactoryOpt = False,
 ) -> None:
     """Distil the run's teacher into an ensemble of SLAYER students."""
-    from sne_loihi.pipeline import students_stage
+    from sne_loihi.train.stages import students_stage
 
     cfg = _run_config(None, config, run_dir, _student_overrides(
         students=students, student_arch=student_arch, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -327,7 +328,8 @@ DrawBatchOpt = Annotated[int, typer.Option("--draw-batch", help="Random K: a new
 
 def _report_options(energy: str, activation: bool, noise: str | None, repeats: int, draw_batch: int = 32):
     from sne_loihi.analysis.noise import parse_levels
-    from sne_loihi.analysis.runreport import ReportOptions, resolve_profile
+    from sne_loihi.analysis.runreport import ReportOptions
+    from sne_loihi.cost.energy import resolve_profile
 
     resolve_profile(energy)  # an unknown name or a bad file fails now, not after hours of training
     if draw_batch < 1:
@@ -356,7 +358,7 @@ def evaluate(
 ) -> None:
     """Accuracy and per-sample cost of teacher, students and ensemble; activation policies,
     noise robustness; rewrites the run's report.md/report.json and plots."""
-    from sne_loihi.analysis.runreport import build_report
+    from sne_loihi.pipeline import report_run
     from sne_loihi.report import print_table
 
     if neurobench_samples < 0:
@@ -367,7 +369,7 @@ def evaluate(
         import_neurobench()  # missing neurobench fails before the evaluation
     options = _report_options(energy, activation, noise, repeats, draw_batch)
     options.neurobench, options.neurobench_samples = neurobench, neurobench_samples
-    out = build_report(run, f"sne-loihi evaluation: {run}", options)
+    out = report_run(run, f"sne-loihi evaluation: {run}", options)
     print_table(out["rows"], f"{run} (energy profile {energy})")
     for r in out.get("neurobench", []):
         typer.echo(f"NeuroBench vs ours, {r['model']}: MACs {r['nb_macs']:,.2f} vs {r['our_macs']:,.2f} "
@@ -403,7 +405,7 @@ def export(
     """Write one netx HDF5 file per student and manifest.json, verified in Lava (fixed_pt)
     against torch spike for spike on the first test samples; or, with --format nir, one NIR
     graph per student plus the head, re-imported in snnTorch and compared spike for spike."""
-    from sne_loihi.lava_stage import export_run
+    from sne_loihi.export.stage import export_run
 
     if samples < 0:
         raise SneError(f"--verify-samples must be >= 0, got {samples}")
@@ -426,7 +428,7 @@ def export(
 
 
 def _export_nir(run: Path, out: Path | None, samples: int, overwrite: bool) -> None:
-    from sne_loihi.lava_stage import export_nir_run
+    from sne_loihi.export.stage import export_nir_run
 
     typer.echo(f"exporting {run} to NIR and re-importing it in snnTorch on {samples} test samples ...")
     exported = export_nir_run(run, out, samples=samples, overwrite=overwrite)
@@ -480,7 +482,7 @@ def nir_read(
         print_table(describe_graph(graph), f"student {i} (dt {graph.metadata.get('dt')})", columns)
     print_table(describe_graph(exported.head), "head (applied to the concatenated rates)", columns)
     if samples:
-        from sne_loihi.lava_stage import check_nir_export
+        from sne_loihi.export.stage import check_nir_export
 
         from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
 
@@ -529,7 +531,7 @@ def simulate(
     for a single network also its output spike counts."""
     from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
     from sne_loihi.io import atomic_write_json
-    from sne_loihi.lava_stage import LAVA_COLUMNS, simulate_export, simulate_netx_file
+    from sne_loihi.sim.stage import LAVA_COLUMNS, simulate_export, simulate_netx_file
     from sne_loihi.report import print_table
 
     from sne_loihi.students.spec import MAX_INPUT_BITS

@@ -89,7 +89,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     from sne_loihi.distributed import env_rank
-    from sne_loihi.pipeline import finetune_if_asked, load_data, prepare_run_dir, students_stage
+    from sne_loihi.run import load_data
+    from sne_loihi.train.finetune_stage import finetune_if_asked
+    from sne_loihi.train.stages import prepare_run_dir, students_stage
     from sne_loihi.train.teacher import TEACHER_FILE, train_teacher
 
     if args.audit is not None and env_rank() != 0:

@@ -1,9 +1,12 @@
-"""The core must not pull in Lava, cv2 or torchvision (only the simulation stage imports Lava)."""
+"""The core must not pull in Lava, cv2 or torchvision (only the simulation stage imports Lava);
+the import graph has no circles and no import from the core up into a stage package."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 CORE_MODULES = [
     "sne_loihi",
@@ -54,3 +57,112 @@ def test_lava_imports_after_a_progress_bar_fixed_the_start_method() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("lava-loihi ")
+
+
+# ---- the house plan, read from the code's own imports -----------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+#: Where each installed package's code lives (pyproject's package-dir).
+PACKAGE_DIRS = {"sne_loihi": ROOT / "sne_loihi", "sne_loihi.train": ROOT / "train",
+                "sne_loihi.export": ROOT / "export", "sne_loihi.sim": ROOT / "sim"}
+STAGES = ("sne_loihi.train", "sne_loihi.export", "sne_loihi.sim")
+#: The top floor: the only modules that sequence stages (import more than one stage package).
+TOP_FLOOR = ("sne_loihi.pipeline", "sne_loihi.cli", "sne_loihi.__main__")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg, folder in PACKAGE_DIRS.items():
+        for path in folder.rglob("*.py"):
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            if pkg == "sne_loihi" and parts[0] in ("train", "export", "sim"):
+                continue
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join([pkg, *parts])] = path
+    return out
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (at module level or inside functions)."""
+    modules = _modules()
+
+    def owner(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                targets |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+        graph[name] = {o for t in targets if t.startswith("sne_loihi") and (o := owner(t)) and o != name}
+    return graph
+
+
+def _stage(module: str) -> str | None:
+    return next((s for s in STAGES if module == s or module.startswith(s + ".")), None)
+
+
+def _top(module: str) -> bool:
+    return any(module == t or module.startswith(t + ".") for t in TOP_FLOOR)
+
+
+def test_the_core_never_imports_a_stage_package() -> None:
+    graph = _import_graph()
+    assert "sne_loihi.train.stages" in graph and "sne_loihi.sim.stage" in graph  # the scan sees the stage folders
+    bad = sorted(f"{m} -> {t}" for m, targets in graph.items() if not _stage(m) and not _top(m)
+                 for t in targets if _stage(t) or _top(t))
+    assert bad == [], "core modules import a stage package or the top floor:\n" + "\n".join(bad)
+
+
+def test_stage_packages_import_each_other_one_way_only() -> None:
+    """sim never imports export or train; export may use sim (its Lava parity check); train
+    uses neither."""
+    graph = _import_graph()
+    edges = {(_stage(m), _stage(t)) for m, targets in graph.items() for t in targets
+             if _stage(m) and _stage(t) and _stage(m) != _stage(t)}
+    assert edges <= {("sne_loihi.export", "sne_loihi.sim")}, sorted(edges)
+
+
+def test_no_import_cycles() -> None:
+    graph = _import_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert cycles == [], f"modules importing each other in a circle: {cycles}"

@@ -46,7 +46,7 @@ def test_pipeline_simulates_per_sample_activation_with_the_reports_cascade_head(
     from sne_loihi.ensemble.cascade import ensure_cascade_head
     from sne_loihi.ensemble.checkpoint import load_ensemble
     from sne_loihi.export import load_manifest
-    from sne_loihi.pipeline import load_data
+    from sne_loihi.run import load_data
 
     per_sample = [e for e in json.loads((tiny_run / "lava.json").read_text())["evaluations"]
                   if e["label"].startswith("per-sample")]
@@ -229,7 +229,7 @@ def test_a_cascade_head_older_than_the_ensemble_or_corrupt_is_retrained(tiny_run
 
     from sne_loihi.ensemble.cascade import ensure_cascade_head
     from sne_loihi.ensemble.checkpoint import load_ensemble
-    from sne_loihi.pipeline import load_data
+    from sne_loihi.run import load_data
 
     for name in ("ensemble.pt", "config.toml", "cascade_head.pt"):
         shutil.copy2(tiny_run / name, tmp_path / name)

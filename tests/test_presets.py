@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from sne_loihi.cli import app
 from sne_loihi.config import ConfigError, preset_names, resolve
-from sne_loihi.train.checks import check_config
+from sne_loihi.checks import check_config
 
 
 @pytest.mark.parametrize("name", preset_names())

@@ -17,7 +17,8 @@ import torch
 from sne_loihi.config import DataConfig, RunConfig, StudentConfig, TeacherConfig, TrainConfig
 from sne_loihi.errors import CheckpointError
 from sne_loihi.io import load_checkpoint
-from sne_loihi.pipeline import load_data, students_stage
+from sne_loihi.run import load_data
+from sne_loihi.train.stages import students_stage
 from sne_loihi.train import students as students_mod
 from sne_loihi.train import teacher as teacher_mod
 from sne_loihi.train.common import batch_indices, retarget_cosine

@@ -1,4 +1,5 @@
-"""Shared training machinery: devices, seeding, optimisers, batching, epoch checkpoints."""
+"""Shared training machinery: seeding, optimisers, epoch checkpoints (devices, batching and
+accuracy are core code: :mod:`sne_loihi.device`, :mod:`sne_loihi.metrics`)."""
 
 from __future__ import annotations
 
@@ -18,27 +19,9 @@ from sne_loihi.config import Optimizer, RunConfig
 from sne_loihi.distributed import DistContext, rank_device, to_device
 from sne_loihi.errors import CheckpointError, ConfigError, one_line
 from sne_loihi.io import atomic_write_bytes, load_checkpoint, save_checkpoint
+from sne_loihi.device import resolve_device
+from sne_loihi.metrics import accuracy, batch_indices, predict_logits
 from sne_loihi.registry import Registry
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available else CPU; otherwise ``cpu`` / ``cuda[:i]``.
-
-    Under ``torchrun`` a CUDA device is the GPU of the process's local rank
-    (:func:`sne_loihi.distributed.rank_device`).
-
-    Raises:
-        ConfigError: Unknown device or CUDA asked for but absent.
-    """
-    if spec == "auto":
-        return rank_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {spec!r}; use auto, cpu or cuda[:i]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {spec!r} asked for but CUDA is not available here")
-    return rank_device(device)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -118,29 +101,6 @@ def make_optimizer(
     return OPTIMIZERS.get(Optimizer(kind).value)(params, lr, weight_decay)
 
 
-def batch_indices(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
-    """Yield index batches over ``range(n)``, shuffled when a generator is given."""
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
-
-
-@torch.no_grad()
-def predict_logits(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    x_nchw: torch.Tensor,
-    batch_size: int,
-    device: torch.device,
-) -> torch.Tensor:
-    """Run ``forward`` over ``x_nchw`` in batches; returns CPU logits."""
-    out = []
-    for idx in batch_indices(len(x_nchw), batch_size, None):
-        out.append(forward(to_device(x_nchw[idx], device)).float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
-
-
 def sharded_accuracy(
     model: nn.Module, x_nchw: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
     dist: DistContext,
@@ -190,13 +150,6 @@ def recalibrate_batchnorm(
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.train(was_training)
-
-
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy in [0, 1]."""
-    if len(labels) == 0:
-        return float("nan")
-    return float((logits.argmax(-1) == labels.to(logits.device)).float().mean())
 
 
 @dataclass

@@ -18,7 +18,7 @@ from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE, build_ensemble, ensembl
 from sne_loihi.ensemble.evaluate import evaluate_ensemble
 from sne_loihi.errors import ConfigError
 from sne_loihi.partition import Partition
-from sne_loihi.train.checks import check_config
+from sne_loihi.checks import check_config
 from sne_loihi.train.common import (
     append_jsonl,
     batch_indices,

@@ -14,11 +14,9 @@ from tqdm.auto import tqdm
 from sne_loihi.config import RunConfig
 from sne_loihi.data import Dataset, augment_nchw
 from sne_loihi.distributed import autocast, backward_step, grad_scaler, setup
-from sne_loihi.errors import CheckpointError, one_line
-from sne_loihi.io import load_checkpoint
-from sne_loihi.teachers import EXTERNAL, build_teacher
-from sne_loihi.teachers.external import require_trusted_factory
-from sne_loihi.train.checks import check_config
+from sne_loihi.teachers import build_teacher
+from sne_loihi.teachers.checkpoint import TEACHER_FILE, load_teacher  # noqa: F401  (TEACHER_FILE: re-exported)
+from sne_loihi.checks import check_config
 from sne_loihi.train.common import (
     append_jsonl,
     batch_indices,
@@ -33,7 +31,6 @@ from sne_loihi.train.common import (
     set_threads,
 )
 
-TEACHER_FILE = "teacher.pt"
 TEACHER_METRICS = "metrics_teacher.jsonl"
 
 
@@ -181,38 +178,6 @@ def train_teacher(
     model.eval()
     test_acc = sharded_accuracy(model, data.x_test_nchw, data.y_test, 256, device, dist)
     return TeacherResult(model, test_acc, state.history, path)
-
-
-def load_teacher(path: Path, device: str = "cpu") -> tuple[nn.Module, RunConfig, dict[str, Any]]:
-    """Rebuild a teacher from its checkpoint alone (config + state dict, no code executed).
-
-    An external teacher's factory (user code) is imported only when the caller trusts it
-    (:func:`sne_loihi.teachers.external.trusted_factories`), never because the checkpoint
-    names it.
-
-    Returns:
-        ``(model in eval mode, run config, checkpoint metadata)``.
-
-    Raises:
-        UnsafeFileError: The file would run code if loaded.
-        CheckpointError: Missing, corrupt or not a teacher checkpoint.
-        ConfigError: The checkpoint names an external factory the caller did not trust.
-    """
-    ckpt = load_checkpoint(path)
-    for key in ("config", "model", "in_shape", "num_classes"):
-        if key not in ckpt:
-            raise CheckpointError(f"{path} is not a teacher checkpoint (no {key!r})")
-    cfg = RunConfig.from_dict(ckpt["config"])
-    if cfg.teacher.arch == EXTERNAL:
-        require_trusted_factory(cfg.teacher.factory, path)
-    model = build_teacher(cfg.teacher, tuple(ckpt["in_shape"]), int(ckpt["num_classes"]))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not fit teacher {cfg.teacher.arch!r}: {one_line(exc)}") from None
-    model.to(resolve_device(device)).eval()
-    meta = {k: ckpt[k] for k in ("in_shape", "num_classes", "class_names", "dataset", "epoch") if k in ckpt}
-    return model, cfg, meta
 
 
 @torch.no_grad()

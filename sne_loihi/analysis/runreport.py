@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sne_loihi.cost.energy import DEFAULT_ENERGY_PROFILE, resolve_profile
 from sne_loihi.report import markdown_table, write_report
+from sne_loihi.run import CONFIG_FILE, DROPOUT_GLOB, ENSEMBLE_FILE, FINETUNE_FILE, TEACHER_FILE, load_data
 
-DROPOUT_GLOB = "dropout-k*"
 NEUROBENCH_SECTION = "NeuroBench cross-check of the synaptic-op counts"
 
 
@@ -34,7 +36,7 @@ class ReportOptions:
         extra: Additional sections (heading, markdown) and JSON data, e.g. Lava results.
     """
 
-    energy_profile: str = "cmos45nm"
+    energy_profile: str = DEFAULT_ENERGY_PROFILE
     activation: bool = True
     noise: list[float] = field(default_factory=list)
     repeats: int = 10
@@ -46,15 +48,6 @@ class ReportOptions:
     extra_data: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_profile(name: str):
-    """A registered energy profile by name, or a user TOML file."""
-    from sne_loihi.cost.energy import ENERGY_PROFILES, load_energy_profile
-
-    if name.endswith(".toml") or Path(name).is_file():
-        return load_energy_profile(Path(name))
-    return ENERGY_PROFILES.get(name)()
-
-
 POLICY_COLUMNS = (
     ("setting", "active", str),
     ("accuracy", "test acc. (%)", lambda v: f"{100 * v:.2f}"),
@@ -64,13 +57,19 @@ POLICY_COLUMNS = (
 )
 
 
-def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dict[str, float] | None = None) -> dict[str, Any]:
-    """Evaluate the run in ``run_dir`` and write ``report.md``, ``report.json`` and PNGs."""
+def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dict[str, float] | None = None,
+                 stage_sections: Sequence[tuple[str, str, str, Any]] = ()) -> dict[str, Any]:
+    """Evaluate the run in ``run_dir`` and write ``report.md``, ``report.json`` and PNGs.
+
+    Args:
+        stage_sections: ``(heading, markdown, json key, data)`` of sections a stage package
+            wrote (the Lava simulation's, from :mod:`sne_loihi.sim.stage`), placed after the
+            fine-tuning section; the top floor (:func:`sne_loihi.pipeline.report_run`) reads them.
+    """
     from sne_loihi.analysis import plots
     from sne_loihi.analysis.activation import analyse_activation, point_energy_nj, test_table
+    from sne_loihi.analysis.evaluation import evaluate_run
     from sne_loihi.ensemble.checkpoint import load_ensemble
-    from sne_loihi.lava_stage import LAVA_SECTION, load_lava_section
-    from sne_loihi.pipeline import CONFIG_FILE, evaluate_run, load_data
 
     run_dir = Path(run_dir)
     profile = resolve_profile(options.energy_profile)
@@ -144,10 +143,9 @@ def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dic
     if finetune is not None:
         sections.append(("Teacher fine-tuning (disentanglement)", finetune[0]))
         out["finetune"] = finetune[1]
-    lava = load_lava_section(run_dir)  # written by the pipeline's export + Lava stage
-    if lava is not None:
-        sections.append((LAVA_SECTION, lava[0]))
-        out["lava"] = lava[1]
+    for heading, body, key, data in stage_sections:  # e.g. the pipeline's export + Lava stage
+        sections.append((heading, body))
+        out[key] = data
     sections += options.extra_sections
     out.update(options.extra_data)
     if timings:
@@ -169,7 +167,7 @@ def _dropout_points(run_dir: Path, data: Any, batch_size: int) -> dict[int, Any]
 
     points = {}
     for sub in sorted(run_dir.glob(DROPOUT_GLOB)):
-        if not (sub / "ensemble.pt").is_file():
+        if not (sub / ENSEMBLE_FILE).is_file():
             continue
         loaded = load_ensemble(sub)
         k = loaded.config.ensemble.train_active
@@ -224,7 +222,7 @@ def _compare(analysis: Any) -> str:
 
 def _noise(run_dir: Path, loaded: Any, data: Any, options: ReportOptions) -> list:
     from sne_loihi.analysis.noise import noise_sweep
-    from sne_loihi.train.teacher import TEACHER_FILE, load_teacher
+    from sne_loihi.teachers.checkpoint import load_teacher
 
     models = {}
     teacher_path = run_dir / TEACHER_FILE
@@ -251,7 +249,6 @@ def finetune_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
     import json
 
     from sne_loihi.errors import CheckpointError
-    from sne_loihi.pipeline import FINETUNE_FILE
 
     path = Path(run_dir) / FINETUNE_FILE
     if not path.exists():

@@ -124,3 +124,18 @@ def energy_pj(profile: EnergyProfile, macs: float, acs: float, neuron_updates: f
         synaptic = float(macs) * profile.pj_per_mac + float(acs) * profile.pj_per_ac
     neurons = float(neuron_updates) * profile.pj_per_neuron_update if profile.pj_per_neuron_update is not None else 0.0
     return synaptic + neurons
+
+
+#: The energy profile a report, ``sne evaluate`` and ``sne simulate`` use unless told otherwise.
+DEFAULT_ENERGY_PROFILE = "cmos45nm"
+
+
+def resolve_profile(name: str) -> EnergyProfile:
+    """A registered energy profile by name, or a user TOML file.
+
+    Raises:
+        ConfigError: Unknown name, or a file that is no valid profile.
+    """
+    if name.endswith(".toml") or Path(name).is_file():
+        return load_energy_profile(Path(name))
+    return ENERGY_PROFILES.get(name)()

@@ -73,7 +73,7 @@ def check_config(cfg: RunConfig) -> None:
     from sne_loihi.students import STUDENT_ARCHS
     from sne_loihi.students.spec import MAX_INPUT_BITS
     from sne_loihi.teachers import EXTERNAL, TEACHERS
-    from sne_loihi.train.common import resolve_device
+    from sne_loihi.device import resolve_device
 
     plain = cfg.to_dict()
     for key, (ok, want) in RULES.items():

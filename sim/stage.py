@@ -1,8 +1,8 @@
-"""The export and Lava-simulation stages behind ``sne export``, ``sne simulate`` and the
-pipeline's last step.
+"""The simulation stage behind ``sne simulate`` and the pipeline's Lava step: simulate an
+export (or one netx network) and report it (:class:`SimulationReport`, ``RUN/lava.json`` and
+its report section).
 
-Lava (and SLAYER) are imported only inside these functions, through :mod:`sne_loihi.sim`
-and :mod:`sne_loihi.export`, so importing this module keeps the core light.
+Lava is imported only inside these functions, so importing this module stays light.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 
 from sne_loihi.config import Backend, RunConfig
 from sne_loihi.errors import ConfigError, ExportError, SimulationError
+from sne_loihi.cost.energy import DEFAULT_ENERGY_PROFILE, resolve_profile
 from sne_loihi.io import file_key
+from sne_loihi.run import ENSEMBLE_FILE, LAVA_FILE, first_test_samples
 
-EXPORT_DIR = "export"
-LAVA_FILE = "lava.json"
 LAVA_SECTION = "Lava simulation (netx export, fixed point)"
 
 #: Columns of the Lava table (terminal and report.md).
@@ -147,105 +147,8 @@ class SimulationReport:
         )
 
 
-def _test_images(cfg: RunConfig, samples: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from sne_loihi.pipeline import load_data
-
-    if samples < 1:
-        raise ConfigError(f"the number of samples must be >= 1, got {samples}")
-    data = load_data(cfg)
-    n = min(samples, len(data.y_test))
-    return data.x_test_nchw[:n].numpy(), data.y_test[:n].numpy(), list(data.class_names)
-
-
-def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100, overwrite: bool = False,
-               capacity: int = 25) -> Any:
-    """Export ``RUN/ensemble.pt`` to netx files + manifest, verified in Lava on the first
-    ``samples`` test samples (0 skips the check, which the manifest then records as null).
-    ``RUN/cascade_head.pt`` goes into the manifest only if it is current for this ensemble
-    (:func:`~sne_loihi.ensemble.cascade.current_cascade_head`).
-
-    Returns:
-        The loaded, validated :class:`~sne_loihi.export.Manifest`.
-
-    Raises:
-        ExportError / ParityError / CheckpointError: One-line reasons.
-    """
-    from sne_loihi.ensemble.cascade import CASCADE_HEAD_FILE, current_cascade_head
-    from sne_loihi.ensemble.checkpoint import load_ensemble
-    from sne_loihi.export import CascadeHead, export_loaded
-    from sne_loihi.export.exporter import check_out_dir
-
-    run_dir = Path(run_dir)
-    out_dir = _export_folder(run_dir, out_dir, EXPORT_DIR)
-    check_out_dir(out_dir, overwrite)  # before any work
-    loaded = load_ensemble(run_dir)
-    x = _test_images(loaded.config, samples)[0] if samples > 0 else None
-    n = loaded.model.num_students
-    head = current_cascade_head(run_dir, n)  # lets `sne simulate --cascade` run from the export alone
-    cascade = CascadeHead.from_linear(head, range(n), source=str(run_dir / CASCADE_HEAD_FILE)) if head is not None else None
-    return export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite,
-                         capacity=capacity, cascade_head=cascade)
-
-
-def _export_folder(run_dir: Path, out_dir: Path | None, default: str) -> Path:
-    """``--out`` (or ``RUN/default``), refused when it is the run folder or a folder above it."""
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / default
-    if out_dir.resolve() == run_dir.resolve() or out_dir.resolve() in run_dir.resolve().parents:
-        raise ExportError(f"--out {out_dir} is the run folder or a folder above it; an export goes into a folder of its own")
-    return out_dir
-
-
-def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100, overwrite: bool = False) -> Any:
-    """Export ``RUN/ensemble.pt`` as NIR graphs (``RUN/nir`` by default), checked by re-import
-    in snnTorch on the first ``samples`` test samples (0 skips the check).
-
-    Returns:
-        The :class:`~sne_loihi.export.nir_export.NirExport` read back from ``out_dir``.
-
-    Raises:
-        ExportError / ParityError / CheckpointError: One-line reasons.
-    """
-    from sne_loihi.ensemble.checkpoint import load_ensemble
-    from sne_loihi.export.exporter import check_out_dir
-    from sne_loihi.export.nir_export import NIR_DIR, NIR_MANIFEST_FILE, export_nir
-
-    run_dir = Path(run_dir)
-    out_dir = _export_folder(run_dir, out_dir, NIR_DIR)
-    check_out_dir(out_dir, overwrite, NIR_MANIFEST_FILE)  # before any work
-    loaded = load_ensemble(run_dir)
-    x = _test_images(loaded.config, samples)[0] if samples > 0 else None
-    return export_nir(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite)
-
-
-def check_nir_export(exported: Any, checkpoint: Path, samples: int) -> Any:
-    """Re-import a NIR export read back (:func:`~sne_loihi.export.nir_export.read_nir_export`)
-    in snnTorch and compare it with the ensemble in ``checkpoint`` on its first ``samples``
-    test samples: every layer's spikes, the predictions and the accuracy.
-
-    Raises:
-        ExportError: The export does not belong to the checkpoint (other student specs).
-        CheckpointError: Unreadable checkpoint. ParityError: a mapping error (see nir_check).
-    """
-    import torch
-
-    from sne_loihi.ensemble import encode_for
-    from sne_loihi.ensemble.checkpoint import load_ensemble
-    from sne_loihi.export.nir_check import check_nir
-
-    loaded = load_ensemble(Path(checkpoint))
-    specs = [s.spec.to_dict() for s in loaded.model.students]
-    if [e.get("spec") for e in exported.manifest["students"]] != specs:
-        raise ExportError(f"{exported.directory} was not exported from {checkpoint} (its student specs differ)")
-    x, y, _ = _test_images(loaded.config, samples)
-    x_t = torch.as_tensor(x, dtype=torch.float32)
-    with torch.no_grad():
-        logits = loaded.model(x_t).logits.cpu().numpy()
-    return check_nir(list(loaded.model.students), exported.students, encode_for(loaded.model.students[0].spec, x_t),
-                     exported.head, logits, y)
-
-
 def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] | None = None,
-                    backend: Backend | str = Backend.AUTO, energy: str = "cmos45nm", capacity: int = 25,
+                    backend: Backend | str = Backend.AUTO, energy: str = DEFAULT_ENERGY_PROFILE, capacity: int = 25,
                     seed: int = 0, data_dir: str | None = None, torch_checkpoint: Path | None = None,
                     cascade: list[float] | None = None, progress: bool = True, engine: str = "fast") -> SimulationReport:
     """Simulate an export on the first test samples of its data set, for every active set
@@ -258,8 +161,7 @@ def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] |
         ExportError: Invalid export. SimulationError: Bad active set, unavailable backend.
         ConfigError: Bad options. DataError: The data set cannot be read.
     """
-    from sne_loihi.analysis.runreport import resolve_profile
-    from sne_loihi.export import load_manifest
+    from sne_loihi.netx_format import load_manifest
     from sne_loihi.sim import EnsembleSimulator, resolve_engine
     from sne_loihi.sim.evaluate import evaluate_active_sets, evaluate_cascade, parse_active
 
@@ -278,7 +180,7 @@ def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] |
     n = len(manifest.students)
     choices = [parse_active(a, n, seed) for a in (active or ["all"])]
     profile = resolve_profile(energy)
-    x, y, _ = _test_images(cfg, samples)
+    x, y, _ = first_test_samples(cfg, samples)
     if list(x.shape[1:]) != list(manifest.input.shape_chw):
         raise SimulationError(f"data set images are {list(x.shape[1:])}, the export expects {manifest.input.shape_chw}")
     model = None
@@ -301,7 +203,7 @@ def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] |
 
 
 def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
-                       backend: Backend | str = Backend.AUTO, energy: str = "cmos45nm",
+                       backend: Backend | str = Backend.AUTO, energy: str = DEFAULT_ENERGY_PROFILE,
                        capacity: int = 25, engine: str = "fast", num_layers: int | None = None,
                        reset_interval: int | str | None = "T", retime: bool = True,
                        output: Path | None = None) -> SimulationReport:
@@ -327,8 +229,7 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
         ExportError: Unreadable network or layers netx cannot build. SimulationError: Input
             that does not fit. ConfigError: ``output`` exists.
     """
-    from sne_loihi.analysis.runreport import resolve_profile
-    from sne_loihi.export import read_netx_network
+    from sne_loihi.netx_format import read_netx_network
     from sne_loihi.sim import simulate_network
     from sne_loihi.sim.evaluate import summarise
 
@@ -371,49 +272,11 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
                             output=out_record)
 
 
-def lava_stage(cfg: RunConfig, run_dir: Path, *, energy: str = "cmos45nm", progress: bool = True) -> SimulationReport | None:
-    """The pipeline's last stage: with ``cfg.lava.cascade`` thresholds, make sure the run has
-    a current cascade head (``RUN/cascade_head.pt``, trained now if missing or older than
-    ``RUN/ensemble.pt``); export ``RUN/ensemble.pt`` (and that head) to ``RUN/export``,
-    parity-checked on ``cfg.lava.samples`` test samples; simulate those samples for every
-    configured active set and threshold on one graph, compared with torch.
-
-    Returns:
-        The simulation report (also written to ``RUN/lava.json``), or ``None`` when the stage
-        is disabled.
-    """
-    lava = cfg.lava
-    if not lava.enabled or lava.samples == 0:
-        return None
-    if lava.samples < 0 or lava.capacity < 1:
-        raise ConfigError(f"lava.samples must be >= 0 and lava.capacity >= 1, got {lava.samples}, {lava.capacity}")
-    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
-    from sne_loihi.io import atomic_write_json
-
-    run_dir = Path(run_dir)
-    if lava.cascade:
-        from sne_loihi.ensemble.cascade import ensure_cascade_head
-        from sne_loihi.ensemble.checkpoint import load_ensemble
-        from sne_loihi.pipeline import load_data
-
-        loaded, data = load_ensemble(run_dir), load_data(cfg)
-        ensure_cascade_head(run_dir, loaded.model, data.x_train_nchw, data.y_train, config=cfg.to_dict(), seed=cfg.train.seed)
-    export_run(run_dir, run_dir / EXPORT_DIR, samples=lava.samples, overwrite=True, capacity=lava.capacity)
-    rep = simulate_export(run_dir / EXPORT_DIR, samples=lava.samples, active=list(lava.active), backend=lava.backend,
-                           energy=energy, capacity=lava.capacity, seed=cfg.train.seed, torch_checkpoint=run_dir / ENSEMBLE_FILE,
-                           cascade=list(lava.cascade) or None, progress=progress)
-    rep.checkpoint_key = file_key(run_dir / ENSEMBLE_FILE)
-    atomic_write_json(run_dir / LAVA_FILE, rep.to_dict())
-    return rep
-
-
 def load_lava_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
     """The report section and JSON of ``RUN/lava.json``, or ``None`` if the stage never ran.
 
     The section says so when the ensemble checkpoint changed after the simulation.
     """
-    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
-
     path = Path(run_dir) / LAVA_FILE
     if not path.is_file():
         return None

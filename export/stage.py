@@ -1,0 +1,97 @@
+"""The export stage behind ``sne export`` and ``sne nir`` (and the pipeline's export step):
+a run's ensemble to netx files verified in Lava, or to NIR graphs re-imported in snnTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sne_loihi.errors import ExportError
+from sne_loihi.run import EXPORT_DIR, first_test_samples
+
+
+def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100, overwrite: bool = False,
+               capacity: int = 25) -> Any:
+    """Export ``RUN/ensemble.pt`` to netx files + manifest, verified in Lava on the first
+    ``samples`` test samples (0 skips the check, which the manifest then records as null).
+    ``RUN/cascade_head.pt`` goes into the manifest only if it is current for this ensemble
+    (:func:`~sne_loihi.ensemble.cascade.current_cascade_head`).
+
+    Returns:
+        The loaded, validated :class:`~sne_loihi.export.Manifest`.
+
+    Raises:
+        ExportError / ParityError / CheckpointError: One-line reasons.
+    """
+    from sne_loihi.ensemble.cascade import CASCADE_HEAD_FILE, current_cascade_head
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.export import CascadeHead, export_loaded
+    from sne_loihi.export.exporter import check_out_dir
+
+    run_dir = Path(run_dir)
+    out_dir = _export_folder(run_dir, out_dir, EXPORT_DIR)
+    check_out_dir(out_dir, overwrite)  # before any work
+    loaded = load_ensemble(run_dir)
+    x = first_test_samples(loaded.config, samples)[0] if samples > 0 else None
+    n = loaded.model.num_students
+    head = current_cascade_head(run_dir, n)  # lets `sne simulate --cascade` run from the export alone
+    cascade = CascadeHead.from_linear(head, range(n), source=str(run_dir / CASCADE_HEAD_FILE)) if head is not None else None
+    return export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite,
+                         capacity=capacity, cascade_head=cascade)
+
+
+def _export_folder(run_dir: Path, out_dir: Path | None, default: str) -> Path:
+    """``--out`` (or ``RUN/default``), refused when it is the run folder or a folder above it."""
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / default
+    if out_dir.resolve() == run_dir.resolve() or out_dir.resolve() in run_dir.resolve().parents:
+        raise ExportError(f"--out {out_dir} is the run folder or a folder above it; an export goes into a folder of its own")
+    return out_dir
+
+
+def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100, overwrite: bool = False) -> Any:
+    """Export ``RUN/ensemble.pt`` as NIR graphs (``RUN/nir`` by default), checked by re-import
+    in snnTorch on the first ``samples`` test samples (0 skips the check).
+
+    Returns:
+        The :class:`~sne_loihi.export.nir_export.NirExport` read back from ``out_dir``.
+
+    Raises:
+        ExportError / ParityError / CheckpointError: One-line reasons.
+    """
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.export.exporter import check_out_dir
+    from sne_loihi.export.nir_export import NIR_DIR, NIR_MANIFEST_FILE, export_nir
+
+    run_dir = Path(run_dir)
+    out_dir = _export_folder(run_dir, out_dir, NIR_DIR)
+    check_out_dir(out_dir, overwrite, NIR_MANIFEST_FILE)  # before any work
+    loaded = load_ensemble(run_dir)
+    x = first_test_samples(loaded.config, samples)[0] if samples > 0 else None
+    return export_nir(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite)
+
+
+def check_nir_export(exported: Any, checkpoint: Path, samples: int) -> Any:
+    """Re-import a NIR export read back (:func:`~sne_loihi.export.nir_export.read_nir_export`)
+    in snnTorch and compare it with the ensemble in ``checkpoint`` on its first ``samples``
+    test samples: every layer's spikes, the predictions and the accuracy.
+
+    Raises:
+        ExportError: The export does not belong to the checkpoint (other student specs).
+        CheckpointError: Unreadable checkpoint. ParityError: a mapping error (see nir_check).
+    """
+    import torch
+
+    from sne_loihi.ensemble import encode_for
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.export.nir_check import check_nir
+
+    loaded = load_ensemble(Path(checkpoint))
+    specs = [s.spec.to_dict() for s in loaded.model.students]
+    if [e.get("spec") for e in exported.manifest["students"]] != specs:
+        raise ExportError(f"{exported.directory} was not exported from {checkpoint} (its student specs differ)")
+    x, y, _ = first_test_samples(loaded.config, samples)
+    x_t = torch.as_tensor(x, dtype=torch.float32)
+    with torch.no_grad():
+        logits = loaded.model(x_t).logits.cpu().numpy()
+    return check_nir(list(loaded.model.students), exported.students, encode_for(loaded.model.students[0].spec, x_t),
+                     exported.head, logits, y)

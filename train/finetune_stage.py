@@ -1,0 +1,127 @@
+"""Teacher disentanglement (``sne teacher finetune`` and the pipeline's step for the
+``finetune`` partition): fine-tune with ``CE + beta * L_sim``, record before/after in
+``RUN/finetune.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sne_loihi.config import PartitionStrategy, RunConfig
+from sne_loihi.device import resolve_device
+from sne_loihi.errors import ConfigError
+from sne_loihi.run import CONFIG_FILE, FINETUNE_FILE, PRE_FINETUNE_TEACHER, TEACHER_FILE, load_data
+
+
+def finetune_stage(
+    run_dir: Path, *, students: int, beta: float, epochs: int, lr: float,
+    device: str | None = None, progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune the run's teacher with ``CE + beta * L_sim`` and record test accuracy and
+    L_sim before and after in ``finetune.json``.
+
+    The original teacher is first copied to ``teacher_pre_finetune.pt`` and fine-tuning always
+    starts from that copy, so an interrupted fine-tune is simply redone; ``finetune.json``,
+    written last, marks it finished.
+
+    Raises:
+        ConfigError: Bad settings, or the run was already fine-tuned.
+        CheckpointError: No teacher in the run folder.
+    """
+    from sne_loihi.config import FinetuneConfig
+    from sne_loihi.errors import CheckpointError
+    from sne_loihi.io import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
+    from sne_loihi.distributed import setup
+    from sne_loihi.partition import finetune_teacher, similarity_loss
+    from sne_loihi.teachers.checkpoint import load_teacher
+    from sne_loihi.train.common import sharded_accuracy
+    from sne_loihi.train.teacher import teacher_features
+
+    FinetuneConfig(beta=beta, epochs=epochs, lr=lr)  # validates (one-line ConfigError)
+    run_dir = Path(run_dir)
+    path, backup, summary_path = run_dir / TEACHER_FILE, run_dir / PRE_FINETUNE_TEACHER, run_dir / FINETUNE_FILE
+    if summary_path.exists():
+        raise ConfigError(f"{run_dir} was already fine-tuned ({summary_path} exists); use a fresh run folder")
+    if not backup.exists() and not path.exists():
+        raise CheckpointError(f"no teacher in {run_dir} (expected {path}); run 'sne teacher --run-dir {run_dir}' first")
+    dist = setup(resolve_device(device or cfg_device(run_dir)))
+    if not backup.exists() and dist.is_main:
+        atomic_write_bytes(backup, path.read_bytes())
+    dist.barrier()  # the backup exists before any rank reads it
+    model, cfg, _ = load_teacher(backup, device=device or cfg_device(run_dir))
+    data = load_data(cfg)
+    dev = next(model.parameters()).device
+
+    def measure() -> dict[str, float]:
+        acc = sharded_accuracy(model, data.x_test_nchw, data.y_test, 256, dev, dist)
+        feats = teacher_features(model, data.x_test_nchw)
+        return {"test_accuracy": acc, "l_sim": float(similarity_loss(feats, students))}
+
+    before = measure()
+    history = finetune_teacher(
+        model, data.x_train_nchw, data.y_train, num_chunks=students, beta=beta, epochs=epochs,
+        lr=lr, batch_size=cfg.teacher.batch_size, device=resolve_device(device or cfg.train.device),
+        progress=progress,
+    )
+    after = measure()
+    settings = {"students": students, "beta": beta, "epochs": epochs, "lr": lr}
+    summary = {"before": before, "after": after, **settings, "history": history,
+               **({"world_size": dist.world_size, "backend": dist.backend} if dist.distributed else {})}
+    if dist.is_main:
+        ckpt = load_checkpoint(backup)
+        ckpt["model"] = model.state_dict()
+        ckpt["finetune"] = {**settings, "history": history}
+        save_checkpoint(path, ckpt)
+        atomic_write_json(summary_path, summary)
+    dist.barrier()  # the fine-tuned teacher is on disk before any rank reads it
+    return summary
+
+
+def finetune_if_asked(cfg: RunConfig, run_dir: Path, *, progress: bool = True) -> dict[str, Any] | None:
+    """The pipeline's fine-tuning step: only for ``ensemble.partition = "finetune"``, with the
+    settings of ``cfg.finetune``; a finished fine-tune (``finetune.json``) is reused.
+
+    Raises:
+        ConfigError: The run folder was fine-tuned with other settings.
+    """
+    from dataclasses import asdict
+
+    if PartitionStrategy(cfg.ensemble.partition) != PartitionStrategy.FINETUNE:
+        return None
+    run_dir = Path(run_dir)
+    want = {"students": cfg.ensemble.num_students, **asdict(cfg.finetune)}
+    summary_path = run_dir / FINETUNE_FILE
+    if not summary_path.exists():
+        return finetune_stage(run_dir, **want, device=cfg.train.device, progress=progress)
+    return stored_finetune(cfg, run_dir)
+
+
+def stored_finetune(cfg: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+    """``finetune.json`` of a ``finetune``-partition run if it fits the config (``None``: none).
+
+    Raises:
+        ConfigError: Unreadable, or the teacher was fine-tuned with other settings.
+    """
+    import json
+    from dataclasses import asdict
+
+    summary_path = Path(run_dir) / FINETUNE_FILE
+    if PartitionStrategy(cfg.ensemble.partition) != PartitionStrategy.FINETUNE or not summary_path.exists():
+        return None
+    want = {"students": cfg.ensemble.num_students, **asdict(cfg.finetune)}
+    try:
+        done = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {summary_path}: {str(exc).splitlines()[0]}") from None
+    got = {k: done.get(k) for k in want} if isinstance(done, dict) else {}
+    if got != want:
+        raise ConfigError(f"{run_dir} was fine-tuned with {got}; the config asks for {want}: use another run folder")
+    return done
+
+
+def cfg_device(run_dir: Path) -> str:
+    """The device recorded in a run folder's config (``auto`` if none)."""
+    from sne_loihi.config import load_toml
+
+    path = Path(run_dir) / CONFIG_FILE
+    return load_toml(path).get("train", {}).get("device", "auto") if path.exists() else "auto"

@@ -1,0 +1,277 @@
+"""The training stages behind ``sne teacher``, ``sne partition``, ``sne train`` and the
+pipeline: run-folder preparation, teacher features, partition, students, dropout variants
+(teacher fine-tuning: :mod:`.finetune_stage`).
+
+Each stage reads and writes the run folder only, so stages can run separately or together
+(``sne pipeline``, sequenced by :mod:`sne_loihi.pipeline`), and ``--resume`` picks up wherever
+a previous run stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sne_loihi.config import PartitionStrategy, RunConfig, dump_toml
+from sne_loihi.device import resolve_device
+from sne_loihi.distributed import current, is_main_process
+from sne_loihi.errors import ConfigError
+from sne_loihi.io import sha256_file
+from sne_loihi.run import CONFIG_FILE, FEATURES_FILE, FINETUNE_FILE, PARTITION_FILE, TEACHER_FILE, dropout_dir, load_data
+
+
+def prepare_run_dir(
+    run_dir: Path, cfg: RunConfig, *, resume: bool, allow_existing: bool = False, checkpoints: tuple[str, ...] = (),
+) -> None:
+    """Create the run folder and write its resolved config, after every check has passed.
+
+    Never loses earlier results: an existing non-empty folder needs ``resume`` (continue it)
+    or ``allow_existing`` (a later stage adding to it), and each of ``checkpoints`` present in
+    it must be resumable with ``cfg`` (:func:`check_resumable`) before ``config.toml`` is
+    rewritten, so a refused command leaves the folder as it was. Under torchrun this starts
+    the process group (:func:`sne_loihi.distributed.setup`).
+    """
+    from sne_loihi.distributed import setup
+    from sne_loihi.io import LOCK_FILE
+
+    dist = setup(resolve_device(cfg.train.device))  # under torchrun: the process group, once
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run folder {run_dir} exists and is not a folder")
+    if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()) and not (resume or allow_existing):
+        raise ConfigError(f"run folder {run_dir} already holds results; pass --resume to continue it or choose another --run-dir")
+    for name in checkpoints:
+        check_resumable(run_dir / name, cfg, resume=resume)
+    dist.barrier()  # under torchrun every rank has checked the folder before rank 0 alone writes
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_toml(cfg, run_dir / CONFIG_FILE)
+
+
+def check_resumable(path: Path, cfg: RunConfig, *, resume: bool) -> dict[str, Any] | None:
+    """Fail now, before anything is written, if the training loop would refuse ``path``.
+
+    Returns:
+        The checkpoint that will be resumed, or ``None`` when there is none yet.
+
+    Raises:
+        CheckpointError: ``path`` exists without ``resume``, cannot be read, or its config
+            differs from ``cfg`` in a key that may not change on resume.
+    """
+    from sne_loihi.errors import CheckpointError
+    from sne_loihi.train.common import load_resume_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    if not resume:
+        raise CheckpointError(f"{path} already exists; pass --resume to continue it or use another run folder")
+    return load_resume_checkpoint(path, cfg.to_dict())
+
+
+def cached_teacher_features(teacher: torch.nn.Module, data: Any, run_dir: Path, teacher_path: Path) -> torch.Tensor:
+    """Teacher features over the (un-augmented) training set, cached in the run folder.
+
+    The cache is keyed by the teacher checkpoint's modification time and size, so a
+    fine-tuned or retrained teacher never reuses stale features. An unreadable cache is
+    reported on stderr and recomputed (:func:`sne_loihi.io.load_cache`). Under torchrun each
+    rank computes its shard of the training set and the shards are gathered (each feature
+    computed once); rank 0 writes the cache.
+
+    Raises:
+        UnsafeFileError: The cache file would run code if loaded.
+    """
+    from sne_loihi.io import load_cache, save_checkpoint
+    from sne_loihi.train.teacher import teacher_features
+
+    stat = teacher_path.stat()
+    key = f"{teacher_path.name}:{stat.st_size}:{stat.st_mtime_ns}:{len(data.x_train_nchw)}"
+    cache = Path(run_dir) / FEATURES_FILE
+    if cache.exists():
+        payload = load_cache(cache, what="teacher feature cache")  # code-bearing: error; corrupt: warned
+        feats = payload.get("features") if payload is not None else None
+        if payload is not None and payload.get("key") == key and isinstance(feats, torch.Tensor):
+            return feats
+    dist = current()
+    device = next(teacher.parameters()).device
+    shard = dist.shard(len(data.x_train_nchw))
+    feats = teacher_features(teacher, data.x_train_nchw[shard.start : shard.stop])
+    feats = dist.gather_rows(feats, len(data.x_train_nchw), device)
+    if dist.is_main:
+        save_checkpoint(cache, {"key": key, "features": feats})
+    return feats
+
+
+def make_partition(cfg: RunConfig, features_nd: torch.Tensor, run_dir: Path):  # -> Partition
+    """Compute (or, on resume, reuse) the partition and store it as ``partition.json``.
+
+    Under torchrun rank 0 computes (or reads) it and sends it to the other ranks.
+    """
+    from sne_loihi.partition import Partition
+
+    dist = current()
+    part = _rank0_partition(cfg, features_nd, run_dir) if dist.is_main else None
+    if not dist.distributed:
+        return part
+    return Partition.from_dict(dist.broadcast_json(part.to_dict() if part is not None else None,
+                                                   _comm_device(cfg)))
+
+
+def _comm_device(cfg: RunConfig) -> torch.device:
+    return resolve_device(cfg.train.device)
+
+
+def _rank0_partition(cfg: RunConfig, features_nd: torch.Tensor, run_dir: Path):  # -> Partition
+    from sne_loihi.partition import compute_partition
+
+    path = Path(run_dir) / PARTITION_FILE
+    strategy = PartitionStrategy(cfg.ensemble.partition)
+    part = stored_partition(cfg, run_dir, feature_dim=features_nd.shape[1])
+    if part is not None:
+        return part
+    if strategy == PartitionStrategy.FINETUNE:
+        _check_finetuned(Path(run_dir), cfg.ensemble.num_students)
+    part = compute_partition(strategy, features_nd.numpy(), cfg.ensemble.num_students, cfg.train.seed)
+    part.save(path)
+    return part
+
+
+def stored_partition(cfg: RunConfig, run_dir: Path, feature_dim: int | None = None):  # -> Partition | None
+    """The run folder's ``partition.json`` if it fits the config, ``None`` if there is none.
+
+    Raises:
+        ConfigError: It holds another strategy or number of groups.
+        CheckpointError: It cannot be read or was made for another feature size.
+    """
+    from sne_loihi.partition import Partition
+
+    path = Path(run_dir) / PARTITION_FILE
+    if not path.exists():
+        return None
+    strategy = PartitionStrategy(cfg.ensemble.partition)
+    part = Partition.load(path, feature_dim=feature_dim)
+    if part.strategy == strategy and part.num_groups == cfg.ensemble.num_students:
+        return part
+    raise ConfigError(
+        f"{path} holds a {part.strategy.value} partition into {part.num_groups} groups; "
+        f"the config asks for {strategy.value} into {cfg.ensemble.num_students}: use another run folder"
+    )
+
+
+def _check_finetuned(run_dir: Path, num_students: int) -> None:
+    """The ``finetune`` partition is the contiguous split of a teacher fine-tuned for N chunks."""
+    import json
+
+    summary = run_dir / FINETUNE_FILE
+    if not summary.is_file():
+        raise ConfigError(
+            f"partition 'finetune' needs a fine-tuned teacher: run 'sne teacher --run-dir {run_dir} finetune "
+            f"--students {num_students}' first (or 'sne pipeline --partition finetune')"
+        )
+    try:
+        chunks = json.loads(summary.read_text()).get("students")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"cannot read {summary}: {type(exc).__name__}") from None
+    if chunks != num_students:
+        raise ConfigError(f"the teacher in {run_dir} was fine-tuned for {chunks} chunks, not {num_students} students")
+
+
+def _teacher_for(run_dir: Path, cfg: RunConfig):
+    """The run's teacher, refused when it was trained on another data set or split."""
+    from sne_loihi.data.dataset import split_mismatch
+    from sne_loihi.errors import CheckpointError, ConfigError
+    from sne_loihi.teachers.checkpoint import load_teacher
+
+    path = Path(run_dir) / TEACHER_FILE
+    if not path.exists():
+        raise CheckpointError(f"no teacher in {run_dir} (expected {path}); run 'sne teacher --run-dir {run_dir}' first")
+    model, tcfg, _ = load_teacher(path, device=cfg.train.device)
+    why = split_mismatch(tcfg.data, tcfg.train.seed, cfg.data, cfg.train.seed)
+    if why:
+        raise ConfigError(f"{path} does not fit this run: {why}; use the teacher's settings or train a new teacher")
+    return model, path
+
+
+def partition_stage(cfg: RunConfig, run_dir: Path):  # -> Partition
+    """Teacher features over the training set (cached) -> partition.json."""
+    data = load_data(cfg)
+    teacher, tpath = _teacher_for(run_dir, cfg)
+    feats = cached_teacher_features(teacher, data, run_dir, tpath)
+    return make_partition(cfg, feats, run_dir)
+
+
+def students_stage(
+    cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool = True, out_dir: Path | None = None
+):
+    """Partition (reused when present) + distillation into ``ensemble.pt`` in ``out_dir``
+    (default: the run folder; dropout variants use a sub-folder)."""
+    from sne_loihi.ensemble import fit_feature_scale
+    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+    from sne_loihi.train.students import train_students
+
+    from sne_loihi.distributed import setup
+
+    out_dir = Path(out_dir or run_dir)
+    data = load_data(cfg)
+    setup(resolve_device(cfg.train.device))  # under torchrun: the process group, before the first collective
+    teacher, tpath = _teacher_for(run_dir, cfg)
+    feats = cached_teacher_features(teacher, data, run_dir, tpath)
+    part = make_partition(cfg, feats, run_dir)
+    scale = fit_feature_scale(feats, cfg.ensemble.feature_scaling, cfg.ensemble.feature_percentile)
+    resumed = check_resumable(out_dir / ENSEMBLE_FILE, cfg, resume=resume)  # config.toml only after the checks
+    teacher_sha256 = _same_teacher(resumed, out_dir / ENSEMBLE_FILE, tpath)
+    if is_main_process():
+        dump_toml(cfg, out_dir / CONFIG_FILE)
+    return train_students(cfg, data, teacher, part, scale, out_dir, resume=resume, progress=progress,
+                          provenance={"teacher_sha256": teacher_sha256})
+
+
+def _same_teacher(resumed: dict[str, Any] | None, ensemble_path: Path, teacher_path: Path) -> str:
+    """SHA-256 of the teacher file; refuses to continue an ensemble distilled from another one.
+
+    Args:
+        resumed: The ensemble checkpoint being resumed (from :func:`check_resumable`), if any.
+
+    Raises:
+        CheckpointError: ``resumed`` records a different teacher (ensembles written before
+            teachers were recorded carry no key and are accepted).
+    """
+    from sne_loihi.errors import CheckpointError
+
+    key = sha256_file(teacher_path)
+    if resumed is not None:
+        stored = resumed.get("teacher_sha256")
+        if stored is not None and stored != key:
+            raise CheckpointError(f"{ensemble_path} was distilled from another teacher than {teacher_path} "
+                                  "(its content differs); resume with that teacher or use a new run folder")
+    return key
+
+
+def check_teacher_buildable(cfg: RunConfig, data: Any) -> None:
+    """Build the configured teacher once before anything is written, so a bad setting fails
+    while the run folder is still untouched: an external teacher's checkpoint is read and
+    checked against its model, and N students need at least N teacher features.
+
+    The feature size of a registered teacher is read off an untrained instance (an external
+    teacher's only after it is built, by the partition stage).
+    """
+    from sne_loihi.teachers import EXTERNAL, build_teacher
+
+    teacher = build_teacher(cfg.teacher, data.in_shape, data.num_classes)
+    if cfg.teacher.arch == EXTERNAL:
+        return
+    dim = int(teacher.feature_dim)
+    if cfg.ensemble.num_students > dim:
+        raise ConfigError(f"ensemble.num_students {cfg.ensemble.num_students} exceeds teacher {cfg.teacher.arch}'s "
+                          f"{dim} features (each student needs at least one)")
+
+
+def dropout_stage(cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool = True):
+    """Train a dropout variant (fixed K) in ``RUN/dropout-k{K}``, same teacher and partition."""
+    sub = dropout_dir(run_dir, cfg.ensemble.train_active)
+    if is_main_process():
+        sub.mkdir(exist_ok=True)
+    current().barrier()
+    return students_stage(cfg, run_dir, resume=resume, progress=progress, out_dir=sub)
