@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
 from sne_loihi.errors import ExportError, ParityError
 from sne_loihi.export.netx_write import write_student_hdf5
 from sne_loihi.io import atomic_write_json, sha256_file
@@ -58,7 +59,7 @@ def first_mismatch(lava: Sequence[np.ndarray], torch_: Sequence[np.ndarray]) -> 
 
 
 def check_parity(students: Sequence[Any], net_paths: Sequence[Path], x_nchwt: Any, input_bits: int,
-                 capacity: int = 16) -> ParityRecord:
+                 capacity: int = DEFAULT_LAVA_CAPACITY) -> ParityRecord:
     """Run the networks in Lava (CPU, fixed point) and compare every layer's spikes with torch.
 
     All students run in one compiled graph with all layers probed.
@@ -182,7 +183,7 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 
 def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_shape_chw: Sequence[int],
                  class_names: Sequence[str], config: dict[str, Any], x_verify_nchw: Any = None,
-                 verify_samples: int = 100, overwrite: bool = False, capacity: int = 16,
+                 verify_samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False, capacity: int = DEFAULT_LAVA_CAPACITY,
                  cascade_head: CascadeHead | None = None) -> Manifest:
     """Export an in-memory :class:`~sne_loihi.ensemble.Ensemble` (see :func:`export_ensemble`).
 
@@ -236,8 +237,8 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
     return load_manifest(out_dir)
 
 
-def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = 100,
-                    overwrite: bool = False, capacity: int = 16, cascade_head: Path | None = None) -> Manifest:
+def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = DEFAULT_LAVA_SAMPLES,
+                    overwrite: bool = False, capacity: int = DEFAULT_LAVA_CAPACITY, cascade_head: Path | None = None) -> Manifest:
     """Export ``RUN/ensemble.pt`` to ``out_dir``: ``student_{i}.net`` files + ``manifest.json``.
 
     Written into a temporary folder beside ``out_dir`` and renamed into place only after the
@@ -272,8 +273,8 @@ def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = 
                          overwrite=overwrite, capacity=capacity, cascade_head=cascade)
 
 
-def export_loaded(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = 100,
-                  overwrite: bool = False, capacity: int = 16, cascade_head: CascadeHead | None = None) -> Manifest:
+def export_loaded(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = DEFAULT_LAVA_SAMPLES,
+                  overwrite: bool = False, capacity: int = DEFAULT_LAVA_CAPACITY, cascade_head: CascadeHead | None = None) -> Manifest:
     """:func:`export_model` of an already loaded checkpoint
     (:class:`~sne_loihi.ensemble.checkpoint.LoadedEnsemble`), with its partition, input
     shape, class names and config."""

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
 from sne_loihi.errors import ExportError
 from sne_loihi.run import EXPORT_DIR, first_test_samples
 
 
-def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100, overwrite: bool = False,
-               capacity: int = 25) -> Any:
+def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False,
+               capacity: int = DEFAULT_LAVA_CAPACITY) -> Any:
     """Export ``RUN/ensemble.pt`` to netx files + manifest, verified in Lava on the first
     ``samples`` test samples (0 skips the check, which the manifest then records as null).
     ``RUN/cascade_head.pt`` goes into the manifest only if it is current for this ensemble
@@ -48,7 +49,7 @@ def _export_folder(run_dir: Path, out_dir: Path | None, default: str) -> Path:
     return out_dir
 
 
-def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = 100, overwrite: bool = False) -> Any:
+def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False) -> Any:
     """Export ``RUN/ensemble.pt`` as NIR graphs (``RUN/nir`` by default), checked by re-import
     in snnTorch on the first ``samples`` test samples (0 skips the check).
 

@@ -1,7 +1,11 @@
-"""Lava simulation of exported ensembles: gate, synaptic-op counters, readout, backends.
+"""The simulation stage (installed as ``sne_loihi.sim``): Lava simulation of exported
+ensembles (gate, synaptic-op counters, readout, cascade decision, backends) and the stage
+behind ``sne simulate`` and the pipeline's Lava step (:mod:`.stage`).
 
 The only package that imports Lava (``lava.magma``, ``lava.proc``, ``lava.lib.dl.netx``);
-the imports happen when a graph is built, not when this package is imported.
+the imports happen when a graph is built, not when this package is imported. It reads
+exports through the core :mod:`sne_loihi.netx_format` and never imports
+:mod:`sne_loihi.export` or :mod:`sne_loihi.train`.
 """
 
 from sne_loihi.sim.backend import Backend, Engine, loihi_available, resolve_backend, resolve_engine

@@ -63,6 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sne_loihi.config import DEFAULT_LAVA_CAPACITY
 from sne_loihi.errors import SimulationError
 from sne_loihi.netx_format.netx_file import NetxNetwork, read_netx_network
 from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
@@ -105,7 +106,7 @@ class LavaGraph:
             unavailable backend. ExportError (from the reader) for corrupt files.
     """
 
-    def __init__(self, net_paths: Sequence[Path], input_bits: int, time_steps: int, capacity: int = 16,
+    def __init__(self, net_paths: Sequence[Path], input_bits: int, time_steps: int, capacity: int = DEFAULT_LAVA_CAPACITY,
                  backend: Backend | str = Backend.AUTO, probe_layers: bool = False, decision_classes: int = 0,
                  engine: Engine | str = Engine.FAST, num_layers: int | None = None,
                  reset_interval: int | str | None = RESET_PER_SAMPLE, retime: bool = True,

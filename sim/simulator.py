@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sne_loihi.config import DEFAULT_LAVA_CAPACITY
 from sne_loihi.errors import SimulationError
 from sne_loihi.netx_format.manifest import CascadeHead, Manifest, load_manifest
 from sne_loihi.indices import check_student_indices
@@ -148,7 +149,7 @@ class EnsembleSimulator:
         ExportError: Invalid export. SimulationError: Unavailable backend.
     """
 
-    def __init__(self, manifest: Manifest | Path | str, backend: Backend | str = Backend.AUTO, capacity: int = 16,
+    def __init__(self, manifest: Manifest | Path | str, backend: Backend | str = Backend.AUTO, capacity: int = DEFAULT_LAVA_CAPACITY,
                  cascade: bool = True, engine: Engine | str = Engine.FAST) -> None:
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(Path(manifest))
         enc = self.manifest.input
@@ -278,7 +279,7 @@ class EnsembleSimulator:
 
 
 def simulate_network(net_path: Path | str, x_input: np.ndarray, *, input_bits: int = 0,
-                     backend: Backend | str = Backend.AUTO, capacity: int = 16,
+                     backend: Backend | str = Backend.AUTO, capacity: int = DEFAULT_LAVA_CAPACITY,
                      engine: Engine | str = Engine.FAST, num_layers: int | None = None,
                      reset_interval: int | str | None = RESET_PER_SAMPLE, retime: bool = True) -> SimResult:
     """Simulate any netx HDF5 network as a one-member ensemble without a head.

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from sne_loihi.config import Backend, RunConfig
+from sne_loihi.config import DEFAULT_ENERGY_PROFILE, DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES, Backend, RunConfig
 from sne_loihi.errors import ConfigError, ExportError, SimulationError
-from sne_loihi.cost.energy import DEFAULT_ENERGY_PROFILE, resolve_profile
+from sne_loihi.cost.energy import resolve_profile
 from sne_loihi.io import file_key
 from sne_loihi.run import ENSEMBLE_FILE, LAVA_FILE, first_test_samples
 
@@ -147,8 +147,8 @@ class SimulationReport:
         )
 
 
-def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] | None = None,
-                    backend: Backend | str = Backend.AUTO, energy: str = DEFAULT_ENERGY_PROFILE, capacity: int = 25,
+def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, active: list[str] | None = None,
+                    backend: Backend | str = Backend.AUTO, energy: str = DEFAULT_ENERGY_PROFILE, capacity: int = DEFAULT_LAVA_CAPACITY,
                     seed: int = 0, data_dir: str | None = None, torch_checkpoint: Path | None = None,
                     cascade: list[float] | None = None, progress: bool = True, engine: str = "fast") -> SimulationReport:
     """Simulate an export on the first test samples of its data set, for every active set
@@ -204,7 +204,7 @@ def simulate_export(export_dir: Path, *, samples: int = 100, active: list[str] |
 
 def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
                        backend: Backend | str = Backend.AUTO, energy: str = DEFAULT_ENERGY_PROFILE,
-                       capacity: int = 25, engine: str = "fast", num_layers: int | None = None,
+                       capacity: int = DEFAULT_LAVA_CAPACITY, engine: str = "fast", num_layers: int | None = None,
                        reset_interval: int | str | None = "T", retime: bool = True,
                        output: Path | None = None) -> SimulationReport:
     """Simulate a user's own netx HDF5 network (a one-member ensemble without a head) on an

@@ -246,6 +246,16 @@ class Backend(str, enum.Enum):
     LOIHI2 = "loihi2"
 
 
+#: The energy profile reports, ``sne evaluate`` and ``sne simulate`` use unless told otherwise
+#: (:data:`sne_loihi.cost.energy.ENERGY_PROFILES`).
+DEFAULT_ENERGY_PROFILE = "cmos45nm"
+#: Samples per Lava run of one compiled graph (``lava.capacity``, ``--capacity``, the graph's,
+#: the simulator's and the export parity check's default).
+DEFAULT_LAVA_CAPACITY = 25
+#: Test samples of the Lava stage, the export's parity check and ``sne simulate``.
+DEFAULT_LAVA_SAMPLES = 100
+
+
 @dataclass
 class LavaConfig:
     """The pipeline's export and Lava simulation stage.
@@ -265,9 +275,9 @@ class LavaConfig:
     """
 
     enabled: bool = True
-    samples: int = 100
+    samples: int = DEFAULT_LAVA_SAMPLES
     backend: Backend = Backend.AUTO
-    capacity: int = 25
+    capacity: int = DEFAULT_LAVA_CAPACITY
     active: list[str] = field(default_factory=lambda: ["all", "0"])
     cascade: list[float] = field(default_factory=lambda: [0.6, 0.9])
 

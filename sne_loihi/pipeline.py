@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sne_loihi.config import RunConfig
-from sne_loihi.cost.energy import DEFAULT_ENERGY_PROFILE
+from sne_loihi.config import DEFAULT_ENERGY_PROFILE
 from sne_loihi.distributed import current
 from sne_loihi.errors import ConfigError
 from sne_loihi.run import ENSEMBLE_FILE, EXPORT_DIR, LAVA_FILE, TEACHER_FILE, load_data

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from sne_loihi.cost.energy import DEFAULT_ENERGY_PROFILE
+from sne_loihi.config import DEFAULT_ENERGY_PROFILE
 from sne_loihi.errors import ConfigError
 from sne_loihi.io import sha256_file
 from sne_loihi.run import TEACHER_FILE, load_data

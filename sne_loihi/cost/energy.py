@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sne_loihi.config import DEFAULT_ENERGY_PROFILE
 from sne_loihi.errors import ConfigError
 from sne_loihi.registry import Registry
 
@@ -49,7 +50,7 @@ class EnergyProfile:
 ENERGY_PROFILES: Registry[Callable[[], EnergyProfile]] = Registry("energy profile")
 
 
-@ENERGY_PROFILES.register("cmos45nm")
+@ENERGY_PROFILES.register(DEFAULT_ENERGY_PROFILE)
 def cmos45nm() -> EnergyProfile:
     """45 nm CMOS, 32-bit float: MAC 4.6 pJ (3.7 multiply + 0.9 add), AC 0.9 pJ."""
     return EnergyProfile(
@@ -124,10 +125,6 @@ def energy_pj(profile: EnergyProfile, macs: float, acs: float, neuron_updates: f
         synaptic = float(macs) * profile.pj_per_mac + float(acs) * profile.pj_per_ac
     neurons = float(neuron_updates) * profile.pj_per_neuron_update if profile.pj_per_neuron_update is not None else 0.0
     return synaptic + neurons
-
-
-#: The energy profile a report, ``sne evaluate`` and ``sne simulate`` use unless told otherwise.
-DEFAULT_ENERGY_PROFILE = "cmos45nm"
 
 
 def resolve_profile(name: str) -> EnergyProfile:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from sne_loihi.ensemble.model import Ensemble
 from sne_loihi.ensemble.policies import StudentTable, check_order
+from sne_loihi.run_files import CASCADE_HEAD_FILE
 from sne_loihi.errors import ConfigError
 
 
@@ -71,7 +72,6 @@ def train_cascade_head(
     return cascade.eval()
 
 
-CASCADE_HEAD_FILE = "cascade_head.pt"
 
 
 def save_cascade_head(

@@ -11,11 +11,11 @@ import torch
 
 from sne_loihi.config import RunConfig, StudentConfig
 from sne_loihi.ensemble.model import Ensemble
+from sne_loihi.run_files import ENSEMBLE_FILE
 from sne_loihi.errors import CheckpointError, one_line
 from sne_loihi.io import load_checkpoint
 from sne_loihi.partition import Partition, capacity_widths
 
-ENSEMBLE_FILE = "ensemble.pt"
 
 
 def build_ensemble(

@@ -1,0 +1,122 @@
+"""``sne export`` (netx or NIR) and ``sne nir`` (read a NIR export back): the export stage."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from sne_loihi.cli.app import app, friendly
+from sne_loihi.cli.options import CapacityOpt, RunArg
+from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
+from sne_loihi.errors import SneError
+
+
+class ExportFormat(str, Enum):
+    """What ``sne export`` writes: netx HDF5 for Lava / Loihi 2 (default) or NIR graphs."""
+
+    NETX = "netx"
+    NIR = "nir"
+
+
+@app.command()
+@friendly
+def export(
+    run: RunArg,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Export folder (default: RUN/export, RUN/nir for NIR).")] = None,
+    samples: Annotated[int, typer.Option("--verify-samples", help="Test samples of the Lava parity check, or of the "
+                                         "snnTorch re-import check for NIR (0 skips it).")] = DEFAULT_LAVA_SAMPLES,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
+    capacity: CapacityOpt = DEFAULT_LAVA_CAPACITY,
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="netx (Lava / Loihi 2) or nir (one NIR graph per "
+                                              "student + the head, re-imported in snnTorch).")] = ExportFormat.NETX,
+) -> None:
+    """Write one netx HDF5 file per student and manifest.json, verified in Lava (fixed_pt)
+    against torch spike for spike on the first test samples; or, with --format nir, one NIR
+    graph per student plus the head, re-imported in snnTorch and compared spike for spike."""
+    from sne_loihi.export.stage import export_run
+
+    if samples < 0:
+        raise SneError(f"--verify-samples must be >= 0, got {samples}")
+    if fmt is ExportFormat.NIR:
+        _export_nir(run, out, samples, overwrite)
+        return
+    typer.echo(f"exporting {run} and checking Lava against torch on {samples} test samples ...")
+    manifest = export_run(run, out, samples=samples, overwrite=overwrite, capacity=capacity)
+    check = (f"parity: {manifest.parity.samples} samples, {manifest.parity.mismatches} mismatches"
+             if manifest.parity else "parity check skipped (--verify-samples 0)")
+    typer.echo(f"{len(manifest.students)} students -> {manifest.directory} ({check})")
+    if manifest.loihi2:
+        from sne_loihi.netx_format.manifest import LOIHI2_REPORT
+
+        counts = manifest.loihi2["counts"]
+        typer.echo(f"Loihi 2 readiness: {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail "
+                   f"-> {manifest.directory / LOIHI2_REPORT}")
+    typer.echo("cascade head: included (sne simulate --cascade)" if manifest.cascade else
+               f"cascade head: none current for this ensemble (run 'sne evaluate {run}' to train one)")
+
+
+def _export_nir(run: Path, out: Path | None, samples: int, overwrite: bool) -> None:
+    from sne_loihi.export.stage import export_nir_run
+
+    typer.echo(f"exporting {run} to NIR and re-importing it in snnTorch on {samples} test samples ...")
+    exported = export_nir_run(run, out, samples=samples, overwrite=overwrite)
+    typer.echo(f"{len(exported.students)} students + head -> {exported.directory}")
+    _echo_nir_check(exported.manifest.get("check"))
+
+
+def _echo_nir_check(check: dict[str, Any] | None) -> None:
+    """The re-import check's totals, as the export and ``sne nir`` print them."""
+    if check is None:
+        typer.echo("re-import check skipped (--verify-samples 0)")
+        return
+    n = check["neuron_steps"]
+    typer.echo(f"{check['importer']}: {check['samples']} samples, {n:,} neuron-steps; spikes differing from the "
+               f"CubaLIF dynamics: {check['mismatches_vs_float']}; from SLAYER's fixed point (NIR has no "
+               f"truncation): {check['mismatches_vs_slayer']} ({check['mismatches_vs_slayer'] / max(n, 1):.2g})")
+    if check.get("prediction_mismatches") is not None:
+        acc = f", snnTorch accuracy {100 * check['accuracy']:.2f}%" if check.get("accuracy") is not None else ""
+        typer.echo(f"ensemble predictions differing from torch: {check['prediction_mismatches']} of "
+                   f"{check['samples']}{acc}")
+
+
+@app.command("nir")
+@friendly
+def nir_read(
+    target: Annotated[Path, typer.Argument(help="NIR export folder (from 'sne export --format nir') or one .nir file.")],
+    samples: Annotated[int, typer.Option("--samples", help="Export folder: re-import it in snnTorch and compare on the "
+                                         "first N test samples with the run's ensemble (0: only read it).")] = 0,
+    compare: Annotated[Optional[Path], typer.Option(
+        "--compare", help="Ensemble checkpoint to compare with (default: ensemble.pt beside the export).")] = None,
+) -> None:
+    """Read a NIR export or graph back (nir.read): nodes, shapes, neuron parameters, dt; with
+    --samples, run it in snnTorch and compare every layer's spikes with the torch students."""
+    from sne_loihi.export.nir_export import describe_graph, read_nir_export, read_nir_graph
+    from sne_loihi.report import print_table
+
+    if samples < 0:
+        raise SneError(f"--samples must be >= 0, got {samples}")
+    columns = (("node", "node", str), ("type", "type", str), ("shape", "output shape", str),
+               ("parameters", "parameters", str))
+    if target.is_file():
+        if samples:
+            raise SneError("--samples applies to an export folder (it needs the head and the input encoding)")
+        graph = read_nir_graph(target)
+        print_table(describe_graph(graph), f"{target} (dt {graph.metadata.get('dt', 'not recorded')})", columns)
+        return
+    if not target.is_dir():
+        raise SneError(f"{target} not found (expected a NIR export folder or a .nir file)")
+    exported = read_nir_export(target)
+    for i, graph in enumerate(exported.students):
+        print_table(describe_graph(graph), f"student {i} (dt {graph.metadata.get('dt')})", columns)
+    print_table(describe_graph(exported.head), "head (applied to the concatenated rates)", columns)
+    if samples:
+        from sne_loihi.export.stage import check_nir_export
+
+        from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+
+        compare = compare or target.parent / ENSEMBLE_FILE
+        _echo_nir_check(check_nir_export(exported, compare, samples).to_dict())
+

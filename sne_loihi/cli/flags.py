@@ -1,0 +1,185 @@
+"""The one table of command-line flags that set config keys.
+
+Every flag that sets a :class:`~sne_loihi.config.RunConfig` key is declared here once, with
+the key it sets, and reaches a command only through :func:`config_flags`: the flag's default
+is ``None``, so an unset flag never overrides the config (dataset preset < named preset <
+``--config`` file or the run folder's ``config.toml`` < flags, see
+:func:`sne_loihi.config.resolve`). Commands that share options (``sne train`` and
+``sne pipeline``) share the group that declares them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from sne_loihi.config import Backend, PartitionStrategy, StudentEngine
+from sne_loihi.errors import SneError
+
+#: Strategies are plain strings on the command line, so an unknown one is a one-line
+#: ConfigError from config resolution (exit 1), not a multi-line usage error.
+STRATEGY_NAMES = ", ".join(s.value for s in PartitionStrategy)
+
+
+def float_list(text: str, flag: str) -> list[float]:
+    """``"0.6,0.9"`` -> ``[0.6, 0.9]``; ``"none"`` -> ``[]``.
+
+    Raises:
+        SneError: Not comma-separated numbers.
+    """
+    if text.strip().lower() == "none":
+        return []
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise SneError(f"{flag} expects comma-separated numbers, got {text!r}") from None
+
+
+def int_list(text: str, flag: str) -> list[int]:
+    """``"1,2,3"`` -> ``[1, 2, 3]``.
+
+    Raises:
+        SneError: Not comma-separated integers.
+    """
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise SneError(f"{flag} expects comma-separated integers, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class ConfigFlag:
+    """A command-line option that sets one config key.
+
+    Attributes:
+        param: The command function's parameter name.
+        flag: The option as typed (``--teacher-epochs``; ``--lava/--no-lava`` for a switch).
+        key: The dotted config key it sets.
+        type: The option's value type (the parameter is ``Optional[type]``, default ``None``).
+        help: Help text.
+        to_config: Turns the typed value into the config value (e.g. a list parsed from text).
+    """
+
+    param: str
+    flag: str
+    key: str
+    type: Any
+    help: str = ""
+    to_config: Callable[[Any], Any] | None = None
+
+    def annotation(self) -> Any:
+        """The Typer annotation of the parameter."""
+        return Annotated[Optional[self.type], typer.Option(*self.flag.split(" "), help=self.help)]
+
+    def value(self, given: Any) -> Any:
+        """The config value for what the user typed (``None`` stays ``None``)."""
+        if given is None or self.to_config is None:
+            return given
+        return self.to_config(given)
+
+
+F = ConfigFlag
+#: ``sne teacher``.
+TEACHER_FLAGS: tuple[ConfigFlag, ...] = (
+    F("arch", "--arch", "teacher.arch", str, "Teacher: digits_cnn, vgg11, vgg19, resnet18, external."),
+    F("epochs", "--epochs", "teacher.epochs", int, "Teacher epochs."),
+    F("lr", "--lr", "teacher.lr", float),
+    F("batch_size", "--batch-size", "teacher.batch_size", int),
+    F("factory", "--factory", "teacher.factory", str, "external: 'pkg.module:function' building your model."),
+    F("feature_layer", "--feature-layer", "teacher.feature_layer", str, "external: module whose output is f_T."),
+    F("checkpoint", "--checkpoint", "teacher.checkpoint", str, "external: your state_dict file."),
+)
+#: Data-set size and location (``sne teacher``, ``sne pipeline``).
+DATA_FLAGS: tuple[ConfigFlag, ...] = (
+    F("data_dir", "--data-dir", "data.data_dir", Path, "Folder of CIFAR-10 python batches.", str),
+    F("max_train", "--max-train", "data.max_train", int, "Use at most N training samples (0 = all)."),
+    F("max_test", "--max-test", "data.max_test", int, "Use at most N test samples (0 = all)."),
+)
+SEED = F("seed", "--seed", "train.seed", int, "Random seed.")
+DEVICE = F("device", "--device", "train.device", str, "auto (CUDA if present), cpu, cuda[:i].")
+THREADS = F("threads", "--threads", "train.threads", int, "torch CPU threads (0 = default).")
+#: The students and their distillation: ``sne train`` and ``sne pipeline`` share these.
+STUDENT_FLAGS: tuple[ConfigFlag, ...] = (
+    F("students", "--students", "ensemble.num_students", int, "N students."),
+    F("student_arch", "--student-arch", "student.arch", str, "Student architecture."),
+    F("epochs", "--epochs", "train.epochs", int, "Student epochs."),
+    F("alpha", "--alpha", "ensemble.alpha", float, "KD weight (0 = no distillation)."),
+    F("time_steps", "--time-steps", "student.time_steps", int, "T."),
+    F("partition", "--partition", "ensemble.partition", str, f"Partition strategy: {STRATEGY_NAMES}."),
+    F("train_active", "--train-active", "ensemble.train_active", int,
+      "Dropout training: K random active students per batch."),
+    F("student_engine", "--student-engine", "student.engine", StudentEngine,
+      "How SLAYER students run: fast (default; same spikes, several times faster) or slayer."),
+    SEED, DEVICE, THREADS,
+)
+#: ``sne train`` only (the pipeline's teacher and students keep the config's).
+TRAIN_FLAGS: tuple[ConfigFlag, ...] = (
+    F("lr", "--lr", "train.lr", float),
+    F("batch_size", "--batch-size", "train.batch_size", int),
+)
+#: ``sne pipeline`` beyond the student flags.
+PIPELINE_FLAGS: tuple[ConfigFlag, ...] = (
+    F("teacher_arch", "--teacher-arch", "teacher.arch", str),
+    F("teacher_epochs", "--teacher-epochs", "teacher.epochs", int),
+    F("lava", "--lava/--no-lava", "lava.enabled", bool, "End with netx export and a Lava simulation."),
+    F("lava_samples", "--lava-samples", "lava.samples", int, "Test samples for the parity check and the Lava run."),
+    F("backend", "--backend", "lava.backend", Backend, "Lava backend: auto, cpu, loihi2."),
+    F("lava_cascade", "--lava-cascade", "lava.cascade", str,
+      "Per-sample activation thresholds to simulate in Lava, e.g. 0.6,0.9 ('none': skip).",
+      lambda text: float_list(text, "--lava-cascade") if text else None),
+)
+#: ``sne partition``.
+PARTITION_FLAGS: tuple[ConfigFlag, ...] = (
+    F("strategy", "--strategy", "ensemble.partition", str,
+      f"Partition strategy: {STRATEGY_NAMES} (default: the run's config, else fixed)."),
+    F("students", "--students", "ensemble.num_students", int, "N groups."),
+    SEED,
+)
+#: ``sne teacher finetune`` (the run's config.toml, else the config defaults, below the flags).
+FINETUNE_FLAGS: tuple[ConfigFlag, ...] = (
+    F("students", "--students", "ensemble.num_students", int, "N: number of contiguous chunks/students."),
+    F("beta", "--beta", "finetune.beta", float, "Weight of L_sim (must be < 0)."),
+    F("epochs", "--epochs", "finetune.epochs", int),
+    F("lr", "--lr", "finetune.lr", float),
+)
+del F
+
+
+def config_flags(*groups: Sequence[ConfigFlag]) -> Callable[[Callable], Callable]:
+    """Give a command the flags of ``groups``; it receives them as ``overrides``.
+
+    The decorated function declares a parameter ``overrides`` where the flags go in its
+    signature (and its ``--help``); the command Typer sees has one optional parameter per flag
+    instead, and the function is called with ``overrides={config key: value}`` (unset flags:
+    ``None``, which :func:`sne_loihi.config.resolve` ignores).
+    """
+    flags = [f for group in groups for f in group]
+    names = [f.param for f in flags]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a command cannot take the same flag twice: {names}")
+
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn, eval_str=True)
+        params = list(signature.parameters.values())
+        at = [p.name for p in params].index("overrides")
+        added = [inspect.Parameter(f.param, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=f.annotation())
+                 for f in flags]
+        kinds = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+        new_params = kinds[:at] + added + kinds[at + 1:]
+
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            given = {f.param: kwargs.pop(f.param, None) for f in flags}
+            return fn(*args, overrides={f.key: f.value(given[f.param]) for f in flags}, **kwargs)
+
+        command.__signature__ = signature.replace(parameters=new_params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in new_params}
+        return command
+
+    return decorate

@@ -1,0 +1,48 @@
+"""``sne pipeline``: every stage in one run folder (sequenced by :mod:`sne_loihi.pipeline`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+
+from sne_loihi.cli.app import app, friendly
+from sne_loihi.cli.flags import DATA_FLAGS, PIPELINE_FLAGS, STUDENT_FLAGS, config_flags, int_list
+from sne_loihi.cli.options import (
+    REPORT_DEFAULTS, ActivationOpt, ConfigOpt, DatasetOpt, DrawBatchOpt, EnergyOpt, NoiseOpt, PresetOpt, ProgressOpt,
+    RepeatsOpt, ResumeOpt, RunDirOpt, TrustFactoryOpt, default_run_dir, echo_engine, echo_preset, report_options,
+    run_config,
+)
+from sne_loihi.run_files import REPORT_FILE
+
+
+@app.command()
+@friendly
+@config_flags(DATA_FLAGS, STUDENT_FLAGS, PIPELINE_FLAGS)
+def pipeline(
+    dataset: DatasetOpt = None,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    run_dir: RunDirOpt = None,
+    overrides: Any = None,
+    dropout_k: Annotated[Optional[str], typer.Option("--dropout-k", help="Also train dropout variants with these K, e.g. 1,2,3.")] = None,
+    energy: EnergyOpt = REPORT_DEFAULTS.energy_profile,
+    activation: ActivationOpt = REPORT_DEFAULTS.activation,
+    noise: NoiseOpt = None,
+    repeats: RepeatsOpt = REPORT_DEFAULTS.repeats,
+    draw_batch: DrawBatchOpt = REPORT_DEFAULTS.draw_batch,
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+    trust_factory: TrustFactoryOpt = False,
+) -> None:
+    """Teacher -> partition -> students -> export + Lava simulation -> evaluation -> report, in one run folder."""
+    from sne_loihi.pipeline import run_pipeline
+
+    cfg = run_config(dataset, config, run_dir if resume else None, overrides, preset)
+    echo_preset(cfg)
+    run_dir = default_run_dir(run_dir, cfg)
+    ks = int_list(dropout_k, "--dropout-k") if dropout_k else []
+    echo_engine(cfg)
+    run_pipeline(cfg, run_dir, resume=resume, progress=progress,
+                 report=report_options(energy, activation, noise, repeats, draw_batch), dropout_ks=ks)
+    typer.echo(f"report: {run_dir / REPORT_FILE}")

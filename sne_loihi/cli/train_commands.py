@@ -1,0 +1,123 @@
+"""``sne teacher`` (and ``teacher finetune``), ``sne partition``, ``sne train``: the training stage."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sne_loihi.cli.app import app, friendly, teacher_app
+from sne_loihi.cli.flags import (
+    DATA_FLAGS, DEVICE, FINETUNE_FLAGS, PARTITION_FLAGS, SEED, STUDENT_FLAGS, TEACHER_FLAGS, TRAIN_FLAGS, config_flags,
+)
+from sne_loihi.cli.options import (
+    ConfigOpt, DatasetOpt, PresetOpt, ProgressOpt, ResumeOpt, RunDirOpt, TrustFactoryOpt, default_run_dir, echo_engine,
+    echo_preset, run_config,
+)
+from sne_loihi.errors import SneError
+
+
+@teacher_app.callback()
+@friendly
+@config_flags(DATA_FLAGS, TEACHER_FLAGS, (SEED, DEVICE))
+def teacher(
+    ctx: typer.Context,
+    dataset: DatasetOpt = None,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    run_dir: RunDirOpt = None,
+    overrides: Any = None,
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+    trust_factory: TrustFactoryOpt = False,
+) -> None:
+    """Train an ANN teacher with cross-entropy and store it in the run folder."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"run_dir": run_dir, "device": overrides["train.device"], "progress": progress,
+                   "factory": overrides["teacher.factory"], "trust_factory": trust_factory}
+        return
+    from sne_loihi.run import TEACHER_FILE, load_data
+    from sne_loihi.train.stages import check_teacher_buildable, prepare_run_dir
+    from sne_loihi.train.teacher import train_teacher
+
+    cfg = run_config(dataset, config, run_dir, overrides, preset)
+    echo_preset(cfg)
+    run_dir = default_run_dir(run_dir, cfg)
+    data = load_data(cfg)
+    check_teacher_buildable(cfg, data)  # a bad external checkpoint fails before the run folder exists
+    prepare_run_dir(run_dir, cfg, resume=resume, checkpoints=(TEACHER_FILE,))
+    result = train_teacher(cfg, data, run_dir, resume=resume, progress=progress)
+    typer.echo(f"teacher {cfg.teacher.arch}: test accuracy {100 * result.test_accuracy:.2f}% -> {result.path}")
+
+
+@teacher_app.command("finetune")
+@friendly
+@config_flags(FINETUNE_FLAGS)
+def teacher_finetune(ctx: typer.Context, overrides: Any = None) -> None:
+    """Disentangle the teacher: fine-tune with CE + beta * L_sim (method.md section 4).
+
+    Settings not given as flags come from the run's config.toml (``ensemble.num_students``
+    and the ``finetune`` section), else from the config defaults.
+    """
+    from dataclasses import asdict
+
+    from sne_loihi.config import resolve
+    from sne_loihi.distributed import is_main_process
+    from sne_loihi.io import run_lock
+    from sne_loihi.run import CONFIG_FILE, FINETUNE_FILE
+    from sne_loihi.teachers.external import trusted_factories
+    from sne_loihi.train.finetune_stage import finetune_stage
+
+    opts = ctx.obj or {}
+    if opts.get("run_dir") is None:
+        raise SneError("teacher finetune needs --run-dir (before 'finetune') holding teacher.pt")
+    run_dir = Path(opts["run_dir"])
+    stored = run_dir / CONFIG_FILE
+    cfg = resolve(None, stored if stored.is_file() else None, overrides)  # reads no code, checks the values
+    lock = run_lock(run_dir) if is_main_process() else contextlib.nullcontext()  # torchrun: rank 0
+    with lock, trusted_factories([opts.get("factory")], trust_all=bool(opts.get("trust_factory"))):
+        summary = finetune_stage(run_dir, students=cfg.ensemble.num_students, **asdict(cfg.finetune),
+                                 device=opts.get("device"), progress=opts.get("progress", True))
+    b, a = summary["before"], summary["after"]
+    typer.echo(f"teacher test accuracy {100 * b['test_accuracy']:.2f}% -> {100 * a['test_accuracy']:.2f}%, "
+               f"L_sim {b['l_sim']:.4f} -> {a['l_sim']:.4f} ({run_dir / FINETUNE_FILE})")
+
+
+@app.command()
+@friendly
+@config_flags(PARTITION_FLAGS)
+def partition(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder holding teacher.pt.")],
+    overrides: Any = None,
+    trust_factory: TrustFactoryOpt = False,
+) -> None:
+    """Split the teacher's feature dimensions into N groups and store partition.json."""
+    from sne_loihi.train.stages import partition_stage
+
+    cfg = run_config(None, None, run_dir, overrides)
+    part = partition_stage(cfg, run_dir)
+    typer.echo(f"{part.strategy.value} partition of {part.feature_dim} features, group sizes {list(part.sizes)}")
+
+
+@app.command()
+@friendly
+@config_flags(STUDENT_FLAGS, TRAIN_FLAGS)
+def train(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder holding teacher.pt (from 'sne teacher').")],
+    config: ConfigOpt = None,
+    overrides: Any = None,
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+    trust_factory: TrustFactoryOpt = False,
+) -> None:
+    """Distil the run's teacher into an ensemble of SLAYER students."""
+    from sne_loihi.train.stages import students_stage
+
+    cfg = run_config(None, config, run_dir, overrides)
+    echo_engine(cfg)
+    result = students_stage(cfg, run_dir, resume=resume, progress=progress)
+    last = result.history[-1] if result.history else {}
+    typer.echo(f"ensemble: test accuracy {100 * last.get('test_accuracy', float('nan')):.2f}% -> {result.path}"
+               f" (run 'sne evaluate {run_dir}' for the full report)")
