@@ -224,7 +224,7 @@ def one_run(s: Settings, strategy: str, seed: int, teachers: dict[str, Any], stu
     """Partition + distillation + evaluation of one (strategy, seed)."""
     from sne_loihi.ensemble import fit_feature_scale
     from sne_loihi.ensemble.evaluate import evaluate_ensemble
-    from sne_loihi.partition import capacity_widths, compute_partition
+    from sne_loihi.partition import group_widths, compute_partition
     from sne_loihi.train.students import train_students
 
     cfg = run_config(s, strategy, seed)
@@ -245,7 +245,7 @@ def one_run(s: Settings, strategy: str, seed: int, teachers: dict[str, Any], stu
     return {
         "strategy": strategy, "seed": seed, "test_accuracy": res.history[-1]["test_accuracy"],
         "history": res.history, "group_sizes": list(part.sizes),
-        "widths": capacity_widths(part.sizes, s.width),
+        "widths": group_widths(part.sizes, s.width),
         "params": sum(p.numel() for p in res.model.parameters()),
         "acs_per_sample": ops.acs_per_sample, "macs_per_sample": ops.macs_per_sample,
         "partition_s": partition_s, "train_s": train_s, "total_s": partition_s + train_s,

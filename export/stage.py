@@ -8,10 +8,10 @@ from typing import Any
 
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
 from sne_loihi.errors import ExportError
-from sne_loihi.run import EXPORT_DIR, first_test_samples
+from sne_loihi.run import CASCADE_HEAD_FILE, EXPORT_DIR, Run, as_run, first_test_samples
 
 
-def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False,
+def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False,
                capacity: int = DEFAULT_LAVA_CAPACITY) -> Any:
     """Export ``RUN/ensemble.pt`` to netx files + manifest, verified in Lava on the first
     ``samples`` test samples (0 skips the check, which the manifest then records as null).
@@ -24,19 +24,17 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = DEF
     Raises:
         ExportError / ParityError / CheckpointError: One-line reasons.
     """
-    from sne_loihi.ensemble.cascade import CASCADE_HEAD_FILE, current_cascade_head
-    from sne_loihi.ensemble.checkpoint import load_ensemble
-    from sne_loihi.export import CascadeHead, export_loaded
-    from sne_loihi.export.exporter import check_out_dir
+    from sne_loihi.export.exporter import check_out_dir, export_loaded
+    from sne_loihi.netx_format import CascadeHead
 
-    run_dir = Path(run_dir)
-    out_dir = _export_folder(run_dir, out_dir, EXPORT_DIR)
+    run = as_run(run)
+    out_dir = _export_folder(run.dir, out_dir, EXPORT_DIR)
     check_out_dir(out_dir, overwrite)  # before any work
-    loaded = load_ensemble(run_dir)
+    loaded = run.ensemble()
     x = first_test_samples(loaded.config, samples)[0] if samples > 0 else None
     n = loaded.model.num_students
-    head = current_cascade_head(run_dir, n)  # lets `sne simulate --cascade` run from the export alone
-    cascade = CascadeHead.from_linear(head, range(n), source=str(run_dir / CASCADE_HEAD_FILE)) if head is not None else None
+    head = run.current_cascade_head(n)  # lets `sne simulate --cascade` run from the export alone
+    cascade = CascadeHead.from_linear(head, range(n), source=str(run.file(CASCADE_HEAD_FILE))) if head is not None else None
     return export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite,
                          capacity=capacity, cascade_head=cascade)
 
@@ -59,14 +57,13 @@ def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int =
     Raises:
         ExportError / ParityError / CheckpointError: One-line reasons.
     """
-    from sne_loihi.ensemble.checkpoint import load_ensemble
     from sne_loihi.export.exporter import check_out_dir
     from sne_loihi.export.nir_export import NIR_DIR, NIR_MANIFEST_FILE, export_nir
 
-    run_dir = Path(run_dir)
-    out_dir = _export_folder(run_dir, out_dir, NIR_DIR)
+    run = as_run(run_dir)
+    out_dir = _export_folder(run.dir, out_dir, NIR_DIR)
     check_out_dir(out_dir, overwrite, NIR_MANIFEST_FILE)  # before any work
-    loaded = load_ensemble(run_dir)
+    loaded = run.ensemble()
     x = first_test_samples(loaded.config, samples)[0] if samples > 0 else None
     return export_nir(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite)
 
@@ -83,10 +80,9 @@ def check_nir_export(exported: Any, checkpoint: Path, samples: int) -> Any:
     import torch
 
     from sne_loihi.ensemble import encode_for
-    from sne_loihi.ensemble.checkpoint import load_ensemble
     from sne_loihi.export.nir_check import check_nir
 
-    loaded = load_ensemble(Path(checkpoint))
+    loaded = Run(Path(checkpoint).parent).ensemble(Path(checkpoint))
     specs = [s.spec.to_dict() for s in loaded.model.students]
     if [e.get("spec") for e in exported.manifest["students"]] != specs:
         raise ExportError(f"{exported.directory} was not exported from {checkpoint} (its student specs differ)")

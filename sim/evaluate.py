@@ -118,12 +118,18 @@ def summarise(result: Any, layers: Sequence[Sequence[Any]], time_steps: int, inp
     if labels is not None and result.predictions is not None:
         accuracy = float((result.predictions == np.asarray(labels)).mean())
     return LavaEvaluation(
-        active=list(result.active), label=label, samples=int(len(result.rates_nd)), accuracy=accuracy,
+        active=list(_students_allowed(result)), label=label, samples=int(len(result.rates_nd)), accuracy=accuracy,
         ops_per_student_layer=per, macs=macs, acs=acs, neuron_updates=float(neurons),
         energy_profile=profile.name, energy_pj=energy_pj(profile, macs=macs, acs=acs, neuron_updates=neurons),
         samples_per_second=float(result.samples_per_second), backend=result.backend_used.value,
         mean_active=float(ran_nk.sum(axis=1).mean()) if len(ran_nk) else 0.0,
     )
+
+
+def _students_allowed(result: Any) -> tuple[int, ...]:
+    """The students a result let run: a cascade's ``order``, else the run's active set."""
+    order = getattr(result, "order", None)  # CascadeResult
+    return tuple(order) if order is not None else tuple(result.active)
 
 
 def ran_mask(result: Any, num_students: int) -> np.ndarray:

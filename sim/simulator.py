@@ -89,11 +89,6 @@ class CascadeResult:
     compile_seconds: float = 0.0
 
     @property
-    def active(self) -> tuple[int, ...]:
-        """The students that may run (the cascade order)."""
-        return self.order
-
-    @property
     def students_run(self) -> np.ndarray:
         """``[N]`` how many students each sample ran."""
         return self.ran_nk.sum(axis=1)

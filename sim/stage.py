@@ -18,7 +18,7 @@ from sne_loihi.config import DEFAULT_ENERGY_PROFILE, DEFAULT_LAVA_CAPACITY, DEFA
 from sne_loihi.errors import ConfigError, ExportError, SimulationError
 from sne_loihi.cost.energy import resolve_profile
 from sne_loihi.io import file_key
-from sne_loihi.run import ENSEMBLE_FILE, LAVA_FILE, first_test_samples
+from sne_loihi.run import ENSEMBLE_FILE, LAVA_FILE, Run, first_test_samples
 
 LAVA_SECTION = "Lava simulation (netx export, fixed point)"
 
@@ -161,14 +161,13 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
         ExportError: Invalid export. SimulationError: Bad active set, unavailable backend.
         ConfigError: Bad options. DataError: The data set cannot be read.
     """
-    from sne_loihi.netx_format import load_manifest
     from sne_loihi.sim import EnsembleSimulator, resolve_engine
     from sne_loihi.sim.evaluate import evaluate_active_sets, evaluate_cascade, parse_active
 
     resolve_engine(engine)
     if capacity < 1:
         raise ConfigError(f"capacity must be >= 1, got {capacity}")
-    manifest = load_manifest(Path(export_dir))
+    manifest = Run(Path(export_dir).parent).manifest(Path(export_dir))
     if not manifest.config:
         raise ExportError(f"{export_dir}: the manifest holds no run config, so its data set is unknown; "
                           "simulate its networks one by one with an input file instead")
@@ -185,9 +184,7 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
         raise SimulationError(f"data set images are {list(x.shape[1:])}, the export expects {manifest.input.shape_chw}")
     model = None
     if torch_checkpoint is not None:
-        from sne_loihi.ensemble.checkpoint import load_ensemble
-
-        model = load_ensemble(Path(torch_checkpoint)).model
+        model = Run(Path(torch_checkpoint).parent).ensemble(Path(torch_checkpoint)).model
         if model.num_students != n:
             raise SimulationError(f"{torch_checkpoint} has {model.num_students} students, the export {n}")
     with EnsembleSimulator(manifest, backend=Backend(backend), capacity=min(capacity, len(x)), engine=engine) as sim:

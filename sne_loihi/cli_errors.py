@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - older typer depends on click
     from click.exceptions import ClickException, NoArgsIsHelpError
 
 
-def one_line(exc: ClickException) -> str:
+def usage_error_line(exc: ClickException) -> str:
     """``error: ...`` for a click/typer exception, with the command's help hint."""
     message = " ".join(exc.format_message().split())
     ctx = getattr(exc, "ctx", None)
@@ -47,7 +47,7 @@ class OneLineErrorGroup(TyperGroup):
             exc.show()
             sys.exit(exc.exit_code)
         except ClickException as exc:
-            typer.echo(one_line(exc), err=True)
+            typer.echo(usage_error_line(exc), err=True)
             sys.exit(exc.exit_code)
         except typer.Abort:
             typer.echo("error: aborted", err=True)

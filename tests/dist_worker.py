@@ -89,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     from sne_loihi.distributed import env_rank
-    from sne_loihi.run import load_data
+    from sne_loihi.run import Run
     from sne_loihi.train.finetune_stage import finetune_if_asked
     from sne_loihi.train.stages import prepare_run_dir, students_stage
     from sne_loihi.train.teacher import TEACHER_FILE, train_teacher
@@ -98,12 +98,11 @@ def main() -> None:
         _audit(args.run_dir, Path(f"{args.audit}.rank{env_rank()}"))
     if args.kill_rank is not None:
         _kill_at(args.kill_rank, args.kill_epoch, args.kill_batch)
-    cfg = config()
-    data = load_data(cfg)
-    prepare_run_dir(args.run_dir, cfg, resume=args.resume, checkpoints=(TEACHER_FILE,))
-    train_teacher(cfg, data, args.run_dir, resume=args.resume, progress=False)
-    finetune_if_asked(cfg, args.run_dir, progress=False)
-    students_stage(cfg, args.run_dir, resume=args.resume, progress=False)
+    run = Run(args.run_dir, config())
+    prepare_run_dir(run, resume=args.resume, checkpoints=(TEACHER_FILE,))
+    train_teacher(run.config, run.data(), run.dir, resume=args.resume, progress=False)
+    finetune_if_asked(run, progress=False)
+    students_stage(run, resume=args.resume, progress=False)
 
 
 if __name__ == "__main__":

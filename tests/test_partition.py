@@ -18,7 +18,7 @@ from sne_loihi.partition import (
     PARTITIONERS,
     Partition,
     balanced_assignment,
-    capacity_widths,
+    group_widths,
     compute_partition,
     contiguous_partition,
     finetune_teacher,
@@ -242,20 +242,20 @@ def test_compute_partition_input_errors(strategy, feats, groups, message):
 # ---- capacity rule ------------------------------------------------------------------------
 
 
-def test_capacity_widths_keep_total_cost_of_equal_split():
+def test_group_widths_keep_total_cost_of_equal_split():
     sizes = [20, 15, 14, 15]
-    widths = capacity_widths(sizes, base_width=0.5)
+    widths = group_widths(sizes, base_width=0.5)
     d, n = sum(sizes), len(sizes)
     assert sum(w * w for w in widths) == pytest.approx(n * 0.5**2)
     for w, s in zip(widths, sizes):
         assert w * w / (0.5**2) == pytest.approx(n * s / d)
-    assert capacity_widths([16, 16, 16, 16], 0.75) == [0.75] * 4
+    assert group_widths([16, 16, 16, 16], 0.75) == [0.75] * 4
     with pytest.raises(ConfigError):
-        capacity_widths([], 1.0)
+        group_widths([], 1.0)
     with pytest.raises(ConfigError):
-        capacity_widths([3, 0], 1.0)
+        group_widths([3, 0], 1.0)
     with pytest.raises(ConfigError):
-        capacity_widths([3, 3], 0.0)
+        group_widths([3, 3], 0.0)
 
 
 # ---- L_sim --------------------------------------------------------------------------------

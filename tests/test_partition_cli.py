@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from sne_loihi.cli import app
 from sne_loihi.io import load_checkpoint
-from sne_loihi.partition import Partition, capacity_widths
+from sne_loihi.partition import Partition, group_widths
 
 runner = CliRunner()
 
@@ -94,7 +94,7 @@ def test_unequal_groups_get_capacity_in_proportion_to_their_share(teacher_run: P
     ckpt = load_checkpoint(run / "ensemble.pt")
     part = Partition.from_dict(ckpt["partition"])
     assert len(set(part.sizes)) > 1, part.sizes  # agglomerative on these features gives unequal groups
-    widths = capacity_widths(part.sizes, 1.0)
+    widths = group_widths(part.sizes, 1.0)
     for size, width, spec in zip(part.sizes, widths, ckpt["student_specs"]):
         hidden = [layer["out_features"] for layer in spec["layers"] if layer["kind"] != "flatten"][:-1]
         assert hidden == [max(1, round(4 * width)), max(1, round(32 * width))]  # digits_tiny: conv 4, dense 32

@@ -17,7 +17,7 @@ import torch
 from sne_loihi.config import DataConfig, RunConfig, StudentConfig, TeacherConfig, TrainConfig
 from sne_loihi.errors import CheckpointError
 from sne_loihi.io import load_checkpoint
-from sne_loihi.run import load_data
+from sne_loihi.run import Run, load_data
 from sne_loihi.train.stages import students_stage
 from sne_loihi.train import students as students_mod
 from sne_loihi.train import teacher as teacher_mod
@@ -68,7 +68,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("resume") / "reference"
     cfg = _cfg()
     train_teacher(cfg, load_data(cfg), run, progress=False)
-    students_stage(cfg, run, resume=False, progress=False)
+    students_stage(Run(run, cfg), resume=False, progress=False)
     return run
 
 
@@ -116,13 +116,13 @@ def test_students_interrupted_before_the_checkpoint_resume_without_duplicate_lin
 
     monkeypatch.setattr(students_mod, "save_epoch_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        students_stage(cfg, run, resume=False, progress=False)
+        students_stage(Run(run, cfg), resume=False, progress=False)
     monkeypatch.undo()
     metrics = run / students_mod.STUDENT_METRICS
     assert [r["epoch"] for r in _lines(metrics)] == [1, 2]
     assert load_checkpoint(run / "ensemble.pt")["epoch"] == 1
 
-    result = students_stage(cfg, run, resume=True, progress=False)
+    result = students_stage(Run(run, cfg), resume=True, progress=False)
     expected = _lines(reference / students_mod.STUDENT_METRICS)
     assert [r["epoch"] for r in expected] == list(range(1, EPOCHS + 1))
     assert _lines(metrics) == expected
@@ -140,10 +140,10 @@ def test_students_interrupted_mid_epoch_resume(
     shutil.copy2(reference / TEACHER_FILE, run / TEACHER_FILE)
     monkeypatch.setattr(students_mod, "batch_indices", _interrupt_in_epoch(epoch=3, batch=2))
     with pytest.raises(KeyboardInterrupt):
-        students_stage(cfg, run, resume=False, progress=False)
+        students_stage(Run(run, cfg), resume=False, progress=False)
     monkeypatch.undo()
     assert load_checkpoint(run / "ensemble.pt")["epoch"] == 2
-    students_stage(cfg, run, resume=True, progress=False)
+    students_stage(Run(run, cfg), resume=True, progress=False)
     assert _lines(run / students_mod.STUDENT_METRICS) == _lines(reference / students_mod.STUDENT_METRICS)
     _same_state(load_checkpoint(run / "ensemble.pt")["model"], load_checkpoint(reference / "ensemble.pt")["model"])
 
@@ -154,7 +154,7 @@ def test_resume_refuses_a_different_config(reference: Path, tmp_path: Path) -> N
     cfg = _cfg()
     cfg.train.lr = 1e-2
     with pytest.raises(CheckpointError, match="config differs in train.lr"):
-        students_stage(cfg, run, resume=True, progress=False)
+        students_stage(Run(run, cfg), resume=True, progress=False)
 
 
 def test_resume_may_extend_the_budget_and_change_threads(reference: Path, tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_resume_may_extend_the_budget_and_change_threads(reference: Path, tmp_pa
     shutil.copytree(reference, run)
     cfg = _cfg()
     cfg.train.epochs, cfg.train.threads, cfg.lava.samples = 5, 2, 7
-    result = students_stage(cfg, run, resume=True, progress=False)
+    result = students_stage(Run(run, cfg), resume=True, progress=False)
     old = _lines(reference / students_mod.STUDENT_METRICS)
     lines = _lines(run / students_mod.STUDENT_METRICS)
     assert lines[:EPOCHS] == old and [r["epoch"] for r in lines] == [1, 2, 3, 4, 5]
@@ -203,9 +203,9 @@ def test_a_checkpoint_older_than_a_config_section_resumes_at_its_defaults(refere
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     _drop_finetune_section(run / "ensemble.pt")
-    result = students_stage(_cfg(), run, resume=True, progress=False)
+    result = students_stage(Run(run, _cfg()), resume=True, progress=False)
     assert [r["epoch"] for r in result.history] == list(range(1, EPOCHS + 1))
     cfg = _cfg()
     cfg.finetune.beta = -1.0
     with pytest.raises(CheckpointError, match="config differs in finetune.beta"):
-        students_stage(cfg, run, resume=True, progress=False)
+        students_stage(Run(run, cfg), resume=True, progress=False)

@@ -4,17 +4,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from sne_loihi.config import PartitionStrategy, RunConfig
+from sne_loihi.config import PartitionStrategy
 from sne_loihi.device import resolve_device
 from sne_loihi.errors import ConfigError
-from sne_loihi.run import CONFIG_FILE, FINETUNE_FILE, PRE_FINETUNE_TEACHER, TEACHER_FILE, load_data
+from sne_loihi.run import CONFIG_FILE, FINETUNE_FILE, PRE_FINETUNE_TEACHER, TEACHER_FILE, Run, load_data
 
 
 def finetune_stage(
-    run_dir: Path, *, students: int, beta: float, epochs: int, lr: float,
+    run: Run, *, students: int, beta: float, epochs: int, lr: float,
     device: str | None = None, progress: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune the run's teacher with ``CE + beta * L_sim`` and record test accuracy and
@@ -38,17 +37,18 @@ def finetune_stage(
     from sne_loihi.train.teacher import teacher_features
 
     FinetuneConfig(beta=beta, epochs=epochs, lr=lr)  # validates (one-line ConfigError)
-    run_dir = Path(run_dir)
+    run_dir = run.dir
     path, backup, summary_path = run_dir / TEACHER_FILE, run_dir / PRE_FINETUNE_TEACHER, run_dir / FINETUNE_FILE
     if summary_path.exists():
         raise ConfigError(f"{run_dir} was already fine-tuned ({summary_path} exists); use a fresh run folder")
     if not backup.exists() and not path.exists():
         raise CheckpointError(f"no teacher in {run_dir} (expected {path}); run 'sne teacher --run-dir {run_dir}' first")
-    dist = setup(resolve_device(device or cfg_device(run_dir)))
+    device = device or _recorded_device(run)
+    dist = setup(resolve_device(device))
     if not backup.exists() and dist.is_main:
         atomic_write_bytes(backup, path.read_bytes())
     dist.barrier()  # the backup exists before any rank reads it
-    model, cfg, _ = load_teacher(backup, device=device or cfg_device(run_dir))
+    model, cfg, _ = load_teacher(backup, device=device)  # fine-tuned in place: never a shared copy
     data = load_data(cfg)
     dev = next(model.parameters()).device
 
@@ -77,7 +77,7 @@ def finetune_stage(
     return summary
 
 
-def finetune_if_asked(cfg: RunConfig, run_dir: Path, *, progress: bool = True) -> dict[str, Any] | None:
+def finetune_if_asked(run: Run, *, progress: bool = True) -> dict[str, Any] | None:
     """The pipeline's fine-tuning step: only for ``ensemble.partition = "finetune"``, with the
     settings of ``cfg.finetune``; a finished fine-tune (``finetune.json``) is reused.
 
@@ -86,17 +86,16 @@ def finetune_if_asked(cfg: RunConfig, run_dir: Path, *, progress: bool = True) -
     """
     from dataclasses import asdict
 
+    cfg = run.config
     if PartitionStrategy(cfg.ensemble.partition) != PartitionStrategy.FINETUNE:
         return None
-    run_dir = Path(run_dir)
     want = {"students": cfg.ensemble.num_students, **asdict(cfg.finetune)}
-    summary_path = run_dir / FINETUNE_FILE
-    if not summary_path.exists():
-        return finetune_stage(run_dir, **want, device=cfg.train.device, progress=progress)
-    return stored_finetune(cfg, run_dir)
+    if not run.file(FINETUNE_FILE).exists():
+        return finetune_stage(run, **want, device=cfg.train.device, progress=progress)
+    return stored_finetune(run)
 
 
-def stored_finetune(cfg: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+def stored_finetune(run: Run) -> dict[str, Any] | None:
     """``finetune.json`` of a ``finetune``-partition run if it fits the config (``None``: none).
 
     Raises:
@@ -105,7 +104,7 @@ def stored_finetune(cfg: RunConfig, run_dir: Path) -> dict[str, Any] | None:
     import json
     from dataclasses import asdict
 
-    summary_path = Path(run_dir) / FINETUNE_FILE
+    cfg, summary_path = run.config, run.file(FINETUNE_FILE)
     if PartitionStrategy(cfg.ensemble.partition) != PartitionStrategy.FINETUNE or not summary_path.exists():
         return None
     want = {"students": cfg.ensemble.num_students, **asdict(cfg.finetune)}
@@ -115,13 +114,10 @@ def stored_finetune(cfg: RunConfig, run_dir: Path) -> dict[str, Any] | None:
         raise ConfigError(f"cannot read {summary_path}: {str(exc).splitlines()[0]}") from None
     got = {k: done.get(k) for k in want} if isinstance(done, dict) else {}
     if got != want:
-        raise ConfigError(f"{run_dir} was fine-tuned with {got}; the config asks for {want}: use another run folder")
+        raise ConfigError(f"{run.dir} was fine-tuned with {got}; the config asks for {want}: use another run folder")
     return done
 
 
-def cfg_device(run_dir: Path) -> str:
-    """The device recorded in a run folder's config (``auto`` if none)."""
-    from sne_loihi.config import load_toml
-
-    path = Path(run_dir) / CONFIG_FILE
-    return load_toml(path).get("train", {}).get("device", "auto") if path.exists() else "auto"
+def _recorded_device(run: Run) -> str:
+    """The device of the run's config (``auto`` when the folder has no config.toml)."""
+    return run.config.train.device if run.file(CONFIG_FILE).is_file() else "auto"

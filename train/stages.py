@@ -19,11 +19,11 @@ from sne_loihi.device import resolve_device
 from sne_loihi.distributed import current, is_main_process
 from sne_loihi.errors import ConfigError
 from sne_loihi.io import sha256_file
-from sne_loihi.run import CONFIG_FILE, FEATURES_FILE, FINETUNE_FILE, PARTITION_FILE, TEACHER_FILE, dropout_dir, load_data
+from sne_loihi.run import CONFIG_FILE, ENSEMBLE_FILE, FEATURES_FILE, FINETUNE_FILE, PARTITION_FILE, TEACHER_FILE, Run, dropout_dir
 
 
 def prepare_run_dir(
-    run_dir: Path, cfg: RunConfig, *, resume: bool, allow_existing: bool = False, checkpoints: tuple[str, ...] = (),
+    run: Run, *, resume: bool, allow_existing: bool = False, checkpoints: tuple[str, ...] = (),
 ) -> None:
     """Create the run folder and write its resolved config, after every check has passed.
 
@@ -36,8 +36,8 @@ def prepare_run_dir(
     from sne_loihi.distributed import setup
     from sne_loihi.io import LOCK_FILE
 
+    cfg, run_dir = run.config, run.dir
     dist = setup(resolve_device(cfg.train.device))  # under torchrun: the process group, once
-    run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run folder {run_dir} exists and is not a folder")
     if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()) and not (resume or allow_existing):
@@ -71,7 +71,7 @@ def check_resumable(path: Path, cfg: RunConfig, *, resume: bool) -> dict[str, An
     return load_resume_checkpoint(path, cfg.to_dict())
 
 
-def cached_teacher_features(teacher: torch.nn.Module, data: Any, run_dir: Path, teacher_path: Path) -> torch.Tensor:
+def cached_teacher_features(teacher: torch.nn.Module, data: Any, run: Run, teacher_path: Path) -> torch.Tensor:
     """Teacher features over the (un-augmented) training set, cached in the run folder.
 
     The cache is keyed by the teacher checkpoint's modification time and size, so a
@@ -88,7 +88,7 @@ def cached_teacher_features(teacher: torch.nn.Module, data: Any, run_dir: Path, 
 
     stat = teacher_path.stat()
     key = f"{teacher_path.name}:{stat.st_size}:{stat.st_mtime_ns}:{len(data.x_train_nchw)}"
-    cache = Path(run_dir) / FEATURES_FILE
+    cache = run.file(FEATURES_FILE)
     if cache.exists():
         payload = load_cache(cache, what="teacher feature cache")  # code-bearing: error; corrupt: warned
         feats = payload.get("features") if payload is not None else None
@@ -104,7 +104,7 @@ def cached_teacher_features(teacher: torch.nn.Module, data: Any, run_dir: Path, 
     return feats
 
 
-def make_partition(cfg: RunConfig, features_nd: torch.Tensor, run_dir: Path):  # -> Partition
+def make_partition(run: Run, features_nd: torch.Tensor):  # -> Partition
     """Compute (or, on resume, reuse) the partition and store it as ``partition.json``.
 
     Under torchrun rank 0 computes (or reads) it and sends it to the other ranks.
@@ -112,33 +112,29 @@ def make_partition(cfg: RunConfig, features_nd: torch.Tensor, run_dir: Path):  #
     from sne_loihi.partition import Partition
 
     dist = current()
-    part = _rank0_partition(cfg, features_nd, run_dir) if dist.is_main else None
+    part = _rank0_partition(run, features_nd) if dist.is_main else None
     if not dist.distributed:
         return part
     return Partition.from_dict(dist.broadcast_json(part.to_dict() if part is not None else None,
-                                                   _comm_device(cfg)))
+                                                   resolve_device(run.config.train.device)))
 
 
-def _comm_device(cfg: RunConfig) -> torch.device:
-    return resolve_device(cfg.train.device)
-
-
-def _rank0_partition(cfg: RunConfig, features_nd: torch.Tensor, run_dir: Path):  # -> Partition
+def _rank0_partition(run: Run, features_nd: torch.Tensor):  # -> Partition
     from sne_loihi.partition import compute_partition
 
-    path = Path(run_dir) / PARTITION_FILE
+    cfg, path = run.config, run.file(PARTITION_FILE)
     strategy = PartitionStrategy(cfg.ensemble.partition)
-    part = stored_partition(cfg, run_dir, feature_dim=features_nd.shape[1])
+    part = stored_partition(run, feature_dim=features_nd.shape[1])
     if part is not None:
         return part
     if strategy == PartitionStrategy.FINETUNE:
-        _check_finetuned(Path(run_dir), cfg.ensemble.num_students)
+        _check_finetuned(run.dir, cfg.ensemble.num_students)
     part = compute_partition(strategy, features_nd.numpy(), cfg.ensemble.num_students, cfg.train.seed)
     part.save(path)
     return part
 
 
-def stored_partition(cfg: RunConfig, run_dir: Path, feature_dim: int | None = None):  # -> Partition | None
+def stored_partition(run: Run, feature_dim: int | None = None):  # -> Partition | None
     """The run folder's ``partition.json`` if it fits the config, ``None`` if there is none.
 
     Raises:
@@ -147,7 +143,7 @@ def stored_partition(cfg: RunConfig, run_dir: Path, feature_dim: int | None = No
     """
     from sne_loihi.partition import Partition
 
-    path = Path(run_dir) / PARTITION_FILE
+    cfg, path = run.config, run.file(PARTITION_FILE)
     if not path.exists():
         return None
     strategy = PartitionStrategy(cfg.ensemble.partition)
@@ -178,47 +174,42 @@ def _check_finetuned(run_dir: Path, num_students: int) -> None:
         raise ConfigError(f"the teacher in {run_dir} was fine-tuned for {chunks} chunks, not {num_students} students")
 
 
-def _teacher_for(run_dir: Path, cfg: RunConfig):
+def _teacher_for(run: Run):
     """The run's teacher, refused when it was trained on another data set or split."""
     from sne_loihi.data.dataset import split_mismatch
     from sne_loihi.errors import CheckpointError, ConfigError
-    from sne_loihi.teachers.checkpoint import load_teacher
 
-    path = Path(run_dir) / TEACHER_FILE
+    cfg, path = run.config, run.file(TEACHER_FILE)
     if not path.exists():
-        raise CheckpointError(f"no teacher in {run_dir} (expected {path}); run 'sne teacher --run-dir {run_dir}' first")
-    model, tcfg, _ = load_teacher(path, device=cfg.train.device)
+        raise CheckpointError(f"no teacher in {run.dir} (expected {path}); run 'sne teacher --run-dir {run.dir}' first")
+    model, tcfg, _ = run.teacher(device=cfg.train.device)
     why = split_mismatch(tcfg.data, tcfg.train.seed, cfg.data, cfg.train.seed)
     if why:
         raise ConfigError(f"{path} does not fit this run: {why}; use the teacher's settings or train a new teacher")
     return model, path
 
 
-def partition_stage(cfg: RunConfig, run_dir: Path):  # -> Partition
+def partition_stage(run: Run):  # -> Partition
     """Teacher features over the training set (cached) -> partition.json."""
-    data = load_data(cfg)
-    teacher, tpath = _teacher_for(run_dir, cfg)
-    feats = cached_teacher_features(teacher, data, run_dir, tpath)
-    return make_partition(cfg, feats, run_dir)
+    teacher, tpath = _teacher_for(run)
+    feats = cached_teacher_features(teacher, run.data(), run, tpath)
+    return make_partition(run, feats)
 
 
-def students_stage(
-    cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool = True, out_dir: Path | None = None
-):
+def students_stage(run: Run, *, resume: bool, progress: bool = True, out_dir: Path | None = None):
     """Partition (reused when present) + distillation into ``ensemble.pt`` in ``out_dir``
     (default: the run folder; dropout variants use a sub-folder)."""
+    from sne_loihi.distributed import setup
     from sne_loihi.ensemble import fit_feature_scale
-    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
     from sne_loihi.train.students import train_students
 
-    from sne_loihi.distributed import setup
-
-    out_dir = Path(out_dir or run_dir)
-    data = load_data(cfg)
+    cfg = run.config
+    out_dir = Path(out_dir or run.dir)
+    data = run.data()
     setup(resolve_device(cfg.train.device))  # under torchrun: the process group, before the first collective
-    teacher, tpath = _teacher_for(run_dir, cfg)
-    feats = cached_teacher_features(teacher, data, run_dir, tpath)
-    part = make_partition(cfg, feats, run_dir)
+    teacher, tpath = _teacher_for(run)
+    feats = cached_teacher_features(teacher, data, run, tpath)
+    part = make_partition(run, feats)
     scale = fit_feature_scale(feats, cfg.ensemble.feature_scaling, cfg.ensemble.feature_percentile)
     resumed = check_resumable(out_dir / ENSEMBLE_FILE, cfg, resume=resume)  # config.toml only after the checks
     teacher_sha256 = _same_teacher(resumed, out_dir / ENSEMBLE_FILE, tpath)
@@ -268,10 +259,15 @@ def check_teacher_buildable(cfg: RunConfig, data: Any) -> None:
                           f"{dim} features (each student needs at least one)")
 
 
-def dropout_stage(cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool = True):
-    """Train a dropout variant (fixed K) in ``RUN/dropout-k{K}``, same teacher and partition."""
-    sub = dropout_dir(run_dir, cfg.ensemble.train_active)
+def dropout_stage(run: Run, k: int, *, resume: bool, progress: bool = True):
+    """Train the dropout variant with ``k`` random active students per batch in
+    ``RUN/dropout-k{k}``, same teacher and partition."""
+    from dataclasses import replace
+
+    cfg = run.config
+    variant = run.with_config(replace(cfg, ensemble=replace(cfg.ensemble, train_active=k)))
+    sub = dropout_dir(run.dir, k)
     if is_main_process():
         sub.mkdir(exist_ok=True)
     current().barrier()
-    return students_stage(cfg, run_dir, resume=resume, progress=progress, out_dir=sub)
+    return students_stage(variant, resume=resume, progress=progress, out_dir=sub)

@@ -12,7 +12,7 @@ import torch
 from sne_loihi.config import DEFAULT_ENERGY_PROFILE
 from sne_loihi.errors import ConfigError
 from sne_loihi.io import sha256_file
-from sne_loihi.run import TEACHER_FILE, load_data
+from sne_loihi.run import ENSEMBLE_FILE, TEACHER_FILE, Run, as_run, load_data
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Evaluation:
         return {"rows": self.rows, **self.meta}
 
 
-def evaluate_run(run_dir: Path, *, energy_profile: str = DEFAULT_ENERGY_PROFILE, batch_size: int = 256) -> Evaluation:
+def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFILE, batch_size: int = 256) -> Evaluation:
     """Teacher, each student alone (head with only its share), and the full ensemble.
 
     Accuracy on the test set; per-sample cost: teacher MACs; student MACs (graded first
@@ -35,13 +35,12 @@ def evaluate_run(run_dir: Path, *, energy_profile: str = DEFAULT_ENERGY_PROFILE,
     """
     from sne_loihi.cost import teacher_macs
     from sne_loihi.cost.energy import energy_pj, resolve_profile
-    from sne_loihi.ensemble.checkpoint import load_ensemble
     from sne_loihi.ensemble.evaluate import evaluate_ensemble
     from sne_loihi.metrics import accuracy, predict_logits
-    from sne_loihi.teachers.checkpoint import load_teacher
 
-    run_dir = Path(run_dir)
-    loaded = load_ensemble(run_dir)
+    run = as_run(run)
+    run_dir = run.dir
+    loaded = run.ensemble()
     cfg = loaded.config
     data = load_data(cfg)
     profile = resolve_profile(energy_profile)
@@ -50,13 +49,13 @@ def evaluate_run(run_dir: Path, *, energy_profile: str = DEFAULT_ENERGY_PROFILE,
     if teacher_path.exists():
         from sne_loihi.data.dataset import split_mismatch
 
-        teacher, tcfg, _ = load_teacher(teacher_path)
+        teacher, tcfg, _ = run.teacher()
         why = split_mismatch(tcfg.data, tcfg.train.seed, cfg.data, cfg.train.seed)
         if why:  # e.g. another run's ensemble.pt copied in: its test set is the teacher's training data
-            raise ConfigError(f"{teacher_path} does not fit {run_dir / 'ensemble.pt'}: {why}")
+            raise ConfigError(f"{teacher_path} does not fit {run_dir / ENSEMBLE_FILE}: {why}")
         if loaded.teacher_sha256 is not None:
             if sha256_file(teacher_path) != loaded.teacher_sha256:  # the report would describe another teacher
-                raise ConfigError(f"{teacher_path} is not the teacher {run_dir / 'ensemble.pt'} was distilled from "
+                raise ConfigError(f"{teacher_path} is not the teacher {run_dir / ENSEMBLE_FILE} was distilled from "
                                   "(its content differs); put that teacher back or evaluate in its own run folder")
         t_acc = accuracy(predict_logits(teacher, data.x_test_nchw, batch_size, torch.device("cpu")), data.y_test)
         macs = teacher_macs(teacher, data.in_shape)

@@ -12,7 +12,7 @@ import torch
 from sne_loihi.cost.energy import resolve_profile
 from sne_loihi.analysis.options import ReportOptions
 from sne_loihi.report import markdown_table, write_report
-from sne_loihi.run import CONFIG_FILE, DROPOUT_GLOB, ENSEMBLE_FILE, FINETUNE_FILE, TEACHER_FILE, load_data
+from sne_loihi.run import CONFIG_FILE, DROPOUT_GLOB, ENSEMBLE_FILE, FINETUNE_FILE, TEACHER_FILE, Run, as_run, load_data
 
 NEUROBENCH_SECTION = "NeuroBench cross-check of the synaptic-op counts"
 
@@ -26,7 +26,7 @@ POLICY_COLUMNS = (
 )
 
 
-def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dict[str, float] | None = None,
+def build_report(run: Run | Path, title: str, options: ReportOptions, timings: dict[str, float] | None = None,
                  stage_sections: Sequence[tuple[str, str, str, Any]] = ()) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` and write ``report.md``, ``report.json`` and PNGs.
 
@@ -38,12 +38,12 @@ def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dic
     from sne_loihi.analysis import plots
     from sne_loihi.analysis.activation import analyse_activation, point_energy_nj, test_table
     from sne_loihi.analysis.evaluation import evaluate_run
-    from sne_loihi.ensemble.checkpoint import load_ensemble
 
-    run_dir = Path(run_dir)
+    run = as_run(run)
+    run_dir = run.dir
     profile = resolve_profile(options.energy_profile)
-    evaluation = evaluate_run(run_dir, energy_profile=options.energy_profile, batch_size=options.batch_size)
-    loaded = load_ensemble(run_dir)
+    evaluation = evaluate_run(run, energy_profile=options.energy_profile, batch_size=options.batch_size)
+    loaded = run.ensemble()
     cfg = loaded.config
     data = load_data(cfg)
     teacher_row = next((r for r in evaluation.rows if r["model"].startswith("teacher")), None)
@@ -69,7 +69,7 @@ def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dic
                                               batch_size=options.batch_size, seed=cfg.train.seed)
         analysis = analyse_activation(loaded.model, test_table(loaded.model, data, options.batch_size), cascade_head,
                                       batch_size=options.draw_batch, seed=cfg.train.seed)
-        dropout = _dropout_points(run_dir, data, options.draw_batch)
+        dropout = _dropout_points(run, data, options.draw_batch)
         rows = []
         for p in analysis.random_k:
             k = int(p.setting.split("=")[1])
@@ -100,7 +100,7 @@ def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dic
                          "![accuracy vs energy](accuracy_vs_energy.png)"))
 
     if options.noise:
-        results = _noise(run_dir, loaded, data, options)
+        results = _noise(run, loaded, data, options)
         out["noise"] = [asdict(r) for r in results]
         lines = ["| model | sigma | accuracy (%) mean +/- SEM |", "|---|---|---|"]
         lines += [f"| {r.model} | {r.sigma:g} | {100 * r.mean:.2f} +/- {100 * r.sem:.2f} |" for r in results]
@@ -127,18 +127,17 @@ def build_report(run_dir: Path, title: str, options: ReportOptions, timings: dic
     return out
 
 
-def _dropout_points(run_dir: Path, data: Any, batch_size: int) -> dict[int, Any]:
+def _dropout_points(run: Run, data: Any, batch_size: int) -> dict[int, Any]:
     """Dropout-trained ensembles in ``RUN/dropout-k*/``, each evaluated at its own K."""
-    from sne_loihi.ensemble.checkpoint import load_ensemble
     from sne_loihi.ensemble.evaluate import evaluate_ensemble
     from sne_loihi.cost.ops import neuron_updates_per_sample
     from sne_loihi.ensemble.policies import PolicyPoint
 
     points = {}
-    for sub in sorted(run_dir.glob(DROPOUT_GLOB)):
+    for sub in sorted(run.dir.glob(DROPOUT_GLOB)):
         if not (sub / ENSEMBLE_FILE).is_file():
             continue
-        loaded = load_ensemble(sub)
+        loaded = run.ensemble(sub)
         k = loaded.config.ensemble.train_active
         r = evaluate_ensemble(loaded.model, data.x_test_nchw, data.y_test, active=k, batch_size=batch_size,
                               seed=loaded.config.train.seed)
@@ -189,14 +188,12 @@ def _compare(analysis: Any) -> str:
         "either head; each sweep lets its own head decide and classify.")
 
 
-def _noise(run_dir: Path, loaded: Any, data: Any, options: ReportOptions) -> list:
+def _noise(run: Run, loaded: Any, data: Any, options: ReportOptions) -> list:
     from sne_loihi.analysis.noise import noise_sweep
-    from sne_loihi.teachers.checkpoint import load_teacher
 
     models = {}
-    teacher_path = run_dir / TEACHER_FILE
-    if teacher_path.exists():
-        teacher, _, _ = load_teacher(teacher_path)
+    if run.file(TEACHER_FILE).exists():
+        teacher, _, _ = run.teacher()
         models["teacher"] = lambda x: _batched(lambda b: teacher(b).argmax(-1), x, options.batch_size)
     ens = loaded.model
     models[f"ensemble {ens.num_students}x"] = lambda x: _batched(lambda b: ens(b).logits.argmax(-1), x, options.batch_size)

@@ -38,17 +38,17 @@ def teacher(
         ctx.obj = {"run_dir": run_dir, "device": overrides["train.device"], "progress": progress,
                    "factory": overrides["teacher.factory"], "trust_factory": trust_factory}
         return
-    from sne_loihi.run import TEACHER_FILE, load_data
+    from sne_loihi.run import TEACHER_FILE, Run
     from sne_loihi.train.stages import check_teacher_buildable, prepare_run_dir
     from sne_loihi.train.teacher import train_teacher
 
     cfg = run_config(dataset, config, run_dir, overrides, preset)
     echo_preset(cfg)
-    run_dir = default_run_dir(run_dir, cfg)
-    data = load_data(cfg)
+    run = Run(default_run_dir(run_dir, cfg), cfg)
+    data = run.data()
     check_teacher_buildable(cfg, data)  # a bad external checkpoint fails before the run folder exists
-    prepare_run_dir(run_dir, cfg, resume=resume, checkpoints=(TEACHER_FILE,))
-    result = train_teacher(cfg, data, run_dir, resume=resume, progress=progress)
+    prepare_run_dir(run, resume=resume, checkpoints=(TEACHER_FILE,))
+    result = train_teacher(cfg, data, run.dir, resume=resume, progress=progress)
     typer.echo(f"teacher {cfg.teacher.arch}: test accuracy {100 * result.test_accuracy:.2f}% -> {result.path}")
 
 
@@ -66,7 +66,7 @@ def teacher_finetune(ctx: typer.Context, overrides: Any = None) -> None:
     from sne_loihi.config import resolve
     from sne_loihi.distributed import is_main_process
     from sne_loihi.io import run_lock
-    from sne_loihi.run import CONFIG_FILE, FINETUNE_FILE
+    from sne_loihi.run import CONFIG_FILE, FINETUNE_FILE, Run
     from sne_loihi.teachers.external import trusted_factories
     from sne_loihi.train.finetune_stage import finetune_stage
 
@@ -78,7 +78,7 @@ def teacher_finetune(ctx: typer.Context, overrides: Any = None) -> None:
     cfg = resolve(None, stored if stored.is_file() else None, overrides)  # reads no code, checks the values
     lock = run_lock(run_dir) if is_main_process() else contextlib.nullcontext()  # torchrun: rank 0
     with lock, trusted_factories([opts.get("factory")], trust_all=bool(opts.get("trust_factory"))):
-        summary = finetune_stage(run_dir, students=cfg.ensemble.num_students, **asdict(cfg.finetune),
+        summary = finetune_stage(Run(run_dir), students=cfg.ensemble.num_students, **asdict(cfg.finetune),
                                  device=opts.get("device"), progress=opts.get("progress", True))
     b, a = summary["before"], summary["after"]
     typer.echo(f"teacher test accuracy {100 * b['test_accuracy']:.2f}% -> {100 * a['test_accuracy']:.2f}%, "
@@ -94,10 +94,10 @@ def partition(
     trust_factory: TrustFactoryOpt = False,
 ) -> None:
     """Split the teacher's feature dimensions into N groups and store partition.json."""
+    from sne_loihi.run import Run
     from sne_loihi.train.stages import partition_stage
 
-    cfg = run_config(None, None, run_dir, overrides)
-    part = partition_stage(cfg, run_dir)
+    part = partition_stage(Run(run_dir, run_config(None, None, run_dir, overrides)))
     typer.echo(f"{part.strategy.value} partition of {part.feature_dim} features, group sizes {list(part.sizes)}")
 
 
@@ -113,11 +113,12 @@ def train(
     trust_factory: TrustFactoryOpt = False,
 ) -> None:
     """Distil the run's teacher into an ensemble of SLAYER students."""
+    from sne_loihi.run import Run
     from sne_loihi.train.stages import students_stage
 
     cfg = run_config(None, config, run_dir, overrides)
     echo_engine(cfg)
-    result = students_stage(cfg, run_dir, resume=resume, progress=progress)
+    result = students_stage(Run(run_dir, cfg), resume=resume, progress=progress)
     last = result.history[-1] if result.history else {}
     typer.echo(f"ensemble: test accuracy {100 * last.get('test_accuracy', float('nan')):.2f}% -> {result.path}"
                f" (run 'sne evaluate {run_dir}' for the full report)")

@@ -14,7 +14,7 @@ from sne_loihi.ensemble.model import Ensemble
 from sne_loihi.run_files import ENSEMBLE_FILE
 from sne_loihi.errors import CheckpointError, one_line
 from sne_loihi.io import load_checkpoint
-from sne_loihi.partition import Partition, capacity_widths
+from sne_loihi.partition import Partition, group_widths
 
 
 
@@ -26,13 +26,13 @@ def build_ensemble(
 ) -> Ensemble:
     """One student per partition group, sized by the capacity rule, plus the head.
 
-    Students of unequal groups get widths from :func:`sne_loihi.partition.capacity_widths`.
+    Students of unequal groups get widths from :func:`sne_loihi.partition.group_widths`.
     """
     from dataclasses import replace
 
     from sne_loihi.students import build_student, student_spec
 
-    widths = capacity_widths(partition.sizes, student_cfg.width)
+    widths = group_widths(partition.sizes, student_cfg.width)
     students = [
         build_student(student_spec(replace(student_cfg, width=w), in_shape, size))
         for w, size in zip(widths, partition.sizes)

@@ -3,12 +3,12 @@
 - :class:`Partition`: the groups of teacher feature dimensions, one per student (JSON I/O).
 - :data:`PARTITIONERS` / :func:`compute_partition`: fixed, agglomerative, kmeans,
   balanced-kmeans, balanced-optimal, finetune (contiguous split).
-- :func:`capacity_widths`: student widths for groups of unequal size.
+- :func:`group_widths`: student widths for groups of unequal size.
 - :func:`similarity_loss` (L_sim) and :func:`finetune_teacher`: teacher disentanglement.
 """
 
 from sne_loihi.partition.base import Partition, contiguous_partition, fixed_partition
-from sne_loihi.partition.capacity import capacity_widths
+from sne_loihi.partition.widths import group_widths
 from sne_loihi.partition.disentangle import finetune_teacher, normalized_chunks, similarity_loss
 from sne_loihi.partition.strategies import (
     EQUAL_SIZE_STRATEGIES,
@@ -23,7 +23,7 @@ __all__ = [
     "PARTITIONERS",
     "Partition",
     "balanced_assignment",
-    "capacity_widths",
+    "group_widths",
     "compute_partition",
     "contiguous_partition",
     "finetune_teacher",

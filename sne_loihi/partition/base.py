@@ -178,7 +178,7 @@ def fixed_partition(feature_dim: int, num_groups: int, seed: int) -> Partition:
     """Random groups of (near-)equal size: a seeded permutation cut into N chunks.
 
     If ``feature_dim`` is not divisible by ``num_groups`` the first ``D % N`` chunks get
-    one extra dimension (sizes differ by at most 1; :func:`capacity_widths` then sizes the
+    one extra dimension (sizes differ by at most 1; :func:`group_widths` then sizes the
     students). This is the "no disentanglement" baseline, so it accepts any ``N <= D``.
 
     Raises:

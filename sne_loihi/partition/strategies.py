@@ -11,7 +11,7 @@ clustering refuses zero vectors). The clustering strategies therefore cluster on
 columns and then place the dead ones. A dead feature carries no information and every
 student reproduces it trivially (rate 0). ``agglomerative`` and ``kmeans`` share the dead
 columns among the groups in proportion to the groups' live sizes (largest remainder), so
-each group's size, hence its student's capacity (:func:`sne_loihi.partition.capacity_widths`),
+each group's size, hence its student's capacity (:func:`sne_loihi.partition.group_widths`),
 follows its share of the live features; filling the smallest groups instead would make the
 groups equal whenever many columns are dead and hide the clustering's imbalance. The
 balanced strategies place each dead column in the currently smallest group (ties: the

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sne_loihi.errors import ConfigError
 
 
-def capacity_widths(sizes: Sequence[int], base_width: float) -> list[float]:
+def group_widths(sizes: Sequence[int], base_width: float) -> list[float]:
     """Width multipliers giving each student capacity in proportion to its share.
 
     Rule: ``width_i = base_width * sqrt(N * size_i / D)`` with ``D = sum(sizes)`` and
@@ -30,7 +30,7 @@ def capacity_widths(sizes: Sequence[int], base_width: float) -> list[float]:
         ConfigError: Empty ``sizes``, a non-positive size or a non-positive ``base_width``.
     """
     if len(sizes) == 0:
-        raise ConfigError("capacity_widths needs at least one group size")
+        raise ConfigError("group_widths needs at least one group size")
     if any(isinstance(s, bool) or int(s) != s or s < 1 for s in sizes):
         raise ConfigError(f"group sizes must be positive integers, got {list(sizes)}")
     if not (isinstance(base_width, (int, float)) and math.isfinite(base_width) and base_width > 0):
