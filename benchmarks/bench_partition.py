@@ -7,7 +7,7 @@ Usage::
 
 One teacher is trained once (``OUT/teacher``) and reused by every run; the ``finetune``
 strategy uses a copy of it fine-tuned once with ``CE + beta * L_sim`` (``OUT/teacher-finetuned``,
-``sne_loihi.pipeline.finetune_stage``). Partitions are computed from the teacher's features
+``sne_loihi.train.finetune_stage.finetune_stage``). Partitions are computed from the teacher's features
 over its training set. Every (strategy, seed) run trains the same student ensemble on a
 stratified subset of the training images and is evaluated on the whole test set; ops are
 counted on the first ``--ops-samples`` test images. Results go to ``OUT/bench_partition.json``,

@@ -166,3 +166,18 @@ def test_no_import_cycles() -> None:
         if v not in index:
             visit(v)
     assert cycles == [], f"modules importing each other in a circle: {cycles}"
+
+
+def test_the_architecture_doc_lists_every_module_and_nothing_else() -> None:
+    """docs/architecture.md's tree names every module of the four folders, and every ``*.py``
+    it names exists."""
+    import re
+
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    tree = doc.split("```", 2)[1]
+    files = {p.name for folder in PACKAGE_DIRS.values() for p in folder.rglob("*.py")
+             if "__pycache__" not in p.parts}
+    missing = sorted(f for f in files - {"__init__.py"} if f not in tree)
+    assert missing == [], f"modules missing from docs/architecture.md: {missing}"
+    named = set(re.findall(r"[A-Za-z_0-9]+\.py\b", tree))
+    assert named - files == set(), f"docs/architecture.md names modules that do not exist: {sorted(named - files)}"
