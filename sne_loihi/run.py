@@ -34,15 +34,15 @@ from sne_loihi.run_files import (  # re-exported: the run folder's names
 __all__ = [
     "CASCADE_HEAD_FILE", "CONFIG_FILE", "DROPOUT_GLOB", "ENSEMBLE_FILE", "EXPORT_DIR", "FEATURES_FILE", "FINETUNE_FILE",
     "LAVA_FILE", "LOADS", "PARTITION_FILE", "PRE_FINETUNE_TEACHER", "REPORT_FILE", "Run", "TEACHER_FILE", "as_run",
-    "clear_cache", "dropout_dir", "first_test_samples", "load_data",
+    "clear_cache", "dropout_dir", "file_sha256", "first_test_samples", "load_data",
 ]
 
 T = TypeVar("T")
 #: Real loads (cache misses) per kind: ``data``, ``teacher``, ``ensemble``, ``cascade_head``,
-#: ``manifest``, ``config``.
+#: ``manifest``, ``config``, ``sha256``.
 LOADS: Counter[str] = Counter()
 #: How many objects of one kind the cache keeps (the least recently used goes first).
-_KEEP = {"data": 2, "teacher": 2, "ensemble": 8, "cascade_head": 4, "manifest": 4, "config": 16}
+_KEEP = {"data": 2, "teacher": 2, "ensemble": 8, "cascade_head": 4, "manifest": 4, "config": 16, "sha256": 16}
 _CACHE: dict[str, OrderedDict[Hashable, Any]] = {}
 
 
@@ -70,6 +70,13 @@ def clear_cache() -> None:
     """Forget every loaded object (and the load counts)."""
     _CACHE.clear()
     LOADS.clear()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file (:func:`sne_loihi.io.sha256_file`), computed once per file version."""
+    from sne_loihi.io import sha256_file
+
+    return _cached("sha256", _file(path), lambda: sha256_file(path))
 
 
 def load_data(cfg: RunConfig) -> Any:  # -> Dataset

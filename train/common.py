@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,11 @@ import torch
 from torch import nn
 
 from sne_loihi.config import Optimizer, RunConfig
-from sne_loihi.distributed import DistContext, rank_device, to_device
+from sne_loihi.distributed import DistContext, to_device
 from sne_loihi.errors import CheckpointError, ConfigError, one_line
 from sne_loihi.io import atomic_write_bytes, load_checkpoint, save_checkpoint
-from sne_loihi.device import resolve_device
-from sne_loihi.metrics import accuracy, batch_indices, predict_logits
+from sne_loihi.device import resolve_device  # noqa: F401  (re-exported for the training code)
+from sne_loihi.metrics import accuracy, batch_indices, predict_logits  # noqa: F401  (likewise)
 from sne_loihi.registry import Registry
 
 

@@ -18,8 +18,9 @@ from sne_loihi.config import PartitionStrategy, RunConfig, dump_toml
 from sne_loihi.device import resolve_device
 from sne_loihi.distributed import current, is_main_process
 from sne_loihi.errors import ConfigError
-from sne_loihi.io import sha256_file
-from sne_loihi.run import CONFIG_FILE, ENSEMBLE_FILE, FEATURES_FILE, FINETUNE_FILE, PARTITION_FILE, TEACHER_FILE, Run, dropout_dir
+from sne_loihi.run import (
+    CONFIG_FILE, ENSEMBLE_FILE, FEATURES_FILE, FINETUNE_FILE, PARTITION_FILE, TEACHER_FILE, Run, dropout_dir, file_sha256,
+)
 
 
 def prepare_run_dir(
@@ -231,7 +232,7 @@ def _same_teacher(resumed: dict[str, Any] | None, ensemble_path: Path, teacher_p
     """
     from sne_loihi.errors import CheckpointError
 
-    key = sha256_file(teacher_path)
+    key = file_sha256(teacher_path)
     if resumed is not None:
         stored = resumed.get("teacher_sha256")
         if stored is not None and stored != key:

@@ -11,8 +11,7 @@ import torch
 
 from sne_loihi.config import DEFAULT_ENERGY_PROFILE
 from sne_loihi.errors import ConfigError
-from sne_loihi.io import sha256_file
-from sne_loihi.run import ENSEMBLE_FILE, TEACHER_FILE, Run, as_run, load_data
+from sne_loihi.run import ENSEMBLE_FILE, TEACHER_FILE, Run, as_run, file_sha256, load_data
 
 
 @dataclass
@@ -54,7 +53,7 @@ def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFIL
         if why:  # e.g. another run's ensemble.pt copied in: its test set is the teacher's training data
             raise ConfigError(f"{teacher_path} does not fit {run_dir / ENSEMBLE_FILE}: {why}")
         if loaded.teacher_sha256 is not None:
-            if sha256_file(teacher_path) != loaded.teacher_sha256:  # the report would describe another teacher
+            if file_sha256(teacher_path) != loaded.teacher_sha256:  # the report would describe another teacher
                 raise ConfigError(f"{teacher_path} is not the teacher {run_dir / ENSEMBLE_FILE} was distilled from "
                                   "(its content differs); put that teacher back or evaluate in its own run folder")
         t_acc = accuracy(predict_logits(teacher, data.x_test_nchw, batch_size, torch.device("cpu")), data.y_test)

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, Any
 
 import typer
 
 from sne_loihi.cli.app import app, friendly
-from sne_loihi.cli.options import (
-    REPORT_DEFAULTS, ActivationOpt, DrawBatchOpt, EnergyOpt, NoiseOpt, RepeatsOpt, RunArg, TrustFactoryOpt,
-    report_options,
-)
+from sne_loihi.cli.options import REPORT_DEFAULTS, RunArg, TrustFactoryOpt, report_flags
 from sne_loihi.run_files import REPORT_FILE
 
 
 @app.command()
 @friendly
+@report_flags
 def evaluate(
     run: RunArg,
-    energy: EnergyOpt = REPORT_DEFAULTS.energy_profile,
-    activation: ActivationOpt = REPORT_DEFAULTS.activation,
-    noise: NoiseOpt = None,
-    repeats: RepeatsOpt = REPORT_DEFAULTS.repeats,
-    draw_batch: DrawBatchOpt = REPORT_DEFAULTS.draw_batch,
+    report: Any = None,
     trust_factory: TrustFactoryOpt = False,
     neurobench: Annotated[bool, typer.Option(
         "--neurobench/--no-neurobench", help="Also count synaptic ops, activation sparsity and footprint with "
@@ -35,14 +30,13 @@ def evaluate(
     from sne_loihi.pipeline import report_run
     from sne_loihi.report import print_table
 
-    options = report_options(energy, activation, noise, repeats, draw_batch, neurobench=neurobench,
-                             neurobench_samples=neurobench_samples)
+    options = replace(report, neurobench=neurobench, neurobench_samples=neurobench_samples)  # checks them
     if neurobench:
         from sne_loihi.cost.neurobench_check import import_neurobench
 
         import_neurobench()  # missing neurobench fails before the evaluation
     out = report_run(run, f"sne-loihi evaluation: {run}", options)
-    print_table(out["rows"], f"{run} (energy profile {energy})")
+    print_table(out["rows"], f"{run} (energy profile {options.energy_profile})")
     for r in out.get("neurobench", []):
         typer.echo(f"NeuroBench vs ours, {r['model']}: MACs {r['nb_macs']:,.2f} vs {r['our_macs']:,.2f} "
                    f"(diff {r['diff_macs']:+g}), ACs {r['nb_acs']:,.2f} vs {r['our_acs']:,.2f} (diff {r['diff_acs']:+g})")

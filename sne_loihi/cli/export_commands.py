@@ -115,7 +115,7 @@ def nir_read(
     if samples:
         from sne_loihi.export.stage import check_nir_export
 
-        from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+        from sne_loihi.run_files import ENSEMBLE_FILE
 
         compare = compare or target.parent / ENSEMBLE_FILE
         _echo_nir_check(check_nir_export(exported, compare, samples).to_dict())

@@ -151,6 +151,36 @@ FINETUNE_FLAGS: tuple[ConfigFlag, ...] = (
 del F
 
 
+def option_group(name: str, params: Sequence[inspect.Parameter],
+                 build: Callable[[dict[str, Any]], Any]) -> Callable[[Callable], Callable]:
+    """Replace a command's parameter ``name`` by the options ``params`` (in its place, so also
+    in its ``--help``); the command is called with ``name=build({param: value})``.
+
+    How options several commands share are declared once (:func:`config_flags`, the report
+    options of :mod:`sne_loihi.cli.options`).
+    """
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a command cannot take the same option twice: {names}")
+
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn, eval_str=True)
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values()]
+        at = [p.name for p in own].index(name)
+        new_params = own[:at] + list(params) + own[at + 1:]
+
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            given = {n: kwargs.pop(n) for n in names if n in kwargs}
+            return fn(*args, **{name: build(given)}, **kwargs)
+
+        command.__signature__ = signature.replace(parameters=new_params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in new_params}
+        return command
+
+    return decorate
+
+
 def config_flags(*groups: Sequence[ConfigFlag]) -> Callable[[Callable], Callable]:
     """Give a command the flags of ``groups``; it receives them as ``overrides``.
 
@@ -160,26 +190,6 @@ def config_flags(*groups: Sequence[ConfigFlag]) -> Callable[[Callable], Callable
     ``None``, which :func:`sne_loihi.config.resolve` ignores).
     """
     flags = [f for group in groups for f in group]
-    names = [f.param for f in flags]
-    if len(set(names)) != len(names):
-        raise ValueError(f"a command cannot take the same flag twice: {names}")
-
-    def decorate(fn: Callable) -> Callable:
-        signature = inspect.signature(fn, eval_str=True)
-        params = list(signature.parameters.values())
-        at = [p.name for p in params].index("overrides")
-        added = [inspect.Parameter(f.param, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=f.annotation())
-                 for f in flags]
-        kinds = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
-        new_params = kinds[:at] + added + kinds[at + 1:]
-
-        @functools.wraps(fn)
-        def command(*args: Any, **kwargs: Any) -> Any:
-            given = {f.param: kwargs.pop(f.param, None) for f in flags}
-            return fn(*args, overrides={f.key: f.value(given[f.param]) for f in flags}, **kwargs)
-
-        command.__signature__ = signature.replace(parameters=new_params)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in new_params}
-        return command
-
-    return decorate
+    params = [inspect.Parameter(f.param, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=f.annotation())
+              for f in flags]
+    return option_group("overrides", params, lambda given: {f.key: f.value(given.get(f.param)) for f in flags})

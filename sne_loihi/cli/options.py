@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -10,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sne_loihi.analysis.options import ReportOptions
+from sne_loihi.cli.flags import option_group
 from sne_loihi.config import Backend, RunConfig, StudentBackend, StudentEngine, resolve
 
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="digits (embedded) or cifar10.")]
@@ -32,6 +34,15 @@ EnergyOpt = Annotated[str, typer.Option("--energy", help="Energy profile: cmos45
 ActivationOpt = Annotated[bool, typer.Option("--activation/--no-activation", help="Random-K, subset and per-sample analysis.")]
 DrawBatchOpt = Annotated[int, typer.Option("--draw-batch", help="Random K: a new draw of K students every N test samples.")]
 REPORT_DEFAULTS = ReportOptions()
+#: The report options ``sne evaluate`` and ``sne pipeline`` share (:func:`report_flags`).
+REPORT_PARAMS = tuple(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+                      for name, kind, default in (
+    ("energy", EnergyOpt, REPORT_DEFAULTS.energy_profile),
+    ("activation", ActivationOpt, REPORT_DEFAULTS.activation),
+    ("noise", NoiseOpt, None),
+    ("repeats", RepeatsOpt, REPORT_DEFAULTS.repeats),
+    ("draw_batch", DrawBatchOpt, REPORT_DEFAULTS.draw_batch),
+))
 
 # export and simulate (the Lava section's defaults are the defaults)
 SamplesOpt = Annotated[int, typer.Option("--samples", help="The first N test samples (parity check / simulation).")]
@@ -93,10 +104,9 @@ def echo_engine(cfg: RunConfig) -> None:
         typer.echo("student engine: slayer (lava-dl SLAYER blocks)")
 
 
-def report_options(energy: str, activation: bool, noise: str | None, repeats: int, draw_batch: int,
-                   **more: Any) -> ReportOptions:
-    """:class:`ReportOptions` from the report flags, checked before any work (an unknown
-    energy profile fails now, not after hours of training).
+def report_options(given: dict[str, Any]) -> ReportOptions:
+    """:class:`ReportOptions` from the report flags (unset ones: the defaults), checked before
+    any work (an unknown energy profile fails now, not after hours of training).
 
     Raises:
         ConfigError: A bad value or energy profile.
@@ -104,6 +114,12 @@ def report_options(energy: str, activation: bool, noise: str | None, repeats: in
     from sne_loihi.analysis.noise import parse_levels
     from sne_loihi.cost.energy import resolve_profile
 
-    resolve_profile(energy)
-    return ReportOptions(energy_profile=energy, activation=activation, noise=parse_levels(noise) if noise else [],
-                         repeats=repeats, draw_batch=draw_batch, **more)
+    values = {p.name: given.get(p.name, p.default) for p in REPORT_PARAMS}
+    resolve_profile(values["energy"])
+    return ReportOptions(energy_profile=values["energy"], activation=values["activation"],
+                         noise=parse_levels(values["noise"]) if values["noise"] else [], repeats=values["repeats"],
+                         draw_batch=values["draw_batch"])
+
+
+#: Give a command the report options; it receives ``report``, a checked :class:`ReportOptions`.
+report_flags = option_group("report", REPORT_PARAMS, report_options)

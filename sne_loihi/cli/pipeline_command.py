@@ -9,9 +9,8 @@ import typer
 from sne_loihi.cli.app import app, friendly
 from sne_loihi.cli.flags import DATA_FLAGS, PIPELINE_FLAGS, STUDENT_FLAGS, config_flags, int_list
 from sne_loihi.cli.options import (
-    REPORT_DEFAULTS, ActivationOpt, ConfigOpt, DatasetOpt, DrawBatchOpt, EnergyOpt, NoiseOpt, PresetOpt, ProgressOpt,
-    RepeatsOpt, ResumeOpt, RunDirOpt, TrustFactoryOpt, default_run_dir, echo_engine, echo_preset, report_options,
-    run_config,
+    ConfigOpt, DatasetOpt, PresetOpt, ProgressOpt, ResumeOpt, RunDirOpt, TrustFactoryOpt, default_run_dir, echo_engine,
+    echo_preset, report_flags, run_config,
 )
 from sne_loihi.run_files import REPORT_FILE
 
@@ -19,6 +18,7 @@ from sne_loihi.run_files import REPORT_FILE
 @app.command()
 @friendly
 @config_flags(DATA_FLAGS, STUDENT_FLAGS, PIPELINE_FLAGS)
+@report_flags
 def pipeline(
     dataset: DatasetOpt = None,
     config: ConfigOpt = None,
@@ -26,11 +26,7 @@ def pipeline(
     run_dir: RunDirOpt = None,
     overrides: Any = None,
     dropout_k: Annotated[Optional[str], typer.Option("--dropout-k", help="Also train dropout variants with these K, e.g. 1,2,3.")] = None,
-    energy: EnergyOpt = REPORT_DEFAULTS.energy_profile,
-    activation: ActivationOpt = REPORT_DEFAULTS.activation,
-    noise: NoiseOpt = None,
-    repeats: RepeatsOpt = REPORT_DEFAULTS.repeats,
-    draw_batch: DrawBatchOpt = REPORT_DEFAULTS.draw_batch,
+    report: Any = None,
     resume: ResumeOpt = False,
     progress: ProgressOpt = True,
     trust_factory: TrustFactoryOpt = False,
@@ -44,5 +40,5 @@ def pipeline(
     ks = int_list(dropout_k, "--dropout-k") if dropout_k else []
     echo_engine(cfg)
     run_pipeline(cfg, run_dir, resume=resume, progress=progress,
-                 report=report_options(energy, activation, noise, repeats, draw_batch), dropout_ks=ks)
+                 report=report, dropout_ks=ks)
     typer.echo(f"report: {run_dir / REPORT_FILE}")

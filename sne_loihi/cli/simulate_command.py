@@ -54,7 +54,7 @@ def simulate(
     """Run an exported ensemble (or any netx network) as Lava processes: gate, students,
     synaptic-op counters, readout. Prints accuracy, ops per student and layer, energy, speed;
     for a single network also its output spike counts."""
-    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+    from sne_loihi.run_files import ENSEMBLE_FILE
     from sne_loihi.io import atomic_write_json
     from sne_loihi.sim.stage import LAVA_COLUMNS, simulate_export, simulate_netx_file
     from sne_loihi.report import print_table

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from sne_loihi.ensemble.model import Ensemble
 from sne_loihi.ensemble.policies import StudentTable, check_order
-from sne_loihi.run_files import CASCADE_HEAD_FILE
 from sne_loihi.errors import ConfigError
+from sne_loihi.run_files import CASCADE_HEAD_FILE
 
 
 def prefix_masks(
@@ -97,7 +97,7 @@ def current_cascade_head(run_dir: Path, num_students: int) -> torch.nn.Linear | 
     Raises:
         UnsafeFileError: The head file would run code if loaded.
     """
-    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+    from sne_loihi.run_files import ENSEMBLE_FILE
     from sne_loihi.errors import CheckpointError, UnsafeFileError
     from sne_loihi.io import file_key, load_cache
 
@@ -132,7 +132,7 @@ def ensure_cascade_head(
     Raises:
         CheckpointError: The run folder has no ensemble checkpoint.
     """
-    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
+    from sne_loihi.run_files import ENSEMBLE_FILE
     from sne_loihi.ensemble.policies import student_table
     from sne_loihi.errors import CheckpointError
     from sne_loihi.io import file_key

@@ -11,10 +11,10 @@ import torch
 
 from sne_loihi.config import RunConfig, StudentConfig
 from sne_loihi.ensemble.model import Ensemble
-from sne_loihi.run_files import ENSEMBLE_FILE
 from sne_loihi.errors import CheckpointError, one_line
 from sne_loihi.io import load_checkpoint
 from sne_loihi.partition import Partition, group_widths
+from sne_loihi.run_files import ENSEMBLE_FILE
 
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from sne_loihi.config import StudentBackend
 from sne_loihi.errors import ConfigError
+from sne_loihi.indices import check_student_indices
 
 
 def _encode_graded(x_nchw: torch.Tensor, spec: object) -> torch.Tensor:
@@ -64,10 +65,7 @@ def active_mask(
     if active is None:
         return torch.ones(batch, num_students, dtype=torch.bool, device=device)
     if not isinstance(active, torch.Tensor):
-        idx = list(active)
-        bad = [i for i in idx if not 0 <= int(i) < num_students]
-        if bad:
-            raise ConfigError(f"active student index {bad[0]} out of range 0..{num_students - 1}")
+        idx = check_student_indices(active, num_students, "active student")
         mask = torch.zeros(num_students, dtype=torch.bool, device=device)
         mask[torch.as_tensor(idx, dtype=torch.long, device=device)] = True
         return mask.expand(batch, num_students)

@@ -9,12 +9,13 @@ from torch import nn
 
 from sne_loihi.config import RunConfig
 from sne_loihi.device import resolve_device
-from sne_loihi.run_files import TEACHER_FILE
 from sne_loihi.errors import CheckpointError, one_line
 from sne_loihi.io import load_checkpoint
+from sne_loihi.run_files import TEACHER_FILE
 from sne_loihi.teachers import EXTERNAL, build_teacher
 from sne_loihi.teachers.external import require_trusted_factory
 
+__all__ = ["TEACHER_FILE", "load_teacher"]
 
 
 def load_teacher(path: Path, device: str = "cpu") -> tuple[nn.Module, RunConfig, dict[str, Any]]:
