@@ -226,7 +226,7 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
             loihi2=readiness,
         )
         atomic_write_json(tmp / MANIFEST_FILE, manifest.to_dict())
-        load_manifest(tmp)  # the export must pass its own validation
+        checked = load_manifest(tmp)  # the export must pass its own validation
         after = model.state_dict()
         if any(not torch.equal(before[k], after[k]) for k in before):
             raise ExportError("internal error: export changed the model's weights")
@@ -234,7 +234,8 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return load_manifest(out_dir)
+    checked.directory = out_dir  # the validated files, renamed into place
+    return checked
 
 
 def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = DEFAULT_LAVA_SAMPLES,

@@ -8,7 +8,7 @@ from typing import Any
 
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
 from sne_loihi.errors import ExportError
-from sne_loihi.run import CASCADE_HEAD_FILE, EXPORT_DIR, Run, as_run, first_test_samples
+from sne_loihi.run import CASCADE_HEAD_FILE, EXPORT_DIR, Run, as_run, first_test_samples, remember_manifest
 
 
 def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False,
@@ -35,8 +35,8 @@ def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = D
     n = loaded.model.num_students
     head = run.current_cascade_head(n)  # lets `sne simulate --cascade` run from the export alone
     cascade = CascadeHead.from_linear(head, range(n), source=str(run.file(CASCADE_HEAD_FILE))) if head is not None else None
-    return export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite,
-                         capacity=capacity, cascade_head=cascade)
+    return remember_manifest(export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples,
+                                           overwrite=overwrite, capacity=capacity, cascade_head=cascade))
 
 
 def _export_folder(run_dir: Path, out_dir: Path | None, default: str) -> Path:

@@ -34,7 +34,7 @@ from sne_loihi.run_files import (  # re-exported: the run folder's names
 __all__ = [
     "CASCADE_HEAD_FILE", "CONFIG_FILE", "DROPOUT_GLOB", "ENSEMBLE_FILE", "EXPORT_DIR", "FEATURES_FILE", "FINETUNE_FILE",
     "LAVA_FILE", "LOADS", "PARTITION_FILE", "PRE_FINETUNE_TEACHER", "REPORT_FILE", "Run", "TEACHER_FILE", "as_run",
-    "clear_cache", "dropout_dir", "file_sha256", "first_test_samples", "load_data",
+    "clear_cache", "dropout_dir", "file_sha256", "first_test_samples", "load_data", "remember_manifest",
 ]
 
 T = TypeVar("T")
@@ -189,6 +189,18 @@ class Run:
         if not path.is_file():
             return load_manifest(directory)  # its one-line error
         return _cached("manifest", _file(path), lambda: load_manifest(directory))
+
+
+def remember_manifest(manifest: Any) -> Any:
+    """Hand out ``manifest`` (just written and validated, e.g. by the export) for its folder
+    from now on, instead of validating the same files again."""
+    from sne_loihi.netx_format import MANIFEST_FILE
+
+    entries = _CACHE.setdefault("manifest", OrderedDict())
+    entries[_file(Path(manifest.directory) / MANIFEST_FILE)] = manifest
+    while len(entries) > _KEEP["manifest"]:
+        entries.popitem(last=False)
+    return manifest
 
 
 def as_run(run: Run | Path | str, config: RunConfig | None = None) -> Run:
