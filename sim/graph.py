@@ -40,17 +40,27 @@ Networks exported by lava-dl itself (``sne simulate NET.net``), see
   unconnected (lava-dl issue #298); the gate drives the block's neuron (``a_in``) directly,
   as lava-dl's own examples do. The block adds no step and no synaptic ops; the op counter
   reads the spikes entering each synapse from the block that sends them.
+* An ``Input`` block whose layer carries SLAYER's input transform (``weight`` / ``bias``)
+  is driven through its neurons' bias, as netx means it (:mod:`sne_loihi.sim.bias_input`):
+  the host turns the input into bias mantissas ``rint(weight * x + bias)``, the gate plays
+  them and a ``BiasDriver`` writes them into ``bias_mant`` every step; this adds one step
+  before the block (:func:`~sne_loihi.sim.graph_plan.input_lag`).
 * ``reset_interval``: ``"T"`` (default, the toolkit's exports) resets every T steps; an
   integer resets at that interval; ``None`` never resets (state carries from sample to
   sample, as a plain ``hdf5.Network(file)``). netx gives block ``b`` the reset phase
   ``reset_offset + 1 + b``; the graph passes ``reset_offset=1``, or ``0`` when an ``Input``
-  block comes first (it adds a block but no step), so every block is zeroed exactly when a
-  sample's first step reaches it: with ``"T"`` each sample starts from rest (axonal delays
-  can still carry spikes from one sample into the next).
+  block driven through ``a_in`` comes first (it adds a block but no step), so every block is
+  zeroed exactly when a sample's first step reaches it: with ``"T"`` each sample starts
+  from rest.
 * ``retime`` (default on): the readout and counters attribute data that left the source
-  ``d`` steps earlier to its sample, ``d`` being the number of synapses on the way (axonal
-  delays are not undone); off: everything a port sees at Lava step ``t`` belongs to data
+  ``d`` steps earlier to its sample, ``d`` being the number of synapses on the way (plus
+  the bias driver's step); off: everything a port sees at Lava step ``t`` belongs to data
   index ``t - 1`` (the raw netx timing).
+* Axonal delays differ per neuron, so no shift undoes them, and spikes still on their way
+  when a sample ends reach the next sample after its reset (a reset zeroes the neurons, not
+  the synapses' delay buffers). A network with non-zero delays therefore runs only as netx
+  runs it: ``retime=False`` and ``reset_interval`` ``None`` or an integer (refused with
+  one line otherwise).
 """
 
 from __future__ import annotations
@@ -65,8 +75,9 @@ import numpy as np
 
 from sne_loihi.errors import SimulationError
 from sne_loihi.export.netx_file import NetxNetwork, read_netx_network
+from sne_loihi.sim.foreign_netx import bias_stream, check_networks
 from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
-from sne_loihi.sim.graph_plan import AdapterLatency, GraphPlan, Layout, plan_graph
+from sne_loihi.sim.graph_plan import AdapterLatency, GraphPlan, Layout, input_lag, plan_graph
 from sne_loihi.sim.graph_types import RESET_PER_SAMPLE, CascadeRun, GraphRun, resolve_reset, to_lava_input
 
 __all__ = ["RESET_PER_SAMPLE", "CascadeRun", "GraphRun", "LavaGraph", "resolve_reset", "to_lava_input"]
@@ -133,13 +144,16 @@ class LavaGraph:
                 raise SimulationError(f"{p}: layer/{n.sdnn_layer} has sigma-delta (SDNN) neurons, which netx never "
                                       "resets; run it with reset interval none (--reset-interval none)")
         self.signed_input = all(n.signed_input for n in self.networks)
+        check_networks(self.paths, self.networks, retime=self.retime, reset_interval=reset_interval,
+                       backend=self.backend_used)
+        self.bias_input = self.networks[0].bias_input
         loihi = self.backend_used is Backend.LOIHI2
         self.plan: GraphPlan = plan_graph(self.networks, layout=Layout.TAPPED, adapters=loihi,
                                           latency=adapter_latency if loihi else AdapterLatency(),
                                           reset_interval=self.reset_interval, retime=self.retime,
                                           decision=decision_classes > 0)
         lat = self.plan.latency.input_steps + self.plan.latency.output_steps
-        depth = max(len(n.layers) + n.max_delay for n in self.networks) + lat
+        depth = max(len(n.layers) + n.total_delay + input_lag(n) for n in self.networks) + lat
         self.steps = capacity * time_steps + math.ceil(depth / time_steps) * time_steps
         self.compilations = 0
         self.compile_seconds = 0.0
@@ -213,7 +227,14 @@ class LavaGraph:
                             capacity=self.capacity)
         link = self._link
         gate_out = getattr(self.gate, f"out_{k}")
-        link(gate_out, self._input_port(net), to_chip=True)
+        if desc.bias_input is not None:
+            from sne_loihi.sim.bias_input import BiasDriver
+
+            driver = BiasDriver(tuple(net.layers[0].neuron.bias_mant.shape))
+            gate_out.connect(driver.inp)
+            driver.drive(net.layers[0].neuron.bias_mant)
+        else:
+            link(gate_out, self._input_port(net), to_chip=True)
         if desc.input_neuron:
             link(net.layers[0].out, counter.in_0, to_chip=False)
         else:
@@ -332,6 +353,8 @@ class LavaGraph:
             raise SimulationError(f"input must hold real integers, got an array of dtype {x_nt.dtype}")
         if x_nt.ndim < 3 or x_nt.shape[-1] != self.time_steps:
             raise SimulationError(f"input must be [N, ..., T={self.time_steps}], got shape {list(x_nt.shape)}")
+        if self.bias_input is not None:  # real values, through the file's input transform
+            return bias_stream(self.bias_input, x_nt)
         if self.signed_input:  # a sigma-delta input neuron takes signed 24-bit values
             lo, hi, what = -2 ** 23, 2 ** 23 - 1, "signed 24-bit values for a sigma-delta input layer"
         else:

@@ -185,12 +185,20 @@ class _Builder:
         self.plan.edges.append(PlanEdge(adapter, dst, values))
 
 
+def input_lag(network: NetxNetwork) -> int:
+    """Steps between the gate's data and the network's first block beyond netx's own timing:
+    1 for an ``Input`` block driven by its bias (the bias driver writes the step's value in
+    the management phase, the neuron integrates it the next step), else 0."""
+    return 1 if network.bias_input is not None else 0
+
+
 def base_reset_offset(network: NetxNetwork, reset_interval: int | None) -> int:
     """The ``reset_offset`` that zeroes every block at the step a sample's first step
-    reaches it, without adapters: 1, or 0 behind an ``Input`` block; 0 without a reset."""
+    reaches it, without adapters: 1, or 0 behind an ``Input`` block driven by the input
+    (1 behind one driven by its bias); 0 without a reset."""
     if reset_interval is None:
         return 0
-    return 0 if network.input_neuron else 1
+    return 0 if network.input_neuron and not input_lag(network) else 1
 
 
 def plan_graph(networks: Sequence[NetxNetwork], *, layout: Layout = Layout.TAPPED, adapters: bool = False,
@@ -221,8 +229,8 @@ def plan_graph(networks: Sequence[NetxNetwork], *, layout: Layout = Layout.TAPPE
     for k, net in enumerate(networks):
         offset = base_reset_offset(net, reset_interval)
         plan.reset_offsets.append(offset + shift_in if reset_interval is not None else 0)
-        depth = len(net.layers)
-        plan.readout_delays.append(depth + shift_in + shift_out if retime else 0)
+        depth, lag = len(net.layers), input_lag(net)
+        plan.readout_delays.append(depth + lag + shift_in + shift_out if retime else 0)
         in_size = _size(net.input_shape_xyz)
         src = "gate" if tapped else b.node(f"source{k}", "InputInjection", Placement.HOST, in_size)
         blocks = [b.node(f"net{k}.layer{j}", layer.kind.value, Placement.CHIP, _size(layer.out_shape_xyz))
@@ -242,7 +250,7 @@ def plan_graph(networks: Sequence[NetxNetwork], *, layout: Layout = Layout.TAPPE
             for j in range(1, depth):
                 b.edge(blocks[j - 1], counter, _size(net.layers[j - 1].out_shape_xyz))
             first_tap = shift_in + shift_out if net.input_neuron else 0  # the gate's data never leaves the host
-            base = [first_tap] + [j + shift_in + shift_out for j in range(1, depth)]
+            base = [first_tap + lag] + [j + lag + shift_in + shift_out for j in range(1, depth)]
             plan.tap_delays.append(base if retime else [0] * depth)
             if decision:
                 b.edge(blocks[-1], "decision", _size(net.layers[-1].out_shape_xyz))
