@@ -339,7 +339,12 @@ class LavaGraph:
         stream[..., : n * self.time_steps] = to_lava_input(x_nt, self.in_shape)
         compile_s = self._compile() if not self._started else 0.0
         self.gate.send_stream(stream)
-        self.gate.run(condition=RunSteps(num_steps=self.steps))
+        try:
+            self.gate.run(condition=RunSteps(num_steps=self.steps))
+        except Exception as exc:  # a Lava process failed: its message is multi-line, from another process
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            names = ", ".join(str(p) for p in self.paths)
+            raise SimulationError(f"Lava stopped while running {names}: {type(exc).__name__}: {first}") from exc
         # Every readout and counter sent its record at the run's last step: read them all.
         spikes = [r.receive()[:n].astype(np.int32 if desc.graded_output else np.int8)
                   for r, desc in zip(self.readouts, self.networks)]
