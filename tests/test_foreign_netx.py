@@ -475,3 +475,29 @@ def test_axonal_delays_run_only_as_netx_runs_them(conv_net: Path, tmp_path: Path
         fh["layer/1"].create_dataset("delay", data=np.array([0.0, 2.0, 1.0]))
     one_line_error(runner.invoke(app, ["simulate", str(conv_delay), *base[2:]]),
                    "layer/1 is a conv layer with axonal delays (up to 2 steps), which netx ignores")
+
+
+def test_graph_rules_for_bias_driven_inputs(tmp_path: Path) -> None:
+    """A bias-driven input cannot share a graph with other inputs, nor run on Loihi 2 (the bias
+    is written every step from the host); the mantissas must fit Lava's 13-bit bias_mant."""
+    import lava.lib.dl.slayer as slayer
+
+    from sne_loihi.errors import SimulationError
+    from sne_loihi.export import read_netx_network
+    from sne_loihi.sim.backend import Backend
+    from sne_loihi.sim.foreign_netx import bias_stream, check_networks
+
+    torch.manual_seed(15)
+    dense = slayer.block.cuba.Dense(NEURON, 4, 2, weight_scale=4)
+    biased = export([slayer.block.cuba.Input(INPUT_NEURON, bias=0.5), dense], torch.zeros(1, 4, 1), tmp_path / "b.net")
+    plain = export([slayer.block.cuba.Input(INPUT_NEURON), dense], torch.zeros(1, 4, 1), tmp_path / "p.net")
+    nets = [read_netx_network(biased), read_netx_network(plain)]
+    assert nets[0].bias_input is not None and (nets[0].bias_input.weight, nets[0].bias_input.bias) == (64, 32)
+    assert nets[1].bias_input is None and nets[0].num_neurons == 4 + 2
+    with pytest.raises(SimulationError, match="all, or none"):
+        check_networks([biased, plain], nets, retime=True, reset_interval="T", backend=Backend.CPU)
+    with pytest.raises(SimulationError, match="only the CPU backend"):
+        check_networks([biased], nets[:1], retime=True, reset_interval="T", backend=Backend.LOIHI2)
+    np.testing.assert_array_equal(bias_stream(nets[0].bias_input, np.array([[-0.5, 0.25, 1.0]])), [[0, 48, 96]])
+    with pytest.raises(SimulationError, match="finite"):
+        bias_stream(nets[0].bias_input, np.array([np.nan]))
