@@ -56,11 +56,8 @@ Networks exported by lava-dl itself (``sne simulate NET.net``), see
   ``d`` steps earlier to its sample, ``d`` being the number of synapses on the way (plus
   the bias driver's step); off: everything a port sees at Lava step ``t`` belongs to data
   index ``t - 1`` (the raw netx timing).
-* Axonal delays differ per neuron, so no shift undoes them, and spikes still on their way
-  when a sample ends reach the next sample after its reset (a reset zeroes the neurons, not
-  the synapses' delay buffers). A network with non-zero delays therefore runs only as netx
-  runs it: ``retime=False`` and ``reset_interval`` ``None`` or an integer (refused with
-  one line otherwise).
+* Axonal delays: only as netx runs them (``retime=False``, no per-sample reset), see
+  :func:`~sne_loihi.sim.foreign_netx.check_networks`.
 """
 
 from __future__ import annotations
