@@ -113,6 +113,9 @@ class LavaGraph:
             unavailable backend. ExportError (from the reader) for corrupt files.
     """
 
+    #: The planned layout (:mod:`~sne_loihi.sim.graph_plan`); see also :mod:`~sne_loihi.sim.hw_graph`.
+    LAYOUT = Layout.TAPPED
+
     def __init__(self, net_paths: Sequence[Path], input_bits: int, time_steps: int, capacity: int = 16,
                  backend: Backend | str = Backend.AUTO, probe_layers: bool = False, decision_classes: int = 0,
                  engine: Engine | str = Engine.FAST, num_layers: int | None = None,
@@ -145,7 +148,7 @@ class LavaGraph:
                        backend=self.backend_used)
         self.bias_input = self.networks[0].bias_input
         loihi = self.backend_used is Backend.LOIHI2
-        self.plan: GraphPlan = plan_graph(self.networks, layout=Layout.TAPPED, adapters=loihi,
+        self.plan: GraphPlan = plan_graph(self.networks, layout=self.LAYOUT, adapters=loihi,
                                           latency=adapter_latency if loihi else AdapterLatency(),
                                           reset_interval=self.reset_interval, retime=self.retime,
                                           decision=decision_classes > 0)
@@ -166,24 +169,10 @@ class LavaGraph:
         return len(self.paths)
 
     def _build(self) -> None:
-        from lava.lib.dl.netx import hdf5
-
         from sne_loihi.sim.processes import CascadeDecision, Gate
 
-        t, bits = self.time_steps, self.input_bits
-        self.nets = []
-        for p, desc in zip(self.paths, self.networks):
-            try:
-                self.nets.append(hdf5.Network(net_config=str(p), input_message_bits=bits, num_layers=self.num_layers,
-                                              reset_interval=self.reset_interval,
-                                              reset_offset=self.plan.reset_offsets[len(self.nets)]))
-            except Exception as exc:  # netx raises RuntimeError/AssertionError/KeyError with multi-line text
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise SimulationError(f"{p}: netx cannot build this network: {type(exc).__name__}: {first}") from None
-        shapes = {self._input_shape(n) for n in self.nets}
-        if len(shapes) != 1:
-            raise SimulationError(f"networks of one graph must share the input shape, got {sorted(shapes)}")
-        self.in_shape = shapes.pop()
+        t = self.time_steps
+        self._build_nets()
         self.gate = Gate(shape=self.in_shape, num_students=self.num_members, time_steps=t, steps=self.steps,
                          capacity=self.capacity, decision_port=self.decision_classes > 0)
         self.decision = None
@@ -200,6 +189,26 @@ class LavaGraph:
             except (AssertionError, ValueError) as exc:  # Lava's port shape checks
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise SimulationError(f"{self.paths[k]}: the network's ports do not fit: {first}") from None
+
+    def _build_nets(self) -> None:
+        """Build the members' netx networks (``self.nets``) and check they share one input
+        shape (``self.in_shape``)."""
+        from lava.lib.dl.netx import hdf5
+
+        bits = self.input_bits
+        self.nets = []
+        for p, desc in zip(self.paths, self.networks):
+            try:
+                self.nets.append(hdf5.Network(net_config=str(p), input_message_bits=bits, num_layers=self.num_layers,
+                                              reset_interval=self.reset_interval,
+                                              reset_offset=self.plan.reset_offsets[len(self.nets)]))
+            except Exception as exc:  # netx raises RuntimeError/AssertionError/KeyError with multi-line text
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SimulationError(f"{p}: netx cannot build this network: {type(exc).__name__}: {first}") from None
+        shapes = {self._input_shape(n) for n in self.nets}
+        if len(shapes) != 1:
+            raise SimulationError(f"networks of one graph must share the input shape, got {sorted(shapes)}")
+        self.in_shape = shapes.pop()
 
     def _input_shape(self, net: object) -> tuple[int, ...]:
         """Shape of the port the gate drives: the network's ``inp``, or the ``Input`` block's neuron."""
@@ -266,7 +275,7 @@ class LavaGraph:
     @property
     def runtime(self) -> object | None:
         """The Lava runtime (created by the first run, then reused)."""
-        return self.gate.runtime if self._started else None
+        return self._root().runtime if self._started else None
 
     def set_active(self, active: Sequence[int]) -> None:
         """Switch the gate to ``active`` (member indices) for the next runs; no rebuild.
@@ -304,6 +313,14 @@ class LavaGraph:
         self._write(self.gate.mask, full)
         self._gate_mask_ones = False
 
+    def _root(self) -> object:
+        """The process the runtime is created, run and stopped through."""
+        return self.gate
+
+    def _run_config(self) -> object:
+        """The Lava run configuration of the graph's backend and engine."""
+        return run_config(self.backend_used, self.engine)
+
     def _compile(self) -> float:
         """Compile the graph and start Lava's processes (no time step is run); returns the
         seconds it took."""
@@ -312,9 +329,9 @@ class LavaGraph:
             # Lava's model search imports every sibling .py of processes.py as a top-level
             # module and warns that graph.py / simulator.py cannot be imported that way.
             warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
-            run_cfg = run_config(self.backend_used, self.engine)
+            run_cfg = self._run_config()
             try:
-                self.gate.create_runtime(run_cfg=run_cfg)
+                self._root().create_runtime(run_cfg=run_cfg)
             except Exception as exc:  # Lava's compiler: multi-line messages of any type
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 names = ", ".join(str(p) for p in self.paths)
@@ -506,7 +523,7 @@ class LavaGraph:
         """Stop the Lava runtime (its OS processes). Safe to call twice."""
         if self._started:
             try:
-                self.gate.stop()
+                self._root().stop()
             finally:
                 self._started = False
 

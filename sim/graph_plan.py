@@ -9,12 +9,14 @@ traffic (:mod:`sne_loihi.sim.readiness`).
 
 Layouts:
 
-* ``TAPPED`` (what :class:`~sne_loihi.sim.graph.LavaGraph` builds today): one host gate feeds
+* ``TAPPED`` (what :class:`~sne_loihi.sim.graph.LavaGraph` builds: the CPU reference, the
+  export's parity check and foreign netx files): one host gate feeds
   every network; each network's hidden layers feed a host op counter every step; its output
   feeds a host readout and the host cascade decision.
-* ``HARDWARE`` (the target of issue 15, not built yet): per-student input injection (the
-  gate's mask applied on the host before the data leaves it), outputs read from the last
-  layer only, no hidden-layer taps, the cascade decision on the host between stage runs.
+* ``HARDWARE`` (what :class:`~sne_loihi.sim.hw_graph.HardwareGraph` builds, the default on
+  every backend): per-student input injection (the gate's mask applied on the host before the
+  data leaves it), outputs read from the last layer only, no hidden-layer taps (spike counts
+  inside the neurons, read once per run), the cascade decision on the host between stage runs.
 
 Adapters (``lava.proc.embedded_io`` of the non-public extension): one ``PyToNx`` adapter per
 host->chip port and one ``NxToPy`` adapter per chip port read by the host (shared by all

@@ -525,8 +525,8 @@ def simulate(
         "--output", help="Single network: write the last layer's spikes [N, F, T], counts [N, F] and ops [N, L] "
         "to this .npz (a new file).")] = None,
 ) -> None:
-    """Run an exported ensemble (or any netx network) as Lava processes: gate, students,
-    synaptic-op counters, readout. Prints accuracy, ops per student and layer, energy, speed;
+    """Run an exported ensemble (or any netx network) as Lava processes: per-student input,
+    students (spike counts in the neurons), readouts. Prints accuracy, ops per student and layer, energy, speed;
     for a single network also its output spike counts."""
     from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
     from sne_loihi.io import atomic_write_json

@@ -133,8 +133,8 @@ class SimulationReport:
                   f"{self.parity['mismatches']} mismatches." if self.parity else "Export parity check: not run.")
         return (
             f"{self.samples} test samples simulated in Lava on backend `{self.backend}` "
-            f"(one compiled graph, {self.compilations} compilation(s); the gate switched the active "
-            f"set between runs). Energy profile `{self.energy_profile['name']}`: "
+            f"(one compiled graph, {self.compilations} compilation(s); the host-side gate mask "
+            f"switched the active set between runs). Energy profile `{self.energy_profile['name']}`: "
             f"{self.energy_profile['source']}.\n\n" + markdown_table(self.rows(), LAVA_COLUMNS)
             + "\n\nMismatches: output spikes (student, sample, neuron, step) and per-sample, per-layer "
             "op counts where Lava and the torch model differ on the same samples and active set "
