@@ -65,12 +65,13 @@ def main() -> None:
 
         plain = {}
         for with_decision in (False, True):
-            with EnsembleSimulator(manifest, backend=Backend.CPU, capacity=cap, cascade=with_decision) as sim:
+            with EnsembleSimulator(manifest, backend=Backend.CPU, capacity=cap, cascade=with_decision,
+                                   layout="tapped") as sim:  # the decision process exists in the tapped graph only
                 _, plain[with_decision] = _steady(sim, x, lambda s, v: s.run(v))
         print(f"plain run, no decision process  : {plain[False]:7.2f} samples/s")
         print(f"plain run, with decision process: {plain[True]:7.2f} samples/s "
               f"({100 * (plain[False] / plain[True] - 1):+.1f}% time per sample)")
-        with EnsembleSimulator(manifest, backend=Backend.CPU, capacity=cap) as sim:
+        with EnsembleSimulator(manifest, backend=Backend.CPU, capacity=cap, layout="tapped") as sim:
             for threshold in (0.0, 0.9, 1.01):
                 res, rate = _steady(sim, x, lambda s, v, t=threshold: s.run_cascade(v, t, head))
                 print(f"cascade thr={threshold:<5g}: {rate:7.2f} samples/s, {res.students_run.mean():.2f} students/sample, "

@@ -3,6 +3,11 @@
 Usage::
 
     python benchmarks/loihi2_readiness.py [--samples 4] [--data-dir DIR] [--out benchmarks/results/loihi2_cifar]
+    python benchmarks/loihi2_readiness.py --export RUN/export --label "trained cpu-cifar10, seed 0" [--out ...]
+
+With ``--export``: copies the report ``sne export`` wrote for a trained run (``loihi2.md``,
+retitled with ``--label``, and the manifest's ``loihi2`` JSON); nothing is recomputed.
+Without it:
 
 Exports an *untrained* ensemble (the chip's limits on neurons, synapses, cores, traffic and
 placement depend on the shape only; weights, thresholds and states do depend on training, so
@@ -17,6 +22,22 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
+
+
+def copy_export_report(export: Path, label: str, out: Path) -> None:
+    """Write ``out.md`` / ``out.json`` from the readiness report of an existing export."""
+    from sne_loihi.export import load_manifest
+
+    manifest = load_manifest(export)
+    if manifest.loihi2 is None or not (export / "loihi2.md").is_file():
+        raise SystemExit(f"{export} holds no readiness report (re-export it with this version: sne export RUN --out DIR)")
+    lines = (export / "loihi2.md").read_text().splitlines()
+    samples = manifest.parity.samples if manifest.parity is not None else 0
+    lines[0] = f"# Loihi 2 readiness: {label} (state measured on its {samples} parity samples)"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"label": label, **manifest.loihi2}, indent=1, default=str))
+    print(out.with_suffix(".md"), manifest.loihi2.get("counts"))
 
 
 def main() -> None:
@@ -34,7 +55,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/loihi2_cifar"))
+    ap.add_argument("--export", type=Path, default=None, help="a trained run's export folder (written by sne export)")
+    ap.add_argument("--label", default="", help="what the export is (with --export)")
     args = ap.parse_args()
+    if args.export is not None:
+        copy_export_report(args.export, args.label, args.out)
+        return
     if args.data_dir is not None:
         from sne_loihi.config import DataConfig
         from sne_loihi.data import DATASETS

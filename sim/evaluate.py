@@ -93,7 +93,8 @@ def layer_neurons(layers: Sequence[Any]) -> int:
 
 
 def summarise(result: Any, layers: Sequence[Sequence[Any]], time_steps: int, input_bits: int,
-              profile: Any, labels: np.ndarray | None, label: str) -> LavaEvaluation:
+              profile: Any, labels: np.ndarray | None, label: str,
+              neurons: Sequence[int] | None = None) -> LavaEvaluation:
     """Turn a :class:`~sne_loihi.sim.simulator.SimResult` into a :class:`LavaEvaluation`.
 
     Args:
@@ -104,6 +105,8 @@ def summarise(result: Any, layers: Sequence[Sequence[Any]], time_steps: int, inp
         profile: An :class:`~sne_loihi.cost.energy.EnergyProfile`.
         labels: ``[N]`` labels of the samples, or ``None``.
         label: How the active set was chosen.
+        neurons: Per student the neurons it updates every step; default: its weighted
+            layers' (a netx file's ``Input`` block adds its own, ``NetxNetwork.num_neurons``).
     """
     from sne_loihi.cost.energy import energy_pj
 
@@ -112,7 +115,8 @@ def summarise(result: Any, layers: Sequence[Sequence[Any]], time_steps: int, inp
     rest = sum(sum(p[1:]) for p in per)
     macs, acs = (first, rest) if input_bits > 1 else (0.0, first + rest)
     ran_nk = ran_mask(result, len(layers))
-    per_student = np.array([layer_neurons(layers[k]) * time_steps for k in range(len(layers))], dtype=np.float64)
+    counts = [layer_neurons(layers[k]) for k in range(len(layers))] if neurons is None else list(neurons)
+    per_student = np.array([c * time_steps for c in counts], dtype=np.float64)
     neurons = float((ran_nk @ per_student).mean()) if len(ran_nk) else 0.0
     accuracy = None
     if labels is not None and result.predictions is not None:

@@ -40,17 +40,24 @@ Networks exported by lava-dl itself (``sne simulate NET.net``), see
   unconnected (lava-dl issue #298); the gate drives the block's neuron (``a_in``) directly,
   as lava-dl's own examples do. The block adds no step and no synaptic ops; the op counter
   reads the spikes entering each synapse from the block that sends them.
+* An ``Input`` block whose layer carries SLAYER's input transform (``weight`` / ``bias``)
+  is driven through its neurons' bias, as netx means it (:mod:`sne_loihi.sim.bias_input`):
+  the host turns the input into bias mantissas ``rint(weight * x + bias)``, the gate plays
+  them and a ``BiasDriver`` writes them into ``bias_mant`` every step; this adds one step
+  before the block (:func:`~sne_loihi.sim.graph_plan.input_lag`).
 * ``reset_interval``: ``"T"`` (default, the toolkit's exports) resets every T steps; an
   integer resets at that interval; ``None`` never resets (state carries from sample to
   sample, as a plain ``hdf5.Network(file)``). netx gives block ``b`` the reset phase
   ``reset_offset + 1 + b``; the graph passes ``reset_offset=1``, or ``0`` when an ``Input``
-  block comes first (it adds a block but no step), so every block is zeroed exactly when a
-  sample's first step reaches it: with ``"T"`` each sample starts from rest (axonal delays
-  can still carry spikes from one sample into the next).
+  block driven through ``a_in`` comes first (it adds a block but no step), so every block is
+  zeroed exactly when a sample's first step reaches it: with ``"T"`` each sample starts
+  from rest.
 * ``retime`` (default on): the readout and counters attribute data that left the source
-  ``d`` steps earlier to its sample, ``d`` being the number of synapses on the way (axonal
-  delays are not undone); off: everything a port sees at Lava step ``t`` belongs to data
+  ``d`` steps earlier to its sample, ``d`` being the number of synapses on the way (plus
+  the bias driver's step); off: everything a port sees at Lava step ``t`` belongs to data
   index ``t - 1`` (the raw netx timing).
+* Axonal delays: only as netx runs them (``retime=False``, no per-sample reset), see
+  :func:`~sne_loihi.sim.foreign_netx.check_networks`.
 """
 
 from __future__ import annotations
@@ -66,8 +73,9 @@ import numpy as np
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY
 from sne_loihi.errors import SimulationError
 from sne_loihi.netx_format.netx_file import NetxNetwork, read_netx_network
+from sne_loihi.sim.foreign_netx import bias_stream, check_networks
 from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
-from sne_loihi.sim.graph_plan import AdapterLatency, GraphPlan, Layout, plan_graph
+from sne_loihi.sim.graph_plan import AdapterLatency, GraphPlan, Layout, input_lag, plan_graph
 from sne_loihi.sim.graph_types import RESET_PER_SAMPLE, CascadeRun, GraphRun, resolve_reset, to_lava_input
 
 __all__ = ["RESET_PER_SAMPLE", "CascadeRun", "GraphRun", "LavaGraph", "resolve_reset", "to_lava_input"]
@@ -106,6 +114,9 @@ class LavaGraph:
             unavailable backend. ExportError (from the reader) for corrupt files.
     """
 
+    #: The planned layout (:mod:`~sne_loihi.sim.graph_plan`); see also :mod:`~sne_loihi.sim.hw_graph`.
+    LAYOUT = Layout.TAPPED
+
     def __init__(self, net_paths: Sequence[Path], input_bits: int, time_steps: int, capacity: int = DEFAULT_LAVA_CAPACITY,
                  backend: Backend | str = Backend.AUTO, probe_layers: bool = False, decision_classes: int = 0,
                  engine: Engine | str = Engine.FAST, num_layers: int | None = None,
@@ -134,13 +145,16 @@ class LavaGraph:
                 raise SimulationError(f"{p}: layer/{n.sdnn_layer} has sigma-delta (SDNN) neurons, which netx never "
                                       "resets; run it with reset interval none (--reset-interval none)")
         self.signed_input = all(n.signed_input for n in self.networks)
+        check_networks(self.paths, self.networks, retime=self.retime, reset_interval=reset_interval,
+                       backend=self.backend_used)
+        self.bias_input = self.networks[0].bias_input
         loihi = self.backend_used is Backend.LOIHI2
-        self.plan: GraphPlan = plan_graph(self.networks, layout=Layout.TAPPED, adapters=loihi,
+        self.plan: GraphPlan = plan_graph(self.networks, layout=self.LAYOUT, adapters=loihi,
                                           latency=adapter_latency if loihi else AdapterLatency(),
                                           reset_interval=self.reset_interval, retime=self.retime,
                                           decision=decision_classes > 0)
         lat = self.plan.latency.input_steps + self.plan.latency.output_steps
-        depth = max(len(n.layers) + n.max_delay for n in self.networks) + lat
+        depth = max(len(n.layers) + n.total_delay + input_lag(n) for n in self.networks) + lat
         self.steps = capacity * time_steps + math.ceil(depth / time_steps) * time_steps
         self.compilations = 0
         self.compile_seconds = 0.0
@@ -156,24 +170,10 @@ class LavaGraph:
         return len(self.paths)
 
     def _build(self) -> None:
-        from lava.lib.dl.netx import hdf5
-
         from sne_loihi.sim.processes import CascadeDecision, Gate
 
-        t, bits = self.time_steps, self.input_bits
-        self.nets = []
-        for p, desc in zip(self.paths, self.networks):
-            try:
-                self.nets.append(hdf5.Network(net_config=str(p), input_message_bits=bits, num_layers=self.num_layers,
-                                              reset_interval=self.reset_interval,
-                                              reset_offset=self.plan.reset_offsets[len(self.nets)]))
-            except Exception as exc:  # netx raises RuntimeError/AssertionError/KeyError with multi-line text
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise SimulationError(f"{p}: netx cannot build this network: {type(exc).__name__}: {first}") from None
-        shapes = {self._input_shape(n) for n in self.nets}
-        if len(shapes) != 1:
-            raise SimulationError(f"networks of one graph must share the input shape, got {sorted(shapes)}")
-        self.in_shape = shapes.pop()
+        t = self.time_steps
+        self._build_nets()
         self.gate = Gate(shape=self.in_shape, num_students=self.num_members, time_steps=t, steps=self.steps,
                          capacity=self.capacity, decision_port=self.decision_classes > 0)
         self.decision = None
@@ -190,6 +190,26 @@ class LavaGraph:
             except (AssertionError, ValueError) as exc:  # Lava's port shape checks
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise SimulationError(f"{self.paths[k]}: the network's ports do not fit: {first}") from None
+
+    def _build_nets(self) -> None:
+        """Build the members' netx networks (``self.nets``) and check they share one input
+        shape (``self.in_shape``)."""
+        from lava.lib.dl.netx import hdf5
+
+        bits = self.input_bits
+        self.nets = []
+        for p, desc in zip(self.paths, self.networks):
+            try:
+                self.nets.append(hdf5.Network(net_config=str(p), input_message_bits=bits, num_layers=self.num_layers,
+                                              reset_interval=self.reset_interval,
+                                              reset_offset=self.plan.reset_offsets[len(self.nets)]))
+            except Exception as exc:  # netx raises RuntimeError/AssertionError/KeyError with multi-line text
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SimulationError(f"{p}: netx cannot build this network: {type(exc).__name__}: {first}") from None
+        shapes = {self._input_shape(n) for n in self.nets}
+        if len(shapes) != 1:
+            raise SimulationError(f"networks of one graph must share the input shape, got {sorted(shapes)}")
+        self.in_shape = shapes.pop()
 
     def _input_shape(self, net: object) -> tuple[int, ...]:
         """Shape of the port the gate drives: the network's ``inp``, or the ``Input`` block's neuron."""
@@ -214,7 +234,14 @@ class LavaGraph:
                             capacity=self.capacity)
         link = self._link
         gate_out = getattr(self.gate, f"out_{k}")
-        link(gate_out, self._input_port(net), to_chip=True)
+        if desc.bias_input is not None:
+            from sne_loihi.sim.bias_input import BiasDriver
+
+            driver = BiasDriver(tuple(net.layers[0].neuron.bias_mant.shape))
+            gate_out.connect(driver.inp)
+            driver.drive(net.layers[0].neuron.bias_mant)
+        else:
+            link(gate_out, self._input_port(net), to_chip=True)
         if desc.input_neuron:
             link(net.layers[0].out, counter.in_0, to_chip=False)
         else:
@@ -249,7 +276,7 @@ class LavaGraph:
     @property
     def runtime(self) -> object | None:
         """The Lava runtime (created by the first run, then reused)."""
-        return self.gate.runtime if self._started else None
+        return self._root().runtime if self._started else None
 
     def set_active(self, active: Sequence[int]) -> None:
         """Switch the gate to ``active`` (member indices) for the next runs; no rebuild.
@@ -287,6 +314,14 @@ class LavaGraph:
         self._write(self.gate.mask, full)
         self._gate_mask_ones = False
 
+    def _root(self) -> object:
+        """The process the runtime is created, run and stopped through."""
+        return self.gate
+
+    def _run_config(self) -> object:
+        """The Lava run configuration of the graph's backend and engine."""
+        return run_config(self.backend_used, self.engine)
+
     def _compile(self) -> float:
         """Compile the graph and start Lava's processes (no time step is run); returns the
         seconds it took."""
@@ -295,9 +330,9 @@ class LavaGraph:
             # Lava's model search imports every sibling .py of processes.py as a top-level
             # module and warns that graph.py / simulator.py cannot be imported that way.
             warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
-            run_cfg = run_config(self.backend_used, self.engine)
+            run_cfg = self._run_config()
             try:
-                self.gate.create_runtime(run_cfg=run_cfg)
+                self._root().create_runtime(run_cfg=run_cfg)
             except Exception as exc:  # Lava's compiler: multi-line messages of any type
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 names = ", ".join(str(p) for p in self.paths)
@@ -319,7 +354,12 @@ class LavaGraph:
         stream[..., : n * self.time_steps] = to_lava_input(x_nt, self.in_shape)
         compile_s = self._compile() if not self._started else 0.0
         self.gate.send_stream(stream)
-        self.gate.run(condition=RunSteps(num_steps=self.steps))
+        try:
+            self.gate.run(condition=RunSteps(num_steps=self.steps))
+        except Exception as exc:  # a Lava process failed: its message is multi-line, from another process
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            names = ", ".join(str(p) for p in self.paths)
+            raise SimulationError(f"Lava stopped while running {names}: {type(exc).__name__}: {first}") from exc
         # Every readout and counter sent its record at the run's last step: read them all.
         spikes = [r.receive()[:n].astype(np.int32 if desc.graded_output else np.int8)
                   for r, desc in zip(self.readouts, self.networks)]
@@ -333,6 +373,8 @@ class LavaGraph:
             raise SimulationError(f"input must hold real integers, got an array of dtype {x_nt.dtype}")
         if x_nt.ndim < 3 or x_nt.shape[-1] != self.time_steps:
             raise SimulationError(f"input must be [N, ..., T={self.time_steps}], got shape {list(x_nt.shape)}")
+        if self.bias_input is not None:  # real values, through the file's input transform
+            return bias_stream(self.bias_input, x_nt)
         if self.signed_input:  # a sigma-delta input neuron takes signed 24-bit values
             lo, hi, what = -2 ** 23, 2 ** 23 - 1, "signed 24-bit values for a sigma-delta input layer"
         else:
@@ -482,7 +524,7 @@ class LavaGraph:
         """Stop the Lava runtime (its OS processes). Safe to call twice."""
         if self._started:
             try:
-                self.gate.stop()
+                self._root().stop()
             finally:
                 self._started = False
 

@@ -9,12 +9,14 @@ traffic (:mod:`sne_loihi.sim.readiness`).
 
 Layouts:
 
-* ``TAPPED`` (what :class:`~sne_loihi.sim.graph.LavaGraph` builds today): one host gate feeds
+* ``TAPPED`` (what :class:`~sne_loihi.sim.graph.LavaGraph` builds: the CPU reference, the
+  export's parity check and foreign netx files): one host gate feeds
   every network; each network's hidden layers feed a host op counter every step; its output
   feeds a host readout and the host cascade decision.
-* ``HARDWARE`` (the target of issue 15, not built yet): per-student input injection (the
-  gate's mask applied on the host before the data leaves it), outputs read from the last
-  layer only, no hidden-layer taps, the cascade decision on the host between stage runs.
+* ``HARDWARE`` (what :class:`~sne_loihi.sim.hw_graph.HardwareGraph` builds, the default on
+  every backend): per-student input injection (the gate's mask applied on the host before the
+  data leaves it), outputs read from the last layer only, no hidden-layer taps (spike counts
+  inside the neurons, read once per run), the cascade decision on the host between stage runs.
 
 Adapters (``lava.proc.embedded_io`` of the non-public extension): one ``PyToNx`` adapter per
 host->chip port and one ``NxToPy`` adapter per chip port read by the host (shared by all
@@ -185,12 +187,20 @@ class _Builder:
         self.plan.edges.append(PlanEdge(adapter, dst, values))
 
 
+def input_lag(network: NetxNetwork) -> int:
+    """Steps between the gate's data and the network's first block beyond netx's own timing:
+    1 for an ``Input`` block driven by its bias (the bias driver writes the step's value in
+    the management phase, the neuron integrates it the next step), else 0."""
+    return 1 if network.bias_input is not None else 0
+
+
 def base_reset_offset(network: NetxNetwork, reset_interval: int | None) -> int:
     """The ``reset_offset`` that zeroes every block at the step a sample's first step
-    reaches it, without adapters: 1, or 0 behind an ``Input`` block; 0 without a reset."""
+    reaches it, without adapters: 1, or 0 behind an ``Input`` block driven by the input
+    (1 behind one driven by its bias); 0 without a reset."""
     if reset_interval is None:
         return 0
-    return 0 if network.input_neuron else 1
+    return 0 if network.input_neuron and not input_lag(network) else 1
 
 
 def plan_graph(networks: Sequence[NetxNetwork], *, layout: Layout = Layout.TAPPED, adapters: bool = False,
@@ -221,8 +231,8 @@ def plan_graph(networks: Sequence[NetxNetwork], *, layout: Layout = Layout.TAPPE
     for k, net in enumerate(networks):
         offset = base_reset_offset(net, reset_interval)
         plan.reset_offsets.append(offset + shift_in if reset_interval is not None else 0)
-        depth = len(net.layers)
-        plan.readout_delays.append(depth + shift_in + shift_out if retime else 0)
+        depth, lag = len(net.layers), input_lag(net)
+        plan.readout_delays.append(depth + lag + shift_in + shift_out if retime else 0)
         in_size = _size(net.input_shape_xyz)
         src = "gate" if tapped else b.node(f"source{k}", "InputInjection", Placement.HOST, in_size)
         blocks = [b.node(f"net{k}.layer{j}", layer.kind.value, Placement.CHIP, _size(layer.out_shape_xyz))
@@ -242,7 +252,7 @@ def plan_graph(networks: Sequence[NetxNetwork], *, layout: Layout = Layout.TAPPE
             for j in range(1, depth):
                 b.edge(blocks[j - 1], counter, _size(net.layers[j - 1].out_shape_xyz))
             first_tap = shift_in + shift_out if net.input_neuron else 0  # the gate's data never leaves the host
-            base = [first_tap] + [j + shift_in + shift_out for j in range(1, depth)]
+            base = [first_tap + lag] + [j + lag + shift_in + shift_out for j in range(1, depth)]
             plan.tap_delays.append(base if retime else [0] * depth)
             if decision:
                 b.edge(blocks[-1], "decision", _size(net.layers[-1].out_shape_xyz))

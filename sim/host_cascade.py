@@ -4,9 +4,10 @@ On Loihi 2 the in-graph :class:`~sne_loihi.sim.processes.CascadeDecision` would 
 host process fed by every student's output through an adapter every step. Here the host
 takes the same decision between stage runs with the same pure function
 (:func:`~sne_loihi.sim.processes.decide_stage`), from the readouts' spike records, and sets
-the gate's per-sample mask for the next stage; the graph needs no decision process. The
-in-graph version stays (it is what ``sne simulate --cascade`` runs today); tests check both
-give the same spikes, ops, decisions and stage counts.
+the gate's per-sample mask for the next stage; the graph needs no decision process. It is how
+the hardware-shaped graph (:class:`~sne_loihi.sim.hw_graph.HardwareGraph`, the default) runs
+the cascade; the tapped graph keeps the in-graph version, and tests check both give the same
+spikes, ops, decisions and stage counts.
 """
 
 from __future__ import annotations

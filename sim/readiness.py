@@ -337,7 +337,10 @@ def ensemble_rows(layers: Sequence[LayerFacts], totals: dict[str, int], tapped: 
     cores_dense, cores_shared = totals["cores_dense"], totals["cores_shared"]
     chip = lim.CORES_PER_CHIP.value
     cores_status = Status.PASS if cores_dense <= chip else (Status.WARN if cores_shared <= chip else Status.FAIL)
-    hidden = tapped["values_to_host_per_step"] - hardware["values_to_host_per_step"]
+    outputs = sum(max((f for f in layers if f.student == i), key=lambda f: f.layer).neurons
+                  for i in {f.student for f in layers})
+    hidden_hw = hardware["values_to_host_per_step"] - outputs
+    hidden_tapped = tapped["values_to_host_per_step"] - outputs
     return [
         _row("neurons (ensemble)", f"{neurons:,}", lim.NEURONS_PER_CHIP,
              Status.PASS if neurons <= lim.NEURONS_PER_CHIP.value else Status.FAIL),
@@ -347,10 +350,11 @@ def ensemble_rows(layers: Sequence[LayerFacts], totals: dict[str, int], tapped: 
              (Status.WARN if totals["unique_weights"] <= lim.SYNAPSES_PER_CHIP.value else Status.FAIL)),
         _row("neuro-cores (ensemble)", f"{cores_dense} dense-equivalent / {cores_shared} shared kernels",
              lim.CORES_PER_CHIP, cores_status),
-        ReadinessRow(check="hidden-layer values leaving the chip per step (today's tapped graph)", value=f"{hidden:,}",
-                     limit="0 (the hardware-shaped graph reads the last layer only)",
+        ReadinessRow(check="hidden-layer values leaving the chip per step (hardware-shaped graph, run on every backend)",
+                     value=f"{hidden_hw:,} (the tapped reference graph: {hidden_tapped:,})",
+                     limit="0 (outputs are read from the last layer only)",
                      source="lava-dl benchmarks: host I/O is the bottleneck even for input only", basis="assumed",
-                     status=Status.PASS if hidden == 0 else Status.WARN),
+                     status=Status.PASS if hidden_hw == 0 else Status.WARN),
     ]
 
 

@@ -69,16 +69,16 @@ def readiness_markdown(report: ReadinessReport, title: str = "Loihi 2 readiness"
     lines += ["", "## Host <-> chip values per step", ""]
     tapped, hardware = report.plans["tapped"], report.plans["hardware"]
     lines += _table(["graph", "input adapters", "output adapters", "values to chip / step", "values to host / step"],
-                    [["today's graph (gate, op-counter taps on every hidden layer)", tapped["input_adapters"],
+                    [["tapped graph (CPU reference: gate, op-counter taps on every hidden layer)", tapped["input_adapters"],
                       tapped["output_adapters"], f"{tapped['values_to_chip_per_step']:,}",
                       f"{tapped['values_to_host_per_step']:,}"],
-                     ["hardware-shaped (per-student injection, last layer only)", hardware["input_adapters"],
+                     ["hardware-shaped (the graph every backend runs: per-student injection, last layer only)", hardware["input_adapters"],
                       hardware["output_adapters"], f"{hardware['values_to_chip_per_step']:,}",
                       f"{hardware['values_to_host_per_step']:,}"]])
-    lat = tapped["latency"]
+    lat = hardware["latency"]
     lines += ["", f"Adapter latency assumed: {lat['input_steps']} step(s) in, {lat['output_steps']} out; reset "
-              f"offsets {tapped['reset_offsets']}, readout delays {tapped['readout_delays']} (on the CPU: offsets 1, "
-              "delays = depth).", "", "## Placement (today's graph on Loihi 2)", ""]
-    lines += _table(["where", "processes"], [[k, ", ".join(v)] for k, v in tapped["placement"].items()])
+              f"offsets {hardware['reset_offsets']}, readout delays {hardware['readout_delays']} (on the CPU: offsets 1, "
+              "delays = depth).", "", "## Placement (the hardware-shaped graph on Loihi 2)", ""]
+    lines += _table(["where", "processes"], [[k, ", ".join(v)] for k, v in hardware["placement"].items()])
     lines += ["", "## Only hardware can check", ""] + [f"- {x}" for x in HARDWARE_ONLY] + [""]
     return "\n".join(lines)

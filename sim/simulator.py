@@ -14,6 +14,8 @@ from sne_loihi.netx_format.manifest import CascadeHead, Manifest, load_manifest
 from sne_loihi.indices import check_student_indices
 from sne_loihi.sim.backend import Backend, Engine
 from sne_loihi.sim.graph import RESET_PER_SAMPLE, LavaGraph
+from sne_loihi.sim.graph_plan import Layout
+from sne_loihi.sim.hw_graph import HardwareGraph
 
 
 @dataclass
@@ -135,21 +137,27 @@ class EnsembleSimulator:
         manifest: A loaded :class:`Manifest` or the export folder.
         backend: AUTO (hardware if lava-loihi is installed, else CPU), CPU or LOIHI2.
         capacity: Samples per Lava run (the graph's fixed batch; longer inputs loop).
-        cascade: Build the in-graph cascade decision process (one more Lava process) so
-            :meth:`run_cascade` works on the same compiled graph.
+        cascade: Allow :meth:`run_cascade` on the same compiled graph (the tapped layout
+            builds its in-graph decision process for it, one more Lava process).
         engine: CPU process models: ``fast`` (vectorised, same spikes) or ``reference``
             (Lava's own); see :class:`~sne_loihi.sim.backend.Engine`.
+        layout: ``HARDWARE`` (default; :class:`~sne_loihi.sim.hw_graph.HardwareGraph`, the
+            graph that runs on Loihi 2) or ``TAPPED`` (:class:`~sne_loihi.sim.graph.LavaGraph`:
+            host gate, op counters tapping every layer, in-graph cascade decision; the
+            reference the hardware-shaped graph is tested against).
 
     Raises:
         ExportError: Invalid export. SimulationError: Unavailable backend.
     """
 
-    def __init__(self, manifest: Manifest | Path | str, backend: Backend | str = Backend.AUTO, capacity: int = DEFAULT_LAVA_CAPACITY,
-                 cascade: bool = True, engine: Engine | str = Engine.FAST) -> None:
+    def __init__(self, manifest: Manifest | Path | str, backend: Backend | str = Backend.AUTO,
+                 capacity: int = DEFAULT_LAVA_CAPACITY, cascade: bool = True, engine: Engine | str = Engine.FAST,
+                 layout: Layout | str = Layout.HARDWARE) -> None:
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(Path(manifest))
         enc = self.manifest.input
         self.head_w, self.head_b = self.manifest.head_arrays()
-        self.graph = LavaGraph(self.manifest.net_paths(), input_bits=enc.bits, time_steps=enc.time_steps,
+        graph_cls = HardwareGraph if Layout(layout) is Layout.HARDWARE else LavaGraph
+        self.graph = graph_cls(self.manifest.net_paths(), input_bits=enc.bits, time_steps=enc.time_steps,
                                capacity=capacity, backend=backend,
                                decision_classes=self.head_w.shape[0] if cascade else 0, engine=engine)
         self.active: tuple[int, ...] = tuple(range(self.num_students))
@@ -211,12 +219,13 @@ class EnsembleSimulator:
     def run_cascade(self, x_nchw: np.ndarray, threshold: float, head: CascadeHead | None = None,
                     on_host: bool = False) -> CascadeResult:
         """Per-sample activation in Lava: students run in the head's order; after each one
-        the :class:`~sne_loihi.sim.processes.CascadeDecision` process applies the cascade head
-        to the rates so far (zeros for the rest) and stops the samples whose top softmax
-        probability reaches ``threshold``; the gate then feeds the next student only to the
-        samples still running. One Lava run per stage on the one compiled graph (no
-        recompilation); the host sets the head, threshold and order, starts the stages and
-        reads the records, the decisions are taken inside the graph.
+        the cascade head is applied to the rates so far (zeros for the rest) and the samples
+        whose top softmax probability reaches ``threshold`` stop; the gate then feeds the next
+        student only to the samples still running. One Lava run per stage on the one compiled
+        graph (no recompilation). The hardware-shaped graph decides on the host between the
+        stage runs; the tapped graph in its
+        :class:`~sne_loihi.sim.processes.CascadeDecision` process (or on the host with
+        ``on_host``); both with the same function and the same results.
 
         The decision computes in float64 from the exact spike counts; torch's
         :func:`~sne_loihi.ensemble.policies.cascade_mask` in float32. Both decide the same
@@ -245,7 +254,8 @@ class EnsembleSimulator:
 
             raw = run_host_cascade(self.graph, self._encode(x_nchw), head_w, head_b, head.order, threshold)
         else:
-            raw = self.graph.run_cascade(self._encode(x_nchw), head_w, head_b, head.order, threshold)
+            raw = self.graph.run_cascade(self._encode(x_nchw), head_w, head_b, head.order, threshold)  # on the host
+            # in the hardware-shaped graph, in the decision process in the tapped one
         rates = self._rates(raw.spikes_nft)
         logits = rates @ head_w.T + head_b
         from sne_loihi.sim.processes import top_probability

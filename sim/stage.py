@@ -133,8 +133,8 @@ class SimulationReport:
                   f"{self.parity['mismatches']} mismatches." if self.parity else "Export parity check: not run.")
         return (
             f"{self.samples} test samples simulated in Lava on backend `{self.backend}` "
-            f"(one compiled graph, {self.compilations} compilation(s); the gate switched the active "
-            f"set between runs). Energy profile `{self.energy_profile['name']}`: "
+            f"(one compiled graph, {self.compilations} compilation(s); the host-side gate mask "
+            f"switched the active set between runs). Energy profile `{self.energy_profile['name']}`: "
             f"{self.energy_profile['source']}.\n\n" + markdown_table(self.rows(), LAVA_COLUMNS)
             + "\n\nMismatches: output spikes (student, sample, neuron, step) and per-sample, per-layer "
             "op counts where Lava and the torch model differ on the same samples and active set "
@@ -206,7 +206,9 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
                        output: Path | None = None) -> SimulationReport:
     """Simulate a user's own netx HDF5 network (a one-member ensemble without a head) on an
     input file (``.npy``, integers ``[N, *in_shape, T]``; ``[N, C, H, W, T]`` for a conv
-    network) and count its synaptic ops.
+    network; real values where the input layer is driven by its neurons' bias) and count its
+    synaptic ops. Notes on what netx builds differently from the file are in the report's
+    ``output["notes"]`` (the CLI prints them as ``warning:`` lines).
 
     Args:
         num_layers: Run only the first ``num_layers`` layer groups (``None``: all).
@@ -247,12 +249,14 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
                               engine=engine, num_layers=num_layers, reset_interval=reset_interval, retime=retime)
     # behind an input neuron block the first synapse sees binary spikes (ACs), not the graded input
     ev = summarise(result, [network.layers], int(x.shape[-1]), 0 if network.input_neuron else input_bits, profile,
-                   None, "all")
+                   None, "all", neurons=[network.num_neurons])
     spikes = result.spikes_nft[0].reshape(len(x), -1, int(x.shape[-1]))
     counts = (spikes != 0).astype(np.int64).sum(axis=-1)  # spikes, or non-zero graded messages
     out_record = {"shape_xyz": list(network.layers[-1].out_shape_xyz), "file": str(output) if output else None,
                   "graded": bool(network.graded_output),
                   "reset_interval": reset_interval, "retime": bool(retime), "layers_run": network.num_groups,
+                  "input_drive": "bias" if network.bias_input else "a_in" if network.input_neuron else "synapse",
+                  "notes": list(network.notes),
                   "counts": counts.tolist(), "counts_per_neuron": counts.sum(axis=0).tolist()}
     if output is not None:
         import io

@@ -76,6 +76,23 @@ def conv_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def conv_net_no_delays(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Input neuron [2, 6, 6] -> conv (stored delays, all zero) -> flatten -> dense [5, 1, 1] -> dense [4, 1, 1]."""
+    import lava.lib.dl.slayer as slayer
+
+    torch.manual_seed(0)
+    blocks = [
+        slayer.block.cuba.Input(INPUT_NEURON),
+        slayer.block.cuba.Conv(NEURON, 2, 3, 3, stride=2, padding=1, weight_scale=3, delay=True),
+        slayer.block.cuba.Flatten(),
+        slayer.block.cuba.Dense(NEURON, 27, 5, weight_scale=3),
+        slayer.block.cuba.Dense(NEURON, 5, 4, weight_scale=3),
+    ]
+    path = tmp_path_factory.mktemp("foreign") / "conv_nodelay.net"
+    return export(blocks, torch.zeros(1, 2, 6, 6, 1), path, flat_before=(3,))
+
+
+@pytest.fixture(scope="module")
 def dense_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Plain input [12] -> dense [6, 1, 1] with delays -> dense [3, 1, 1], binary spikes."""
     import lava.lib.dl.slayer as slayer
@@ -112,11 +129,15 @@ def input_dense_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # ---- the ground truth: the file run directly in netx ------------------------------------
 def direct_netx_run(path: Path, stream: np.ndarray, *, input_bits: int, reset_interval: int | None,
-                    num_layers: int | None = None, reset_offset: int = 1) -> tuple[object, list[np.ndarray]]:
+                    num_layers: int | None = None, reset_offset: int = 1,
+                    input_bias: np.ndarray | None = None) -> tuple[object, list[np.ndarray]]:
     """Run ``stream`` ``[*port, steps]`` through ``hdf5.Network`` with Lava's own models.
 
     An ``Input`` block's ``inp`` is left unconnected by netx (lava-dl issue #298); as
-    lava-dl's examples do, the source then drives the block's neuron directly.
+    lava-dl's examples do, the source then drives the block's neuron directly. With
+    ``input_bias`` (Lava order) nothing is connected: the input neurons' ``bias_mant`` is set
+    to it by hand before the run, as lava-dl's own tests drive a netx network (``stream``
+    then only gives the number of steps).
 
     Returns:
         Whether the first block is an input neuron, and every block's output ``[*shape, steps]``.
@@ -129,18 +150,22 @@ def direct_netx_run(path: Path, stream: np.ndarray, *, input_bits: int, reset_in
     net = netx.hdf5.Network(net_config=str(path), input_message_bits=input_bits, num_layers=num_layers,
                             reset_interval=reset_interval, reset_offset=reset_offset if reset_interval else 0)
     steps = stream.shape[-1]
-    source = io.source.RingBuffer(data=stream.astype(np.int32))
     input_neuron = type(net.layers[0]).__name__ == "Input"
-    source.s_out.connect(net.layers[0].neuron.a_in if input_neuron else net.inp)
+    if input_bias is None:
+        runner_proc = io.source.RingBuffer(data=stream.astype(np.int32))
+        runner_proc.s_out.connect(net.layers[0].neuron.a_in if input_neuron else net.inp)
+    else:
+        net.layers[0].neuron.bias_mant.init = input_bias.astype(np.int32)
+        runner_proc = net
     sinks = []
     for block in net.layers:
         sinks.append(io.sink.RingBuffer(shape=block.out.shape, buffer=steps))
         block.out.connect(sinks[-1].a_in)
-    source.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    runner_proc.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
     try:
         outs = [np.asarray(s.data.get()) for s in sinks]
     finally:
-        source.stop()
+        runner_proc.stop()
     return input_neuron, outs
 
 
@@ -179,7 +204,8 @@ def to_port(a: np.ndarray, port_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def expected(path: Path, x: np.ndarray, *, input_bits: int, reset_interval: int | None, retime: bool,
-             num_layers: int | None = None, reset_offset: int = 1) -> tuple[np.ndarray, np.ndarray]:
+             num_layers: int | None = None, reset_offset: int = 1,
+             input_bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The direct netx run's output spikes ``[N, F, T]`` and ops ``[N, L]`` per sample.
 
     Sample ``n``'s step ``t`` enters at stream index ``n * T + t``; with ``retime`` the
@@ -193,7 +219,7 @@ def expected(path: Path, x: np.ndarray, *, input_bits: int, reset_interval: int 
     stream = np.zeros((*per.shape[1:-1], steps), dtype=np.int32)
     stream[..., : n * t] = np.moveaxis(per, 0, -2).reshape(*per.shape[1:-1], n * t)
     input_neuron, outs = direct_netx_run(path, stream, input_bits=input_bits, reset_interval=reset_interval,
-                                         num_layers=num_layers, reset_offset=reset_offset)
+                                         num_layers=num_layers, reset_offset=reset_offset, input_bias=input_bias)
     first = int(input_neuron)
     sources = ([outs[0]] if input_neuron else [stream]) + outs[first:first + len(fans) - 1]
     spikes = np.zeros((n, int(np.prod(outs[-1].shape[:-1])), t), dtype=np.int64)  # or graded messages
@@ -245,15 +271,19 @@ def test_input_neuron_conv_flatten_dense_with_delays_runs_as_plain_netx(conv_net
     assert rep["evaluations"][0]["ops_per_student_layer"][0] == ops.mean(axis=0).tolist()
 
 
-def test_reset_every_sample_and_retimed_output_equal_netx_with_the_same_reset(conv_net: Path, tmp_path: Path) -> None:
+def test_reset_every_sample_and_retimed_output_equal_netx_with_the_same_reset(conv_net_no_delays: Path,
+                                                                              tmp_path: Path) -> None:
     """The default (--reset-interval T, re-timed) equals netx with reset_interval=T and the
-    offset that lines the resets up with the samples (0 behind an input neuron block)."""
+    offset that lines the resets up with the samples (0 behind an input neuron block). The
+    conv layer stores delays that are all zero (netx ignores conv delays: nothing lost)."""
     x = graded_input(1, (2, 6, 6))
-    got, _ = run_cli(conv_net, x, tmp_path, "--input-bits", "8", "--engine", "reference")
-    spikes, ops = expected(conv_net, x, input_bits=8, reset_interval=T, retime=True, reset_offset=0)
+    got, rep = run_cli(conv_net_no_delays, x, tmp_path, "--input-bits", "8", "--engine", "reference")
+    spikes, ops = expected(conv_net_no_delays, x, input_bits=8, reset_interval=T, retime=True, reset_offset=0)
     assert spikes.sum() > 0
     np.testing.assert_array_equal(got["spikes"], spikes)
     np.testing.assert_array_equal(got["ops"], ops)
+    # neuron updates: the input block's 2*6*6 neurons, the conv's 3*3*3, 5 and 4, every step
+    assert rep["evaluations"][0]["neuron_updates"] == (72 + 27 + 5 + 4) * T
 
 
 def test_reset_every_sample_starts_each_sample_from_rest(input_dense_net: Path, tmp_path: Path) -> None:
@@ -370,3 +400,104 @@ def test_networks_netx_cannot_connect_or_run_are_one_line_errors(tmp_path: Path)
     (tmp_path / "taken.npz").write_bytes(b"")
     one_line_error(runner.invoke(app, ["simulate", str(no_flatten), *base, "--output", str(tmp_path / "taken.npz")]),
                    "exists")
+
+
+def test_input_layer_driven_by_its_bias(tmp_path: Path) -> None:
+    """``slayer.block.cuba.Input(weight=, bias=)`` writes SLAYER's input transform into the
+    input layer; netx leaves the neuron's bias for the user to drive. Every sample must give
+    what lava-dl's own procedure gives: a fresh netx network whose input neurons'
+    ``bias_mant`` is set by hand to ``rint(weight * x + bias)`` for that sample."""
+    import h5py
+    import lava.lib.dl.slayer as slayer
+
+    torch.manual_seed(11)
+    blocks = [slayer.block.cuba.Input({"threshold": 0.1, "current_decay": 1.0, "voltage_decay": 0.1},
+                                      weight=0.75, bias=0.25),
+              slayer.block.cuba.Dense(NEURON, 12, 6, weight_scale=4),
+              slayer.block.cuba.Dense(NEURON, 6, 3, weight_scale=4)]
+    path = export(blocks, torch.zeros(1, 12, 1), tmp_path / "bias.net")
+    with h5py.File(path, "r") as fh:
+        weight, bias = int(fh["layer/0/weight"][0]), int(fh["layer/0/bias"][0])
+    assert (weight, bias) == (48, 16)  # 0.75 and 0.25 in SLAYER's weight scale (64)
+    x_static = np.random.default_rng(12).uniform(-1.0, 1.0, size=(N, 12))
+    x = np.repeat(x_static[..., None], T, axis=-1)
+    got, rep = run_cli(path, x, tmp_path)
+    assert rep["output"]["input_drive"] == "bias" and got["spikes"].sum() > 0
+    for n in range(N):
+        mant = np.rint(weight * x_static[n] + bias)
+        alone, ops = expected(path, np.zeros((1, 12, T), dtype=np.int32), input_bits=0, reset_interval=None,
+                              retime=True, input_bias=mant)
+        np.testing.assert_array_equal(got["spikes"][n:n + 1], alone)
+        np.testing.assert_array_equal(got["ops"][n:n + 1], ops)
+    assert rep["evaluations"][0]["neuron_updates"] == (12 + 6 + 3) * T
+    np.save(tmp_path / "big.npy", x * 1000)
+    one_line_error(runner.invoke(app, ["simulate", str(path), "--input", str(tmp_path / "big.npy"), "--backend", "cpu"]),
+                   "13-bit bias_mant")
+
+
+def test_graded_spike_cuba_neurons_run_as_netx_builds_them(tmp_path: Path) -> None:
+    """``graded_spike=True`` CUBA neurons: netx ignores the flag and builds Lava's LIF (binary
+    spikes); the run equals netx's and a warning line says so."""
+    import lava.lib.dl.slayer as slayer
+
+    torch.manual_seed(13)
+    graded = dict(NEURON, graded_spike=True)
+    blocks = [slayer.block.cuba.Dense(graded, 12, 6, weight_scale=4), slayer.block.cuba.Dense(NEURON, 6, 3, weight_scale=4)]
+    path = export(blocks, torch.zeros(1, 12, 1, 1, 1), tmp_path / "graded.net", input_shape=[12])
+    x = (np.random.default_rng(14).random((N, 12, T)) < 0.6).astype(np.int32)
+    np.save(tmp_path / "x.npy", x)
+    result = runner.invoke(app, ["simulate", str(path), "--input", str(tmp_path / "x.npy"), "--backend", "cpu",
+                                 "--output", str(tmp_path / "out.npz"), "--reset-interval", "none"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "warning: " in result.stderr and "layer/1 has gradedSpike CUBA neurons" in result.stderr, result.stderr
+    with np.load(tmp_path / "out.npz") as npz:
+        got_spikes, got_ops = npz["spikes"], npz["ops"]
+    spikes, ops = expected(path, x, input_bits=0, reset_interval=None, retime=True)
+    assert spikes.sum() > 0
+    np.testing.assert_array_equal(got_spikes, spikes)
+    np.testing.assert_array_equal(got_ops, ops)
+
+
+def test_axonal_delays_run_only_as_netx_runs_them(conv_net: Path, tmp_path: Path) -> None:
+    """Re-timing cannot undo per-neuron delays and a per-sample reset does not stop spikes in
+    flight: both are refused in one line naming the layer; a conv layer with non-zero delays
+    (which netx ignores) is refused too."""
+    import h5py
+
+    x = graded_input(3, (2, 6, 6))
+    np.save(tmp_path / "x.npy", x)
+    base = ["simulate", str(conv_net), "--input", str(tmp_path / "x.npy"), "--backend", "cpu", "--input-bits", "8"]
+    for extra in ([], ["--no-retime"], ["--reset-interval", "none"], ["--reset-interval", "3"]):
+        one_line_error(runner.invoke(app, [*base, *extra]), "layer/3 has axonal delays (up to 3 steps)")
+    conv_delay = tmp_path / "conv_delay.net"
+    conv_delay.write_bytes(conv_net.read_bytes())
+    with h5py.File(conv_delay, "a") as fh:
+        fh["layer/1"].create_dataset("delay", data=np.array([0.0, 2.0, 1.0]))
+    one_line_error(runner.invoke(app, ["simulate", str(conv_delay), *base[2:]]),
+                   "layer/1 is a conv layer with axonal delays (up to 2 steps), which netx ignores")
+
+
+def test_graph_rules_for_bias_driven_inputs(tmp_path: Path) -> None:
+    """A bias-driven input cannot share a graph with other inputs, nor run on Loihi 2 (the bias
+    is written every step from the host); the mantissas must fit Lava's 13-bit bias_mant."""
+    import lava.lib.dl.slayer as slayer
+
+    from sne_loihi.errors import SimulationError
+    from sne_loihi.export import read_netx_network
+    from sne_loihi.sim.backend import Backend
+    from sne_loihi.sim.foreign_netx import bias_stream, check_networks
+
+    torch.manual_seed(15)
+    dense = slayer.block.cuba.Dense(NEURON, 4, 2, weight_scale=4)
+    biased = export([slayer.block.cuba.Input(INPUT_NEURON, bias=0.5), dense], torch.zeros(1, 4, 1), tmp_path / "b.net")
+    plain = export([slayer.block.cuba.Input(INPUT_NEURON), dense], torch.zeros(1, 4, 1), tmp_path / "p.net")
+    nets = [read_netx_network(biased), read_netx_network(plain)]
+    assert nets[0].bias_input is not None and (nets[0].bias_input.weight, nets[0].bias_input.bias) == (64, 32)
+    assert nets[1].bias_input is None and nets[0].num_neurons == 4 + 2
+    with pytest.raises(SimulationError, match="all, or none"):
+        check_networks([biased, plain], nets, retime=True, reset_interval="T", backend=Backend.CPU)
+    with pytest.raises(SimulationError, match="only the CPU backend"):
+        check_networks([biased], nets[:1], retime=True, reset_interval="T", backend=Backend.LOIHI2)
+    np.testing.assert_array_equal(bias_stream(nets[0].bias_input, np.array([[-0.5, 0.25, 1.0]])), [[0, 48, 96]])
+    with pytest.raises(SimulationError, match="finite"):
+        bias_stream(nets[0].bias_input, np.array([np.nan]))

@@ -45,10 +45,12 @@ def test_export_writes_the_readiness_report(export_dir: Path) -> None:
     assert sum(report["counts"].values()) == len(report["rows"])
     tapped, hardware = report["plans"]["tapped"], report["plans"]["hardware"]
     assert tapped["input_adapters"] == hardware["input_adapters"] == len(manifest.students)
-    # today's graph sends every hidden layer to the host; the hardware-shaped one only the outputs
+    # the tapped reference graph sends every hidden layer to the host; the hardware-shaped one only the outputs
     assert hardware["values_to_host_per_step"] == sum(s.out_features for s in manifest.students)
     hidden = sum(f["neurons"] for f in layers if f["layer"] < manifest.students[f["student"]].num_layers - 1)
     assert tapped["values_to_host_per_step"] == hardware["values_to_host_per_step"] + hidden
+    hidden_row = [r for r in report["rows"] if r["check"].startswith("hidden-layer values")]
+    assert [r["status"] for r in hidden_row] == ["pass"] and hidden_row[0]["value"].startswith("0 ")
     text = (export_dir / "loihi2.md").read_text()
     for section in ("## Limits", "## Layers", "## Checks", "## Core estimate", "## Host <-> chip", "## Placement",
                     "## Only hardware can check"):
@@ -156,3 +158,41 @@ def test_manifest_with_a_malformed_readiness_report_is_refused(export_dir: Path,
     (copy / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(ExportError, match="loihi2 must be an object"):
         load_manifest(copy)
+
+
+def test_hardware_graph_on_loihi2_wires_one_adapter_per_crossing(export_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the extension reported present: the hardware-shaped graph stops at the first adapter
+    in one line; with the adapter call recorded instead, it builds with exactly the plan's
+    adapters (one in, one out per student), counters without the CPU's pipe, and the Loihi 2
+    run configuration (fixed-point RingBuffers pinned, no CPU counting models)."""
+    from lava.magma.core.run_configs import Loihi2HwCfg
+    from lava.utils import loihi
+
+    from sne_loihi.export import load_manifest
+    from sne_loihi.sim import adapters
+    from sne_loihi.sim.hw_graph import HardwareGraph
+    from sne_loihi.sim.hw_processes import COUNTS_PORT, COUNTS_VAR
+
+    manifest = load_manifest(export_dir)
+    args = dict(input_bits=manifest.input.bits, time_steps=manifest.input.time_steps, capacity=2, backend="loihi2",
+                decision_classes=3)
+    monkeypatch.setattr(loihi, "is_installed", lambda: True)
+    with pytest.raises(SimulationError, match="embedded_io") as exc:
+        HardwareGraph(manifest.net_paths(), **args)
+    assert "\n" not in str(exc.value)
+    calls: list[tuple[bool, tuple, int]] = []
+    monkeypatch.setattr(adapters, "connect_through_adapter",
+                        lambda src, dst, to_chip, bits, _: calls.append((to_chip, tuple(dst.shape), bits)))
+    graph = HardwareGraph(manifest.net_paths(), **args)
+    k = len(manifest.students)
+    assert graph.plan.adapters and graph.plan.count("PyToNxAdapter") == graph.plan.count("NxToPyAdapter") == k
+    assert graph.plan.reset_offsets == [2] * k  # 1 + the assumed input latency
+    assert graph.plan.readout_delays == [s.num_layers + 2 for s in manifest.students]
+    assert [c[0] for c in calls] == [True, False] * k and all(c[2] == manifest.input.bits for c in calls[::2])
+    assert [c[1] for c in calls[1::2]] == [(s.out_features,) for s in manifest.students]
+    for neurons in graph.count_neurons:
+        assert all(hasattr(n, COUNTS_VAR) and not hasattr(n, COUNTS_PORT) for n in neurons)
+        assert [int(n.count_timing.init[0]) for n in neurons] == [j + 2 for j in range(len(neurons))]
+    cfg = graph._run_config()
+    assert isinstance(cfg, Loihi2HwCfg) and len(cfg.exception_proc_model_map) == 2
+    graph.stop()

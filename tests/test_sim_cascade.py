@@ -276,14 +276,26 @@ def test_cascade_from_a_pipeline_run_export(tiny_run: Path, tmp_path: Path) -> N
         assert ev.ops == pytest.approx(ev.torch.ops_per_sample) and ev.ops > 0
 
 
+@pytest.fixture(scope="module")
+def tapped_sim(setup):  # noqa: ANN001, ANN201
+    from sne_loihi.sim import Backend, EnsembleSimulator
+
+    simulator = EnsembleSimulator(setup[2], backend=Backend.CPU, capacity=3, layout="tapped")
+    try:
+        yield simulator
+    finally:
+        simulator.close()
+
+
 @pytest.mark.parametrize("which", ["spread", 0.0, 1.01])
-def test_host_decision_between_stages_equals_the_in_graph_decision(setup, sim, which) -> None:  # noqa: ANN001
+def test_host_decision_between_stages_equals_the_in_graph_decision(setup, sim, tapped_sim, which) -> None:  # noqa: ANN001
     """The hardware-shaped cascade (decided on the host between stage runs with the same
-    function) gives the in-graph decision process's decisions, spikes, ops and stage counts."""
+    function, in the default graph) gives the tapped graph's in-graph decision process's
+    decisions, spikes, ops and stage counts."""
     model, head, _, x, y = setup
     threshold = spread_threshold(head, torch_reference(model, head, x, y)[0]) if which == "spread" else which
-    in_graph = sim.run_cascade(x.numpy(), threshold)
-    on_host = sim.run_cascade(x.numpy(), threshold, on_host=True)
+    in_graph = tapped_sim.run_cascade(x.numpy(), threshold)
+    on_host = sim.run_cascade(x.numpy(), threshold)
     np.testing.assert_array_equal(on_host.ran_nk, in_graph.ran_nk)
     assert on_host.stages == in_graph.stages
     np.testing.assert_array_equal(on_host.predictions, in_graph.predictions)
@@ -293,4 +305,4 @@ def test_host_decision_between_stages_equals_the_in_graph_decision(setup, sim, w
         np.testing.assert_array_equal(on_host.ops_nl[k], in_graph.ops_nl[k])
     if which == "spread":
         assert set(in_graph.students_run.tolist()) == {1, 2, 3}  # all three decisions occur
-    assert sim.compilations == 1
+    assert sim.compilations == tapped_sim.compilations == 1

@@ -30,7 +30,8 @@ def simulate(
     data_dir: DataDirOpt = None,
     compare: Annotated[Optional[Path], typer.Option(
         "--compare", help="Ensemble checkpoint to compare spikes and ops with (default: ensemble.pt beside the export, if any).")] = None,
-    input_file: Annotated[Optional[Path], typer.Option("--input", help="Single network: input .npy, integers [N, ..., T].")] = None,
+    input_file: Annotated[Optional[Path], typer.Option("--input", help="Single network: input .npy, integers [N, ..., T] "
+        "(real values for an input layer driven by its bias).")] = None,
     input_bits: Annotated[int, typer.Option("--input-bits", help="Single network: graded input bits (0 = binary spikes).")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON (a new file).")] = None,
     cascade: Annotated[Optional[str], typer.Option(
@@ -51,8 +52,8 @@ def simulate(
         "--output", help="Single network: write the last layer's spikes [N, F, T], counts [N, F] and ops [N, L] "
         "to this .npz (a new file).")] = None,
 ) -> None:
-    """Run an exported ensemble (or any netx network) as Lava processes: gate, students,
-    synaptic-op counters, readout. Prints accuracy, ops per student and layer, energy, speed;
+    """Run an exported ensemble (or any netx network) as Lava processes: per-student input,
+    students (spike counts in the neurons), readouts. Prints accuracy, ops per student and layer, energy, speed;
     for a single network also its output spike counts."""
     from sne_loihi.run_files import ENSEMBLE_FILE
     from sne_loihi.io import atomic_write_json
@@ -106,6 +107,8 @@ def simulate(
                + ("" if compare or target.is_file() else "; no torch checkpoint to compare with (--compare)"))
     if rep.output is not None:
         out = rep.output
+        for note in out.get("notes", []):
+            typer.echo(f"warning: {note}", err=True)
         typer.echo(f"output layer {out['shape_xyz']} (Lava order), spike counts per neuron over all samples: "
                    f"{out['counts_per_neuron']}")
         for n, counts in enumerate(out["counts"][:10]):

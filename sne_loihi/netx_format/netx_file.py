@@ -14,10 +14,13 @@ weights leaving it), which the op counters multiply with the layer's non-zero in
 
 Files written by lava-dl itself (not by this toolkit) are read too
 (:func:`read_netx_network`): an input layer with a CUBA or sigma-delta neuron (netx builds
-an ``Input`` block for it), dense layers stored with any shape (``[N, 1, 1]`` after a
-flatten; netx's dense ports are flat), dense layers with axonal delays, and sigma-delta
-(SDNN) layers. Everything netx cannot build, or builds differently from what the file says,
-is refused with one line naming the layer.
+an ``Input`` block for it), driven by the input or, when the layer carries SLAYER's input
+transform (``weight`` / ``bias``), by its neurons' bias (:class:`InputTransform`); dense
+layers stored with any shape (``[N, 1, 1]`` after a flatten; netx's dense ports are flat),
+dense layers with axonal delays, conv layers whose stored delays are all zero, CUBA neurons
+flagged ``gradedSpike`` (netx builds them as binary LIF neurons; a note says so), and
+sigma-delta (SDNN) layers. Everything netx cannot build, or builds differently from what the
+file says, is refused with one line naming the layer.
 """
 
 from __future__ import annotations
@@ -65,6 +68,32 @@ class NetxLayer:
         return self.fanout_xyz if self.fanout_port is None else self.fanout_port
 
 
+#: Lava's LIF ``bias_mant`` is a signed 13-bit integer.
+BIAS_MANT_RANGE = (-4096, 4095)
+
+
+@dataclass(frozen=True)
+class InputTransform:
+    """SLAYER's input transform of an input layer with a neuron (``cuba.Input(weight=, bias=)``):
+    its neurons integrate ``weight * x + bias``. netx reads both integers (``int(...)``, as
+    ``hdf5.Network.create_input`` does: ``weight`` 64 when absent, ``bias`` 0) into
+    ``Input.transform`` and leaves the neuron's bias at 0 for the user to drive ("the input
+    must be handled through neuron's bias"), as lava-dl's own tests do by setting
+    ``bias_mant`` by hand.
+
+    Attributes:
+        weight: The transform's weight (64 = 1.0: SLAYER's weight scale).
+        bias: The transform's bias.
+    """
+
+    weight: int
+    bias: int
+
+    def bias_mant(self, x: np.ndarray) -> np.ndarray:
+        """The neurons' ``bias_mant`` for input ``x``: ``rint(weight * x + bias)`` (int64)."""
+        return np.rint(self.weight * np.asarray(x, dtype=np.float64) + self.bias).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class NetxNetwork:
     """What netx builds from a file: its weighted layers and whether an ``Input`` block
@@ -82,6 +111,10 @@ class NetxNetwork:
             ``Sigma`` (``sigma_output``) processes; they send signed graded messages and
             netx never resets them.
         graded_output: The last block sends graded messages (SDNN), not binary spikes.
+        bias_input: The input layer's neuron is driven by its bias (the layer carries an
+            input transform), or ``None``: the input drives the neuron's ``a_in``.
+        notes: Lines to show the user: what netx builds differently from what the file
+            says, where the run still equals netx's (e.g. ``gradedSpike`` CUBA neurons).
     """
 
     layers: list[NetxLayer]
@@ -90,6 +123,8 @@ class NetxNetwork:
     num_groups: int
     sdnn_layer: int | None = None
     graded_output: bool = False
+    bias_input: InputTransform | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def signed_input(self) -> bool:
@@ -105,6 +140,22 @@ class NetxNetwork:
     def max_delay(self) -> int:
         """Largest axonal delay of any layer (steps)."""
         return max((layer.max_delay for layer in self.layers), default=0)
+
+    @property
+    def total_delay(self) -> int:
+        """Longest sum of axonal delays along the network (steps)."""
+        return sum(layer.max_delay for layer in self.layers)
+
+    @property
+    def delayed_layer(self) -> NetxLayer | None:
+        """The first layer with a non-zero axonal delay, or ``None``."""
+        return next((layer for layer in self.layers if layer.max_delay > 0), None)
+
+    @property
+    def num_neurons(self) -> int:
+        """Neurons netx builds: the weighted layers' and an ``Input`` block's."""
+        inputs = int(np.prod(self.input_shape_xyz)) if self.input_neuron else 0
+        return inputs + sum(int(np.prod(layer.out_shape_xyz)) for layer in self.layers)
 
 
 def _scalar(v: object) -> int:
@@ -199,9 +250,10 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _check_neuron(g: object, path: Path, key: str) -> str:
+def _check_neuron(g: object, path: Path, key: str, notes: list[str]) -> str:
     """CUBA-LIF neurons with binary spikes, or sigma-delta neurons; returns the type
-    (``CUBA`` for a layer without a neuron group, as netx assumes)."""
+    (``CUBA`` for a layer without a neuron group, as netx assumes). A ``gradedSpike`` CUBA
+    neuron adds a line to ``notes``: netx ignores the flag (Lava's LIF sends binary spikes)."""
     if "neuron" not in g:
         return "CUBA"
     neuron_type = _text(g["neuron/type"][()]) if "neuron/type" in g else "CUBA"
@@ -215,8 +267,38 @@ def _check_neuron(g: object, path: Path, key: str) -> str:
     for name in g["neuron"].keys():
         g["neuron"][name][()]
     if "messageBits" in g["neuron"] and int(np.asarray(g["neuron/messageBits"][()]).reshape(-1)[0]) > 0:
-        raise ExportError(f"{path}: layer/{key} sends graded spikes (neuron/messageBits > 0); only binary spikes are supported")
+        raise ExportError(f"{path}: layer/{key} has {neuron_type} neurons with neuron/messageBits > 0; netx builds "
+                          "Lava's LIF for them, which sends binary spikes, so it would not run as written")
+    if "gradedSpike" in g["neuron"] and bool(np.asarray(g["neuron/gradedSpike"][()]).reshape(-1)[0]):
+        notes.append(f"{path}: layer/{key} has gradedSpike {neuron_type} neurons; netx builds Lava's LIF for them, "
+                     "which sends binary spikes: run as netx runs it (binary spikes), not as SLAYER's graded forward")
     return neuron_type
+
+
+def _input_transform(g: object, path: Path, key: str) -> InputTransform:
+    """An input layer's ``weight`` / ``bias``, read as netx reads them (one number each)."""
+    values = {}
+    for name, default in (("weight", 64), ("bias", 0)):
+        if name not in g:
+            values[name] = default
+            continue
+        a = np.asarray(g[name][()], dtype=np.float64).reshape(-1)
+        if a.size != 1 or not np.isfinite(a[0]):
+            raise ExportError(f"{path}: layer/{key} input {name} must be one finite number (netx reads int({name})), "
+                              f"got {a.size} values")
+        values[name] = int(a[0])
+    return InputTransform(weight=values["weight"], bias=values["bias"])
+
+
+def _conv_delay(g: object, path: Path, key: str) -> None:
+    """netx ignores a conv layer's delays: all zero is what it runs; anything else is refused."""
+    if "delay" not in g:
+        return
+    delay = np.asarray(g["delay"][()], dtype=np.float64)
+    if delay.size and (not np.all(np.isfinite(delay)) or np.abs(delay).max() > 0):
+        worst = np.nanmax(np.abs(delay)) if np.isfinite(delay).any() else float("nan")
+        raise ExportError(f"{path}: layer/{key} is a conv layer with axonal delays (up to {worst:g} steps), which netx "
+                          "ignores (it would run the layer without them); only dense layers' delays can run")
 
 
 def _dense_delay(g: object, path: Path, key: str, weight: np.ndarray) -> int:
@@ -248,6 +330,8 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
     src_flat = False  # the Lava port the next layer's input leaves from is flat
     flattened = False  # a flatten layer since the last block
     input_neuron = False
+    bias_input: InputTransform | None = None
+    notes: list[str] = []
     sdnn_layer: int | None = None
     last_type = "CUBA"
     input_shape: tuple[int, ...] | None = None
@@ -268,12 +352,14 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
                 raise ExportError(f"{path}: layer/{key} is an input layer without a 'shape'")
             shape = tuple(int(v) for v in np.atleast_1d(g["shape"][()]))
             if "neuron" in g:
-                last_type = _check_neuron(g, path, key)
+                last_type = _check_neuron(g, path, key, notes)
                 if last_type == "SDNN" and sdnn_layer is None:
                     sdnn_layer = int(key)
-                if "bias" in g:
-                    raise ExportError(f"{path}: layer/{key} is an input layer driven by a bias, which netx ignores; "
-                                      "only input layers driven by --input are supported")
+                if "bias" in g or "weight" in g:
+                    if last_type == "SDNN":
+                        raise ExportError(f"{path}: layer/{key} is a sigma-delta input layer with an input weight/bias; "
+                                          "netx's Delta neuron has no bias to drive it with")
+                    bias_input = _input_transform(g, path, key)
                 input_neuron = True
                 src_flat = len(shape) == 1
             continue
@@ -284,7 +370,7 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
             continue
         weight = np.asarray(g["weight"][()])
         out_shape = tuple(int(v) for v in np.atleast_1d(g["shape"][()]))
-        last_type = _check_neuron(g, path, key)
+        last_type = _check_neuron(g, path, key, notes)
         if last_type == "SDNN" and sdnn_layer is None:
             sdnn_layer = int(key)
         if shape is None:
@@ -293,8 +379,7 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
             input_shape = shape if input_neuron else (shape if kind == "conv" else (int(np.prod(shape)),))
         delay = 0
         if kind == "conv":
-            if "delay" in g:
-                raise ExportError(f"{path}: layer/{key} is a conv layer with delays, which netx ignores")
+            _conv_delay(g, path, key)
             if weight.ndim == 5:
                 weight = weight[..., 0]
             if src_flat or flattened:
@@ -334,4 +419,5 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
                                                                   if num_layers is not None else ""))
     in_xyz = tuple(reversed(input_shape)) if len(input_shape) == 3 else (int(np.prod(input_shape)),)
     return NetxNetwork(layers=out, input_neuron=input_neuron, input_shape_xyz=in_xyz, num_groups=len(keys),
-                       sdnn_layer=sdnn_layer, graded_output=last_type == "SDNN")
+                       sdnn_layer=sdnn_layer, graded_output=last_type == "SDNN", bias_input=bias_input,
+                       notes=tuple(notes))
