@@ -50,15 +50,15 @@ def check_networks(paths: Sequence[Path], networks: Sequence[NetxNetwork], *, re
                               "which only the CPU backend can write every step")
 
 
-def bias_stream(transform: InputTransform, x_nt: np.ndarray) -> np.ndarray:
-    """The input neurons' bias mantissas for input ``x_nt``: ``rint(weight * x + bias)``, int32.
+def bias_stream(transform: InputTransform, x_n_in_t: np.ndarray) -> np.ndarray:
+    """The input neurons' bias mantissas for input ``x_n_in_t``: ``rint(weight * x + bias)``, int32.
 
     Raises:
         SimulationError: Non-finite input, or mantissas outside Lava's 13-bit ``bias_mant``.
     """
-    if not np.all(np.isfinite(x_nt)):
+    if not np.all(np.isfinite(x_n_in_t)):
         raise SimulationError("input must hold finite numbers (they drive the input neurons' bias)")
-    mant = transform.bias_mant(x_nt)
+    mant = transform.bias_mant(x_n_in_t)
     lo, hi = BIAS_MANT_RANGE
     if mant.size and (mant.min() < lo or mant.max() > hi):
         raise SimulationError(f"input drives the input neurons' bias as rint({transform.weight} * x + {transform.bias}), "

@@ -343,15 +343,15 @@ class LavaGraph:
         self.compile_seconds += seconds
         return seconds
 
-    def run_chunk(self, x_nt: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]], float]:
-        """One Lava run over ``x_nt`` (at most ``capacity`` samples, checked input); returns
+    def run_chunk(self, x_n_in_t: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]], float]:
+        """One Lava run over ``x_n_in_t`` (at most ``capacity`` samples, checked input); returns
         per network its output spikes, ops and (with ``probe_layers``) layer spikes, and the
         seconds spent compiling (first run)."""
         from lava.magma.core.run_conditions import RunSteps
 
-        n = x_nt.shape[0]
+        n = x_n_in_t.shape[0]
         stream = np.zeros((*self.in_shape, self.steps), dtype=np.int32)
-        stream[..., : n * self.time_steps] = to_lava_input(x_nt, self.in_shape)
+        stream[..., : n * self.time_steps] = to_lava_input(x_n_in_t, self.in_shape)
         compile_s = self._compile() if not self._started else 0.0
         self.gate.send_stream(stream)
         try:
@@ -367,28 +367,28 @@ class LavaGraph:
         layer_spikes = [[p.receive()[:n].astype(np.int8) for p in probes] + [s] for probes, s in zip(self.probes, spikes)]
         return spikes, ops, layer_spikes, compile_s
 
-    def _check_input(self, x_nt: np.ndarray) -> np.ndarray:
-        x_nt = np.asarray(x_nt)
-        if x_nt.dtype.kind not in "biuf":  # complex, object, strings: not spike counts
-            raise SimulationError(f"input must hold real integers, got an array of dtype {x_nt.dtype}")
-        if x_nt.ndim < 3 or x_nt.shape[-1] != self.time_steps:
-            raise SimulationError(f"input must be [N, ..., T={self.time_steps}], got shape {list(x_nt.shape)}")
+    def _check_input(self, x_n_in_t: np.ndarray) -> np.ndarray:
+        x_n_in_t = np.asarray(x_n_in_t)
+        if x_n_in_t.dtype.kind not in "biuf":  # complex, object, strings: not spike counts
+            raise SimulationError(f"input must hold real integers, got an array of dtype {x_n_in_t.dtype}")
+        if x_n_in_t.ndim < 3 or x_n_in_t.shape[-1] != self.time_steps:
+            raise SimulationError(f"input must be [N, ..., T={self.time_steps}], got shape {list(x_n_in_t.shape)}")
         if self.bias_input is not None:  # real values, through the file's input transform
-            return bias_stream(self.bias_input, x_nt)
+            return bias_stream(self.bias_input, x_n_in_t)
         if self.signed_input:  # a sigma-delta input neuron takes signed 24-bit values
             lo, hi, what = -2 ** 23, 2 ** 23 - 1, "signed 24-bit values for a sigma-delta input layer"
         else:
             lo, hi = 0, 2 ** self.input_bits - 1 if self.input_bits > 0 else 1
             what = f"{self.input_bits}-bit graded spikes"
-        if x_nt.size and (x_nt.min() < lo or x_nt.max() > hi or not np.all(np.equal(np.mod(x_nt, 1), 0))):
+        if x_n_in_t.size and (x_n_in_t.min() < lo or x_n_in_t.max() > hi or not np.all(np.equal(np.mod(x_n_in_t, 1), 0))):
             raise SimulationError(f"input must hold integers in {lo}..{hi} ({what})")
-        return x_nt.astype(np.int32)
+        return x_n_in_t.astype(np.int32)
 
-    def run(self, x_nt: np.ndarray, active: Sequence[int] | None = None, mask_nk: np.ndarray | None = None) -> GraphRun:
-        """Run samples ``x_nt`` (torch layout ``[N, *in_shape, T]``, integers) through the graph.
+    def run(self, x_n_in_t: np.ndarray, active: Sequence[int] | None = None, mask_nk: np.ndarray | None = None) -> GraphRun:
+        """Run samples ``x_n_in_t`` (torch layout ``[N, *in_shape, T]``, integers) through the graph.
 
         Args:
-            x_nt: Graded input integers in ``0 .. 2**input_bits - 1``.
+            x_n_in_t: Graded input integers in ``0 .. 2**input_bits - 1``.
             active: Member indices to switch on (``None`` keeps the current set; all at first).
             mask_nk: Optional per-sample gate ``[N, K]`` (0/1): member k runs for sample n
                 only where it is 1 (and active). ``None``: every active member, every sample.
@@ -396,11 +396,11 @@ class LavaGraph:
         Raises:
             SimulationError: Wrong T, values outside the input range, bad ``active`` or mask.
         """
-        x_nt = self._check_input(x_nt)
+        x_n_in_t = self._check_input(x_n_in_t)
         if mask_nk is not None:
             mask_nk = np.asarray(mask_nk)
-            if mask_nk.shape != (x_nt.shape[0], self.num_members) or not np.isin(mask_nk, (0, 1)).all():
-                raise SimulationError(f"per-sample mask must be 0/1 of shape [{x_nt.shape[0]}, {self.num_members}], "
+            if mask_nk.shape != (x_n_in_t.shape[0], self.num_members) or not np.isin(mask_nk, (0, 1)).all():
+                raise SimulationError(f"per-sample mask must be 0/1 of shape [{x_n_in_t.shape[0]}, {self.num_members}], "
                                       f"got {list(mask_nk.shape)}")
         if active is not None:
             self.set_active(active)
@@ -410,10 +410,10 @@ class LavaGraph:
         ops: list[list[np.ndarray]] = [[] for _ in self.paths]
         layer_spikes: list[list[list[np.ndarray]]] = [[] for _ in self.paths]
         seconds = compile_s = 0.0
-        for start in range(0, x_nt.shape[0], self.capacity):
+        for start in range(0, x_n_in_t.shape[0], self.capacity):
             self.set_gate_mask(None if mask_nk is None else mask_nk[start:start + self.capacity])
             t0 = time.perf_counter()
-            chunk_spikes, chunk_ops, chunk_layers, chunk_compile = self.run_chunk(x_nt[start:start + self.capacity])
+            chunk_spikes, chunk_ops, chunk_layers, chunk_compile = self.run_chunk(x_n_in_t[start:start + self.capacity])
             seconds += time.perf_counter() - t0 - chunk_compile
             compile_s += chunk_compile
             for k in range(self.num_members):
@@ -424,7 +424,7 @@ class LavaGraph:
         return GraphRun([np.concatenate(s) for s in spikes], [np.concatenate(o) for o in ops], seconds,
                         merged if self.probe_layers else None, compile_s)
 
-    def run_cascade(self, x_nt: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
+    def run_cascade(self, x_n_in_t: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
                     threshold: float) -> CascadeRun:
         """Per-sample activation decided inside the graph (see
         :class:`~sne_loihi.sim.processes.CascadeDecision`): for every chunk of ``capacity``
@@ -434,7 +434,7 @@ class LavaGraph:
         process has stopped every sample. Nothing is recompiled.
 
         Args:
-            x_nt: Input as for :meth:`run`.
+            x_n_in_t: Input as for :meth:`run`.
             head_w: ``[C, sum F]`` head over the members' concatenated rates (C =
                 ``decision_classes``); ``head_b``: ``[C]``.
             order: Members in cascade order (distinct; members not listed never run).
@@ -446,7 +446,7 @@ class LavaGraph:
         """
         if self.decision is None:
             raise SimulationError("this Lava graph has no cascade decision process (build it with decision_classes > 0)")
-        x_nt, head_w, head_b, order = self.check_cascade(x_nt, head_w, head_b, order, threshold, self.decision_classes)
+        x_n_in_t, head_w, head_b, order = self.check_cascade(x_n_in_t, head_w, head_b, order, threshold, self.decision_classes)
         total = head_w.shape[1]
         self.set_active(range(self.num_members))
         self.set_gate_mask(None)
@@ -456,14 +456,14 @@ class LavaGraph:
         for var, value in ((d.head_w, head_w), (d.head_b, head_b), (d.threshold, np.array([float(threshold)])),
                            (d.order, padded), (d.enabled, np.ones(1, dtype=np.int32))):
             self._write(var, value)
-        n_all = x_nt.shape[0]
+        n_all = x_n_in_t.shape[0]
         spikes = [np.zeros((n_all, int(np.prod(n.out.shape)), self.time_steps), dtype=np.int8) for n in self.nets]
         ops = [np.zeros((n_all, len(layers)), dtype=np.int64) for layers in self.layers]
         ran = np.zeros((n_all, self.num_members), dtype=bool)
         stages, seconds, compile_s = [], 0.0, 0.0
         try:
             for start in range(0, n_all, self.capacity):
-                chunk = x_nt[start:start + self.capacity]
+                chunk = x_n_in_t[start:start + self.capacity]
                 n = chunk.shape[0]
                 first_mask = np.zeros((self.capacity, self.num_members), dtype=np.int32)
                 first_mask[:n, order[0]] = 1
@@ -491,14 +491,14 @@ class LavaGraph:
                 d.enabled.init = np.zeros(1, dtype=np.int32)
         return CascadeRun(spikes, ops, ran, stages, seconds, compile_s)
 
-    def check_cascade(self, x_nt: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
+    def check_cascade(self, x_n_in_t: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
                       threshold: float, classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
-        """Validated ``(x_nt, head_w, head_b, order)`` of a cascade run (head of ``classes`` rows).
+        """Validated ``(x_n_in_t, head_w, head_b, order)`` of a cascade run (head of ``classes`` rows).
 
         Raises:
             SimulationError: Bad input, a head of the wrong shape, a bad order or threshold.
         """
-        x_nt = self._check_input(x_nt)
+        x_n_in_t = self._check_input(x_n_in_t)
         total = sum(int(np.prod(n.out.shape)) for n in self.nets)
         head_w, head_b = np.asarray(head_w, dtype=np.float64), np.asarray(head_b, dtype=np.float64)
         if head_w.shape != (classes, total) or head_b.shape != (classes,):
@@ -509,7 +509,7 @@ class LavaGraph:
             raise SimulationError(f"cascade order must list distinct members in 0..{self.num_members - 1}, got {order}")
         if not np.isfinite(threshold):
             raise SimulationError(f"cascade threshold must be a finite number, got {threshold}")
-        return x_nt, head_w, head_b, order
+        return x_n_in_t, head_w, head_b, order
 
     @staticmethod
     def _check_counts(counts_nf: np.ndarray, spikes_nft: Sequence[np.ndarray]) -> None:

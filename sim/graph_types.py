@@ -72,19 +72,19 @@ def resolve_reset(reset_interval: int | str | None, time_steps: int) -> int | No
     raise SimulationError(f"reset interval must be 'T', an integer >= 1 or None, got {reset_interval!r}")
 
 
-def to_lava_input(x_nt: np.ndarray, port_shape: tuple[int, ...]) -> np.ndarray:
-    """Torch-layout samples ``[N, *in_shape, T]`` -> one stream ``[*port_shape, N * T]``.
+def to_lava_input(x_n_in_t: np.ndarray, port_shape: tuple[int, ...]) -> np.ndarray:
+    """Torch-layout samples ``x_n_in_t`` = ``[N, *in_shape, T]`` -> one stream ``[*port_shape, N * T]``.
 
     ``[N, C, H, W, T]`` becomes ``(W, H, C)`` per step (netx's x, y, f order); a flat port
     takes the torch flatten order.
     """
-    n, t = x_nt.shape[0], x_nt.shape[-1]
+    n, t = x_n_in_t.shape[0], x_n_in_t.shape[-1]
     if len(port_shape) == 3:
-        if x_nt.ndim != 5:
-            raise SimulationError(f"input must be [N, C, H, W, T] for this network, got shape {list(x_nt.shape)}")
-        per = x_nt.transpose(0, 3, 2, 1, 4)  # N, W, H, C, T
+        if x_n_in_t.ndim != 5:
+            raise SimulationError(f"input must be [N, C, H, W, T] for this network, got shape {list(x_n_in_t.shape)}")
+        per = x_n_in_t.transpose(0, 3, 2, 1, 4)  # N, W, H, C, T
     else:
-        per = x_nt.reshape(n, -1, t)
+        per = x_n_in_t.reshape(n, -1, t)
     if tuple(per.shape[1:-1]) != tuple(port_shape):
-        raise SimulationError(f"input of shape {list(x_nt.shape[1:-1])} does not fit the network input {list(port_shape)} (Lava order)")
+        raise SimulationError(f"input of shape {list(x_n_in_t.shape[1:-1])} does not fit the network input {list(port_shape)} (Lava order)")
     return np.moveaxis(per, 0, -2).reshape(*port_shape, n * t)

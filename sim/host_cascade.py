@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from sne_loihi.sim.graph import LavaGraph
 
 
-def run_host_cascade(graph: "LavaGraph", x_nt: np.ndarray, head_w: np.ndarray, head_b: np.ndarray,
+def run_host_cascade(graph: "LavaGraph", x_n_in_t: np.ndarray, head_w: np.ndarray, head_b: np.ndarray,
                      order: Sequence[int], threshold: float) -> CascadeRun:
     """The cascade of :meth:`~sne_loihi.sim.graph.LavaGraph.run_cascade`, decided on the host.
 
@@ -36,18 +36,18 @@ def run_host_cascade(graph: "LavaGraph", x_nt: np.ndarray, head_w: np.ndarray, h
     """
     from sne_loihi.sim.processes import decide_stage
 
-    x_nt, head_w, head_b, order = graph.check_cascade(x_nt, head_w, head_b, order, threshold, np.shape(head_w)[0])
+    x_n_in_t, head_w, head_b, order = graph.check_cascade(x_n_in_t, head_w, head_b, order, threshold, np.shape(head_w)[0])
     k_all, t = graph.num_members, graph.time_steps
     sizes = [int(np.prod(n.out.shape)) for n in graph.nets]
     bounds = np.cumsum([0, *sizes])
     graph.set_active(range(k_all))
-    n_all = x_nt.shape[0]
+    n_all = x_n_in_t.shape[0]
     spikes = [np.zeros((n_all, f, t), dtype=np.int8) for f in sizes]
     ops = [np.zeros((n_all, len(layers)), dtype=np.int64) for layers in graph.layers]
     ran_all = np.zeros((n_all, k_all), dtype=bool)
     stages, seconds, compile_s = [], 0.0, 0.0
     for start in range(0, n_all, graph.capacity):
-        chunk = x_nt[start:start + graph.capacity]
+        chunk = x_n_in_t[start:start + graph.capacity]
         n = chunk.shape[0]
         mask = np.zeros((n, k_all), dtype=np.int32)
         mask[:, order[0]] = 1

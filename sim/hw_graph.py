@@ -149,14 +149,14 @@ class HardwareGraph(LavaGraph):
             return receive_counts(neuron)
         return np.asarray(getattr(neuron, COUNTS_VAR).get()).reshape(self.capacity, *neuron.s_out.shape)
 
-    def run_chunk(self, x_nt: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]], float]:
-        """One Lava run over ``x_nt`` (at most ``capacity`` samples), as
+    def run_chunk(self, x_n_in_t: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]], float]:
+        """One Lava run over ``x_n_in_t`` (at most ``capacity`` samples), as
         :meth:`LavaGraph.run_chunk` (no layer spikes)."""
         from lava.magma.core.run_conditions import RunSteps
 
-        n, t, k_all = x_nt.shape[0], self.time_steps, self.num_members
+        n, t, k_all = x_n_in_t.shape[0], self.time_steps, self.num_members
         stream = np.zeros((*self.in_shape, self.steps), dtype=np.int32)
-        stream[..., : n * t] = to_lava_input(x_nt, self.in_shape)
+        stream[..., : n * t] = to_lava_input(x_n_in_t, self.in_shape)
         on_step_k = np.zeros((self.steps, k_all), dtype=np.int32)
         on_step_k[: n * t] = np.repeat(self.gate.on_nk(n), t, axis=0)
         streams = stream[None] * np.moveaxis(on_step_k, 0, -1).reshape(k_all, *([1] * len(self.in_shape)), self.steps)
@@ -181,7 +181,7 @@ class HardwareGraph(LavaGraph):
                                       "recorded (the counters' timing is off)")
         return spikes, ops, [[s] for s in spikes], compile_s
 
-    def run_cascade(self, x_nt: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
+    def run_cascade(self, x_n_in_t: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
                     threshold: float) -> CascadeRun:
         """The cascade of :meth:`LavaGraph.run_cascade`, decided on the host between the stage
         runs (:func:`~sne_loihi.sim.host_cascade.run_host_cascade`).
@@ -195,4 +195,4 @@ class HardwareGraph(LavaGraph):
         if self.decision_classes <= 0:
             raise SimulationError("this Lava graph was built without the cascade (no cascade decision process; "
                                   "build it with decision_classes > 0)")
-        return run_host_cascade(self, x_nt, head_w, head_b, order, threshold)
+        return run_host_cascade(self, x_n_in_t, head_w, head_b, order, threshold)
