@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from sne_loihi.errors import ExportError
+from sne_loihi.errors import ConfigError, ExportError
 from sne_loihi.export.netx_file import read_netx_layers
+from sne_loihi.students.spec import StudentSpec
 
 MANIFEST_FILE = "manifest.json"
 #: The Loihi 2 readiness report written beside the manifest (its JSON is the manifest's ``loihi2``).
@@ -185,6 +186,13 @@ def validate_manifest(m: Manifest, directory: Path) -> None:
     if sizes is not None and sizes != [s.out_features for s in m.students]:
         raise ExportError(f"{directory}: partition sizes {sizes} do not match the students' outputs "
                           f"{[s.out_features for s in m.students]}")
+    if "groups" in m.partition:  # the whole partition, not just its sizes
+        from sne_loihi.partition.base import Partition
+
+        try:
+            Partition.from_dict(m.partition)
+        except ConfigError as exc:
+            raise ExportError(f"{directory}: manifest partition: {exc}") from None
     in_xyz = tuple(reversed(m.input.shape_chw))
     for i, s in enumerate(m.students):
         path = directory / s.file
@@ -196,6 +204,10 @@ def validate_manifest(m: Manifest, directory: Path) -> None:
         if digest != s.sha256:
             raise ExportError(f"{path}: sha256 {digest[:12]}... does not match the manifest ({s.sha256[:12]}...); "
                               "the file changed after export")
+        try:
+            StudentSpec.from_dict(s.spec)
+        except ConfigError as exc:
+            raise ExportError(f"{directory}: student {i}: {exc}") from None
         layers = read_netx_layers(path)
         if len(layers) != s.num_layers:
             raise ExportError(f"{path}: {len(layers)} weighted layers, manifest says {s.num_layers}")
