@@ -501,7 +501,7 @@ DAMAGED = {
     "too-few-class-names": (_manifest("class_names", lambda names: names[:3]), [], "and 3 classes"),
     "file-outside-export": (_manifest("students", _outside), [], "is not a file name inside the export folder"),
     "negative-threshold": (_manifest("students", _negative_threshold), [],
-                           "student 0: student spec neuron.threshold must be > 0, got -1.0"),
+                           "student 0 spec neuron.threshold must be > 0, got -1.0"),
     "partition-of-1e13-features": (_manifest("partition", lambda part: {**part, "feature_dim": 10 ** 13}), [],
                                    "manifest partition: partition leaves 9999999999936"),
     "netx-stride-0": (_stride_zero, ["--input", "{run}/x.npy", "--input-bits", "4"], "layer/1 conv stride [0, 0]"),
