@@ -317,12 +317,12 @@ def students_stage(
     data = load_data(cfg)
     setup(resolve_device(cfg.train.device))  # under torchrun: the process group, before the first collective
     teacher, tpath = _teacher_for(run_dir, cfg)
+    resumed = check_resumable(out_dir / ENSEMBLE_FILE, cfg, resume=resume)  # before any cache is (re)written
+    teacher_sha256 = _same_teacher(resumed, out_dir / ENSEMBLE_FILE, tpath)
     feats = cached_teacher_features(teacher, data, run_dir, tpath)
     part = make_partition(cfg, feats, run_dir)
     scale = fit_feature_scale(feats, cfg.ensemble.feature_scaling, cfg.ensemble.feature_percentile)
-    resumed = check_resumable(out_dir / ENSEMBLE_FILE, cfg, resume=resume)  # config.toml only after the checks
-    teacher_sha256 = _same_teacher(resumed, out_dir / ENSEMBLE_FILE, tpath)
-    if is_main_process():
+    if is_main_process():  # config.toml only after every check (the partition's included)
         dump_toml(cfg, out_dir / CONFIG_FILE)
     return train_students(cfg, data, teacher, part, scale, out_dir, resume=resume, progress=progress,
                           provenance={"teacher_sha256": teacher_sha256})
@@ -362,13 +362,15 @@ def finetune_stage(
     written last, marks it finished.
 
     Raises:
-        ConfigError: Bad settings, or the run was already fine-tuned.
+        ConfigError: Bad settings, the run was already fine-tuned, or students were already
+            distilled from its teacher.
         CheckpointError: No teacher in the run folder.
     """
     from sne_loihi.config import FinetuneConfig
     from sne_loihi.errors import CheckpointError
     from sne_loihi.io import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
     from sne_loihi.distributed import setup
+    from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE
     from sne_loihi.partition import finetune_teacher, similarity_loss
     from sne_loihi.train.common import resolve_device, sharded_accuracy
     from sne_loihi.train.teacher import TEACHER_FILE, load_teacher, teacher_features
@@ -378,6 +380,9 @@ def finetune_stage(
     path, backup, summary_path = run_dir / TEACHER_FILE, run_dir / PRE_FINETUNE_TEACHER, run_dir / FINETUNE_FILE
     if summary_path.exists():
         raise ConfigError(f"{run_dir} was already fine-tuned ({summary_path} exists); use a fresh run folder")
+    if (run_dir / ENSEMBLE_FILE).exists():  # rewriting teacher.pt would orphan the students distilled from it
+        raise ConfigError(f"{run_dir / ENSEMBLE_FILE} was distilled from this teacher; fine-tune in a new run folder "
+                          "(copy teacher.pt and config.toml there)")
     if not backup.exists() and not path.exists():
         raise CheckpointError(f"no teacher in {run_dir} (expected {path}); run 'sne teacher --run-dir {run_dir}' first")
     dist = setup(resolve_device(device or cfg_device(run_dir)))
