@@ -71,7 +71,7 @@ def check_config(cfg: RunConfig) -> None:
         ConfigError: The first impossible setting, in one line naming the config key.
     """
     from sne_loihi.students import STUDENT_ARCHS
-    from sne_loihi.students.spec import MAX_INPUT_BITS
+    from sne_loihi.students.spec import MAX_INPUT_BITS, check_neuron
     from sne_loihi.teachers import EXTERNAL, TEACHERS
     from sne_loihi.device import resolve_device
 
@@ -81,16 +81,7 @@ def check_config(cfg: RunConfig) -> None:
         value = plain[section][name]
         if not ok(value):
             raise ConfigError(f"{key} must be {want}, got {value!r}")
-    neuron = cfg.student.neuron
-    for name, value, ok, want in (
-        ("threshold", neuron.threshold, _positive, "> 0"),
-        ("current_decay", neuron.current_decay, lambda v: _number(v) and 0 <= v <= 1, "in [0, 1]"),
-        ("voltage_decay", neuron.voltage_decay, lambda v: _number(v) and 0 <= v <= 1, "in [0, 1]"),
-        ("tau_grad", neuron.tau_grad, _positive, "> 0"),
-        ("scale_grad", neuron.scale_grad, _positive, "> 0"),
-    ):
-        if not ok(value):
-            raise ConfigError(f"student.neuron.{name} must be {want}, got {value!r}")
+    check_neuron(cfg.student.neuron)
     if cfg.data.data_dir and cfg.data.name == "digits":
         raise ConfigError(f"data.data_dir ({cfg.data.data_dir}) is set, but the digits data set is embedded and "
                           "reads no folder; drop --data-dir or use --dataset cifar10")

@@ -444,11 +444,17 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``tree["a"]["b"] = value`` for ``dotted = "a.b"`` (creating tables)."""
+    """Set ``tree["a"]["b"] = value`` for ``dotted = "a.b"`` (creating tables).
+
+    Raises:
+        ConfigError: ``tree["a"]`` is not a table (a config file with ``a = "x"``).
+    """
     *parents, leaf = dotted.split(".")
     node = tree
-    for part in parents:
+    for depth, part in enumerate(parents):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config section {'.'.join(parents[:depth + 1])!r} must be a table, got {node!r}")
     node[leaf] = value
 
 

@@ -52,14 +52,16 @@ def parse_active(text: str | None, num_students: int, seed: int = 0) -> ActiveSe
     """Parse an ``--active`` value: ``all``, indices ``0,2,3``, or ``k=K`` (K drawn at random).
 
     Args:
-        text: The option value (``None`` means all).
+        text: The option value (``None`` means all; an empty or blank value is an error).
         num_students: N.
         seed: Seed of the random draw for ``k=K``.
 
     Raises:
-        SimulationError: Not one of the forms, an index outside ``0..N-1``, a repeated
+        SimulationError: Empty, not one of the forms, an index outside ``0..N-1``, a repeated
             index, or K outside ``1..N``.
     """
+    if text is not None and not str(text).strip():  # "" is a typo, not "all"
+        raise SimulationError("--active must not be empty: give all, indices like 0,2, or k=K")
     value = (text or ALL).strip().lower()
     if value == ALL:
         return ActiveSet(tuple(range(num_students)), ALL)

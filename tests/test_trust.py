@@ -10,6 +10,7 @@ byte-identical.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -138,22 +139,27 @@ def test_loader_reads_plain_data_and_reports_corrupt_caches(tmp_path: Path, caps
 
 
 # ---- every load path of the CLI -------------------------------------------------------------
-#: (file in the run folder, command, text of the error). ``{run}`` and ``{tmp}`` are filled in.
+#: (file in the run folder, command, text of the error, files removed first: a fine-tune is
+#: only resumed, reading teacher_pre_finetune.pt, before students were distilled).
+#: ``{run}`` and ``{tmp}`` are filled in.
 LOAD_PATHS = [
-    ("ensemble.pt", ["evaluate", "{run}", "--no-activation"], "checkpoint"),
-    ("teacher.pt", ["partition", "--run-dir", "{run}"], "checkpoint"),
+    ("ensemble.pt", ["evaluate", "{run}", "--no-activation"], "checkpoint", []),
+    ("ensemble.pt", ["train", "--run-dir", "{run}", "--resume", "--no-progress"], "checkpoint", []),
+    ("teacher.pt", ["partition", "--run-dir", "{run}"], "checkpoint", []),
     ("teacher_pre_finetune.pt", ["teacher", "--run-dir", "{run}", "finetune", "--students", "2", "--epochs", "1"],
-     "checkpoint"),
-    ("teacher_features.pt", ["partition", "--run-dir", "{run}"], "teacher feature cache"),
-    ("cascade_head.pt", ["export", "{run}", "--out", "{tmp}/exp", "--verify-samples", "0"], "cascade head"),
+     "checkpoint", ["ensemble.pt"]),
+    ("teacher_features.pt", ["partition", "--run-dir", "{run}"], "teacher feature cache", []),
+    ("cascade_head.pt", ["export", "{run}", "--out", "{tmp}/exp", "--verify-samples", "0"], "cascade head", []),
 ]
 
 
 @pytest.mark.parametrize("kind", sorted(CRAFTED))
-@pytest.mark.parametrize(("name", "args", "what"), LOAD_PATHS, ids=[p[0] for p in LOAD_PATHS])
+@pytest.mark.parametrize(("name", "args", "what", "removed"), LOAD_PATHS, ids=[f"{p[0]}-{p[1][0]}" for p in LOAD_PATHS])
 def test_every_run_file_is_loaded_without_running_code(
-    run_copy: Path, tmp_path: Path, kind: str, name: str, args: list[str], what: str
+    run_copy: Path, tmp_path: Path, kind: str, name: str, args: list[str], what: str, removed: list[str]
 ) -> None:
+    for other in removed:
+        (run_copy / other).unlink()
     marker = tmp_path / "marker"
     CRAFTED[kind](run_copy / name, marker)
     before = snapshot(run_copy)
@@ -315,6 +321,7 @@ def test_export_overwrite_replaces_an_export_and_cleans_leftovers(run_copy: Path
         ["train", "--run-dir", "{run}", "--resume", "--seed", "7"],
         ["pipeline", "--run-dir", "{run}", "--resume", "--students", "2", "--no-progress"],
         ["teacher", "--run-dir", "{run}", "--resume", "--lr", "0.5", "--no-progress"],
+        ["teacher", "--run-dir", "{run}", "finetune", "--students", "2", "--epochs", "1"],  # students distilled
     ],
 )
 def test_refused_commands_leave_config_toml_byte_identical(run_copy: Path, args: list[str]) -> None:
@@ -385,3 +392,138 @@ def test_bad_simulate_options_are_one_line_errors(tiny_run: Path, args: list[str
     result = runner.invoke(app, ["simulate", str(tiny_run / "export"), "--samples", "2", *args])
     one_error_line(result, message)
     assert snapshot(tiny_run) == before
+
+
+# ---- late checks and config values: refused before any work -----------------------------------
+@pytest.mark.parametrize(
+    ("toml", "args", "message"),
+    [
+        ("[lava]\nactive = [\"7\"]\n", [], "lava.active: --active '7': student index 7 out of range 0..3"),
+        ("[lava]\nactive = [\"\"]\n", [], "lava.active: --active must not be empty"),
+        ("[lava]\nbackend = \"loihi2\"\n", [], "lava.backend loihi2 needs Intel's lava-loihi extension"),
+        ("", ["--students", "1000"], "ensemble.num_students 1000 exceeds teacher digits_cnn's 64 features"),
+        ("[student]\ninput_bits = 99\n", [], "student.input_bits must be in 1..8, got 99"),
+        ("data = 5\n", [], "config section 'data' must be a table"),
+        ("train = \"x\"\n", ["--epochs", "1"], "config section 'train' must be a table, got 'x'"),
+        ("[train]\nbatch_size = \"big\"\n", [], "train.batch_size"),
+    ],
+    ids=["lava-active-range", "lava-active-empty", "loihi2-without-loihi", "students-1000", "input-bits-99",
+         "toml-data-5", "toml-train-x", "toml-batch-size-text"],
+)
+def test_late_checks_fail_before_any_training(tmp_path: Path, toml: str, args: list[str], message: str) -> None:
+    test_bad_run_settings_fail_before_any_work(tmp_path, toml, args, message)
+
+
+# ---- provenance: artifacts that do not belong together ------------------------------------------
+def _swap_teacher(run: Path) -> None:
+    """Put a teacher of the same config and split but other weights in place (a retrained one)."""
+    ckpt = load_checkpoint(run / "teacher.pt")
+    ckpt["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    save_checkpoint(run / "teacher.pt", ckpt)
+
+
+def _ensemble_of_seed_7(run: Path) -> None:
+    """Another run's ensemble: distilled on the digits split of seed 7 from another teacher."""
+    ckpt = load_checkpoint(run / "ensemble.pt")
+    ckpt["config"]["train"]["seed"] = 7
+    ckpt["teacher_sha256"] = "0" * 64
+    save_checkpoint(run / "ensemble.pt", ckpt)
+
+
+def _teacher_only(run: Path) -> None:
+    """The run as it was right after ``sne teacher`` (seed 0)."""
+    for path in run.iterdir():
+        if path.name not in ("teacher.pt", "config.toml", "metrics_teacher.jsonl"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+#: (what is done to the run copy, command, text of the error)
+PROVENANCE = {
+    "swapped-teacher-evaluate": (_swap_teacher, ["evaluate", "{run}", "--no-activation"], "is not the teacher"),
+    "swapped-teacher-resume": (_swap_teacher, ["train", "--run-dir", "{run}", "--resume", "--no-progress"],
+                               "distilled from another teacher"),
+    "other-runs-ensemble": (_ensemble_of_seed_7, ["evaluate", "{run}", "--no-activation"], "asks for seed 7"),
+    "new-seed-train": (_teacher_only, ["train", "--run-dir", "{run}", "--seed", "7", "--no-progress"],
+                       "split used seed 0"),
+    "new-seed-partition": (_teacher_only, ["partition", "--run-dir", "{run}", "--seed", "7"], "split used seed 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROVENANCE))
+def test_artifacts_that_do_not_belong_together_are_refused(run_copy: Path, case: str) -> None:
+    prepare, args, message = PROVENANCE[case]
+    prepare(run_copy)
+    before = snapshot(run_copy)
+    result = runner.invoke(app, [a.format(run=run_copy) for a in args])
+    one_error_line(result, message)
+    assert snapshot(run_copy) == before
+
+
+# ---- damaged exports, netx files and run files: one line, nothing written ------------------------
+def _manifest(key: str, change: Callable[[Any], Any]) -> Callable[[Path], Path]:
+    def damage(run: Path) -> Path:
+        path = run / "export" / "manifest.json"
+        manifest = json.loads(path.read_text())
+        manifest[key] = change(manifest[key])
+        path.write_text(json.dumps(manifest))
+        return run / "export"
+    return damage
+
+
+def _nan_head(weight: list[list[float]]) -> list[list[Any]]:
+    return [[float("nan"), *weight[0][1:]], *weight[1:]]
+
+
+def _outside(students: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**students[0], "file": "../ensemble.pt"}, *students[1:]]
+
+
+def _negative_threshold(students: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    spec = students[0]["spec"]
+    return [{**students[0], "spec": {**spec, "neuron": {**spec["neuron"], "threshold": -1.0}}}, *students[1:]]
+
+
+def _stride_zero(run: Path) -> Path:
+    """A copy of one exported netx file with a convolution of stride 0 (and its input)."""
+    import h5py
+    import numpy as np
+
+    net = run / "stride0.net"
+    shutil.copy2(run / "export" / "student_0.net", net)
+    with h5py.File(net, "r+") as f:
+        f["layer/1/stride"][...] = 0
+    np.save(run / "x.npy", np.ones((2, 1, 8, 8, 2), dtype=np.int32))
+    return net
+
+
+DAMAGED = {
+    "head-nan": (_manifest("head_weight", _nan_head), [], "the head holds non-finite values"),
+    "too-few-class-names": (_manifest("class_names", lambda names: names[:3]), [], "and 3 classes"),
+    "file-outside-export": (_manifest("students", _outside), [], "is not a file name inside the export folder"),
+    "negative-threshold": (_manifest("students", _negative_threshold), [],
+                           "student 0 spec neuron.threshold must be > 0, got -1.0"),
+    "partition-of-1e13-features": (_manifest("partition", lambda part: {**part, "feature_dim": 10 ** 13}), [],
+                                   "manifest partition: partition leaves 9999999999936"),
+    "netx-stride-0": (_stride_zero, ["--input", "{run}/x.npy", "--input-bits", "4"], "layer/1 conv stride [0, 0]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_damaged_exports_are_one_line_errors(run_copy: Path, case: str) -> None:
+    damage, args, message = DAMAGED[case]
+    target = damage(run_copy)
+    before = snapshot(run_copy)
+    result = runner.invoke(app, ["simulate", str(target), "--samples", "2", *[a.format(run=run_copy) for a in args]])
+    one_error_line(result, message)
+    assert snapshot(run_copy) == before
+
+
+def test_a_partition_file_of_absurd_size_is_a_one_line_error(run_copy: Path) -> None:
+    """``feature_dim = 1e13`` once ran into a MemoryError traceback."""
+    path = run_copy / "partition.json"
+    path.write_text(path.read_text().replace('"feature_dim": 64', '"feature_dim": 10000000000000'))
+    (run_copy / "ensemble.pt").unlink()
+    before = snapshot(run_copy)
+    result = runner.invoke(app, ["train", "--run-dir", str(run_copy), "--resume", "--no-progress"])
+    one_error_line(result, str(path))
+    assert snapshot(run_copy) == before

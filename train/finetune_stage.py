@@ -9,7 +9,7 @@ from typing import Any
 from sne_loihi.config import PartitionStrategy
 from sne_loihi.device import resolve_device
 from sne_loihi.errors import ConfigError
-from sne_loihi.run import CONFIG_FILE, FINETUNE_FILE, PRE_FINETUNE_TEACHER, TEACHER_FILE, Run, load_data
+from sne_loihi.run import CONFIG_FILE, ENSEMBLE_FILE, FINETUNE_FILE, PRE_FINETUNE_TEACHER, TEACHER_FILE, Run, load_data
 
 
 def finetune_stage(
@@ -24,7 +24,8 @@ def finetune_stage(
     written last, marks it finished.
 
     Raises:
-        ConfigError: Bad settings, or the run was already fine-tuned.
+        ConfigError: Bad settings, the run was already fine-tuned, or students were already
+            distilled from its teacher.
         CheckpointError: No teacher in the run folder.
     """
     from sne_loihi.config import FinetuneConfig
@@ -41,6 +42,9 @@ def finetune_stage(
     path, backup, summary_path = run_dir / TEACHER_FILE, run_dir / PRE_FINETUNE_TEACHER, run_dir / FINETUNE_FILE
     if summary_path.exists():
         raise ConfigError(f"{run_dir} was already fine-tuned ({summary_path} exists); use a fresh run folder")
+    if (run_dir / ENSEMBLE_FILE).exists():  # rewriting teacher.pt would orphan the students distilled from it
+        raise ConfigError(f"{run_dir / ENSEMBLE_FILE} was distilled from this teacher; fine-tune in a new run folder "
+                          "(copy teacher.pt and config.toml there)")
     if not backup.exists() and not path.exists():
         raise CheckpointError(f"no teacher in {run_dir} (expected {path}); run 'sne teacher --run-dir {run_dir}' first")
     device = device or _recorded_device(run)

@@ -209,12 +209,12 @@ def students_stage(run: Run, *, resume: bool, progress: bool = True, out_dir: Pa
     data = run.data()
     setup(resolve_device(cfg.train.device))  # under torchrun: the process group, before the first collective
     teacher, tpath = _teacher_for(run)
+    resumed = check_resumable(out_dir / ENSEMBLE_FILE, cfg, resume=resume)  # before any cache is (re)written
+    teacher_sha256 = _same_teacher(resumed, out_dir / ENSEMBLE_FILE, tpath)
     feats = cached_teacher_features(teacher, data, run, tpath)
     part = make_partition(run, feats)
     scale = fit_feature_scale(feats, cfg.ensemble.feature_scaling, cfg.ensemble.feature_percentile)
-    resumed = check_resumable(out_dir / ENSEMBLE_FILE, cfg, resume=resume)  # config.toml only after the checks
-    teacher_sha256 = _same_teacher(resumed, out_dir / ENSEMBLE_FILE, tpath)
-    if is_main_process():
+    if is_main_process():  # config.toml only after every check (the partition's included)
         dump_toml(cfg, out_dir / CONFIG_FILE)
     return train_students(cfg, data, teacher, part, scale, out_dir, resume=resume, progress=progress,
                           provenance={"teacher_sha256": teacher_sha256})

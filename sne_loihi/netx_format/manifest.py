@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -9,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from sne_loihi.errors import ExportError
+from sne_loihi.config import NeuronConfig
+from sne_loihi.errors import ConfigError, ExportError
 from sne_loihi.io import sha256_file
 from sne_loihi.netx_format.netx_file import read_netx_layers
+from sne_loihi.students.spec import check_neuron
 
 MANIFEST_FILE = "manifest.json"
 #: The Loihi 2 readiness report written beside the manifest (its JSON is the manifest's ``loihi2``).
@@ -162,6 +165,25 @@ def _partition_sizes(partition: dict[str, Any]) -> list[int] | None:
     return None
 
 
+def _check_spec_neuron(spec: Any, where: str) -> None:
+    """The neuron parameters a student spec records (any spec: exports of hand-built students
+    carry their own) must be ones a CUBA-LIF neuron can have.
+
+    Raises:
+        ExportError: A parameter out of range or not a number.
+    """
+    neuron = spec.get("neuron") if isinstance(spec, dict) else None
+    if neuron is None:
+        return
+    if not isinstance(neuron, dict):
+        raise ExportError(f"{where} must be a table, got {neuron!r}")
+    known = {f.name for f in dataclasses.fields(NeuronConfig)}
+    try:
+        check_neuron(dataclasses.replace(NeuronConfig(), **{k: v for k, v in neuron.items() if k in known}), where)
+    except ConfigError as exc:
+        raise ExportError(str(exc)) from None
+
+
 def validate_manifest(m: Manifest, directory: Path) -> None:
     """Check the manifest against its files: present, unchanged (sha256), readable, shapes.
 
@@ -176,6 +198,13 @@ def validate_manifest(m: Manifest, directory: Path) -> None:
     if sizes is not None and sizes != [s.out_features for s in m.students]:
         raise ExportError(f"{directory}: partition sizes {sizes} do not match the students' outputs "
                           f"{[s.out_features for s in m.students]}")
+    if "groups" in m.partition:  # the whole partition, not just its sizes
+        from sne_loihi.partition.base import Partition
+
+        try:
+            Partition.from_dict(m.partition)
+        except ConfigError as exc:
+            raise ExportError(f"{directory}: manifest partition: {exc}") from None
     in_xyz = tuple(reversed(m.input.shape_chw))
     for i, s in enumerate(m.students):
         path = directory / s.file
@@ -187,6 +216,7 @@ def validate_manifest(m: Manifest, directory: Path) -> None:
         if digest != s.sha256:
             raise ExportError(f"{path}: sha256 {digest[:12]}... does not match the manifest ({s.sha256[:12]}...); "
                               "the file changed after export")
+        _check_spec_neuron(s.spec, f"{directory}: student {i} spec neuron")
         layers = read_netx_layers(path)
         if len(layers) != s.num_layers:
             raise ExportError(f"{path}: {len(layers)} weighted layers, manifest says {s.num_layers}")

@@ -386,8 +386,12 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
                 raise ExportError(f"{path}: layer/{key} is a conv layer after a flat layer; netx cannot connect it")
             if len(shape) != 3 or weight.ndim != 4 or weight.shape[0] != out_shape[0]:
                 raise ExportError(f"{path}: layer/{key} conv weight {weight.shape} does not fit input {shape} -> {out_shape}")
-            fan = conv_fanout_chw(weight, shape, out_shape[1:], _pair(g["stride"][()]), _pair(g["padding"][()]),
-                                  _pair(g["dilation"][()]), _scalar(g["groups"][()]))
+            stride, padding, dilation = (_pair(g[name][()]) for name in ("stride", "padding", "dilation"))
+            groups = _scalar(g["groups"][()])
+            if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or groups < 1:
+                raise ExportError(f"{path}: layer/{key} conv stride {list(stride)}, dilation {list(dilation)} and "
+                                  f"groups {groups} must be >= 1 and padding {list(padding)} >= 0")
+            fan = conv_fanout_chw(weight, shape, out_shape[1:], stride, padding, dilation, groups)
             kind_e = LayerKind.CONV
             port = _chw_to_xyz(fan)
         else:

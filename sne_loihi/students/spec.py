@@ -8,6 +8,7 @@ checkpoints and read back cheaply. :func:`sne_loihi.students.build_student` turn
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,13 +219,36 @@ class StudentSpec:
                 raise ConfigError(f"student spec {key} must be an integer, got {data[key]!r}")
         if not isinstance(data["layers"], (list, tuple)) or not isinstance(data["in_shape"], (list, tuple)):
             raise ConfigError("student spec layers and in_shape must be lists")
+        neuron = NeuronConfig(**{k: float(v) for k, v in neuron_data.items()})
+        check_neuron(neuron, "student spec neuron")
         return cls(
             layers=tuple(LayerSpec.from_dict(d) for d in data["layers"]),
             in_shape=tuple(data["in_shape"]),
             out_features=data["out_features"],
             time_steps=data["time_steps"],
             input_bits=data["input_bits"],
-            neuron=NeuronConfig(**{k: float(v) for k, v in neuron_data.items()}),
+            neuron=neuron,
             backend=backend,
             engine=engine,
         )
+
+
+def check_neuron(neuron: NeuronConfig, where: str = "student.neuron") -> None:
+    """Refuse parameters no CUBA-LIF neuron can have: threshold and gradient shape > 0,
+    decays in [0, 1], all finite.
+
+    Args:
+        neuron: The parameters.
+        where: How the message names them (a config key or a file's spec).
+
+    Raises:
+        ConfigError: The first bad parameter, in one line.
+    """
+    for name, decay in (("threshold", False), ("current_decay", True), ("voltage_decay", True),
+                        ("tau_grad", False), ("scale_grad", False)):
+        value = getattr(neuron, name)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not decay and not (number and value > 0):
+            raise ConfigError(f"{where}.{name} must be > 0, got {value!r}")
+        if decay and not (number and 0 <= value <= 1):
+            raise ConfigError(f"{where}.{name} must be in [0, 1], got {value!r}")
