@@ -3,6 +3,7 @@ Lava stage can use it without loading torch models."""
 
 from __future__ import annotations
 
+import operator
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +25,14 @@ def check_student_indices(
         error: The :class:`~sne_loihi.errors.SneError` subclass to raise.
 
     Raises:
-        error: An index out of range or a repeated index.
+        error: An entry that is not an integer, an index out of range or a repeated index.
     """
-    idx = [int(i) for i in indices]
+    if isinstance(indices, (str, bytes)):
+        raise error(f"{what} must be a sequence of student indices, got the string {indices!r}")
+    try:
+        idx = [operator.index(i) for i in indices]
+    except TypeError:
+        raise error(f"{what} must be integer student indices, got {list(indices)!r}") from None
     bad = [i for i in idx if not 0 <= i < num_students]
     if bad:
         raise error(f"{what} index {bad[0]} out of range 0..{num_students - 1}")

@@ -372,3 +372,12 @@ def test_policy_points_count_the_active_students_neuron_updates(trained: Trained
     for point in subset_points(trained.model.head, table, 3):
         assert point.neuron_updates == sum(per_student[int(i)] for i in point.setting.split(","))
     assert random_k_point(trained.model.head, table, 2, batch_size=25).neuron_updates == 2 * per_student[0]
+
+
+@pytest.mark.parametrize("bad", ["all", "0,1", [0.5], [None]])
+def test_student_indices_that_are_not_integers_are_one_error(bad: object) -> None:
+    from sne_loihi.errors import SimulationError
+    from sne_loihi.indices import check_student_indices
+
+    with pytest.raises(SimulationError, match="active student"):
+        check_student_indices(bad, 4, "active student", SimulationError)
