@@ -210,6 +210,12 @@ def bench_students(arch: str, backend: str, data, args: argparse.Namespace) -> R
                    ideal_s_per_batch=gflop / args.gflops)
 
 
+def _fast_engine_paths() -> str:
+    from sne_loihi.students.fast_cuba import engine_paths
+
+    return engine_paths("cpu")
+
+
 def _markdown(rows: list[Row], meta: dict) -> str:
     head = ("| model | backend | batch | measured batches | s/batch (median) | train s/epoch | "
             "test-eval s/epoch | s/epoch | train s/epoch, full CIFAR-10 | of s/batch: teacher fwd (KD targets) | "
@@ -227,6 +233,7 @@ def _markdown(rows: list[Row], meta: dict) -> str:
         f"- float32 matmul rate (2048^2, same threads, this process): {meta['matmul_gflops']:.1f} GFLOP/s",
         f"- freed CPU memory kept mapped (train.common.keep_freed_memory, as the training loops do; every "
         f"variant alike): {meta['keep_freed_memory']}",
+        f"- fast engine on this CPU: {meta['fast_engine_paths']}",
         "",
         head,
         "| " + " | ".join("---" for _ in range(13)) + " |",
@@ -328,6 +335,7 @@ def main() -> None:
         "ratios": ratios,
         "matmul_gflops": args.gflops,
         "keep_freed_memory": kept,
+        "fast_engine_paths": _fast_engine_paths(),
     }
     text = _markdown(rows, meta)
     print("\n" + text)

@@ -69,15 +69,18 @@ def test_time_varying_input_spikes_identically() -> None:
         assert [torch.equal(a, b) for a, b in zip(fast(x).layer_inputs, slayer(x).layer_inputs)] == [True] * 4
 
 
-@pytest.fixture(params=["native", "torch"])
+@pytest.fixture(params=["native", "torch", "native-float32-conv"])
 def cuba_path(request, monkeypatch) -> str:
-    """Run the test with the native kernel (where it builds) and with the pure-torch path."""
-    from sne_loihi.students import fast_cuba
+    """Run the test with the native kernel (where it builds), with the pure-torch path, and with
+    the spike convolutions in float32 instead of int8 (where int8 runs, the other two use it)."""
+    from sne_loihi.students import fast_cuba, spike_conv
 
     if request.param == "torch":
         monkeypatch.setattr(fast_cuba, "native_kernel", lambda: None)
     elif native_kernel() is None:
         pytest.skip("no C compiler: the native kernel cannot be built here")
+    if request.param == "native-float32-conv":
+        monkeypatch.setattr(spike_conv, "_STATE", {"ok": False, "status": "float32 (test)"})
     return request.param
 
 

@@ -97,9 +97,9 @@ def echo_engine(cfg: RunConfig) -> None:
         return
     if cfg.student.engine is StudentEngine.FAST:
         from sne_loihi.device import resolve_device
-        from sne_loihi.students.fast_cuba import forward_path
+        from sne_loihi.students.fast_cuba import engine_paths
 
-        typer.echo(f"student engine: fast (CUBA forward: {forward_path(resolve_device(cfg.train.device))})")
+        typer.echo(f"student engine: fast ({engine_paths(resolve_device(cfg.train.device))})")
     else:
         typer.echo("student engine: slayer (lava-dl SLAYER blocks)")
 

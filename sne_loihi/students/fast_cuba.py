@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from sne_loihi.students.native_cuba import (
     cuba_backward_native, cuba_forward_native, native_kernel, native_status,
 )
+from sne_loihi.students.spike_conv import int8_spike_conv, spike_conv2d, spike_conv_status
 
 #: SLAYER's CUBA constants: state scale (``s_scale = 64 * 64``), decay scale (``p_scale``),
 #: and the spike-gradient multipliers of ``slayer.neuron.cuba``.
@@ -194,7 +195,8 @@ def _forward_block_float64(z_tm: torch.Tensor, cols: slice, constant: bool, c: C
         v.mul_(keep)
 
 
-def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tensor, torch.Tensor]:
+def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants,
+                      spikes_u8: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """CUBA dynamics and spikes of one layer; neurons flattened, time-major.
 
     On a CPU with a C compiler the native kernel (:mod:`sne_loihi.students.native_cuba`) runs
@@ -207,6 +209,8 @@ def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tenso
         z_tm: ``[T, M]`` synaptic input (float32, real units) of ``M`` neurons; a view with
             stride 0 over T when the input is the same at every step.
         c: The neuron's constants.
+        spikes_u8: Optional ``[T, M]`` uint8 buffer that also receives the spikes (filled by
+            the native kernel in the same pass, otherwise by a cast).
 
     Returns:
         ``(spikes_tm, voltage_tm)``: float32 0/1 spikes and SLAYER's voltage trace
@@ -217,9 +221,12 @@ def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tenso
         if lib is not None:
             return cuba_forward_native(
                 lib, z_tm, int(DECAY_SCALE - c.current_decay), int(DECAY_SCALE - c.voltage_decay),
-                c.reset_threshold, c.threshold,
+                c.reset_threshold, c.threshold, spikes_u8,
             )
-    return cuba_forward_torch(z_tm, c)
+    spikes, voltage = cuba_forward_torch(z_tm, c)
+    if spikes_u8 is not None:
+        spikes_u8.copy_(spikes)
+    return spikes, voltage
 
 
 def cuba_forward_torch(z_tm: torch.Tensor, c: CubaConstants) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,6 +269,11 @@ def forward_path(device: torch.device | str = "cpu") -> str:
     return status if native_kernel() is not None else f"pure torch ({status})"
 
 
+def engine_paths(device: torch.device | str = "cpu") -> str:
+    """What the fast engine runs on ``device``: its CUBA forward and its spike convolution."""
+    return f"CUBA forward: {forward_path(device)}; spike conv: {spike_conv_status(device)}"
+
+
 def cuba_backward_flat(grad_spikes_tm: torch.Tensor, voltage_tm: torch.Tensor, c: CubaConstants) -> torch.Tensor:
     """Gradient of the loss w.r.t. the layer's synaptic input, SLAYER's operations in order.
 
@@ -300,24 +312,32 @@ def cuba_backward_flat(grad_spikes_tm: torch.Tensor, voltage_tm: torch.Tensor, c
 
 
 class CubaFunction(torch.autograd.Function):
-    """One SLAYER CUBA layer (dynamics + spike) as a single autograd node, time-major."""
+    """One SLAYER CUBA layer (dynamics + spike) as a single autograd node, time-major.
+
+    Returns the float32 spikes and, when asked for (``bytes_out``), the same spikes as a
+    uint8 tensor for an int8 convolution of the next layer (not differentiable; empty
+    otherwise).
+    """
 
     @staticmethod
-    def forward(ctx, z_tm: torch.Tensor, c: CubaConstants) -> torch.Tensor:  # type: ignore[override]
-        spikes, voltage = cuba_forward_flat(z_tm.detach(), c)
+    def forward(ctx, z_tm: torch.Tensor, c: CubaConstants,  # type: ignore[override]
+                bytes_out: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        spikes_u8 = torch.empty(z_tm.shape if bytes_out else (0,), dtype=torch.uint8, device=z_tm.device)
+        spikes, voltage = cuba_forward_flat(z_tm.detach(), c, spikes_u8 if bytes_out else None)
         ctx.save_for_backward(voltage)
         ctx.constants = c
-        return spikes
+        ctx.mark_non_differentiable(spikes_u8)
+        return spikes, spikes_u8
 
     @staticmethod
-    def backward(ctx, grad_spikes: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad_spikes: torch.Tensor, _grad_bytes: torch.Tensor | None):  # type: ignore[override]
         (voltage,) = ctx.saved_tensors
-        return cuba_backward_flat(grad_spikes, voltage, ctx.constants), None
+        return cuba_backward_flat(grad_spikes, voltage, ctx.constants), None, None
 
 
 def cuba_layer_tm(z_tm: torch.Tensor, c: CubaConstants) -> torch.Tensor:
     """Spikes ``[T, M]`` of a CUBA layer of ``M`` neurons fed ``z_tm``; differentiable."""
-    return CubaFunction.apply(z_tm, c)
+    return CubaFunction.apply(z_tm, c, False)[0]
 
 
 def _constant_over_time(x_nchwt: torch.Tensor) -> bool:
@@ -355,6 +375,14 @@ def _flat_tm(z: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
     return z.reshape(1, -1).expand(steps, -1) if constant else z.reshape(steps, -1)
 
 
+def _maps_like(spikes_tm: torch.Tensor, z: torch.Tensor, rows: int) -> torch.Tensor:
+    """Spikes ``[T, M]`` back in the synapse output's shape and memory order ``[T*N, ...]``."""
+    if z.dim() == 4 and not z.is_contiguous() and z.is_contiguous(memory_format=torch.channels_last):
+        _, c, h, w = z.shape
+        return spikes_tm.reshape(rows, h, w, c).permute(0, 3, 1, 2)
+    return spikes_tm.reshape(rows, *z.shape[1:])
+
+
 def run_fast(blocks: torch.nn.ModuleList, x_nchwt: torch.Tensor, channels_last: bool = True) -> FastOutput:
     """Run SLAYER ``cuba`` Conv/Flatten/Dense blocks with the fast engine.
 
@@ -381,6 +409,8 @@ def run_fast(blocks: torch.nn.ModuleList, x_nchwt: torch.Tensor, channels_last: 
         x_tn = x_tn.contiguous(memory_format=torch.channels_last)
     layer_inputs: list[torch.Tensor] = []
     layer_spikes: list[torch.Tensor] = []
+    spiking_input = False  # the first layer reads the encoded (graded) input, later ones 0/1 spikes
+    x_u8: torch.Tensor | None = None
     for block in blocks:
         kind = type(block).__name__
         if kind == "Flatten":
@@ -398,19 +428,18 @@ def run_fast(blocks: torch.nn.ModuleList, x_nchwt: torch.Tensor, channels_last: 
             w = weight[..., 0]
             if channels_last:
                 w = w.contiguous(memory_format=torch.channels_last)
-            z = F.conv2d(x_tn, w, None, tuple(synapse.stride[:2]), tuple(synapse.padding[:2]))
+            stride, padding = tuple(synapse.stride[:2]), tuple(synapse.padding[:2])
+            z = (spike_conv2d(x_tn, w, stride, padding, x_u8) if spiking_input
+                 else F.conv2d(x_tn, w, None, stride, padding))
         elif kind == "Dense":
             z = F.linear(x_tn.reshape(x_tn.shape[0], -1), weight.reshape(weight.shape[0], -1))
         else:
             raise ValueError(f"the fast engine does not run {kind} blocks")
-        spikes_tm = cuba_layer_tm(_flat_tm(z, steps, constant), cuba_constants(block.neuron))
-        channels_last_out = z.dim() == 4 and not z.is_contiguous() and z.is_contiguous(
-            memory_format=torch.channels_last)
-        if channels_last_out:
-            _, c, h, w_ = z.shape
-            x_tn = spikes_tm.reshape(steps * batch, h, w_, c).permute(0, 3, 1, 2)
-        else:
-            x_tn = spikes_tm.reshape(steps * batch, *z.shape[1:])
+        spikes_tm, spikes_u8_tm = CubaFunction.apply(_flat_tm(z, steps, constant), cuba_constants(block.neuron),
+                                                     int8_spike_conv(z.device))
+        x_tn = _maps_like(spikes_tm, z, steps * batch)
+        x_u8 = _maps_like(spikes_u8_tm, z, steps * batch) if spikes_u8_tm.numel() else None
         layer_spikes.append(_time_last(x_tn, steps))
         constant = False
+        spiking_input = True
     return FastOutput(spikes_nft=_time_last(x_tn, steps), layer_inputs=layer_inputs, layer_spikes=layer_spikes)

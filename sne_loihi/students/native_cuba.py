@@ -38,9 +38,11 @@ static inline int64_t shift_to_zero(int64_t x) {
 }
 
 /* z: [T, M] float32 with row stride z_stride (0: the same input at every step);
-   voltage, spikes: [T, M] float32. keep_u = 4096 - current_decay, keep_v = 4096 - voltage_decay.
+   voltage, spikes: [T, M] float32; spikes_u8: the spikes again as bytes (for an int8 convolution of
+   the next layer), or NULL. keep_u = 4096 - current_decay, keep_v = 4096 - voltage_decay.
    Blocks of neurons advance step by step, so independent neurons fill the pipeline. */
-void cuba_forward(const float *z, int64_t z_stride, float *voltage, float *spikes,
+void cuba_forward(const float *restrict z, int64_t z_stride, float *restrict voltage, float *restrict spikes,
+                  unsigned char *restrict spikes_u8,
                   int64_t steps, int64_t m, int64_t keep_u, int64_t keep_v,
                   float reset_threshold, float threshold, int threads) {
     #pragma omp parallel for schedule(static) num_threads(threads)
@@ -62,6 +64,7 @@ void cuba_forward(const float *z, int64_t z_stride, float *voltage, float *spike
                 float volt = v_float / 4096.0f;
                 vt[j] = volt;
                 st[j] = volt >= threshold ? 1.0f : 0.0f;               /* Spike: voltage >= theta */
+                if (spikes_u8) spikes_u8[t * m + start + j] = volt >= threshold;
                 u[j] = uj;
                 v[j] = v_float >= reset_threshold ? 0 : vj;            /* reset: v >= theta * w_scale */
             }
@@ -69,36 +72,60 @@ void cuba_forward(const float *z, int64_t z_stride, float *voltage, float *spike
     }
 }
 
+/* The backward runs on a block of columns [start, start + n) of the [T, M] tensors, all steps,
+   so the three passes below and torch's exp between them touch the block while it is in cache.
+   Rows of the block are split between the threads in chunks of BLOCK columns. */
+
 /* Backward, first half: out = -|v - theta| / tau (slayer.spike._spike_backward's argument of exp,
    the same correctly rounded float32 operations in the same order). */
-void surrogate_argument(const float *voltage, float *out, int64_t n, float threshold, float tau,
-                        int threads) {
+void surrogate_argument(const float *restrict voltage, float *restrict out, int64_t steps, int64_t m,
+                        int64_t start, int64_t n, float threshold, float tau, int threads) {
     #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t i = 0; i < n; ++i) {
-        float d = voltage[i] - threshold;
-        out[i] = -(d < 0 ? -d : d) / tau;
+    for (int64_t chunk = 0; chunk < n; chunk += BLOCK) {
+        int64_t width = n - chunk < BLOCK ? n - chunk : BLOCK;
+        for (int64_t t = 0; t < steps; ++t) {
+            const float *vt = voltage + t * m + start + chunk;
+            float *ot = out + t * m + start + chunk;
+            for (int64_t j = 0; j < width; ++j) {
+                float d = vt[j] - threshold;
+                ot[j] = -(d < 0 ? -d : d) / tau;
+            }
+        }
     }
 }
 
-/* Backward, second half, in place on g = exp(argument) [T, M]: g = (factor * g) * grad_spikes,
-   then _li_dynamics_bwd for the voltage decay and for the current decay:
+/* One leaky integrator's backward on n columns: g[t] = keep * g[t + 1] + g[t]
+   for t = steps - 2 .. 0 (product first, then the sum; no fused multiply-add). */
+static inline void carry_back(float *restrict g, int64_t steps, int64_t m, int64_t n, float keep) {
+    for (int64_t t = steps - 2; t >= 0; --t) {
+        float *gt = g + t * m;
+        const float *gn = gt + m;
+        for (int64_t j = 0; j < n; ++j) {
+            float carried = keep * gn[j];
+            gt[j] = carried + gt[j];
+        }
+    }
+}
+
+/* Backward, second half, in place on g = exp(argument): g = (factor * g) * grad_spikes, then
+   _li_dynamics_bwd for the voltage decay and for the current decay:
    g[n] = keep * g[n + 1] + g[n] (product first, then the sum; no fused multiply-add). */
-void surrogate_finish(float *g, const float *grad_spikes, int64_t steps, int64_t m, float factor,
-                      float keep_v, float keep_u, int threads) {
+void surrogate_finish(float *restrict g, const float *restrict grad_spikes, int64_t steps, int64_t m,
+                      int64_t start, int64_t n, float factor, float keep_v, float keep_u, int threads) {
     #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t i = 0; i < m; ++i) {
+    for (int64_t chunk = 0; chunk < n; chunk += BLOCK) {
+        int64_t width = n - chunk < BLOCK ? n - chunk : BLOCK;
+        int64_t first = start + chunk;
         for (int64_t t = 0; t < steps; ++t) {
-            float scaled = factor * g[t * m + i];
-            g[t * m + i] = scaled * grad_spikes[t * m + i];
+            float *gt = g + t * m + first;
+            const float *st = grad_spikes + t * m + first;
+            for (int64_t j = 0; j < width; ++j) {
+                float scaled = factor * gt[j];
+                gt[j] = scaled * st[j];
+            }
         }
-        for (int64_t t = steps - 2; t >= 0; --t) {
-            float carried = keep_v * g[(t + 1) * m + i];
-            g[t * m + i] = carried + g[t * m + i];
-        }
-        for (int64_t t = steps - 2; t >= 0; --t) {
-            float carried = keep_u * g[(t + 1) * m + i];
-            g[t * m + i] = carried + g[t * m + i];
-        }
+        carry_back(g + first, steps, m, width, keep_v);  /* voltage decay, then current decay */
+        carry_back(g + first, steps, m, width, keep_u);
     }
 }
 """
@@ -117,13 +144,22 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
         source, library = folder / "cuba.c", folder / "cuba.so"
         source.write_text(C_SOURCE)
         flags = ["-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
-        result = subprocess.run([compiler, *flags, "-fopenmp", str(source), "-o", str(library)],
-                                capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:  # a compiler without OpenMP still builds a serial kernel
-            result = subprocess.run([compiler, *flags, str(source), "-o", str(library)],
+        # Built for this CPU (its vector units; the library never leaves this process), with
+        # OpenMP; each option dropped in turn where the compiler refuses it. Vector lanes do
+        # the same integer and correctly rounded float32 operations, so results do not change.
+        attempts = [
+            ("this CPU, OpenMP", [*flags, "-march=native", "-mprefer-vector-width=512", "-fopenmp"]),
+            ("OpenMP", [*flags, "-fopenmp"]),
+            ("serial", flags),
+        ]
+        result, target = None, ""
+        for target, options in attempts:
+            result = subprocess.run([compiler, *options, str(source), "-o", str(library)],
                                     capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:
-            return None, f"C build failed: {result.stderr.strip().splitlines()[-1] if result.stderr else '?'}"
+            if result.returncode == 0:
+                break
+        if result is None or result.returncode != 0:
+            return None, f"C build failed: {result.stderr.strip().splitlines()[-1] if result and result.stderr else '?'}"
         lib = ctypes.CDLL(str(library))
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"C build failed: {exc}"
@@ -131,16 +167,17 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
         shutil.rmtree(folder, ignore_errors=True)
     lib.cuba_forward.restype = None
     lib.cuba_forward.argtypes = [
-        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
         ctypes.c_int64, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_int,
     ]
     lib.surrogate_argument.restype = None
-    lib.surrogate_argument.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_float,
-                                       ctypes.c_float, ctypes.c_int]
+    lib.surrogate_argument.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                       ctypes.c_int64, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_int]
     lib.surrogate_finish.restype = None
     lib.surrogate_finish.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                     ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_int]
-    return lib, f"native C kernel ({Path(compiler).name})"
+                                     ctypes.c_int64, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_float,
+                                     ctypes.c_int]
+    return lib, f"native C kernel ({Path(compiler).name}, {target})"
 
 
 def native_kernel() -> ctypes.CDLL | None:
@@ -157,8 +194,13 @@ def native_status() -> str:
 
 
 def cuba_forward_native(lib: ctypes.CDLL, z_tm: torch.Tensor, keep_u: int, keep_v: int,
-                        reset_threshold: float, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+                        reset_threshold: float, threshold: float,
+                        spikes_u8: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the kernel on a CPU ``[T, M]`` float32 input (rows contiguous, or stride 0 over T).
+
+    Args:
+        spikes_u8: An optional contiguous ``[T, M]`` uint8 tensor the kernel also writes the
+            spikes into (the input of an int8 convolution), in the same pass.
 
     Returns:
         ``(spikes_tm, voltage_tm)`` as :func:`~sne_loihi.students.fast_cuba.cuba_forward_flat`.
@@ -169,8 +211,12 @@ def cuba_forward_native(lib: ctypes.CDLL, z_tm: torch.Tensor, keep_u: int, keep_
     z_stride = 0 if steps > 1 and z_tm.stride(0) == 0 else m
     voltage = torch.empty((steps, m), dtype=torch.float32)
     spikes = torch.empty((steps, m), dtype=torch.float32)
+    if spikes_u8 is not None and (spikes_u8.shape != (steps, m) or spikes_u8.dtype != torch.uint8
+                                  or not spikes_u8.is_contiguous()):
+        raise ValueError("spikes_u8 must be a contiguous uint8 tensor shaped like the input")
     if m:
-        lib.cuba_forward(z_tm.data_ptr(), z_stride, voltage.data_ptr(), spikes.data_ptr(), steps, m,
+        lib.cuba_forward(z_tm.data_ptr(), z_stride, voltage.data_ptr(), spikes.data_ptr(),
+                         None if spikes_u8 is None else spikes_u8.data_ptr(), steps, m,
                          keep_u, keep_v, ctypes.c_float(reset_threshold), ctypes.c_float(threshold),
                          max(1, torch.get_num_threads()))
     return spikes, voltage
@@ -193,10 +239,13 @@ def cuba_backward_native(lib: ctypes.CDLL, grad_spikes_tm: torch.Tensor, voltage
     threads = max(1, torch.get_num_threads())
     if m == 0:
         return grad
-    lib.surrogate_argument(voltage_tm.data_ptr(), grad.data_ptr(), steps * m, ctypes.c_float(float(threshold)),
-                           ctypes.c_float(float(tau)), threads)
+    threshold_f, tau_f, factor_f = (ctypes.c_float(float(x)) for x in (threshold, tau, factor))
+    keep_v_f, keep_u_f = ctypes.c_float(float(keep_v)), ctypes.c_float(float(keep_u))
     for start in range(0, m, block):
-        grad[:, start:start + block].exp_()
-    lib.surrogate_finish(grad.data_ptr(), grad_spikes_tm.data_ptr(), steps, m, ctypes.c_float(float(factor)),
-                         ctypes.c_float(float(keep_v)), ctypes.c_float(float(keep_u)), threads)
+        n = min(block, m - start)
+        lib.surrogate_argument(voltage_tm.data_ptr(), grad.data_ptr(), steps, m, start, n, threshold_f, tau_f,
+                               threads)
+        grad[:, start:start + n].exp_()
+        lib.surrogate_finish(grad.data_ptr(), grad_spikes_tm.data_ptr(), steps, m, start, n, factor_f, keep_v_f,
+                             keep_u_f, threads)
     return grad
