@@ -29,24 +29,31 @@ def _percentile(value: Any) -> bool:
     return _number(value) and 0 < value <= 100
 
 
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _optimiser_rules(section: str, min_epochs: int) -> dict[str, Rule]:
+    """The rules of a section that says how to optimise (``teacher``, ``train``)."""
+    return {
+        f"{section}.epochs": (_at_least(min_epochs), f">= {min_epochs}"),
+        f"{section}.lr": (_positive, "> 0"),
+        f"{section}.batch_size": (_at_least(1), ">= 1"),
+        f"{section}.weight_decay": (_at_least(0), ">= 0"),
+    }
+
+
 #: ``dotted key -> (predicate, what it must be)``; checked in this order.
-RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+RULES: dict[str, Rule] = {
     "data.max_train": (_at_least(0), ">= 0 (0 = all)"),
     "data.max_test": (_at_least(0), ">= 0 (0 = all)"),
-    "teacher.epochs": (_at_least(0), ">= 0"),
-    "teacher.lr": (_positive, "> 0"),
-    "teacher.batch_size": (_at_least(1), ">= 1"),
-    "teacher.weight_decay": (_at_least(0), ">= 0"),
+    **_optimiser_rules("teacher", 0),
     "student.width": (_positive, "> 0"),
     "student.time_steps": (_at_least(1), ">= 1"),
     "ensemble.num_students": (_at_least(1), ">= 1"),
     "ensemble.alpha": (_at_least(0), ">= 0 (0 = no distillation)"),
     "ensemble.feature_percentile": (_percentile, "in (0, 100]"),
     "ensemble.train_active": (_at_least(0), ">= 0 (0 = all students)"),
-    "train.epochs": (_at_least(1), ">= 1"),
-    "train.lr": (_positive, "> 0"),
-    "train.batch_size": (_at_least(1), ">= 1"),
-    "train.weight_decay": (_at_least(0), ">= 0"),
+    **_optimiser_rules("train", 1),
     "train.threads": (_at_least(0), ">= 0 (0 = torch's default)"),
     "lava.samples": (_at_least(0), ">= 0 (0 = no Lava stage)"),
     "lava.capacity": (_at_least(1), ">= 1"),

@@ -57,7 +57,7 @@ def run_pipeline(
         stored_partition(run)
     prepare_run_dir(run, resume=resume, checkpoints=(TEACHER_FILE, ENSEMBLE_FILE))
     timings: dict[str, float] = {}
-    train_teacher(cfg, data, run.dir, resume=resume, progress=progress)
+    train_teacher(run, resume=resume, progress=progress)
     timings["teacher"] = time.time() - t0
     t = time.time()
     if finetune_if_asked(run, progress=progress) is not None:  # partition "finetune" only

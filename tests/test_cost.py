@@ -180,7 +180,7 @@ def test_counter_equals_lavas_op_counter(tmp_path: Path) -> None:
     """The torch count is exactly the synaptic events Lava's counter process records."""
     from sne_loihi.export.netx_write import write_student_hdf5
     from sne_loihi.sim.backend import Backend
-    from sne_loihi.sim.graph import LavaGraph
+    from sne_loihi.sim.graph import LavaGraph, LavaSchedule
 
     student, x_nchwt = _trained_student(StudentBackend.SLAYER, arch="digits_tiny")
     x_nchwt = x_nchwt[:5]
@@ -188,7 +188,7 @@ def test_counter_equals_lavas_op_counter(tmp_path: Path) -> None:
         ops = count_student_ops(student, student(x_nchwt))
     assert (ops.ops_nl > 0).all()
     path = write_student_hdf5(student, tmp_path / "s.net")
-    with LavaGraph([path], input_bits=4, time_steps=3, capacity=5, backend=Backend.CPU) as graph:
+    with LavaGraph([path], input_bits=4, schedule=LavaSchedule(3, capacity=5), backend=Backend.CPU) as graph:
         run = graph.run(x_nchwt.numpy().round().astype(np.int32))
     np.testing.assert_array_equal(run.ops_nl[0], ops.ops_nl.numpy().astype(np.int64))
 

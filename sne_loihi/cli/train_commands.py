@@ -48,7 +48,7 @@ def teacher(
     data = run.data()
     check_teacher_buildable(cfg, data)  # a bad external checkpoint fails before the run folder exists
     prepare_run_dir(run, resume=resume, checkpoints=(TEACHER_FILE,))
-    result = train_teacher(cfg, data, run.dir, resume=resume, progress=progress)
+    result = train_teacher(run, resume=resume, progress=progress)
     typer.echo(f"teacher {cfg.teacher.arch}: test accuracy {100 * result.test_accuracy:.2f}% -> {result.path}")
 
 
