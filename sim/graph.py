@@ -70,6 +70,7 @@ from pathlib import Path
 import numpy as np
 
 from sne_loihi.errors import SimulationError
+from sne_loihi.indices import check_student_indices
 from sne_loihi.netx_format.netx_file import NetxNetwork, read_netx_network
 from sne_loihi.sim.foreign_netx import bias_stream, check_networks
 from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
@@ -282,12 +283,7 @@ class LavaGraph:
         Raises:
             SimulationError: An index outside ``0..K-1`` or a repeated index.
         """
-        idx = [int(i) for i in active]
-        bad = [i for i in idx if not 0 <= i < self.num_members]
-        if bad:
-            raise SimulationError(f"active index {bad[0]} out of range 0..{self.num_members - 1}")
-        if len(set(idx)) != len(idx):
-            raise SimulationError(f"active indices repeat: {idx}")
+        idx = check_student_indices(active, self.num_members, "active", SimulationError)
         mask = np.zeros(self.num_members, dtype=np.int32)
         mask[idx] = 1
         self._active_mask = mask
@@ -502,9 +498,7 @@ class LavaGraph:
         if head_w.shape != (classes, total) or head_b.shape != (classes,):
             raise SimulationError(f"cascade head must be [{classes}, {total}] + [{classes}], "
                                   f"got {list(head_w.shape)} + {list(head_b.shape)}")
-        order = [int(i) for i in order]
-        if not order or len(set(order)) != len(order) or not all(0 <= i < self.num_members for i in order):
-            raise SimulationError(f"cascade order must list distinct members in 0..{self.num_members - 1}, got {order}")
+        order = check_student_indices(order, self.num_members, "cascade order", SimulationError, nonempty=True)
         if not np.isfinite(threshold):
             raise SimulationError(f"cascade threshold must be a finite number, got {threshold}")
         return x_n_in_t, head_w, head_b, order

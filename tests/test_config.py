@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 
 from sne_loihi.config import (
+    DataConfig,
     Optimizer,
     PartitionStrategy,
+    PipelineConfig,
+    ReportConfig,
     RunConfig,
     StudentBackend,
     dump_toml,
@@ -80,3 +83,43 @@ def test_a_config_file_with_a_bad_data_section_is_a_config_error(tmp_path, text:
     path.write_text(text)
     with pytest.raises(ConfigError, match="data"):
         resolve(None, path)
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"finetune": {"beta": 0.5}}, "finetune.beta must be a negative number (L_sim is maximised), got 0.5"),
+    ({"finetune": {"lr": 0.0}}, "finetune.lr must be a positive number, got 0.0"),
+    ({"finetune": {"epochs": 0}}, "finetune.epochs must be a positive integer, got 0"),
+    ({"report": {"draw_batch": 0}}, "report.draw_batch must be >= 1, got 0"),
+    ({"report": {"noise": [0.1, -1.0]}}, "report.noise must be finite numbers >= 0, got [0.1, -1.0]"),
+    ({"report": {"energy_profile": "nosuch"}}, "unknown energy profile 'nosuch'"),
+    ({"pipeline": {"dropout_k": [4]}}, "pipeline.dropout_k: 4 must be in 1..3"),
+    ({"data": {"max_test": -1}}, "data.max_test must be >= 0 (0 = all), got -1"),
+])
+def test_one_validation_path_checks_every_section(section: dict, message: str) -> None:
+    """check_config refuses what FinetuneConfig, ReportOptions, run_pipeline and load_dataset
+    each refused on their own before, with the same one-line key-naming messages."""
+    from sne_loihi.checks import check_config
+
+    cfg = RunConfig.from_dict(section)  # parsing takes any value of the right type
+    with pytest.raises(ConfigError) as exc:
+        check_config(cfg)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_sections_built_alone_are_checked_by_the_same_rules() -> None:
+    from sne_loihi.analysis.options import ReportOptions
+    from sne_loihi.data import load_dataset
+
+    with pytest.raises(ConfigError, match=r"^data.max_train must be >= 0 \(0 = all\), got -2$"):
+        load_dataset(DataConfig(max_train=-2))
+    with pytest.raises(ConfigError, match=r"^report.repeats must be >= 1, got 0$"):
+        ReportOptions(repeats=0)
+    assert ReportOptions.from_config(RunConfig().report) == ReportOptions()
+
+
+def test_old_configs_without_the_report_and_pipeline_sections_get_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text('[data]\nname = "digits"\n[lava]\nsamples = 3\n')
+    cfg = resolve(None, path)
+    assert cfg.report == ReportConfig() and cfg.pipeline == PipelineConfig()
+    assert cfg.lava.samples == 3

@@ -14,7 +14,7 @@ from sne_loihi.cli.flags import (
 )
 from sne_loihi.cli.options import (
     ConfigOpt, DatasetOpt, PresetOpt, ProgressOpt, ResumeOpt, RunDirOpt, TrustFactoryOpt, default_run_dir, echo_engine,
-    echo_preset, run_config,
+    echo_preset, run_config, stored_config,
 )
 from sne_loihi.errors import SneError
 
@@ -63,10 +63,9 @@ def teacher_finetune(ctx: typer.Context, overrides: Any = None) -> None:
     """
     from dataclasses import asdict
 
-    from sne_loihi.config import resolve
     from sne_loihi.distributed import is_main_process
     from sne_loihi.io import run_lock
-    from sne_loihi.run import CONFIG_FILE, FINETUNE_FILE, Run
+    from sne_loihi.run import FINETUNE_FILE, Run
     from sne_loihi.teachers.external import trusted_factories
     from sne_loihi.train.finetune_stage import finetune_stage
 
@@ -74,8 +73,7 @@ def teacher_finetune(ctx: typer.Context, overrides: Any = None) -> None:
     if opts.get("run_dir") is None:
         raise SneError("teacher finetune needs --run-dir (before 'finetune') holding teacher.pt")
     run_dir = Path(opts["run_dir"])
-    stored = run_dir / CONFIG_FILE
-    cfg = resolve(None, stored if stored.is_file() else None, overrides)  # reads no code, checks the values
+    cfg = stored_config(run_dir, overrides)  # reads no code; finetune_stage checks the finetune values
     lock = run_lock(run_dir) if is_main_process() else contextlib.nullcontext()  # torchrun: rank 0
     with lock, trusted_factories([opts.get("factory")], trust_all=bool(opts.get("trust_factory"))):
         summary = finetune_stage(Run(run_dir), students=cfg.ensemble.num_students, **asdict(cfg.finetune),
