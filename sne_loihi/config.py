@@ -21,6 +21,7 @@ import tomli
 import tomli_w
 
 from sne_loihi.config_sections import (  # noqa: F401  (re-exported: the config's public names)
+    NeuronLibrary,
     Optimizer,
     StudentBackend,
     StudentEngine,
@@ -44,10 +45,11 @@ from sne_loihi.config_sections import (  # noqa: F401  (re-exported: the config'
 from sne_loihi.errors import ConfigError
 
 __all__ = [
-    "DEFAULT_ENERGY_PROFILE", "DEFAULT_LAVA_CAPACITY", "DEFAULT_LAVA_SAMPLES", "PRESET_DIR", "Backend", "DataConfig",
-    "EnsembleConfig", "FeatureScaling", "FinetuneConfig", "LavaConfig", "NeuronConfig", "Optimizer", "PartitionStrategy",
-    "PipelineConfig", "ReportConfig", "RunConfig", "StudentBackend", "StudentConfig", "StudentEngine", "TeacherConfig",
-    "TrainConfig", "dump_toml", "load_toml", "merge", "named_preset", "preset", "preset_names", "resolve", "set_dotted",
+    "DEFAULT_ENERGY_PROFILE", "DEFAULT_LAVA_CAPACITY", "DEFAULT_LAVA_SAMPLES", "PRESET_DIR", "RENAMED_KEYS", "Backend",
+    "DataConfig", "EnsembleConfig", "FeatureScaling", "FinetuneConfig", "LavaConfig", "NeuronConfig", "NeuronLibrary",
+    "Optimizer", "PartitionStrategy", "PipelineConfig", "ReportConfig", "RunConfig", "StudentBackend", "StudentConfig",
+    "StudentEngine", "TeacherConfig", "TrainConfig", "dump_toml", "field_types", "load_toml", "merge", "named_preset", "preset",
+    "preset_names", "resolve", "set_dotted", "upgrade_tree",
 ]
 
 
@@ -77,8 +79,35 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        """Rebuild from :meth:`to_dict` output; unknown keys raise :class:`ConfigError`."""
-        return _from_plain(cls, data, "")
+        """Rebuild from :meth:`to_dict` output (old key names mapped, :data:`RENAMED_KEYS`);
+        unknown keys raise :class:`ConfigError`."""
+        return _from_plain(cls, upgrade_tree(data), "")
+
+
+#: Config keys renamed since files were written: old dotted key -> new one. Reading maps the
+#: old key (config.toml, --config files, presets, checkpoints, manifests); writing uses the new.
+RENAMED_KEYS: dict[str, str] = {"student.backend": "student.neuron_library"}
+
+
+def upgrade_tree(tree: Any) -> Any:
+    """A config tree with its old key names (:data:`RENAMED_KEYS`) replaced by the new ones.
+
+    Raises:
+        ConfigError: A section that gives both the old and the new name.
+    """
+    if not isinstance(tree, dict):
+        return tree
+    out = dict(tree)
+    for old, new in RENAMED_KEYS.items():
+        section, old_leaf = old.split(".")
+        new_leaf = new.split(".")[1]
+        node = out.get(section)
+        if isinstance(node, dict) and old_leaf in node:
+            if new_leaf in node:
+                raise ConfigError(f"{old} is the old name of {new}; give only {new}")
+            node = {(new_leaf if k == old_leaf else k): v for k, v in node.items()}
+            out[section] = node
+    return out
 
 
 def _to_plain(obj: Any) -> Any:
@@ -94,10 +123,18 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
+def field_types(cls: type) -> dict[str, Any]:
+    """The evaluated type of every field of a config dataclass (``typing.get_type_hints``
+    itself refuses the ``InitVar`` that keeps a renamed key settable, on Python 3.10)."""
+    annotations = {f.name: f.type for f in dataclasses.fields(cls)}
+    probe = type(cls.__name__, (), {"__annotations__": annotations, "__module__": cls.__module__})
+    return typing.get_type_hints(probe)
+
+
 def _from_plain(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"config section {where or 'root'!r} must be a table, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -244,8 +281,8 @@ def resolve(
         overrides: ``{"train.epochs": 3, ...}``; ``None`` values are ignored.
         preset_name: A named preset (:func:`preset_names`), e.g. ``cpu-cifar10``.
     """
-    file_tree = load_toml(config_file) if config_file is not None else {}
-    named = named_preset(preset_name) if preset_name else {}
+    file_tree = upgrade_tree(load_toml(config_file)) if config_file is not None else {}
+    named = upgrade_tree(named_preset(preset_name)) if preset_name else {}
     file_dataset = _data_name(file_tree, "the config file")
     named_dataset = _data_name(named, f"preset {preset_name}")
     chosen = dataset or file_dataset or named_dataset or "digits"

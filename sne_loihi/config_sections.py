@@ -5,7 +5,7 @@ re-exports every name here); their values are checked by :mod:`sne_loihi.checks`
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 
 class Optimizer(str, enum.Enum):
@@ -16,8 +16,9 @@ class Optimizer(str, enum.Enum):
     SGD = "sgd"
 
 
-class StudentBackend(str, enum.Enum):
-    """Which neuron library a student is built with.
+class NeuronLibrary(str, enum.Enum):
+    """Which neuron library a student is built with (``student.neuron_library``; the config
+    and student specs called it ``backend`` before, a name the Lava target also has).
 
     ``SLAYER``: lava-dl SLAYER CUBA-LIF, quantised like Loihi; exportable to netx and Lava.
     ``SPIKINGJELLY``: the paper's SpikingJelly LIF (Eqs. 1-3), float, torch only: the
@@ -26,6 +27,10 @@ class StudentBackend(str, enum.Enum):
 
     SLAYER = "slayer"
     SPIKINGJELLY = "spikingjelly"
+
+
+#: The enum's old name (code written against it keeps working).
+StudentBackend = NeuronLibrary
 
 
 class StudentEngine(str, enum.Enum):
@@ -131,7 +136,10 @@ class StudentConfig:
 
     Attributes:
         arch: Registered student architecture name.
-        backend: Neuron library (SLAYER for Loihi, SpikingJelly as the paper's reference).
+        neuron_library: SLAYER (for Loihi) or SpikingJelly (the paper's reference). Stored
+            config files, checkpoints and manifests that call it ``backend`` still load
+            (:data:`sne_loihi.config.RENAMED_KEYS`); ``StudentConfig(backend=...)`` and
+            ``dataclasses.replace(cfg, backend=...)`` still set it.
         width: Channel multiplier applied to the architecture's base widths.
         time_steps: T, the number of steps the (repeated) input is presented.
         input_bits: Graded input spikes carry pixel values quantised to this many bits
@@ -142,12 +150,17 @@ class StudentConfig:
     """
 
     arch: str = "digits_small"
-    backend: StudentBackend = StudentBackend.SLAYER
+    neuron_library: NeuronLibrary = NeuronLibrary.SLAYER
     engine: StudentEngine = StudentEngine.FAST
     width: float = 1.0
     time_steps: int = 4
     input_bits: int = 4
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    backend: InitVar[NeuronLibrary | str | None] = None  # the old name of neuron_library
+
+    def __post_init__(self, backend: NeuronLibrary | str | None) -> None:
+        if backend is not None:
+            self.neuron_library = NeuronLibrary(backend)
 
 
 @dataclass

@@ -5,7 +5,6 @@ config's."""
 from __future__ import annotations
 
 import dataclasses
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from sne_loihi.analysis.options import ReportOptions
 from sne_loihi.cli import app
 from sne_loihi.cli import flags as cli_flags
 from sne_loihi.cli.flags import ConfigFlag, config_flags
-from sne_loihi.config import DEFAULT_ENERGY_PROFILE, LavaConfig, ReportConfig, RunConfig
+from sne_loihi.config import DEFAULT_ENERGY_PROFILE, LavaConfig, ReportConfig, RunConfig, field_types
 
 TABLE = [f for name in dir(cli_flags) if name.endswith("_FLAGS") for f in getattr(cli_flags, name)]
 
@@ -49,7 +48,7 @@ def _option(command: str, flag: str) -> TyperOption:
 def _field_type(dotted: str) -> Any:
     cls: Any = RunConfig
     for part in dotted.split("."):
-        hints = typing.get_type_hints(cls)
+        hints = field_types(cls)
         assert part in {f.name for f in dataclasses.fields(cls)}, f"{dotted}: no config key {part!r}"
         cls = hints[part]
     return cls

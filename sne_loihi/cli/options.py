@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import inspect
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from sne_loihi.config import Backend, RunConfig, StudentBackend, StudentEngine, resolve
+from sne_loihi.cli.flags import option_group
+from sne_loihi.config import Backend, NeuronLibrary, RunConfig, StudentEngine, resolve
 
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="digits (embedded) or cifar10.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config (flags override it).")]
@@ -29,6 +32,41 @@ SamplesOpt = Annotated[int, typer.Option("--samples", help="The first N test sam
 CapacityOpt = Annotated[int, typer.Option("--capacity", help="Samples per Lava run of the one compiled graph.")]
 EnergyOpt = Annotated[str, typer.Option("--energy", help="Energy profile: cmos45nm, loihi, or a TOML file.")]
 BackendOpt = Annotated[Backend, typer.Option("--backend", help="auto (Loihi 2 if lava-loihi is installed, else CPU), cpu, loihi2.")]
+
+
+def _keyword_params(*items: tuple[str, Any, Any]) -> tuple[inspect.Parameter, ...]:
+    return tuple(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+                 for name, kind, default in items)
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """Where a command that starts a run (``sne teacher``, ``sne pipeline``) takes its config
+    from (``--dataset``, ``--config``, ``--preset``) and where the run goes (``--run-dir``)."""
+
+    dataset: str | None = None
+    config: Path | None = None
+    preset: str | None = None
+    run_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """How a training command runs: ``--resume``, ``--progress``, ``--trust-factory``."""
+
+    resume: bool = False
+    progress: bool = True
+    trust_factory: bool = False
+
+
+#: Give a command ``new_run``, a :class:`NewRun` from its four options.
+new_run_options = option_group("new_run", _keyword_params(
+    ("dataset", DatasetOpt, None), ("config", ConfigOpt, None), ("preset", PresetOpt, None), ("run_dir", RunDirOpt, None),
+), lambda given: NewRun(**given))
+#: Give a command ``job``, a :class:`Job` from its three options.
+job_options = option_group("job", _keyword_params(
+    ("resume", ResumeOpt, False), ("progress", ProgressOpt, True), ("trust_factory", TrustFactoryOpt, False),
+), lambda given: Job(**given))
 
 
 def run_config(
@@ -88,7 +126,7 @@ def default_run_dir(run_dir: Path | None, cfg: RunConfig) -> Path:
 
 def echo_engine(cfg: RunConfig) -> None:
     """Say at the start of training which engine runs the students."""
-    if cfg.student.backend is not StudentBackend.SLAYER:
+    if cfg.student.neuron_library is not NeuronLibrary.SLAYER:
         return
     if cfg.student.engine is StudentEngine.FAST:
         from sne_loihi.device import resolve_device

@@ -13,8 +13,8 @@ from sne_loihi.cli.flags import (
     DATA_FLAGS, DEVICE, FINETUNE_FLAGS, PARTITION_FLAGS, SEED, STUDENT_FLAGS, TEACHER_FLAGS, TRAIN_FLAGS, config_flags,
 )
 from sne_loihi.cli.options import (
-    ConfigOpt, DatasetOpt, PresetOpt, ProgressOpt, ResumeOpt, RunDirOpt, TrustFactoryOpt, default_run_dir, echo_engine,
-    echo_preset, run_config, stored_config,
+    ConfigOpt, TrustFactoryOpt, default_run_dir, echo_engine, echo_preset, job_options, new_run_options, run_config,
+    stored_config,
 )
 from sne_loihi.errors import SneError
 
@@ -22,33 +22,26 @@ from sne_loihi.errors import SneError
 @teacher_app.callback()
 @friendly
 @config_flags(DATA_FLAGS, TEACHER_FLAGS, (SEED, DEVICE))
-def teacher(
-    ctx: typer.Context,
-    dataset: DatasetOpt = None,
-    config: ConfigOpt = None,
-    preset: PresetOpt = None,
-    run_dir: RunDirOpt = None,
-    overrides: Any = None,
-    resume: ResumeOpt = False,
-    progress: ProgressOpt = True,
-    trust_factory: TrustFactoryOpt = False,
-) -> None:
+@new_run_options
+@job_options
+def teacher(ctx: typer.Context, new_run: Any = None, overrides: Any = None, job: Any = None) -> None:
     """Train an ANN teacher with cross-entropy and store it in the run folder."""
+    src = new_run
     if ctx.invoked_subcommand is not None:
-        ctx.obj = {"run_dir": run_dir, "device": overrides["train.device"], "progress": progress,
-                   "factory": overrides["teacher.factory"], "trust_factory": trust_factory}
+        ctx.obj = {"run_dir": src.run_dir, "device": overrides["train.device"], "progress": job.progress,
+                   "factory": overrides["teacher.factory"], "trust_factory": job.trust_factory}
         return
     from sne_loihi.run import TEACHER_FILE, Run
     from sne_loihi.train.stages import check_teacher_buildable, prepare_run_dir
     from sne_loihi.train.teacher import train_teacher
 
-    cfg = run_config(dataset, config, run_dir, overrides, preset)
+    cfg = run_config(src.dataset, src.config, src.run_dir, overrides, src.preset)
     echo_preset(cfg)
-    run = Run(default_run_dir(run_dir, cfg), cfg)
+    run = Run(default_run_dir(src.run_dir, cfg), cfg)
     data = run.data()
     check_teacher_buildable(cfg, data)  # a bad external checkpoint fails before the run folder exists
-    prepare_run_dir(run, resume=resume, checkpoints=(TEACHER_FILE,))
-    result = train_teacher(run, resume=resume, progress=progress)
+    prepare_run_dir(run, resume=job.resume, checkpoints=(TEACHER_FILE,))
+    result = train_teacher(run, resume=job.resume, progress=job.progress)
     typer.echo(f"teacher {cfg.teacher.arch}: test accuracy {100 * result.test_accuracy:.2f}% -> {result.path}")
 
 
@@ -102,13 +95,12 @@ def partition(
 @app.command()
 @friendly
 @config_flags(STUDENT_FLAGS, TRAIN_FLAGS)
+@job_options
 def train(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder holding teacher.pt (from 'sne teacher').")],
     config: ConfigOpt = None,
     overrides: Any = None,
-    resume: ResumeOpt = False,
-    progress: ProgressOpt = True,
-    trust_factory: TrustFactoryOpt = False,
+    job: Any = None,
 ) -> None:
     """Distil the run's teacher into an ensemble of SLAYER students."""
     from sne_loihi.run import Run
@@ -116,7 +108,7 @@ def train(
 
     cfg = run_config(None, config, run_dir, overrides)
     echo_engine(cfg)
-    result = students_stage(Run(run_dir, cfg), resume=resume, progress=progress)
+    result = students_stage(Run(run_dir, cfg), resume=job.resume, progress=job.progress)
     last = result.history[-1] if result.history else {}
     typer.echo(f"ensemble: test accuracy {100 * last.get('test_accuracy', float('nan')):.2f}% -> {result.path}"
                f" (run 'sne evaluate {run_dir}' for the full report)")
