@@ -187,6 +187,7 @@ def prepare_teachers(s: Settings, out: Path, progress: bool, teacher_path: Path 
     from sne_loihi.metrics import accuracy, predict_logits
     from sne_loihi.teachers.checkpoint import TEACHER_FILE, load_teacher
     from sne_loihi.train.teacher import teacher_features, train_teacher
+    from sne_loihi.run import Run
 
     cfg = teacher_config(s)
     data = load_dataset(cfg.data, seed=0)
@@ -206,7 +207,7 @@ def prepare_teachers(s: Settings, out: Path, progress: bool, teacher_path: Path 
             raise ConfigError(f"{found} does not fit the partition benchmark's data: {why}")
         teacher_s, acc = None, accuracy(predict_logits(model, data.x_test_nchw, 256, torch.device("cpu")), data.y_test)
     else:
-        result = train_teacher(cfg, data, tdir, progress=progress)
+        result = train_teacher(Run(tdir, cfg), progress=progress, data=data)
         model, acc, teacher_s = result.model, result.test_accuracy, time.time() - t0
     tuned, ft = finetune_copy(s, model, data, out / "teacher_finetuned.pt", progress)
     return {

@@ -68,12 +68,12 @@ def check_parity(students: Sequence[Any], net_paths: Sequence[Path], x_nchwt: An
         ParityError: Naming the student, layer, sample and first differing step.
     """
     from sne_loihi.sim.backend import Backend
-    from sne_loihi.sim.graph import LavaGraph
+    from sne_loihi.sim.graph import LavaGraph, LavaSchedule
 
     x_np = x_nchwt.detach().cpu().numpy().round().astype(np.int32)
     time_steps = int(x_np.shape[-1])
-    with LavaGraph(net_paths, input_bits=input_bits, time_steps=time_steps, capacity=min(capacity, len(x_np)),
-                   backend=Backend.CPU, probe_layers=True) as graph:
+    schedule = LavaSchedule(time_steps, capacity=min(capacity, len(x_np)))
+    with LavaGraph(net_paths, input_bits=input_bits, schedule=schedule, backend=Backend.CPU, probe_layers=True) as graph:
         run = graph.run(x_np)
     for i, student in enumerate(students):
         ref = torch_layer_spikes(student, x_nchwt)

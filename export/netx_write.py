@@ -44,9 +44,9 @@ def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int
     import h5py
 
     spec = getattr(student, "spec", None)
-    backend = str(getattr(getattr(spec, "backend", None), "value", getattr(spec, "backend", "slayer")))
-    if backend.lower() != "slayer":
-        raise ExportError(f"only SLAYER students can be exported to netx (this student uses {backend!r})")
+    library = str(getattr(getattr(spec, "neuron_library", None), "value", getattr(spec, "neuron_library", "slayer")))
+    if library.lower() != "slayer":
+        raise ExportError(f"only SLAYER students can be exported to netx (this student uses {library!r})")
     if in_shape_chw is None:
         in_shape_chw = tuple(int(v) for v in spec.in_shape)
     import torch

@@ -56,9 +56,9 @@ NIR_DIR = "nir"
 
 
 def _check_slayer(student: Any) -> None:
-    backend = str(getattr(student.spec.backend, "value", student.spec.backend))
-    if backend != "slayer":
-        raise ExportError(f"only SLAYER students can be exported to NIR (this student uses {backend!r})")
+    library = str(getattr(student.spec.neuron_library, "value", student.spec.neuron_library))
+    if library != "slayer":
+        raise ExportError(f"only SLAYER students can be exported to NIR (this student uses {library!r})")
 
 
 def student_nir_graph(student: Any, dt: float = NIR_DT) -> Any:

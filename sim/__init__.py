@@ -12,9 +12,11 @@ exports through the core :mod:`sne_loihi.netx_format` and never imports
 from sne_loihi.sim.backend import Backend, Engine, loihi_available, resolve_backend, resolve_engine
 from sne_loihi.sim.graph import CascadeRun, GraphRun, LavaGraph
 from sne_loihi.sim.hw_graph import HardwareGraph
+from sne_loihi.sim.schedule import LavaSchedule, RunTiming
 from sne_loihi.sim.simulator import CascadeResult, EnsembleSimulator, SimResult, encode_images, simulate_network
 
 __all__ = [
-    "Backend", "CascadeResult", "Engine", "CascadeRun", "EnsembleSimulator", "GraphRun", "HardwareGraph", "LavaGraph", "SimResult",
+    "Backend", "CascadeResult", "Engine", "CascadeRun", "EnsembleSimulator", "GraphRun", "HardwareGraph", "LavaGraph", "LavaSchedule",
+    "RunTiming", "SimResult",
     "encode_images", "loihi_available", "resolve_backend", "resolve_engine", "simulate_network",
 ]

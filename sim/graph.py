@@ -62,7 +62,6 @@ Networks exported by lava-dl itself (``sne simulate NET.net``), see
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Sequence
@@ -70,15 +69,16 @@ from pathlib import Path
 
 import numpy as np
 
-from sne_loihi.config import DEFAULT_LAVA_CAPACITY
 from sne_loihi.errors import SimulationError
+from sne_loihi.indices import check_student_indices
 from sne_loihi.netx_format.netx_file import NetxNetwork, read_netx_network
 from sne_loihi.sim.foreign_netx import bias_stream, check_networks
 from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
 from sne_loihi.sim.graph_plan import AdapterLatency, GraphPlan, Layout, input_lag, plan_graph
 from sne_loihi.sim.graph_types import RESET_PER_SAMPLE, CascadeRun, GraphRun, resolve_reset, to_lava_input
+from sne_loihi.sim.schedule import LavaSchedule, RunTiming
 
-__all__ = ["RESET_PER_SAMPLE", "CascadeRun", "GraphRun", "LavaGraph", "resolve_reset", "to_lava_input"]
+__all__ = ["RESET_PER_SAMPLE", "CascadeRun", "GraphRun", "LavaGraph", "LavaSchedule", "resolve_reset", "to_lava_input"]
 
 
 class LavaGraph:
@@ -87,8 +87,10 @@ class LavaGraph:
     Args:
         net_paths: netx HDF5 files, one per member.
         input_bits: Bits of the graded input (0 = binary spikes).
-        time_steps: T, steps per sample.
-        capacity: Samples per Lava run (batches are cut/padded to it).
+        schedule: T (steps per sample), capacity (samples per Lava run; batches are
+            cut/padded to it), reset interval (``"T"``: reset every sample, an integer, or
+            ``None``: no reset) and ``retime`` (attribute outputs and ops to samples by the
+            synaptic depth; ``False``: raw Lava steps); see the module docstring.
         backend: Requested backend; ``backend_used`` says what runs.
         probe_layers: Also record every layer's spikes (``GraphRun.layer_spikes``), for
             the export parity check; costs one more process per layer.
@@ -100,10 +102,6 @@ class LavaGraph:
             spikes; see :mod:`sne_loihi.sim.fast_models`) or ``reference`` (Lava's own).
         num_layers: Build only the first ``num_layers`` layer groups of every file (netx's
             ``num_layers``); ``None``: all.
-        reset_interval: ``"T"`` (reset every sample), an integer, or ``None`` (no reset);
-            see the module docstring.
-        retime: Attribute outputs and ops to samples by the synaptic depth (see the module
-            docstring); ``False``: raw Lava steps.
         adapter_latency: Steps the host<->chip adapters add (Loihi 2 only, where they are
             inserted; default :data:`~sne_loihi.sim.graph_plan.LOIHI2_ASSUMED_LATENCY`);
             0 on the CPU. It moves the reset offsets and the readout / counter delays
@@ -117,13 +115,13 @@ class LavaGraph:
     #: The planned layout (:mod:`~sne_loihi.sim.graph_plan`); see also :mod:`~sne_loihi.sim.hw_graph`.
     LAYOUT = Layout.TAPPED
 
-    def __init__(self, net_paths: Sequence[Path], input_bits: int, time_steps: int, capacity: int = DEFAULT_LAVA_CAPACITY,
+    def __init__(self, net_paths: Sequence[Path], input_bits: int, schedule: LavaSchedule,
                  backend: Backend | str = Backend.AUTO, probe_layers: bool = False, decision_classes: int = 0,
                  engine: Engine | str = Engine.FAST, num_layers: int | None = None,
-                 reset_interval: int | str | None = RESET_PER_SAMPLE, retime: bool = True,
                  adapter_latency: AdapterLatency | None = None) -> None:
-        if time_steps < 1 or capacity < 1:
-            raise SimulationError(f"time_steps and capacity must be >= 1 (got {time_steps}, {capacity})")
+        if not isinstance(schedule, LavaSchedule):
+            raise SimulationError(f"a Lava graph takes a LavaSchedule, got {type(schedule).__name__}")
+        self._check_options(schedule, probe_layers)
         from sne_loihi.sim.processes import MAX_LAYERS, MAX_STUDENTS
 
         if not 1 <= len(net_paths) <= MAX_STUDENTS:
@@ -132,20 +130,21 @@ class LavaGraph:
         self.backend_used = resolve_backend(backend)
         self.paths = [Path(p) for p in net_paths]
         self.num_layers = num_layers
-        self.reset_interval = resolve_reset(reset_interval, time_steps)
-        self.retime = bool(retime)
+        self.schedule = schedule
+        self.reset_interval = schedule.reset_steps
+        self.retime = schedule.retime
         self.networks: list[NetxNetwork] = [read_netx_network(p, num_layers) for p in self.paths]
         self.layers = [n.layers for n in self.networks]
         for p, layers in zip(self.paths, self.layers):
             if len(layers) > MAX_LAYERS:
                 raise SimulationError(f"{p} has {len(layers)} weighted layers; the op counter handles {MAX_LAYERS}")
-        self.input_bits, self.time_steps, self.capacity = int(input_bits), int(time_steps), int(capacity)
+        self.input_bits, self.time_steps, self.capacity = int(input_bits), schedule.time_steps, schedule.capacity
         for p, n in zip(self.paths, self.networks):
             if n.sdnn_layer is not None and self.reset_interval is not None:
                 raise SimulationError(f"{p}: layer/{n.sdnn_layer} has sigma-delta (SDNN) neurons, which netx never "
                                       "resets; run it with reset interval none (--reset-interval none)")
         self.signed_input = all(n.signed_input for n in self.networks)
-        check_networks(self.paths, self.networks, retime=self.retime, reset_interval=reset_interval,
+        check_networks(self.paths, self.networks, retime=self.retime, reset_interval=schedule.reset_interval,
                        backend=self.backend_used)
         self.bias_input = self.networks[0].bias_input
         loihi = self.backend_used is Backend.LOIHI2
@@ -155,7 +154,8 @@ class LavaGraph:
                                           decision=decision_classes > 0)
         lat = self.plan.latency.input_steps + self.plan.latency.output_steps
         depth = max(len(n.layers) + n.total_delay + input_lag(n) for n in self.networks) + lat
-        self.steps = capacity * time_steps + math.ceil(depth / time_steps) * time_steps
+        self.timing: RunTiming = schedule.timing(depth)
+        self.steps = self.timing.steps
         self.compilations = 0
         self.compile_seconds = 0.0
         self.probe_layers = probe_layers
@@ -163,6 +163,9 @@ class LavaGraph:
         self._gate_mask_ones = True
         self._started = False
         self._build()
+
+    def _check_options(self, schedule: LavaSchedule, probe_layers: bool) -> None:
+        """Refuse what this layout cannot run (the tapped graph runs every schedule)."""
 
     @property
     def num_members(self) -> int:
@@ -172,15 +175,14 @@ class LavaGraph:
     def _build(self) -> None:
         from sne_loihi.sim.processes import CascadeDecision, Gate
 
-        t = self.time_steps
         self._build_nets()
-        self.gate = Gate(shape=self.in_shape, num_students=self.num_members, time_steps=t, steps=self.steps,
-                         capacity=self.capacity, decision_port=self.decision_classes > 0)
+        self.gate = Gate(shape=self.in_shape, num_students=self.num_members, timing=self.timing,
+                         decision_port=self.decision_classes > 0)
         self.decision = None
         if self.decision_classes > 0:
             self.decision = CascadeDecision([int(np.prod(n.out.shape)) for n in self.nets],
-                                            [len(layers) for layers in self.layers], self.decision_classes, t,
-                                            self.steps, self.capacity)
+                                            [len(layers) for layers in self.layers], self.decision_classes,
+                                            self.timing)
             self.decision.mask_out.connect(self.gate.mask_in)
         self.counters, self.readouts, self.probes = [], [], []
         self._adapters: dict[int, object] = {}  # chip port id -> its NxToPy adapter (shared by host readers)
@@ -225,13 +227,12 @@ class LavaGraph:
         output -> readout (and decision), probes."""
         from sne_loihi.sim.processes import OpCounter, Readout
 
-        t, layers = self.time_steps, desc.layers
+        layers = desc.layers
         if len(net.layers) != desc.num_blocks:
             raise SimulationError(f"{self.paths[k]}: netx built {len(net.layers)} blocks, expected {desc.num_blocks}")
         first = int(desc.input_neuron)  # index in net.layers of weighted layer 0
         fanouts = [lay.port_fanout for lay in layers]
-        counter = OpCounter(fanouts, delays=self.plan.tap_delays[k], time_steps=t, steps=self.steps,
-                            capacity=self.capacity)
+        counter = OpCounter(fanouts, delays=self.plan.tap_delays[k], timing=self.timing)
         link = self._link
         gate_out = getattr(self.gate, f"out_{k}")
         if desc.bias_input is not None:
@@ -248,8 +249,7 @@ class LavaGraph:
             gate_out.connect(counter.in_0)
         for j in range(1, len(layers)):
             link(net.layers[first + j - 1].out, getattr(counter, f"in_{j}"), to_chip=False)
-        readout = Readout(tuple(net.out.shape), delay=self.plan.readout_delays[k], time_steps=t,
-                          steps=self.steps, capacity=self.capacity)
+        readout = Readout(tuple(net.out.shape), delay=self.plan.readout_delays[k], timing=self.timing)
         link(net.out, readout.inp, to_chip=False)
         if self.decision is not None:
             link(net.out, getattr(self.decision, f"in_{k}"), to_chip=False)
@@ -258,8 +258,7 @@ class LavaGraph:
         probes = []
         for j in range(len(layers) - 1 if self.probe_layers else 0):
             block = net.layers[first + j]
-            probes.append(Readout(tuple(block.out.shape), delay=self.plan.tap_delays[k][j + 1], time_steps=t,
-                                  steps=self.steps, capacity=self.capacity))
+            probes.append(Readout(tuple(block.out.shape), delay=self.plan.tap_delays[k][j + 1], timing=self.timing))
             self._link(block.out, probes[-1].inp, to_chip=False)
         self.probes.append(probes)
 
@@ -284,12 +283,7 @@ class LavaGraph:
         Raises:
             SimulationError: An index outside ``0..K-1`` or a repeated index.
         """
-        idx = [int(i) for i in active]
-        bad = [i for i in idx if not 0 <= i < self.num_members]
-        if bad:
-            raise SimulationError(f"active index {bad[0]} out of range 0..{self.num_members - 1}")
-        if len(set(idx)) != len(idx):
-            raise SimulationError(f"active indices repeat: {idx}")
+        idx = check_student_indices(active, self.num_members, "active", SimulationError)
         mask = np.zeros(self.num_members, dtype=np.int32)
         mask[idx] = 1
         self._active_mask = mask
@@ -504,9 +498,7 @@ class LavaGraph:
         if head_w.shape != (classes, total) or head_b.shape != (classes,):
             raise SimulationError(f"cascade head must be [{classes}, {total}] + [{classes}], "
                                   f"got {list(head_w.shape)} + {list(head_b.shape)}")
-        order = [int(i) for i in order]
-        if not order or len(set(order)) != len(order) or not all(0 <= i < self.num_members for i in order):
-            raise SimulationError(f"cascade order must list distinct members in 0..{self.num_members - 1}, got {order}")
+        order = check_student_indices(order, self.num_members, "cascade order", SimulationError, nonempty=True)
         if not np.isfinite(threshold):
             raise SimulationError(f"cascade threshold must be a finite number, got {threshold}")
         return x_n_in_t, head_w, head_b, order

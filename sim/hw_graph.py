@@ -35,16 +35,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from sne_loihi.config import DEFAULT_LAVA_CAPACITY
 from sne_loihi.errors import SimulationError
-from sne_loihi.sim.backend import Backend, Engine
+from sne_loihi.sim.backend import Backend
 from sne_loihi.sim.graph import LavaGraph
-from sne_loihi.sim.graph_plan import AdapterLatency, Layout
-from sne_loihi.sim.graph_types import RESET_PER_SAMPLE, CascadeRun, to_lava_input
+from sne_loihi.sim.graph_plan import Layout
+from sne_loihi.sim.graph_types import CascadeRun, to_lava_input
+from sne_loihi.sim.schedule import LavaSchedule
 
 __all__ = ["HardwareGraph", "HostGate"]
 
@@ -74,20 +73,13 @@ class HardwareGraph(LavaGraph):
 
     LAYOUT = Layout.HARDWARE
 
-    def __init__(self, net_paths: Sequence[Path], input_bits: int, time_steps: int, capacity: int = DEFAULT_LAVA_CAPACITY,
-                 backend: Backend | str = Backend.AUTO, probe_layers: bool = False, decision_classes: int = 0,
-                 engine: Engine | str = Engine.FAST, num_layers: int | None = None,
-                 reset_interval: int | str | None = RESET_PER_SAMPLE, retime: bool = True,
-                 adapter_latency: AdapterLatency | None = None) -> None:
+    def _check_options(self, schedule: LavaSchedule, probe_layers: bool) -> None:
         if probe_layers:
             raise SimulationError("the hardware-shaped graph reads no hidden layer; probe layers in the tapped "
                                   "graph (LavaGraph)")
-        if reset_interval != RESET_PER_SAMPLE or not retime:
+        if not schedule.per_sample:
             raise SimulationError("the hardware-shaped graph resets every sample and re-times its outputs; run other "
                                   "timings in the tapped graph (LavaGraph)")
-        super().__init__(net_paths, input_bits, time_steps, capacity=capacity, backend=backend,
-                         decision_classes=decision_classes, engine=engine, num_layers=num_layers,
-                         adapter_latency=adapter_latency)
 
     def _build(self) -> None:
         from sne_loihi.sim.hw_processes import Injector, add_spike_counter
@@ -98,11 +90,11 @@ class HardwareGraph(LavaGraph):
                 raise SimulationError(f"{p}: the hardware-shaped graph runs CUBA networks without an input neuron or "
                                       "axonal delays; simulate this file with `sne simulate` (tapped graph)")
         self._build_nets()
-        k_all, t = self.num_members, self.time_steps
+        k_all = self.num_members
         self.gate = HostGate(np.ones(k_all, dtype=np.int32), np.ones((self.capacity, k_all), dtype=np.int32))
         self.decision = None
         self.counters, self.probes = [], [[] for _ in self.paths]
-        self.injector = Injector(self.in_shape, k_all, self.steps)
+        self.injector = Injector(self.in_shape, k_all, self.timing)
         self.readouts, self._adapters = [], {}
         self.count_neurons: list[list[object]] = []
         shift_in = self.plan.latency.input_steps
@@ -113,10 +105,9 @@ class HardwareGraph(LavaGraph):
             neurons = [block.neuron for block in net.layers]  # every CUBA neuron gets the counting model
             try:
                 for j, neuron in enumerate(neurons):
-                    add_spike_counter(neuron, self.capacity, j + 1 + shift_in, t, self.steps, pipe=on_cpu)
+                    add_spike_counter(neuron, j + 1 + shift_in, self.timing, pipe=on_cpu)
                 self._link(getattr(self.injector, f"out_{k}"), net.inp, to_chip=True)
-                readout = Readout(tuple(net.out.shape), delay=self.plan.readout_delays[k], time_steps=t,
-                                  steps=self.steps, capacity=self.capacity)
+                readout = Readout(tuple(net.out.shape), delay=self.plan.readout_delays[k], timing=self.timing)
                 self._link(net.out, readout.inp, to_chip=False)
             except (AssertionError, ValueError) as exc:  # Lava's port shape checks, a non-CUBA neuron
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

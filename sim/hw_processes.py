@@ -31,19 +31,17 @@ from sne_loihi.sim.backend import prepare_lava_import
 
 prepare_lava_import()  # before any Lava import: see its docstring
 
-from lava.magma.core.decorator import implements, requires, tag  # noqa: E402
 from lava.magma.core.model.py.model import PyLoihiProcessModel  # noqa: E402
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort  # noqa: E402
 from lava.magma.core.model.py.type import LavaPyType  # noqa: E402
 from lava.magma.core.process.ports.ports import InPort, OutPort  # noqa: E402
 from lava.magma.core.process.process import AbstractProcess  # noqa: E402
 from lava.magma.core.process.variable import Var  # noqa: E402
-from lava.magma.core.resources import CPU  # noqa: E402
-from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 from lava.proc.lif.models import PyLifModelBitAcc, PyLifResetModelBitAcc  # noqa: E402
 from lava.proc.lif.process import LIF, LIFReset  # noqa: E402
 
-from sne_loihi.sim.processes import MAX_STUDENTS, _first_step, _sample_step  # noqa: E402
+from sne_loihi.sim.processes import MAX_STUDENTS, cpu_model, play_stream  # noqa: E402
+from sne_loihi.sim.schedule import RunTiming  # noqa: E402
 
 #: Names of the members :func:`add_spike_counter` adds to a neuron process.
 COUNTS_VAR, TIMING_VAR, COUNTS_PORT = "spike_counts", "count_timing", "counts_out"
@@ -57,14 +55,14 @@ class Injector(AbstractProcess):
     Args:
         shape: Input shape (Lava order).
         num_students: K (ports ``out_0 .. out_{K-1}``).
-        steps: Time steps of one run.
+        timing: The graph's run timing (its ``steps``: time steps of one run).
     """
 
-    def __init__(self, shape: tuple[int, ...], num_students: int, steps: int) -> None:
+    def __init__(self, shape: tuple[int, ...], num_students: int, timing: RunTiming) -> None:
         if not 1 <= num_students <= MAX_STUDENTS:
             raise ValueError(f"the injector serves 1..{MAX_STUDENTS} students, got {num_students}")
-        super().__init__(shape=shape, num_students=num_students, steps=steps)
-        self.stream_in = InPort(shape=(num_students, *shape, steps))
+        super().__init__(shape=shape, num_students=num_students, timing=timing)
+        self.stream_in = InPort(shape=(num_students, *shape, timing.steps))
         self.stream_in.flag_external_pipe(buffer_size=1)
         for k in range(MAX_STUDENTS):  # a model's ports are fixed in its class (see processes.Gate)
             setattr(self, f"out_{k}", OutPort(shape=shape if k < num_students else (1,)))
@@ -74,9 +72,7 @@ class Injector(AbstractProcess):
         self.stream_in.external_pipe_csp_send_port.send(np.ascontiguousarray(streams, dtype=np.int32))
 
 
-@implements(proc=Injector, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@cpu_model(Injector)
 class PyInjectorModel(PyLoihiProcessModel):
     """numpy injector (see :class:`Injector`)."""
 
@@ -85,24 +81,19 @@ class PyInjectorModel(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         """Send every student this step's slice of its stream."""
-        p = self.proc_params
-        if _first_step(self.time_step, p["steps"]):
-            self._streams = self.stream_in.csp_ports[-1].recv()
-        step = (self.time_step - 1) % p["steps"]
-        for k in range(p["num_students"]):
-            getattr(self, f"out_{k}").send(self._streams[k, ..., step])
+        streams_k = play_stream(self)  # [K, *shape]
+        for k in range(self.proc_params["num_students"]):
+            getattr(self, f"out_{k}").send(streams_k[k])
 
 
-def add_spike_counter(neuron: AbstractProcess, capacity: int, delay: int, time_steps: int, steps: int,
-                      pipe: bool) -> None:
+def add_spike_counter(neuron: AbstractProcess, delay: int, timing: RunTiming, pipe: bool) -> None:
     """Give a netx neuron process (``LIF`` / ``LIFReset``) the Vars of the counting models.
 
     Args:
         neuron: The neuron process (before compilation).
-        capacity: Samples per run.
         delay: Steps between a sample's data leaving the host and this neuron's spikes for it
             (the weighted layer's 1-based index plus the input latency).
-        time_steps: T; ``steps``: time steps of one run.
+        timing: T, samples per run (capacity) and time steps of one run.
         pipe: Also add the external-pipe port the CPU model sends the counts through.
 
     Raises:
@@ -110,9 +101,9 @@ def add_spike_counter(neuron: AbstractProcess, capacity: int, delay: int, time_s
     """
     if type(neuron) not in (LIF, LIFReset):
         raise ValueError(f"spike counting needs a CUBA neuron (LIF/LIFReset), got {type(neuron).__name__}")
-    shape = tuple(neuron.s_out.shape)
+    shape, capacity = tuple(neuron.s_out.shape), timing.capacity
     members = {COUNTS_VAR: Var(shape=(capacity, *shape), init=np.zeros((capacity, *shape), dtype=np.int32)),
-               TIMING_VAR: Var(shape=(3,), init=np.array([delay, time_steps, steps], dtype=np.int32))}
+               TIMING_VAR: Var(shape=(3,), init=np.array([delay, timing.time_steps, timing.steps], dtype=np.int32))}
     for name, var in members.items():
         setattr(neuron, name, var)
     neuron._init_proc_member_obj(members)
@@ -142,27 +133,26 @@ class _CountMixin:
         super().reset_voltage(spike_vector)
 
     def run_spk(self) -> None:
-        delay, time_steps, steps = (int(v) for v in self.count_timing)
-        if _first_step(self.time_step, steps):
+        if not hasattr(self, "_timing"):  # a neuron's Vars, not proc params: netx built the process
+            delay, time_steps, steps = (int(v) for v in self.count_timing)
+            self._delay, self._timing = delay, RunTiming(time_steps, self.spike_counts.shape[0], steps)
+        timing = self._timing
+        if timing.first_step(self.time_step):
             self.spike_counts[:] = 0
         super().run_spk()
-        where = _sample_step(self.time_step, delay, steps, time_steps, self.spike_counts.shape[0])
+        where = timing.sample_step(self.time_step, self._delay)
         if where is not None:
             self.spike_counts[where[0]] += self._spiked != 0
-        if self.time_step % steps == 0:  # the run's last step
+        if timing.last_step(self.time_step):
             self.counts_out.send(self.spike_counts)
 
 
-@implements(proc=LIF, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("bit_accurate_loihi", "fixed_pt")
+@cpu_model(LIF, "bit_accurate_loihi", "fixed_pt")
 class PyLifCountModel(_CountMixin, PyLifModelBitAcc):
     """``PyLifModelBitAcc`` (same dynamics) + per-sample spike counts."""
 
 
-@implements(proc=LIFReset, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("bit_accurate_loihi", "fixed_pt")
+@cpu_model(LIFReset, "bit_accurate_loihi", "fixed_pt")
 class PyLifResetCountModel(_CountMixin, PyLifResetModelBitAcc):
     """``PyLifResetModelBitAcc`` (same dynamics) + per-sample spike counts."""
 

@@ -16,11 +16,12 @@ that run's figures only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from sne_loihi.sim.lava_import import prepare_lava_import
+from sne_loihi.sim.schedule import RunTiming
 
 prepare_lava_import()  # before any Lava import: see its docstring
 
@@ -59,20 +60,18 @@ class Gate(AbstractProcess):
     Args:
         shape: Input shape (Lava order).
         num_students: Number of output ports ``out_0 .. out_{n-1}``.
-        time_steps: T, steps per sample.
-        steps: Time steps of one run.
-        capacity: Samples per run.
+        timing: T, samples per run (capacity) and steps of one run.
         decision_port: Add the InPort ``mask_in`` (``[capacity, num_students]``) through
             which a :class:`CascadeDecision` switches students per sample.
     """
 
-    def __init__(self, shape: tuple[int, ...], num_students: int, time_steps: int, steps: int, capacity: int,
+    def __init__(self, shape: tuple[int, ...], num_students: int, timing: RunTiming,
                  decision_port: bool = False) -> None:
         if not 1 <= num_students <= MAX_STUDENTS:
             raise ValueError(f"the gate serves 1..{MAX_STUDENTS} students, got {num_students}")
-        super().__init__(shape=shape, num_students=num_students, time_steps=time_steps, steps=steps,
-                         decision_port=decision_port)
-        self.stream_in = InPort(shape=(*shape, steps))
+        super().__init__(shape=shape, num_students=num_students, timing=timing, decision_port=decision_port)
+        capacity = timing.capacity
+        self.stream_in = InPort(shape=(*shape, timing.steps))
         self.stream_in.flag_external_pipe(buffer_size=1)
         # A process model's ports are fixed in its class, so every gate has MAX_STUDENTS
         # ports; those beyond num_students stay unconnected (a 1-element placeholder).
@@ -97,17 +96,14 @@ class OpCounter(AbstractProcess):
     Args:
         fanouts: Per layer the fan-out array, shaped like that layer's input port.
         delays: Per layer how many steps its input lags the source (``k`` for layer ``k``).
-        time_steps: T, steps per sample.
-        steps: Time steps of one run (all samples plus the flush).
-        capacity: Samples per run.
+        timing: T, samples per run (capacity) and steps of one run (all samples plus the flush).
     """
 
-    def __init__(self, fanouts: Sequence[np.ndarray], delays: Sequence[int], time_steps: int, steps: int,
-                 capacity: int) -> None:
+    def __init__(self, fanouts: Sequence[np.ndarray], delays: Sequence[int], timing: RunTiming) -> None:
         if not 1 <= len(fanouts) <= MAX_LAYERS:
             raise ValueError(f"the op counter handles 1..{MAX_LAYERS} layers, got {len(fanouts)}")
-        super().__init__(fanouts=[np.asarray(f, dtype=np.int64) for f in fanouts], delays=list(delays),
-                         time_steps=time_steps, steps=steps)
+        super().__init__(fanouts=[np.asarray(f, dtype=np.int64) for f in fanouts], delays=list(delays), timing=timing)
+        capacity = timing.capacity
         for k in range(MAX_LAYERS):  # unused ports stay unconnected (see Gate)
             setattr(self, f"in_{k}", InPort(shape=np.shape(fanouts[k]) if k < len(fanouts) else (1,)))
         self.ops = Var(shape=(len(fanouts), capacity), init=np.zeros((len(fanouts), capacity), dtype=np.int64))
@@ -129,15 +125,13 @@ class Readout(AbstractProcess):
     Args:
         shape: Shape of the recorded port (``(F,)`` for a dense output layer).
         delay: Steps the output lags the source (number of weighted layers).
-        time_steps: T.
-        steps: Time steps of one run.
-        capacity: Samples per run.
+        timing: T, samples per run (capacity) and steps of one run.
     """
 
-    def __init__(self, shape: tuple[int, ...], delay: int, time_steps: int, steps: int, capacity: int) -> None:
-        super().__init__(delay=delay, time_steps=time_steps, steps=steps)
+    def __init__(self, shape: tuple[int, ...], delay: int, timing: RunTiming) -> None:
+        super().__init__(delay=delay, timing=timing)
         self.inp = InPort(shape=tuple(shape))
-        full = (capacity, *shape, time_steps)
+        full = (timing.capacity, *shape, timing.time_steps)
         self.spikes = Var(shape=full, init=np.zeros(full, dtype=np.int32))
         self.spikes_out = OutPort(shape=full)
         self.spikes_out.flag_external_pipe(buffer_size=1)
@@ -173,18 +167,15 @@ class CascadeDecision(AbstractProcess):
         sizes: Output neurons of every student (F_k).
         delays: Per student, steps its output lags the source (its weighted layers).
         num_classes: Rows of the head.
-        time_steps: T.
-        steps: Time steps of one run.
-        capacity: Samples per run.
+        timing: T, samples per run (capacity) and steps of one run.
     """
 
-    def __init__(self, sizes: Sequence[int], delays: Sequence[int], num_classes: int, time_steps: int, steps: int,
-                 capacity: int) -> None:
+    def __init__(self, sizes: Sequence[int], delays: Sequence[int], num_classes: int, timing: RunTiming) -> None:
         n, total = len(sizes), int(sum(sizes))
         if not 1 <= n <= MAX_STUDENTS or len(delays) != n:
             raise ValueError(f"the decision serves 1..{MAX_STUDENTS} students with one delay each, got {n}")
-        super().__init__(sizes=[int(f) for f in sizes], delays=[int(d) for d in delays], time_steps=time_steps,
-                         steps=steps)
+        super().__init__(sizes=[int(f) for f in sizes], delays=[int(d) for d in delays], timing=timing)
+        capacity = timing.capacity
         for k in range(MAX_STUDENTS):  # unused ports stay unconnected (see Gate)
             setattr(self, f"in_{k}", InPort(shape=(int(sizes[k]),) if k < n else (1,)))
         self.mask_out = OutPort(shape=(capacity, n))
@@ -234,22 +225,37 @@ def decide_stage(mask_nk: np.ndarray, ran_nk: np.ndarray, counts_nf: np.ndarray,
     return next_stage_mask(running, confidence, float(threshold), order, stage, mask_nk.shape[1]), ran
 
 
-def _sample_step(time_step: int, delay: int, steps: int, time_steps: int, capacity: int) -> tuple[int, int] | None:
-    """Which (sample, step) a port lagging ``delay`` steps sees at Lava ``time_step``."""
-    idx = (time_step - 1) % steps - delay
-    if idx < 0:
-        return None
-    sample, step = divmod(idx, time_steps)
-    return (sample, step) if sample < capacity else None
+def cpu_model(proc: type, *tags: str) -> Callable[[type], type]:
+    """Lava's three decorators of a CPU process model of ``proc`` (LoihiProtocol, tagged
+    ``fixed_pt`` or ``tags``)."""
+
+    def decorate(model: type) -> type:
+        return implements(proc=proc, protocol=LoihiProtocol)(requires(CPU)(tag(*(tags or ("fixed_pt",)))(model)))
+
+    return decorate
 
 
-def _first_step(time_step: int, steps: int) -> bool:
-    return (time_step - 1) % steps == 0
+def play_stream(model: PyLoihiProcessModel) -> np.ndarray:
+    """This step's slice ``[..., step]`` of the run's input stream, which the model's
+    ``stream_in`` external pipe delivers whole at the run's first step."""
+    timing: RunTiming = model.proc_params["timing"]
+    if timing.first_step(model.time_step):
+        model._stream = model.stream_in.csp_ports[-1].recv()
+    return model._stream[..., timing.step_in_run(model.time_step)]
 
 
-@implements(proc=Gate, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+def _record_run(model: PyLoihiProcessModel, record: np.ndarray, out: PyOutPort, add: Callable[[], None]) -> None:
+    """One step of a process that keeps a per-run ``record``: clear it at the run's first
+    step, ``add`` this step's figures, send it through ``out`` at the run's last step."""
+    timing: RunTiming = model.proc_params["timing"]
+    if timing.first_step(model.time_step):
+        record[:] = 0
+    add()
+    if timing.last_step(model.time_step):
+        out.send(record)
+
+
+@cpu_model(Gate)
 class PyGateModel(PyLoihiProcessModel):
     """numpy gate: ``out_k = inp if active[k] and mask[sample, k] (and mask_in[sample, k]) else 0``."""
 
@@ -262,11 +268,9 @@ class PyGateModel(PyLoihiProcessModel):
     def run_spk(self) -> None:
         """Play this step's input (and receive the decision's mask); send it (or zeros) to every student."""
         p = self.proc_params
-        if _first_step(self.time_step, p["steps"]):
-            self._stream = self.stream_in.csp_ports[-1].recv()
-        data = self._stream[..., (self.time_step - 1) % p["steps"]]
+        data = play_stream(self)
         on = self.active.copy()
-        where = _sample_step(self.time_step, 0, p["steps"], p["time_steps"], self.mask.shape[0])
+        where = p["timing"].sample_step(self.time_step, 0)
         if p["decision_port"]:
             decided = self.mask_in.recv()
             if where is not None:
@@ -278,9 +282,7 @@ class PyGateModel(PyLoihiProcessModel):
             getattr(self, f"out_{k}").send(data if on[k] else zeros)
 
 
-@implements(proc=OpCounter, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@cpu_model(OpCounter)
 class PyOpCounterModel(PyLoihiProcessModel):
     """numpy op counter (see :class:`OpCounter`)."""
 
@@ -290,22 +292,18 @@ class PyOpCounterModel(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         """Add this step's synaptic events of every layer to its sample's count."""
+        _record_run(self, self.ops, self.ops_out, self._count)
+
+    def _count(self) -> None:
         p = self.proc_params
-        if _first_step(self.time_step, p["steps"]):
-            self.ops[:] = 0
-        capacity = self.ops.shape[1]
         for k, (fan, delay) in enumerate(zip(p["fanouts"], p["delays"])):
             data = getattr(self, f"in_{k}").recv()
-            where = _sample_step(self.time_step, delay, p["steps"], p["time_steps"], capacity)
+            where = p["timing"].sample_step(self.time_step, delay)
             if where is not None:
                 self.ops[k, where[0]] += int(fan[data != 0].sum())
-        if self.time_step % p["steps"] == 0:  # the run's last step
-            self.ops_out.send(self.ops)
 
 
-@implements(proc=Readout, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@cpu_model(Readout)
 class PyReadoutModel(PyLoihiProcessModel):
     """numpy readout (see :class:`Readout`)."""
 
@@ -315,20 +313,16 @@ class PyReadoutModel(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         """Store this step's output spikes at their sample and step."""
-        p = self.proc_params
-        if _first_step(self.time_step, p["steps"]):
-            self.spikes[:] = 0
+        _record_run(self, self.spikes, self.spikes_out, self._store)
+
+    def _store(self) -> None:
         data = self.inp.recv()
-        where = _sample_step(self.time_step, p["delay"], p["steps"], p["time_steps"], self.spikes.shape[0])
+        where = self.proc_params["timing"].sample_step(self.time_step, self.proc_params["delay"])
         if where is not None:
             self.spikes[where[0], ..., where[1]] = data
-        if self.time_step % p["steps"] == 0:  # the run's last step
-            self.spikes_out.send(self.spikes)
 
 
-@implements(proc=CascadeDecision, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@cpu_model(CascadeDecision)
 class PyCascadeDecisionModel(PyLoihiProcessModel):
     """numpy cascade decision (see :class:`CascadeDecision`)."""
 
@@ -347,16 +341,17 @@ class PyCascadeDecisionModel(PyLoihiProcessModel):
     def run_spk(self) -> None:
         """Send the stage's mask, collect output spikes, decide at the stage's last step."""
         p = self.proc_params
+        timing: RunTiming = p["timing"]
         enabled = bool(self.enabled[0])
         self.mask_out.send(self.mask if enabled else np.ones_like(self.mask))
-        capacity, offset = self.mask.shape[0], 0
+        offset = 0
         for k, (size, delay) in enumerate(zip(p["sizes"], p["delays"])):
             data = getattr(self, f"in_{k}").recv()
-            where = _sample_step(self.time_step, delay, p["steps"], p["time_steps"], capacity)
+            where = timing.sample_step(self.time_step, delay)
             if enabled and where is not None and self.mask[where[0], k]:
                 self.counts[where[0], offset:offset + size] += (data != 0).astype(np.int32)
             offset += size
-        if enabled and self.time_step % p["steps"] == 0:  # the stage's last step
+        if enabled and timing.last_step(self.time_step):  # the stage's last step
             self._decide()
 
     def _decide(self) -> None:
@@ -365,6 +360,6 @@ class PyCascadeDecisionModel(PyLoihiProcessModel):
         if stage >= len(order):
             return
         mask, ran = decide_stage(self.mask, self.ran, self.counts, self.head_w, self.head_b, float(self.threshold[0]),
-                                 order, stage, self.proc_params["time_steps"])
+                                 order, stage, self.proc_params["timing"].time_steps)
         self.mask[:], self.ran[:] = mask, ran
         self.stage[0] = stage + 1

@@ -13,7 +13,7 @@ from sne_loihi.errors import SimulationError
 from sne_loihi.netx_format.manifest import CascadeHead, Manifest, load_manifest
 from sne_loihi.indices import check_student_indices
 from sne_loihi.sim.backend import Backend, Engine
-from sne_loihi.sim.graph import RESET_PER_SAMPLE, LavaGraph
+from sne_loihi.sim.graph import RESET_PER_SAMPLE, LavaGraph, LavaSchedule
 from sne_loihi.sim.graph_plan import Layout
 from sne_loihi.sim.hw_graph import HardwareGraph
 
@@ -157,8 +157,8 @@ class EnsembleSimulator:
         enc = self.manifest.input
         self.head_w, self.head_b = self.manifest.head_arrays()
         graph_cls = HardwareGraph if Layout(layout) is Layout.HARDWARE else LavaGraph
-        self.graph = graph_cls(self.manifest.net_paths(), input_bits=enc.bits, time_steps=enc.time_steps,
-                               capacity=capacity, backend=backend,
+        self.graph = graph_cls(self.manifest.net_paths(), input_bits=enc.bits,
+                               schedule=LavaSchedule(enc.time_steps, capacity), backend=backend,
                                decision_classes=self.head_w.shape[0] if cascade else 0, engine=engine)
         self.active: tuple[int, ...] = tuple(range(self.num_students))
 
@@ -316,9 +316,9 @@ def simulate_network(net_path: Path | str, x_input: np.ndarray, *, input_bits: i
         raise SimulationError(f"input must be [N, ..., T], got shape {list(x.shape)}")
     if reset_interval != RESET_PER_SAMPLE or not retime:
         capacity = max(len(x), 1)
-    with LavaGraph([Path(net_path)], input_bits=input_bits, time_steps=int(x.shape[-1]), capacity=capacity,
-                   backend=backend, engine=engine, num_layers=num_layers, reset_interval=reset_interval,
-                   retime=retime) as graph:
+    schedule = LavaSchedule(int(x.shape[-1]), capacity, reset_interval, retime)
+    with LavaGraph([Path(net_path)], input_bits=input_bits, schedule=schedule, backend=backend, engine=engine,
+                   num_layers=num_layers) as graph:
         raw = graph.run(x)
     t = x.shape[-1]
     rates = raw.spikes_nft[0].reshape(len(x), -1, t).sum(axis=-1) / t

@@ -19,6 +19,7 @@ from sne_loihi.errors import ConfigError, ExportError, SimulationError
 from sne_loihi.cost.energy import resolve_profile
 from sne_loihi.io import file_key
 from sne_loihi.run import ENSEMBLE_FILE, LAVA_FILE, Run, first_test_samples
+from sne_loihi.report import percent, two_decimals, whole
 
 LAVA_SECTION = "Lava simulation (netx export, fixed point)"
 
@@ -26,12 +27,12 @@ LAVA_SECTION = "Lava simulation (netx export, fixed point)"
 LAVA_COLUMNS: tuple[tuple[str, str, Any], ...] = (
     ("label", "active", str),
     ("mean_active", "students/sample", lambda v: f"{v:.2f}"),
-    ("accuracy", "Lava acc. (%)", lambda v: f"{100 * v:.2f}"),
-    ("torch_accuracy", "torch acc. (%)", lambda v: f"{100 * v:.2f}"),
-    ("ops", "synaptic ops/sample", lambda v: f"{v:,.0f}"),
-    ("torch_ops", "torch ops/sample", lambda v: f"{v:,.0f}"),
-    ("neuron_updates", "neuron updates", lambda v: f"{v:,.0f}"),
-    ("energy_nj", "energy (nJ)", lambda v: f"{v:,.2f}"),
+    ("accuracy", "Lava acc. (%)", percent),
+    ("torch_accuracy", "torch acc. (%)", percent),
+    ("ops", "synaptic ops/sample", whole),
+    ("torch_ops", "torch ops/sample", whole),
+    ("neuron_updates", "neuron updates", whole),
+    ("energy_nj", "energy (nJ)", two_decimals),
     ("mismatches", "spike / op mismatches", str),
     ("samples_per_second", "samples/s", lambda v: f"{v:,.1f}" if v >= 1 else f"{v:.2g}"),
 )

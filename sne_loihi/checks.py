@@ -29,28 +29,75 @@ def _percentile(value: Any) -> bool:
     return _number(value) and 0 < value <= 100
 
 
+def _count_from(low: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _negative(value: Any) -> bool:
+    return _number(value) and value < 0
+
+
+def _levels(value: Any) -> bool:
+    return isinstance(value, list) and all(_at_least(0)(v) for v in value)
+
+
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _optimiser_rules(section: str, min_epochs: int) -> dict[str, Rule]:
+    """The rules of a section that says how to optimise (``teacher``, ``train``)."""
+    return {
+        f"{section}.epochs": (_at_least(min_epochs), f">= {min_epochs}"),
+        f"{section}.lr": (_positive, "> 0"),
+        f"{section}.batch_size": (_at_least(1), ">= 1"),
+        f"{section}.weight_decay": (_at_least(0), ">= 0"),
+    }
+
+
 #: ``dotted key -> (predicate, what it must be)``; checked in this order.
-RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+RULES: dict[str, Rule] = {
     "data.max_train": (_at_least(0), ">= 0 (0 = all)"),
     "data.max_test": (_at_least(0), ">= 0 (0 = all)"),
-    "teacher.epochs": (_at_least(0), ">= 0"),
-    "teacher.lr": (_positive, "> 0"),
-    "teacher.batch_size": (_at_least(1), ">= 1"),
-    "teacher.weight_decay": (_at_least(0), ">= 0"),
+    **_optimiser_rules("teacher", 0),
     "student.width": (_positive, "> 0"),
     "student.time_steps": (_at_least(1), ">= 1"),
     "ensemble.num_students": (_at_least(1), ">= 1"),
     "ensemble.alpha": (_at_least(0), ">= 0 (0 = no distillation)"),
     "ensemble.feature_percentile": (_percentile, "in (0, 100]"),
     "ensemble.train_active": (_at_least(0), ">= 0 (0 = all students)"),
-    "train.epochs": (_at_least(1), ">= 1"),
-    "train.lr": (_positive, "> 0"),
-    "train.batch_size": (_at_least(1), ">= 1"),
-    "train.weight_decay": (_at_least(0), ">= 0"),
+    **_optimiser_rules("train", 1),
     "train.threads": (_at_least(0), ">= 0 (0 = torch's default)"),
     "lava.samples": (_at_least(0), ">= 0 (0 = no Lava stage)"),
     "lava.capacity": (_at_least(1), ">= 1"),
+    "finetune.beta": (_negative, "a negative number (L_sim is maximised)"),
+    "finetune.epochs": (_count_from(1), "a positive integer"),
+    "finetune.lr": (_positive, "a positive number"),
+    "report.noise": (_levels, "finite numbers >= 0"),
+    "report.repeats": (_count_from(1), ">= 1"),
+    "report.batch_size": (_count_from(1), ">= 1"),
+    "report.draw_batch": (_count_from(1), ">= 1"),
+    "report.neurobench_samples": (_count_from(0), ">= 0 (0 = all)"),
+    "pipeline.dropout_k": (lambda v: isinstance(v, list) and all(_count_from(1)(k) for k in v), "integers >= 1"),
 }
+
+
+def check_section(section: Any, name: str) -> None:
+    """Check one config section's values (the :data:`RULES` of ``name.*``); also for a section
+    built outside a :class:`RunConfig` (e.g. the data settings of a benchmark).
+
+    Raises:
+        ConfigError: The first impossible value, in one line naming its config key.
+    """
+    for key, (ok, want) in RULES.items():
+        owner, field_name = key.split(".")
+        if owner == name:
+            value = getattr(section, field_name)
+            if not ok(value):
+                raise ConfigError(f"{key} must be {want}, got {value!r}")
+    if name == "report":  # an unknown profile fails now, not after hours of training
+        from sne_loihi.cost.energy import resolve_profile
+
+        resolve_profile(section.energy_profile)
 
 
 def lava_loihi_installed() -> bool:
@@ -75,12 +122,8 @@ def check_config(cfg: RunConfig) -> None:
     from sne_loihi.teachers import EXTERNAL, TEACHERS
     from sne_loihi.device import resolve_device
 
-    plain = cfg.to_dict()
-    for key, (ok, want) in RULES.items():
-        section, name = key.split(".")
-        value = plain[section][name]
-        if not ok(value):
-            raise ConfigError(f"{key} must be {want}, got {value!r}")
+    for name in dict.fromkeys(key.split(".")[0] for key in RULES):  # RULES order
+        check_section(getattr(cfg, name), name)
     check_neuron(cfg.student.neuron)
     if cfg.data.data_dir and cfg.data.name == "digits":
         raise ConfigError(f"data.data_dir ({cfg.data.data_dir}) is set, but the digits data set is embedded and "
@@ -109,3 +152,7 @@ def check_config(cfg: RunConfig) -> None:
     resolve_device(cfg.train.device)
     check_divides(cfg.teacher.batch_size, "teacher.batch_size")  # under torchrun: world size from the environment
     check_divides(cfg.train.batch_size, "train.batch_size")
+    for k in cfg.pipeline.dropout_k:
+        if not 0 < k < cfg.ensemble.num_students:
+            raise ConfigError(f"pipeline.dropout_k: {k} must be in 1..{cfg.ensemble.num_students - 1}")
+

@@ -14,7 +14,8 @@ ALL = "all"
 
 
 def check_student_indices(
-    indices: Sequence[int], num_students: int, what: str, error: type[SneError] = ConfigError
+    indices: Sequence[int], num_students: int, what: str, error: type[SneError] = ConfigError,
+    nonempty: bool = False,
 ) -> list[int]:
     """Distinct student indices in ``0..N-1`` (as ints, in the given order).
 
@@ -23,9 +24,11 @@ def check_student_indices(
         num_students: N.
         what: How an error names them, e.g. ``"cascade order"``.
         error: The :class:`~sne_loihi.errors.SneError` subclass to raise.
+        nonempty: Refuse an empty list (a cascade order names at least one student).
 
     Raises:
-        error: An entry that is not an integer, an index out of range or a repeated index.
+        error: An entry that is not an integer, an index out of range, a repeated index, or
+            (with ``nonempty``) no index.
     """
     if isinstance(indices, (str, bytes)):
         raise error(f"{what} must be a sequence of student indices, got the string {indices!r}")
@@ -33,6 +36,8 @@ def check_student_indices(
         idx = [operator.index(i) for i in indices]
     except TypeError:
         raise error(f"{what} must be integer student indices, got {list(indices)!r}") from None
+    if nonempty and not idx:
+        raise error(f"{what} names no student")
     bad = [i for i in idx if not 0 <= i < num_students]
     if bad:
         raise error(f"{what} index {bad[0]} out of range 0..{num_students - 1}")

@@ -9,13 +9,12 @@ package; the stages themselves live in ``train/``, ``export/`` and ``sim/``.
 from __future__ import annotations
 
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from sne_loihi.config import RunConfig
-from sne_loihi.config import DEFAULT_ENERGY_PROFILE
+from sne_loihi.config import DEFAULT_ENERGY_PROFILE, ReportConfig, RunConfig
 from sne_loihi.distributed import current
-from sne_loihi.errors import ConfigError
 from sne_loihi.run import ENSEMBLE_FILE, EXPORT_DIR, LAVA_FILE, TEACHER_FILE, Run, as_run
 
 __all__ = ["lava_stage", "report_run", "run_pipeline"]
@@ -30,8 +29,15 @@ def run_pipeline(
     report: Any = None,
     dropout_ks: list[int] | None = None,
 ) -> dict[str, Any]:
-    """The whole job: teacher -> partition -> students -> [dropout-trained variants] ->
-    export + Lava simulation (``cfg.lava``) -> evaluation -> report (``report`` is an :class:`~sne_loihi.analysis.runreport.ReportOptions`).
+    """The whole job: teacher -> partition -> students -> [dropout-trained variants,
+    ``cfg.pipeline.dropout_k``] -> export + Lava simulation (``cfg.lava``) -> evaluation ->
+    report (``cfg.report``).
+
+    Args:
+        report: A :class:`~sne_loihi.analysis.options.ReportOptions` in place of ``cfg.report``
+            (``None``: the config's).
+        dropout_ks: In place of ``cfg.pipeline.dropout_k`` (``None``: the config's).
+        Either is recorded in the run's config.toml as if it had been configured.
     """
     from sne_loihi.analysis.options import ReportOptions
     from sne_loihi.checks import check_config
@@ -43,11 +49,13 @@ def run_pipeline(
     )
     from sne_loihi.train.teacher import train_teacher
 
+    if report is not None:
+        cfg = replace(cfg, report=ReportConfig(**{f.name: getattr(report, f.name) for f in fields(ReportConfig)}))
+    if dropout_ks is not None:
+        cfg = replace(cfg, pipeline=replace(cfg.pipeline, dropout_k=list(dropout_ks)))
     check_config(cfg)
-    report = report or ReportOptions()
-    for k in dropout_ks or []:
-        if not 0 < k < cfg.ensemble.num_students:
-            raise ConfigError(f"--dropout-k {k} must be in 1..{cfg.ensemble.num_students - 1}")
+    report = report if report is not None else ReportOptions.from_config(cfg.report)
+    dropout_ks = cfg.pipeline.dropout_k
     t0 = time.time()
     run = Run(run_dir, cfg)
     data = run.data()
@@ -57,7 +65,7 @@ def run_pipeline(
         stored_partition(run)
     prepare_run_dir(run, resume=resume, checkpoints=(TEACHER_FILE, ENSEMBLE_FILE))
     timings: dict[str, float] = {}
-    train_teacher(cfg, data, run.dir, resume=resume, progress=progress)
+    train_teacher(run, resume=resume, progress=progress)
     timings["teacher"] = time.time() - t0
     t = time.time()
     if finetune_if_asked(run, progress=progress) is not None:  # partition "finetune" only

@@ -11,15 +11,32 @@ from sne_loihi.io import atomic_write_bytes, atomic_write_json
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
 
+
+
+def percent(v: float) -> str:
+    """A fraction as a percentage with two decimals (``0.9712`` -> ``97.12``)."""
+    return f"{100 * v:.2f}"
+
+
+def whole(v: float) -> str:
+    """A count, rounded, with thousands separators."""
+    return f"{v:,.0f}"
+
+
+def two_decimals(v: float) -> str:
+    """A value with thousands separators and two decimals."""
+    return f"{v:,.2f}"
+
+
 #: Columns of the main results table: (key, header, formatter).
 COLUMNS: tuple[tuple[str, str, Any], ...] = (
     ("model", "model", str),
     ("active", "active", str),
-    ("accuracy", "test acc. (%)", lambda v: f"{100 * v:.2f}"),
+    ("accuracy", "test acc. (%)", percent),
     ("params", "params", lambda v: f"{int(v):,}"),
-    ("macs", "MACs/sample", lambda v: f"{v:,.0f}"),
-    ("acs", "ACs/sample", lambda v: f"{v:,.0f}"),
-    ("energy_pj", "energy/sample (nJ)", lambda v: f"{v / 1000:,.2f}"),
+    ("macs", "MACs/sample", whole),
+    ("acs", "ACs/sample", whole),
+    ("energy_pj", "energy/sample (nJ)", lambda v: two_decimals(v / 1000)),
 )
 
 

@@ -100,7 +100,7 @@ def main() -> None:
         _kill_at(args.kill_rank, args.kill_epoch, args.kill_batch)
     run = Run(args.run_dir, config())
     prepare_run_dir(run, resume=args.resume, checkpoints=(TEACHER_FILE,))
-    train_teacher(run.config, run.data(), run.dir, resume=args.resume, progress=False)
+    train_teacher(run, resume=args.resume, progress=False)
     finetune_if_asked(run, progress=False)
     students_stage(run, resume=args.resume, progress=False)
 

@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 
 from sne_loihi.config import (
+    DataConfig,
     Optimizer,
     PartitionStrategy,
+    PipelineConfig,
+    ReportConfig,
     RunConfig,
-    StudentBackend,
+    NeuronLibrary,
     dump_toml,
     load_toml,
     preset,
@@ -35,7 +38,7 @@ def test_precedence_preset_file_flags(tmp_path: Path) -> None:
     assert cfg.train.seed == preset("digits").train.seed  # None flag ignored
     assert cfg.ensemble.partition is PartitionStrategy.KMEANS
     assert cfg.train.optimizer is Optimizer.ADAM
-    assert cfg.student.backend is StudentBackend.SLAYER
+    assert cfg.student.neuron_library is NeuronLibrary.SLAYER
 
 
 def test_file_dataset_is_used_when_no_flag(tmp_path: Path) -> None:
@@ -80,3 +83,93 @@ def test_a_config_file_with_a_bad_data_section_is_a_config_error(tmp_path, text:
     path.write_text(text)
     with pytest.raises(ConfigError, match="data"):
         resolve(None, path)
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"finetune": {"beta": 0.5}}, "finetune.beta must be a negative number (L_sim is maximised), got 0.5"),
+    ({"finetune": {"lr": 0.0}}, "finetune.lr must be a positive number, got 0.0"),
+    ({"finetune": {"epochs": 0}}, "finetune.epochs must be a positive integer, got 0"),
+    ({"report": {"draw_batch": 0}}, "report.draw_batch must be >= 1, got 0"),
+    ({"report": {"noise": [0.1, -1.0]}}, "report.noise must be finite numbers >= 0, got [0.1, -1.0]"),
+    ({"report": {"energy_profile": "nosuch"}}, "unknown energy profile 'nosuch'"),
+    ({"pipeline": {"dropout_k": [4]}}, "pipeline.dropout_k: 4 must be in 1..3"),
+    ({"data": {"max_test": -1}}, "data.max_test must be >= 0 (0 = all), got -1"),
+])
+def test_one_validation_path_checks_every_section(section: dict, message: str) -> None:
+    """check_config refuses what FinetuneConfig, ReportOptions, run_pipeline and load_dataset
+    each refused on their own before, with the same one-line key-naming messages."""
+    from sne_loihi.checks import check_config
+
+    cfg = RunConfig.from_dict(section)  # parsing takes any value of the right type
+    with pytest.raises(ConfigError) as exc:
+        check_config(cfg)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_sections_built_alone_are_checked_by_the_same_rules() -> None:
+    from sne_loihi.analysis.options import ReportOptions
+    from sne_loihi.data import load_dataset
+
+    with pytest.raises(ConfigError, match=r"^data.max_train must be >= 0 \(0 = all\), got -2$"):
+        load_dataset(DataConfig(max_train=-2))
+    with pytest.raises(ConfigError, match=r"^report.repeats must be >= 1, got 0$"):
+        ReportOptions(repeats=0)
+    assert ReportOptions.from_config(RunConfig().report) == ReportOptions()
+
+
+def test_old_configs_without_the_report_and_pipeline_sections_get_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text('[data]\nname = "digits"\n[lava]\nsamples = 3\n')
+    cfg = resolve(None, path)
+    assert cfg.report == ReportConfig() and cfg.pipeline == PipelineConfig()
+    assert cfg.lava.samples == 3
+
+
+def test_files_that_still_say_backend_load_and_new_files_say_neuron_library(tmp_path: Path) -> None:
+    """student.backend was renamed neuron_library (the Lava target is the other backend): an
+    old config.toml, an old ensemble checkpoint (config and student specs) and an old
+    manifest's spec still load; what is written uses the new key."""
+    import torch
+
+    from sne_loihi.ensemble.checkpoint import build_ensemble, ensemble_extra, load_ensemble
+    from sne_loihi.io import save_checkpoint
+    from sne_loihi.partition import Partition
+    from sne_loihi.students import StudentSpec
+
+    old_toml = tmp_path / "config.toml"
+    old_toml.write_text('[student]\nbackend = "spikingjelly"\narch = "digits_tiny"\n')
+    cfg = resolve(None, old_toml)
+    assert cfg.student.neuron_library is NeuronLibrary.SPIKINGJELLY
+    dump_toml(cfg, tmp_path / "new.toml")
+    stored = load_toml(tmp_path / "new.toml")["student"]
+    assert stored["neuron_library"] == "spikingjelly" and "backend" not in stored
+
+    partition = Partition.from_dict({"strategy": "fixed", "feature_dim": 4, "groups": [[0, 1], [2, 3]]})
+    model = build_ensemble(cfg.student, partition, (1, 8, 8), 10)
+    extra = ensemble_extra(model, partition, torch.ones(4), (1, 8, 8), 10, [str(i) for i in range(10)])
+    assert all(s["neuron_library"] == "spikingjelly" and "backend" not in s for s in extra["student_specs"])
+    old_config = cfg.to_dict()
+    old_config["student"]["backend"] = old_config["student"].pop("neuron_library")
+    old_specs = [{("backend" if k == "neuron_library" else k): v for k, v in s.items()} for s in extra["student_specs"]]
+    save_checkpoint(tmp_path / "ensemble.pt", {**extra, "student_specs": old_specs, "config": old_config,
+                                               "model": model.state_dict()})
+    loaded = load_ensemble(tmp_path / "ensemble.pt")
+    assert loaded.config == cfg
+    assert [s.spec for s in loaded.model.students] == [s.spec for s in model.students]
+    assert StudentSpec.from_dict(old_specs[0]).neuron_library is NeuronLibrary.SPIKINGJELLY  # a manifest's spec
+    with pytest.raises(ConfigError, match="backend"):
+        StudentSpec.from_dict({**old_specs[0], "neuron_library": "slayer"})
+    with pytest.raises(ConfigError, match="student.backend is the old name of student.neuron_library"):
+        RunConfig.from_dict({"student": {"backend": "slayer", "neuron_library": "slayer"}})
+
+
+def test_code_that_still_says_backend_sets_the_neuron_library() -> None:
+    from dataclasses import replace
+
+    from sne_loihi.config import StudentBackend, StudentConfig
+
+    assert StudentBackend is NeuronLibrary
+    student = replace(StudentConfig(), arch="digits_tiny", backend=StudentBackend.SPIKINGJELLY)
+    assert student.neuron_library is NeuronLibrary.SPIKINGJELLY
+    assert replace(student, width=2.0).neuron_library is NeuronLibrary.SPIKINGJELLY
+    assert "backend" not in RunConfig(student=student).to_dict()["student"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sne_loihi.config import StudentBackend, StudentConfig
+from sne_loihi.config import NeuronLibrary, StudentConfig
 from sne_loihi.cost import (
     ENERGY_PROFILES, OpKind, count_student_ops, energy_pj, fanout_per_input, layer_op_kinds,
     load_energy_profile, neuron_updates_per_sample, student_fanouts, synapse_view,
@@ -23,11 +23,11 @@ from sne_loihi.students.spec import FLATTEN, LayerSpec, dense
 STEP = 2 / 64
 
 
-def _hand_student(stride: int = 1, backend: StudentBackend = StudentBackend.SLAYER):
+def _hand_student(stride: int = 1, library: NeuronLibrary = NeuronLibrary.SLAYER):
     """1x3x3 input -> conv 1->1 (3x3, padding 1) -> flatten -> dense -> 2 outputs."""
     layers = (LayerSpec(LayerKind.CONV, 1, kernel=3, stride=stride, padding=1), FLATTEN, dense(2))
     spec = StudentSpec(layers=layers, in_shape=(1, 3, 3), out_features=2, time_steps=2, input_bits=4,
-                       backend=backend)
+                       neuron_library=library)
     return build_student(spec)
 
 
@@ -103,22 +103,22 @@ def test_op_kinds_follow_the_input_encoding() -> None:
     assert layer_op_kinds(student_spec(base, (1, 8, 8), 4)) == [OpKind.MAC, OpKind.AC, OpKind.AC]
     binary = student_spec(StudentConfig(arch="digits_tiny", input_bits=1), (1, 8, 8), 4)
     assert layer_op_kinds(binary) == [OpKind.AC] * 3  # 1-bit input: binary spikes, accumulates only
-    sj = student_spec(StudentConfig(arch="digits_tiny", input_bits=1, backend=StudentBackend.SPIKINGJELLY), (1, 8, 8), 4)
+    sj = student_spec(StudentConfig(arch="digits_tiny", input_bits=1, neuron_library=NeuronLibrary.SPIKINGJELLY), (1, 8, 8), 4)
     assert layer_op_kinds(sj)[0] is OpKind.MAC  # float pixels
     spec = student_spec(base, (1, 8, 8), 4)  # conv 4x4x4 (s2) + dense 32 + dense 4 neurons, T=4
     assert neuron_updates_per_sample(spec) == (4 * 4 * 4 + 32 + 4) * 4
 
 
-def _trained_student(backend: StudentBackend, arch: str = "digits_small"):
+def _trained_student(library: NeuronLibrary, arch: str = "digits_small"):
     from sklearn.datasets import load_digits
 
-    spec = student_spec(StudentConfig(arch=arch, backend=backend, time_steps=3), (1, 8, 8), 10)
+    spec = student_spec(StudentConfig(arch=arch, neuron_library=library, time_steps=3), (1, 8, 8), 10)
     torch.manual_seed(0)
     student = build_student(spec)
     bunch = load_digits()
     x = torch.tensor(bunch.images[:64] / 16.0, dtype=torch.float32).unsqueeze(1)
     y = torch.tensor(bunch.target[:64])
-    x_nchwt = (encode_input(x, 3, spec.input_bits) if backend is StudentBackend.SLAYER
+    x_nchwt = (encode_input(x, 3, spec.input_bits) if library is NeuronLibrary.SLAYER
                else x.unsqueeze(-1).repeat(1, 1, 1, 1, 3))
     opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(2):
@@ -129,10 +129,10 @@ def _trained_student(backend: StudentBackend, arch: str = "digits_small"):
     return student.eval(), x_nchwt
 
 
-@pytest.mark.parametrize("backend", list(StudentBackend))
-def test_counter_equals_the_direct_convolution_formula(backend: StudentBackend) -> None:
+@pytest.mark.parametrize("library", list(NeuronLibrary))
+def test_counter_equals_the_direct_convolution_formula(library: NeuronLibrary) -> None:
     """Per layer: conv2d((x != 0), (W_q != 0)) summed over outputs and steps; dense: matmul."""
-    student, x_nchwt = _trained_student(backend)
+    student, x_nchwt = _trained_student(library)
     with torch.no_grad():
         out = student(x_nchwt[:8])
     ops = count_student_ops(student, out)
@@ -151,7 +151,7 @@ def test_counter_equals_the_direct_convolution_formula(backend: StudentBackend) 
 
 
 def test_counter_uses_quantised_slayer_weights() -> None:
-    student, x_nchwt = _trained_student(StudentBackend.SLAYER)
+    student, x_nchwt = _trained_student(NeuronLibrary.SLAYER)
     raw = student.blocks[0].synapse.weight
     quantised = student.blocks[0].synapse.pre_hook_fx(raw)
     assert ((raw != 0) & (quantised == 0)).any()  # some weights exist in float but not on Loihi
@@ -166,7 +166,7 @@ def test_fanouts_equal_the_netx_file(tmp_path: Path) -> None:
     from sne_loihi.export.netx_write import write_student_hdf5
     from sne_loihi.netx_format.netx_file import read_netx_layers
 
-    student, _ = _trained_student(StudentBackend.SLAYER)
+    student, _ = _trained_student(NeuronLibrary.SLAYER)
     layers = read_netx_layers(write_student_hdf5(student, tmp_path / "s.net"))
     shapes = [s for layer, s in zip(student.spec.layers, student.spec.layer_shapes()) if layer.weighted]
     for fan, netx_layer, (in_shape, _) in zip(student_fanouts(student), layers, shapes):
@@ -180,21 +180,21 @@ def test_counter_equals_lavas_op_counter(tmp_path: Path) -> None:
     """The torch count is exactly the synaptic events Lava's counter process records."""
     from sne_loihi.export.netx_write import write_student_hdf5
     from sne_loihi.sim.backend import Backend
-    from sne_loihi.sim.graph import LavaGraph
+    from sne_loihi.sim.graph import LavaGraph, LavaSchedule
 
-    student, x_nchwt = _trained_student(StudentBackend.SLAYER, arch="digits_tiny")
+    student, x_nchwt = _trained_student(NeuronLibrary.SLAYER, arch="digits_tiny")
     x_nchwt = x_nchwt[:5]
     with torch.no_grad():
         ops = count_student_ops(student, student(x_nchwt))
     assert (ops.ops_nl > 0).all()
     path = write_student_hdf5(student, tmp_path / "s.net")
-    with LavaGraph([path], input_bits=4, time_steps=3, capacity=5, backend=Backend.CPU) as graph:
+    with LavaGraph([path], input_bits=4, schedule=LavaSchedule(3, capacity=5), backend=Backend.CPU) as graph:
         run = graph.run(x_nchwt.numpy().round().astype(np.int32))
     np.testing.assert_array_equal(run.ops_nl[0], ops.ops_nl.numpy().astype(np.int64))
 
 
 def test_spikingjelly_counts_only_nonzero_float_weights() -> None:
-    student = _hand_student(backend=StudentBackend.SPIKINGJELLY)
+    student = _hand_student(library=NeuronLibrary.SPIKINGJELLY)
     conv_w = student.blocks[0][0].weight
     with torch.no_grad():
         conv_w.zero_()

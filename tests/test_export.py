@@ -20,7 +20,7 @@ class TinySpec:
     """The fields of a StudentSpec the exporter reads."""
 
     out_features: int
-    backend: str = "slayer"
+    neuron_library: str = "slayer"
     time_steps: int = T
     input_bits: int = BITS
     in_shape: tuple[int, int, int] = IN_CHW
@@ -88,10 +88,10 @@ def train_few_steps(model: TinyEnsemble, steps: int = 3) -> None:
 @pytest.fixture(autouse=True)
 def _graded_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     """TinySpec students are encoded like SLAYER students (the exporter calls encode_for)."""
-    from sne_loihi.config import StudentBackend
+    from sne_loihi.config import NeuronLibrary
     from sne_loihi.ensemble import model as ens_model
 
-    monkeypatch.setitem(ens_model.ENCODERS, StudentBackend.SLAYER, lambda x, spec: encode(x))
+    monkeypatch.setitem(ens_model.ENCODERS, NeuronLibrary.SLAYER, lambda x, spec: encode(x))
 
 
 def export_tiny(model: TinyEnsemble, out: Path, **kw: object):
@@ -161,7 +161,7 @@ def test_refuses_spikingjelly_and_missing_verification_data(trained: TinyEnsembl
     from sne_loihi.export import export_model, write_student_hdf5
 
     sj = TinyStudent(4, seed=0)
-    sj.spec.backend = "spikingjelly"
+    sj.spec.neuron_library = "spikingjelly"
     with pytest.raises(ExportError, match="only SLAYER students"):
         write_student_hdf5(sj, tmp_path / "x.net")
     with pytest.raises(ExportError, match="needs samples"):

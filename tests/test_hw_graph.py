@@ -89,11 +89,12 @@ def test_cascade_decisions_equal_the_in_graph_decision(sims) -> None:  # noqa: A
 def test_hardware_graph_refuses_what_it_does_not_run(tiny_run: Path) -> None:
     from sne_loihi.export import load_manifest
     from sne_loihi.sim.hw_graph import HardwareGraph
+    from sne_loihi.sim.schedule import LavaSchedule
 
     manifest = load_manifest(tiny_run / "export")
     with pytest.raises(SimulationError, match="reads no hidden layer"):
-        HardwareGraph(manifest.net_paths(), input_bits=manifest.input.bits, time_steps=2, backend="cpu",
+        HardwareGraph(manifest.net_paths(), input_bits=manifest.input.bits, schedule=LavaSchedule(2), backend="cpu",
                       probe_layers=True)
     with pytest.raises(SimulationError, match="resets every sample"):
-        HardwareGraph(manifest.net_paths(), input_bits=manifest.input.bits, time_steps=2, backend="cpu",
-                      reset_interval=None)
+        HardwareGraph(manifest.net_paths(), input_bits=manifest.input.bits,
+                      schedule=LavaSchedule(2, reset_interval=None), backend="cpu")

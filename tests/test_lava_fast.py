@@ -55,9 +55,9 @@ def cifar_export(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 def _probe_all_layers(net_paths: list[Path], x_nt: np.ndarray, engine: str, capacity: int):  # noqa: ANN202
-    from sne_loihi.sim import Backend, LavaGraph
+    from sne_loihi.sim import Backend, LavaGraph, LavaSchedule
 
-    with LavaGraph(net_paths, input_bits=BITS, time_steps=T, capacity=capacity, backend=Backend.CPU,
+    with LavaGraph(net_paths, input_bits=BITS, schedule=LavaSchedule(T, capacity), backend=Backend.CPU,
                    probe_layers=True, engine=engine) as graph:
         return graph.run(x_nt)
 
@@ -176,9 +176,9 @@ def test_conv_fixed_wraps_at_24_bits_like_lava() -> None:
 
 
 def test_unknown_engine_is_a_one_line_error() -> None:
-    from sne_loihi.sim import Backend, LavaGraph, resolve_engine
+    from sne_loihi.sim import Backend, LavaGraph, LavaSchedule, resolve_engine
 
     assert resolve_engine("reference").value == "reference"
     with pytest.raises(SimulationError, match="unknown Lava engine 'gpu'; known: fast, reference") as exc:
-        LavaGraph([Path("unused.net")], input_bits=0, time_steps=1, backend=Backend.CPU, engine="gpu")
+        LavaGraph([Path("unused.net")], input_bits=0, schedule=LavaSchedule(1), backend=Backend.CPU, engine="gpu")
     assert "\n" not in str(exc.value)

@@ -136,13 +136,13 @@ def test_loihi2_graph_is_built_up_to_the_extension(export_dir: Path, monkeypatch
     from lava.utils import loihi
 
     from sne_loihi.export import load_manifest
-    from sne_loihi.sim import LavaGraph
+    from sne_loihi.sim import LavaGraph, LavaSchedule
 
     manifest = load_manifest(export_dir)
     monkeypatch.setattr(loihi, "is_installed", lambda: True)
     with pytest.raises(SimulationError, match="embedded_io") as exc:
-        LavaGraph(manifest.net_paths(), input_bits=manifest.input.bits, time_steps=manifest.input.time_steps,
-                  capacity=2, backend="loihi2", decision_classes=3)
+        LavaGraph(manifest.net_paths(), input_bits=manifest.input.bits,
+                  schedule=LavaSchedule(manifest.input.time_steps, capacity=2), backend="loihi2", decision_classes=3)
     assert "\n" not in str(exc.value)
 
 
@@ -171,11 +171,12 @@ def test_hardware_graph_on_loihi2_wires_one_adapter_per_crossing(export_dir: Pat
     from sne_loihi.export import load_manifest
     from sne_loihi.sim import adapters
     from sne_loihi.sim.hw_graph import HardwareGraph
+    from sne_loihi.sim.schedule import LavaSchedule
     from sne_loihi.sim.hw_processes import COUNTS_PORT, COUNTS_VAR
 
     manifest = load_manifest(export_dir)
-    args = dict(input_bits=manifest.input.bits, time_steps=manifest.input.time_steps, capacity=2, backend="loihi2",
-                decision_classes=3)
+    args = dict(input_bits=manifest.input.bits, schedule=LavaSchedule(manifest.input.time_steps, capacity=2),
+                backend="loihi2", decision_classes=3)
     monkeypatch.setattr(loihi, "is_installed", lambda: True)
     with pytest.raises(SimulationError, match="embedded_io") as exc:
         HardwareGraph(manifest.net_paths(), **args)

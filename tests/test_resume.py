@@ -19,6 +19,7 @@ from sne_loihi.errors import CheckpointError
 from sne_loihi.io import load_checkpoint
 from sne_loihi.run import Run, load_data
 from sne_loihi.train.stages import students_stage
+from sne_loihi.train import loop as loop_mod
 from sne_loihi.train import students as students_mod
 from sne_loihi.train import teacher as teacher_mod
 from sne_loihi.train.common import batch_indices, retarget_cosine
@@ -67,7 +68,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted teacher + students run (the same seed as the interrupted ones)."""
     run = tmp_path_factory.mktemp("resume") / "reference"
     cfg = _cfg()
-    train_teacher(cfg, load_data(cfg), run, progress=False)
+    train_teacher(Run(run, cfg), progress=False)
     students_stage(Run(run, cfg), resume=False, progress=False)
     return run
 
@@ -79,14 +80,14 @@ def test_teacher_interrupted_mid_epoch_resumes_to_the_same_result(
     data = load_data(cfg)
     monkeypatch.setattr(teacher_mod, "batch_indices", _interrupt_in_epoch(epoch=2, batch=3))
     with pytest.raises(KeyboardInterrupt):
-        train_teacher(cfg, data, run, progress=False)
+        train_teacher(Run(run, cfg), progress=False, data=data)
     monkeypatch.undo()
     assert load_checkpoint(run / TEACHER_FILE)["epoch"] == 1
     assert [r["epoch"] for r in _lines(run / TEACHER_METRICS)] == [1]
 
     with pytest.raises(CheckpointError, match="pass --resume"):
-        train_teacher(cfg, data, run, progress=False)
-    result = train_teacher(cfg, data, run, resume=True, progress=False)
+        train_teacher(Run(run, cfg), progress=False, data=data)
+    result = train_teacher(Run(run, cfg), resume=True, progress=False, data=data)
 
     expected = _lines(reference / TEACHER_METRICS)
     assert [r["epoch"] for r in expected] == list(range(1, EPOCHS + 1))
@@ -107,14 +108,14 @@ def test_students_interrupted_before_the_checkpoint_resume_without_duplicate_lin
     cfg, run = _cfg(), tmp_path / "run"
     run.mkdir()
     shutil.copy2(reference / TEACHER_FILE, run / TEACHER_FILE)
-    real_save = students_mod.save_epoch_checkpoint
+    real_save = loop_mod.save_epoch_checkpoint  # the training loops' epoch end (train/loop.py)
 
     def save_then_stop(path: Path, **kw: Any) -> None:
         if kw["state"].epoch == 2:
             raise KeyboardInterrupt
         real_save(path, **kw)
 
-    monkeypatch.setattr(students_mod, "save_epoch_checkpoint", save_then_stop)
+    monkeypatch.setattr(loop_mod, "save_epoch_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         students_stage(Run(run, cfg), resume=False, progress=False)
     monkeypatch.undo()

@@ -192,7 +192,9 @@ def test_manifest_cascade_head_round_trip_and_validation(setup, tmp_path: Path) 
     original = (out / "manifest.json").read_text()
     try:
         for change, match in (({"weight": [[0.0] * 3] * CLASSES}, "do not match the ensemble head"),
-                              ({"order": [0, 3]}, "distinct students"),
+                              ({"order": [0, 3]}, "cascade order index 3 out of range 0..2"),
+                              ({"order": [1, 1]}, "cascade order repeats a student"),
+                              ({"order": []}, "cascade order names no student"),
                               ({"bias": ["x"] * CLASSES}, "not numeric"),
                               ({"extra": 1}, "malformed")):
             d = json.loads(original)

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from sne_loihi.config import NeuronConfig, StudentBackend, StudentConfig
+from sne_loihi.config import NeuronConfig, NeuronLibrary, StudentConfig
 from sne_loihi.errors import ConfigError
 from sne_loihi.students import (
     STUDENT_ARCHS, LayerKind, LayerSpec, StudentOutput, StudentSpec, build_student, encode_input, student_spec,
@@ -22,7 +22,7 @@ ARCH_SHAPES = {"digits_tiny": DIGITS, "digits_small": DIGITS, "vgg5": CIFAR, "vg
 
 def _input_for(spec: StudentSpec, x_nchw: torch.Tensor) -> torch.Tensor:
     """SLAYER: graded integers; SpikingJelly: float pixels repeated (direct encoding)."""
-    if spec.backend is StudentBackend.SLAYER:
+    if spec.neuron_library is NeuronLibrary.SLAYER:
         return encode_input(x_nchw, spec.time_steps, spec.input_bits)
     return x_nchw.unsqueeze(-1).repeat(1, 1, 1, 1, spec.time_steps)
 
@@ -60,10 +60,10 @@ def test_vgg_shapes_and_widths() -> None:
 
 
 def test_spec_round_trip_and_validation() -> None:
-    spec = student_spec(StudentConfig(arch="digits_small", backend=StudentBackend.SPIKINGJELLY, time_steps=3,
+    spec = student_spec(StudentConfig(arch="digits_small", neuron_library=NeuronLibrary.SPIKINGJELLY, time_steps=3,
                                       input_bits=6, neuron=NeuronConfig(threshold=1.25)), DIGITS, 12)
     back = StudentSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
-    assert back == spec and back.backend is StudentBackend.SPIKINGJELLY and back.neuron.threshold == 1.25
+    assert back == spec and back.neuron_library is NeuronLibrary.SPIKINGJELLY and back.neuron.threshold == 1.25
     ok = dict(in_shape=DIGITS, out_features=4, time_steps=2, input_bits=4)
     bad_layers = [
         (conv(4), FLATTEN),                       # last layer not dense
@@ -101,12 +101,12 @@ def test_encode_input_integers_range_and_time() -> None:
 
 
 # ---- forward contract -------------------------------------------------------------------
-@pytest.mark.parametrize("backend", list(StudentBackend))
+@pytest.mark.parametrize("library", list(NeuronLibrary))
 @pytest.mark.parametrize("arch", sorted(ARCH_SHAPES))
-def test_forward_contract(arch: str, backend: StudentBackend) -> None:
+def test_forward_contract(arch: str, library: NeuronLibrary) -> None:
     small = ARCH_SHAPES[arch] == DIGITS
     steps, batch = (4, 3) if small else (2, 1)
-    spec = student_spec(StudentConfig(arch=arch, backend=backend, time_steps=steps, width=1.0 if small else 0.25),
+    spec = student_spec(StudentConfig(arch=arch, neuron_library=library, time_steps=steps, width=1.0 if small else 0.25),
                         ARCH_SHAPES[arch], 6)
     torch.manual_seed(0)
     student = build_student(spec)
@@ -146,9 +146,9 @@ def test_slayer_blocks_thresholds_and_quantised_weights() -> None:
     assert student(x_nchwt).layer_inputs[1].mean() > 0  # the initialisation makes the first layer fire
 
 
-@pytest.mark.parametrize("backend", list(StudentBackend))
-def test_gradients_reach_the_first_layer(backend: StudentBackend) -> None:
-    spec = student_spec(StudentConfig(arch="digits_small", backend=backend, time_steps=4), DIGITS, 10)
+@pytest.mark.parametrize("library", list(NeuronLibrary))
+def test_gradients_reach_the_first_layer(library: NeuronLibrary) -> None:
+    spec = student_spec(StudentConfig(arch="digits_small", neuron_library=library, time_steps=4), DIGITS, 10)
     torch.manual_seed(0)
     student = build_student(spec)
     x, y = _digits(16)
@@ -174,9 +174,9 @@ def _train(student: torch.nn.Module, spec: StudentSpec, steps: int) -> list[floa
     return losses
 
 
-@pytest.mark.parametrize("backend", list(StudentBackend))
-def test_tiny_student_learns_digits(backend: StudentBackend) -> None:
-    spec = student_spec(StudentConfig(arch="digits_tiny", backend=backend, time_steps=4), DIGITS, 16)
+@pytest.mark.parametrize("library", list(NeuronLibrary))
+def test_tiny_student_learns_digits(library: NeuronLibrary) -> None:
+    spec = student_spec(StudentConfig(arch="digits_tiny", neuron_library=library, time_steps=4), DIGITS, 16)
     torch.manual_seed(0)
     losses = _train(build_student(spec), spec, steps=40)
     assert losses[-1] < 0.6 * losses[0], losses

@@ -28,6 +28,7 @@ def finetune_stage(
             distilled from its teacher.
         CheckpointError: No teacher in the run folder.
     """
+    from sne_loihi.checks import check_section
     from sne_loihi.config import FinetuneConfig
     from sne_loihi.errors import CheckpointError
     from sne_loihi.io import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
@@ -37,7 +38,7 @@ def finetune_stage(
     from sne_loihi.train.common import sharded_accuracy
     from sne_loihi.train.teacher import teacher_features
 
-    FinetuneConfig(beta=beta, epochs=epochs, lr=lr)  # validates (one-line ConfigError)
+    check_section(FinetuneConfig(beta=beta, epochs=epochs, lr=lr), "finetune")  # the config's rules, one line
     run_dir = run.dir
     path, backup, summary_path = run_dir / TEACHER_FILE, run_dir / PRE_FINETUNE_TEACHER, run_dir / FINETUNE_FILE
     if summary_path.exists():

@@ -8,28 +8,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from sne_loihi.config import RunConfig
-from sne_loihi.data import Dataset, augment_nchw
-from sne_loihi.distributed import DistContext, backward_step, setup
+from sne_loihi.data import Dataset
+from sne_loihi.distributed import DistContext, backward_step
 from sne_loihi.ensemble import LossTerms, ensemble_loss, scale_features
 from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE, build_ensemble, ensemble_extra
 from sne_loihi.ensemble.evaluate import evaluate_ensemble
 from sne_loihi.errors import ConfigError
 from sne_loihi.partition import Partition
 from sne_loihi.checks import check_config
-from sne_loihi.train.common import (
-    append_jsonl,
-    batch_indices,
-    make_optimizer,
-    resolve_device,
-    restore_or_start,
-    save_epoch_checkpoint,
-    seed_everything,
-    keep_freed_memory,
-    set_threads,
-)
+from sne_loihi.train.common import batch_indices
+from sne_loihi.train.loop import EpochCheckpoints, augmenter, epoch_bar, start_optimisation, start_training
 
 STUDENT_METRICS = "metrics_students.jsonl"
 
@@ -116,21 +106,12 @@ def train_students(
         raise ConfigError("alpha > 0 needs a teacher")
     if ecfg.train_active > partition.num_groups:
         raise ConfigError(f"--train-active {ecfg.train_active} exceeds the {partition.num_groups} students")
-    device = resolve_device(tcfg.device)
-    dist = setup(device)
-    set_threads(tcfg.threads)
-    if device.type == "cpu":
-        keep_freed_memory()
-    gen = seed_everything(tcfg.seed)
+    start = start_training(tcfg.device, tcfg.threads, tcfg.seed)
+    device, dist, gen = start.device, start.dist, start.generator
     run_dir = Path(run_dir)
     path, metrics = run_dir / ENSEMBLE_FILE, run_dir / STUDENT_METRICS
     model = build_ensemble(cfg.student, partition, data.in_shape, data.num_classes).to(device)
-    optimizer = make_optimizer(tcfg.optimizer, model.parameters(), tcfg.lr, tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tcfg.epochs, 1))
-    state = restore_or_start(
-        path, cfg.to_dict(), resume=resume, model=model, optimizer=optimizer, scheduler=sched,
-        generator=gen, metrics=metrics, epochs=tcfg.epochs, main=dist.is_main,
-    )
+    opt = start_optimisation(tcfg, model, path, cfg.to_dict(), resume=resume, start=start, metrics=metrics)
     dist.check_last_batch(len(data.x_train_nchw), tcfg.batch_size, "student training")
     ddp = dist.wrap(model, device, find_unused=0 < ecfg.train_active < partition.num_groups)
     if teacher is not None:
@@ -138,23 +119,18 @@ def train_students(
     groups = partition.groups
     extra = {**ensemble_extra(model, partition, feature_scale, data.in_shape, data.num_classes, data.class_names),
              **(provenance or {})}
-    augment = (lambda x: augment_nchw(x, gen)) if cfg.data.augment else None
-    n_batches = -(-len(data.x_train_nchw) // tcfg.batch_size)
-    bar = tqdm(
-        total=tcfg.epochs * n_batches,
-        initial=state.epoch * n_batches,
-        desc=f"students {partition.num_groups}x{cfg.student.arch}",
-        disable=not (progress and dist.is_main),
-        unit="batch",
-    )
-    for epoch in range(state.epoch, tcfg.epochs):
+    checkpoints = EpochCheckpoints(path, metrics, cfg.to_dict(), model, opt, start, extra)
+    augment = augmenter(cfg.data.augment, gen)
+    bar = epoch_bar(len(data.x_train_nchw), tcfg, opt.state.epoch,
+                    f"students {partition.num_groups}x{cfg.student.arch}", progress and dist.is_main)
+    for epoch in range(opt.state.epoch, tcfg.epochs):
         model.train()
         sums = {"seen": 0.0, "loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0.0}
         order = batch_indices(len(data.x_train_nchw), tcfg.batch_size, gen)
         for shard, x, y in dist.batches(order, data.x_train_nchw, data.y_train, device, augment):
             active = random_active(partition.num_groups, ecfg.train_active, gen)
             terms, logits = distill_step(
-                ddp, optimizer, x, y, active, teacher=teacher, feature_scale=feature_scale, groups=groups,
+                ddp, opt.optimizer, x, y, active, teacher=teacher, feature_scale=feature_scale, groups=groups,
                 alpha=ecfg.alpha, loss_weight=dist.loss_weight(shard),
             )
             n = len(shard)
@@ -166,7 +142,7 @@ def train_students(
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / sums['seen']:.3f}",
                             kd=f"{sums['kd'] / sums['seen']:.4f}")
-        sched.step()
+        opt.scheduler.step()
         sums = dist.sum(sums, device)
         seen = sums["seen"]
         record = {
@@ -177,20 +153,14 @@ def train_students(
             "train_accuracy": sums["correct"] / seen,
             "test_accuracy": _test_accuracy(model, data, ecfg.train_active, partition.num_groups,
                                             tcfg.batch_size, device, dist),
-            "lr": sched.get_last_lr()[0],
+            "lr": opt.scheduler.get_last_lr()[0],
             **dist.record(),
         }
-        state.epoch, state.history = epoch + 1, state.history + [record]
-        if dist.is_main:
-            append_jsonl(metrics, record)
-            save_epoch_checkpoint(
-                path, config=cfg.to_dict(), model=model, optimizer=optimizer, state=state,
-                generator=gen, extra={"scheduler": sched.state_dict(), **extra},
-            )
+        checkpoints.end_epoch(record)
     bar.close()
     dist.barrier()  # the checkpoint is on disk before any rank goes on
     model.eval()
-    return StudentsResult(model, state.history, path)
+    return StudentsResult(model, opt.state.history, path)
 
 
 def _test_accuracy(

@@ -9,27 +9,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from sne_loihi.config import RunConfig
-from sne_loihi.data import Dataset, augment_nchw
-from sne_loihi.distributed import autocast, backward_step, grad_scaler, setup
+from sne_loihi.run import Run
+from sne_loihi.data import Dataset
+from sne_loihi.distributed import autocast, backward_step, grad_scaler
 from sne_loihi.teachers import build_teacher
 from sne_loihi.teachers.checkpoint import TEACHER_FILE, load_teacher  # noqa: F401  (TEACHER_FILE: re-exported)
 from sne_loihi.checks import check_config
-from sne_loihi.train.common import (
-    append_jsonl,
-    batch_indices,
-    make_optimizer,
-    recalibrate_batchnorm,
-    sharded_accuracy,
-    resolve_device,
-    restore_or_start,
-    save_epoch_checkpoint,
-    seed_everything,
-    keep_freed_memory,
-    set_threads,
-)
+from sne_loihi.train.common import batch_indices, recalibrate_batchnorm, sharded_accuracy
+from sne_loihi.train.loop import EpochCheckpoints, augmenter, epoch_bar, start_optimisation, start_training
 
 TEACHER_METRICS = "metrics_teacher.jsonl"
 
@@ -81,69 +69,48 @@ def teacher_step(
     return loss, logits
 
 
-def train_teacher(
-    cfg: RunConfig,
-    data: Dataset,
-    run_dir: Path,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-) -> TeacherResult:
-    """Train ``cfg.teacher`` with cross-entropy; checkpoint every epoch to ``RUN/teacher.pt``.
+def train_teacher(run: Run, *, resume: bool = False, progress: bool = True, data: Dataset | None = None) -> TeacherResult:
+    """Train the run config's teacher with cross-entropy; checkpoint every epoch to ``RUN/teacher.pt``.
 
     Args:
-        cfg: Resolved run config (teacher section and train.seed/device/threads are used).
-        data: The data set.
-        run_dir: Run folder.
+        run: The run (its config's teacher section and train.seed/device/threads are used).
         resume: Continue an interrupted run from its last epoch checkpoint.
+        progress: Show a progress bar.
+        data: The data set; ``None``: the run's (:meth:`~sne_loihi.run.Run.data`).
 
     Raises:
         CheckpointError: ``teacher.pt`` exists and ``resume`` is False, or it does not
             match the config.
     """
+    cfg = run.config
+    data = data if data is not None else run.data()
     check_config(cfg)
     tcfg = cfg.teacher
-    device = resolve_device(cfg.train.device)
-    dist = setup(device)
-    set_threads(cfg.train.threads)
-    if device.type == "cpu":
-        keep_freed_memory()
-    gen = seed_everything(cfg.train.seed)
-    path = Path(run_dir) / TEACHER_FILE
-    metrics = Path(run_dir) / TEACHER_METRICS
+    start = start_training(cfg.train.device, cfg.train.threads, cfg.train.seed)
+    device, dist, gen = start.device, start.dist, start.generator
+    path, metrics = run.dir / TEACHER_FILE, run.dir / TEACHER_METRICS
     model = build_teacher(tcfg, data.in_shape, data.num_classes).to(device)
-    optimizer = make_optimizer(tcfg.optimizer, model.parameters(), tcfg.lr, tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tcfg.epochs, 1))
-    state = restore_or_start(
-        path, cfg.to_dict(), resume=resume, model=model, optimizer=optimizer, scheduler=sched,
-        generator=gen, metrics=metrics, epochs=tcfg.epochs, main=dist.is_main,
-    )
+    opt = start_optimisation(tcfg, model, path, cfg.to_dict(), resume=resume, start=start, metrics=metrics)
     dist.check_last_batch(len(data.x_train_nchw), tcfg.batch_size, "teacher training")
     ddp = dist.wrap(model, device)
     scaler = grad_scaler(device, tcfg.amp)
-    augment = (lambda x: augment_nchw(x, gen)) if cfg.data.augment else None
-    n_batches = -(-len(data.x_train_nchw) // tcfg.batch_size)
-    bar = tqdm(
-        total=tcfg.epochs * n_batches,
-        initial=state.epoch * n_batches,
-        desc=f"teacher {tcfg.arch}",
-        disable=not (progress and dist.is_main),
-        unit="batch",
-    )
-    for epoch in range(state.epoch, tcfg.epochs):
+    checkpoints = EpochCheckpoints(path, metrics, cfg.to_dict(), model, opt, start, _meta(data))
+    augment = augmenter(cfg.data.augment, gen)
+    bar = epoch_bar(len(data.x_train_nchw), tcfg, opt.state.epoch, f"teacher {tcfg.arch}", progress and dist.is_main)
+    for epoch in range(opt.state.epoch, tcfg.epochs):
         model.train()
         sums = {"seen": 0.0, "loss": 0.0, "correct": 0.0}
         order = batch_indices(len(data.x_train_nchw), tcfg.batch_size, gen)
         with dist.training(model):
             for shard, x, y in dist.batches(order, data.x_train_nchw, data.y_train, device, augment):
-                loss, logits = teacher_step(ddp, optimizer, x, y, loss_weight=dist.loss_weight(shard),
+                loss, logits = teacher_step(ddp, opt.optimizer, x, y, loss_weight=dist.loss_weight(shard),
                                             amp=tcfg.amp, scaler=scaler)
                 sums["seen"] += len(shard)
                 sums["loss"] += float(loss.detach()) * len(shard)
                 sums["correct"] += int((logits.argmax(-1) == y).sum())
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / sums['seen']:.3f}")
-        sched.step()
+        opt.scheduler.step()
         recalibrate_batchnorm(model, data.x_train_nchw, 256, device)
         model.eval()
         sums = dist.sum(sums, device)
@@ -152,32 +119,18 @@ def train_teacher(
             "loss": sums["loss"] / sums["seen"],
             "train_accuracy": sums["correct"] / sums["seen"],
             "test_accuracy": sharded_accuracy(model, data.x_test_nchw, data.y_test, 256, device, dist),
-            "lr": sched.get_last_lr()[0],
+            "lr": opt.scheduler.get_last_lr()[0],
             **dist.record(),
         }
-        state.epoch, state.history = epoch + 1, state.history + [record]
-        if dist.is_main:
-            append_jsonl(metrics, record)
-            save_epoch_checkpoint(
-                path,
-                config=cfg.to_dict(),
-                model=model,
-                optimizer=optimizer,
-                state=state,
-                generator=gen,
-                extra={"scheduler": sched.state_dict(), **_meta(data)},
-            )
+        checkpoints.end_epoch(record)
     bar.close()
     if dist.is_main and not path.exists():  # zero epochs (e.g. a user's pre-trained external teacher)
-        state.history = []
-        save_epoch_checkpoint(
-            path, config=cfg.to_dict(), model=model, optimizer=optimizer, state=state,
-            generator=gen, extra={"scheduler": sched.state_dict(), **_meta(data)},
-        )
+        opt.state.history = []
+        checkpoints.save()
     dist.barrier()  # the checkpoint is on disk before any rank goes on to read it
     model.eval()
     test_acc = sharded_accuracy(model, data.x_test_nchw, data.y_test, 256, device, dist)
-    return TeacherResult(model, test_acc, state.history, path)
+    return TeacherResult(model, test_acc, opt.state.history, path)
 
 
 @torch.no_grad()

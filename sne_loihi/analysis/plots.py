@@ -18,6 +18,18 @@ def _pyplot():
     return plt
 
 
+def _finish(plt, fig, ax, path: Path, xlabel: str, *, grid_which: str = "major", legend_size: float | None = None) -> Path:
+    """Label the axes (accuracy on y), add grid and legend, and save the figure as ``path``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3, which=grid_which)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_active_students(curves: dict[str, Sequence[tuple[int, float]]], path: Path) -> Path:
     """Accuracy vs number of active students, one line per policy (e.g. random, dropout)."""
     plt = _pyplot()
@@ -25,15 +37,8 @@ def plot_active_students(curves: dict[str, Sequence[tuple[int, float]]], path: P
     for name, pts in curves.items():
         ks, accs = zip(*sorted(pts))
         ax.plot(ks, [100 * a for a in accs], marker="o", label=name)
-    ax.set_xlabel("active students K")
-    ax.set_ylabel("test accuracy (%)")
     ax.set_xticks(sorted({k for pts in curves.values() for k, _ in pts}))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _finish(plt, fig, ax, path, "active students K")
 
 
 def plot_pareto(
@@ -52,14 +57,7 @@ def plot_pareto(
     if teacher is not None:
         ax.scatter([teacher[0]], [100 * teacher[1]], marker="*", s=160, color="k", label="teacher", zorder=5)
         ax.set_xscale("log")
-    ax.set_xlabel("energy per inference (nJ)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _finish(plt, fig, ax, path, "energy per inference (nJ)", grid_which="both", legend_size=8)
 
 
 def plot_noise(results: Sequence[NoiseResult], path: Path) -> Path:
@@ -73,11 +71,4 @@ def plot_noise(results: Sequence[NoiseResult], path: Path) -> Path:
         rs.sort(key=lambda r: r.sigma)
         ax.errorbar([r.sigma for r in rs], [100 * r.mean for r in rs], yerr=[100 * r.sem for r in rs],
                     marker="o", capsize=3, label=name)
-    ax.set_xlabel("Gaussian noise sigma (pixels in [0, 1])")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _finish(plt, fig, ax, path, "Gaussian noise sigma (pixels in [0, 1])")

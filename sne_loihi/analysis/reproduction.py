@@ -25,8 +25,23 @@ TARGET_GAP_POINTS = 15.0
 TARGET_ENERGY_RATIO = 10.0
 
 
+class _Seeded:
+    """A quantity measured once per seed (``per_seed``) and estimated over the seeds."""
+
+    per_seed: PerSeed
+
+    @property
+    def estimate(self) -> Estimate:
+        return estimate(list(self.per_seed.values()))
+
+    def _seeds_dict(self) -> dict[str, Any]:
+        """The per-seed values (seed as text, sorted) and their estimate."""
+        return {"per_seed": {str(k): v for k, v in sorted(self.per_seed.items())},
+                "estimate": self.estimate.to_dict()}
+
+
 @dataclass
-class Row:
+class Row(_Seeded):
     """One quantity: its per-seed values, their estimate and the paper's value (if any)."""
 
     label: str
@@ -34,17 +49,12 @@ class Row:
     paper: float | None = None
     unit: str = "%"
 
-    @property
-    def estimate(self) -> Estimate:
-        return estimate(list(self.per_seed.values()))
-
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "unit": self.unit, "paper": self.paper,
-                "per_seed": {str(k): v for k, v in sorted(self.per_seed.items())}, "estimate": self.estimate.to_dict()}
+        return {"label": self.label, "unit": self.unit, "paper": self.paper, **self._seeds_dict()}
 
 
 @dataclass
-class ClaimResult:
+class ClaimResult(_Seeded):
     """A relative claim, the estimate that tests it, and the verdict."""
 
     table: str
@@ -55,18 +65,13 @@ class ClaimResult:
     unit: str = "points"
 
     @property
-    def estimate(self) -> Estimate:
-        return estimate(list(self.per_seed.values()))
-
-    @property
     def verdict(self) -> Verdict:
         return verdict(self.claim, self.estimate)
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table, "claim": self.claim.text, "direction": self.claim.direction,
                 "margin": self.claim.margin, "quantity": self.quantity, "unit": self.unit, "paper": self.paper,
-                "per_seed": {str(k): v for k, v in sorted(self.per_seed.items())},
-                "estimate": self.estimate.to_dict(), "verdict": self.verdict.value}
+                **self._seeds_dict(), "verdict": self.verdict.value}
 
 
 @dataclass

@@ -11,7 +11,7 @@ import torch
 
 from sne_loihi.cost.energy import resolve_profile
 from sne_loihi.analysis.options import ReportOptions
-from sne_loihi.report import markdown_table, write_report
+from sne_loihi.report import markdown_table, percent, two_decimals, whole, write_report
 from sne_loihi.run import CONFIG_FILE, DROPOUT_GLOB, ENSEMBLE_FILE, FINETUNE_FILE, TEACHER_FILE, Run, as_run, load_data
 
 NEUROBENCH_SECTION = "NeuroBench cross-check of the synaptic-op counts"
@@ -19,10 +19,10 @@ NEUROBENCH_SECTION = "NeuroBench cross-check of the synaptic-op counts"
 
 POLICY_COLUMNS = (
     ("setting", "active", str),
-    ("accuracy", "test acc. (%)", lambda v: f"{100 * v:.2f}"),
-    ("macs", "MACs/sample", lambda v: f"{v:,.0f}"),
-    ("acs", "ACs/sample", lambda v: f"{v:,.0f}"),
-    ("energy_nj", "energy (nJ)", lambda v: f"{v:,.2f}"),
+    ("accuracy", "test acc. (%)", percent),
+    ("macs", "MACs/sample", whole),
+    ("acs", "ACs/sample", whole),
+    ("energy_nj", "energy (nJ)", two_decimals),
 )
 
 

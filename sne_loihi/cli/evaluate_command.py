@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
 from sne_loihi.cli.app import app, friendly
-from sne_loihi.cli.options import REPORT_DEFAULTS, RunArg, TrustFactoryOpt, report_flags
+from sne_loihi.cli.flags import EVALUATE_FLAGS, REPORT_FLAGS, config_flags
+from sne_loihi.cli.options import RunArg, TrustFactoryOpt, stored_config
 from sne_loihi.run_files import REPORT_FILE
 
 
 @app.command()
 @friendly
-@report_flags
+@config_flags(REPORT_FLAGS, EVALUATE_FLAGS)
 def evaluate(
     run: RunArg,
-    report: Any = None,
+    overrides: Any = None,
     trust_factory: TrustFactoryOpt = False,
-    neurobench: Annotated[bool, typer.Option(
-        "--neurobench/--no-neurobench", help="Also count synaptic ops, activation sparsity and footprint with "
-        "NeuroBench and put them next to ours in the report (needs the 'interop' extra).")] = False,
-    neurobench_samples: Annotated[int, typer.Option(
-        "--neurobench-samples", help="Test samples for --neurobench (0 = all).")] = REPORT_DEFAULTS.neurobench_samples,
 ) -> None:
     """Accuracy and per-sample cost of teacher, students and ensemble; activation policies,
-    noise robustness; rewrites the run's report.md/report.json and plots."""
+    noise robustness; rewrites the run's report.md/report.json and plots. Report settings
+    not given as flags come from the run's config.toml (its ``report`` section)."""
+    from sne_loihi.analysis.options import ReportOptions
     from sne_loihi.pipeline import report_run
     from sne_loihi.report import print_table
 
-    options = replace(report, neurobench=neurobench, neurobench_samples=neurobench_samples)  # checks them
-    if neurobench:
+    options = ReportOptions.from_config(stored_config(run, overrides).report)  # checks them
+    if options.neurobench:
         from sne_loihi.cost.neurobench_check import import_neurobench
 
         import_neurobench()  # missing neurobench fails before the evaluation

@@ -133,6 +133,26 @@ PIPELINE_FLAGS: tuple[ConfigFlag, ...] = (
     F("lava_cascade", "--lava-cascade", "lava.cascade", str,
       "Per-sample activation thresholds to simulate in Lava, e.g. 0.6,0.9 ('none': skip).",
       lambda text: float_list(text, "--lava-cascade") if text else None),
+    F("dropout_k", "--dropout-k", "pipeline.dropout_k", str, "Also train dropout variants with these K, e.g. 1,2,3.",
+      lambda text: int_list(text, "--dropout-k")),
+)
+#: The report: ``sne evaluate`` and ``sne pipeline`` share these.
+REPORT_FLAGS: tuple[ConfigFlag, ...] = (
+    F("energy", "--energy", "report.energy_profile", str, "Energy profile: cmos45nm, loihi, or a TOML file."),
+    F("activation", "--activation/--no-activation", "report.activation", bool,
+      "Random-K, subset and per-sample analysis."),
+    F("noise", "--noise", "report.noise", str, "Gaussian noise sigmas, e.g. 0.01,0.03,0.05,0.07 ('none': skip).",
+      lambda text: float_list(text, "--noise")),
+    F("repeats", "--repeats", "report.repeats", int, "Noise draws per level."),
+    F("draw_batch", "--draw-batch", "report.draw_batch", int, "Random K: a new draw of K students every N test samples."),
+)
+#: ``sne evaluate`` beyond the report flags.
+EVALUATE_FLAGS: tuple[ConfigFlag, ...] = (
+    F("neurobench", "--neurobench/--no-neurobench", "report.neurobench", bool,
+      "Also count synaptic ops, activation sparsity and footprint with NeuroBench and put them next to ours in the "
+      "report (needs the 'interop' extra)."),
+    F("neurobench_samples", "--neurobench-samples", "report.neurobench_samples", int,
+      "Test samples for --neurobench (0 = all)."),
 )
 #: ``sne partition``.
 PARTITION_FLAGS: tuple[ConfigFlag, ...] = (

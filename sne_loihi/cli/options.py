@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import inspect
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from sne_loihi.analysis.options import ReportOptions
 from sne_loihi.cli.flags import option_group
-from sne_loihi.config import Backend, RunConfig, StudentBackend, StudentEngine, resolve
+from sne_loihi.config import Backend, NeuronLibrary, RunConfig, StudentEngine, resolve
 
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="digits (embedded) or cifar10.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config (flags override it).")]
@@ -27,27 +27,46 @@ TrustFactoryOpt = Annotated[bool, typer.Option(
     "imported (it runs that module's code).")]
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of CIFAR-10 python batches.")]
 
-# report options (ReportOptions' defaults are the defaults)
-NoiseOpt = Annotated[Optional[str], typer.Option("--noise", help="Gaussian noise sigmas, e.g. 0.01,0.03,0.05,0.07.")]
-RepeatsOpt = Annotated[int, typer.Option("--repeats", help="Noise draws per level.")]
-EnergyOpt = Annotated[str, typer.Option("--energy", help="Energy profile: cmos45nm, loihi, or a TOML file.")]
-ActivationOpt = Annotated[bool, typer.Option("--activation/--no-activation", help="Random-K, subset and per-sample analysis.")]
-DrawBatchOpt = Annotated[int, typer.Option("--draw-batch", help="Random K: a new draw of K students every N test samples.")]
-REPORT_DEFAULTS = ReportOptions()
-#: The report options ``sne evaluate`` and ``sne pipeline`` share (:func:`report_flags`).
-REPORT_PARAMS = tuple(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
-                      for name, kind, default in (
-    ("energy", EnergyOpt, REPORT_DEFAULTS.energy_profile),
-    ("activation", ActivationOpt, REPORT_DEFAULTS.activation),
-    ("noise", NoiseOpt, None),
-    ("repeats", RepeatsOpt, REPORT_DEFAULTS.repeats),
-    ("draw_batch", DrawBatchOpt, REPORT_DEFAULTS.draw_batch),
-))
-
 # export and simulate (the Lava section's defaults are the defaults)
 SamplesOpt = Annotated[int, typer.Option("--samples", help="The first N test samples (parity check / simulation).")]
 CapacityOpt = Annotated[int, typer.Option("--capacity", help="Samples per Lava run of the one compiled graph.")]
+EnergyOpt = Annotated[str, typer.Option("--energy", help="Energy profile: cmos45nm, loihi, or a TOML file.")]
 BackendOpt = Annotated[Backend, typer.Option("--backend", help="auto (Loihi 2 if lava-loihi is installed, else CPU), cpu, loihi2.")]
+
+
+def _keyword_params(*items: tuple[str, Any, Any]) -> tuple[inspect.Parameter, ...]:
+    return tuple(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+                 for name, kind, default in items)
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """Where a command that starts a run (``sne teacher``, ``sne pipeline``) takes its config
+    from (``--dataset``, ``--config``, ``--preset``) and where the run goes (``--run-dir``)."""
+
+    dataset: str | None = None
+    config: Path | None = None
+    preset: str | None = None
+    run_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """How a training command runs: ``--resume``, ``--progress``, ``--trust-factory``."""
+
+    resume: bool = False
+    progress: bool = True
+    trust_factory: bool = False
+
+
+#: Give a command ``new_run``, a :class:`NewRun` from its four options.
+new_run_options = option_group("new_run", _keyword_params(
+    ("dataset", DatasetOpt, None), ("config", ConfigOpt, None), ("preset", PresetOpt, None), ("run_dir", RunDirOpt, None),
+), lambda given: NewRun(**given))
+#: Give a command ``job``, a :class:`Job` from its three options.
+job_options = option_group("job", _keyword_params(
+    ("resume", ResumeOpt, False), ("progress", ProgressOpt, True), ("trust_factory", TrustFactoryOpt, False),
+), lambda given: Job(**given))
 
 
 def run_config(
@@ -78,6 +97,20 @@ def run_config(
     return cfg
 
 
+def stored_config(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
+    """A command on an existing run folder: its ``config.toml`` (the config defaults if it has
+    none) below ``overrides``. Reads no code and checks no device or architecture (the
+    commands check the sections they use).
+
+    Raises:
+        ConfigError: An unreadable ``config.toml`` or a bad value type.
+    """
+    from sne_loihi.run import CONFIG_FILE
+
+    stored = Path(run_dir) / CONFIG_FILE
+    return resolve(None, stored if stored.is_file() else None, overrides)
+
+
 def echo_preset(cfg: RunConfig) -> None:
     """Print the resolved config of a preset run, so the run says what it trains."""
     if cfg.preset:
@@ -93,7 +126,7 @@ def default_run_dir(run_dir: Path | None, cfg: RunConfig) -> Path:
 
 def echo_engine(cfg: RunConfig) -> None:
     """Say at the start of training which engine runs the students."""
-    if cfg.student.backend is not StudentBackend.SLAYER:
+    if cfg.student.neuron_library is not NeuronLibrary.SLAYER:
         return
     if cfg.student.engine is StudentEngine.FAST:
         from sne_loihi.device import resolve_device
@@ -102,24 +135,3 @@ def echo_engine(cfg: RunConfig) -> None:
         typer.echo(f"student engine: fast ({engine_paths(resolve_device(cfg.train.device))})")
     else:
         typer.echo("student engine: slayer (lava-dl SLAYER blocks)")
-
-
-def report_options(given: dict[str, Any]) -> ReportOptions:
-    """:class:`ReportOptions` from the report flags (unset ones: the defaults), checked before
-    any work (an unknown energy profile fails now, not after hours of training).
-
-    Raises:
-        ConfigError: A bad value or energy profile.
-    """
-    from sne_loihi.analysis.noise import parse_levels
-    from sne_loihi.cost.energy import resolve_profile
-
-    values = {p.name: given.get(p.name, p.default) for p in REPORT_PARAMS}
-    resolve_profile(values["energy"])
-    return ReportOptions(energy_profile=values["energy"], activation=values["activation"],
-                         noise=parse_levels(values["noise"]) if values["noise"] else [], repeats=values["repeats"],
-                         draw_batch=values["draw_batch"])
-
-
-#: Give a command the report options; it receives ``report``, a checked :class:`ReportOptions`.
-report_flags = option_group("report", REPORT_PARAMS, report_options)

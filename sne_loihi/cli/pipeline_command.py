@@ -2,43 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Any
 
 import typer
 
 from sne_loihi.cli.app import app, friendly
-from sne_loihi.cli.flags import DATA_FLAGS, PIPELINE_FLAGS, STUDENT_FLAGS, config_flags, int_list
-from sne_loihi.cli.options import (
-    ConfigOpt, DatasetOpt, PresetOpt, ProgressOpt, ResumeOpt, RunDirOpt, TrustFactoryOpt, default_run_dir, echo_engine,
-    echo_preset, report_flags, run_config,
-)
+from sne_loihi.cli.flags import DATA_FLAGS, PIPELINE_FLAGS, REPORT_FLAGS, STUDENT_FLAGS, config_flags
+from sne_loihi.cli.options import default_run_dir, echo_engine, echo_preset, job_options, new_run_options, run_config
 from sne_loihi.run_files import REPORT_FILE
 
 
 @app.command()
 @friendly
-@config_flags(DATA_FLAGS, STUDENT_FLAGS, PIPELINE_FLAGS)
-@report_flags
-def pipeline(
-    dataset: DatasetOpt = None,
-    config: ConfigOpt = None,
-    preset: PresetOpt = None,
-    run_dir: RunDirOpt = None,
-    overrides: Any = None,
-    dropout_k: Annotated[Optional[str], typer.Option("--dropout-k", help="Also train dropout variants with these K, e.g. 1,2,3.")] = None,
-    report: Any = None,
-    resume: ResumeOpt = False,
-    progress: ProgressOpt = True,
-    trust_factory: TrustFactoryOpt = False,
-) -> None:
+@config_flags(DATA_FLAGS, STUDENT_FLAGS, PIPELINE_FLAGS, REPORT_FLAGS)
+@new_run_options
+@job_options
+def pipeline(new_run: Any = None, overrides: Any = None, job: Any = None) -> None:
     """Teacher -> partition -> students -> export + Lava simulation -> evaluation -> report, in one run folder."""
     from sne_loihi.pipeline import run_pipeline
 
-    cfg = run_config(dataset, config, run_dir if resume else None, overrides, preset)
+    src = new_run
+    cfg = run_config(src.dataset, src.config, src.run_dir if job.resume else None, overrides, src.preset)
     echo_preset(cfg)
-    run_dir = default_run_dir(run_dir, cfg)
-    ks = int_list(dropout_k, "--dropout-k") if dropout_k else []
+    run_dir = default_run_dir(src.run_dir, cfg)
     echo_engine(cfg)
-    run_pipeline(cfg, run_dir, resume=resume, progress=progress,
-                 report=report, dropout_ks=ks)
+    run_pipeline(cfg, run_dir, resume=job.resume, progress=job.progress)  # report and dropout variants: cfg.report, cfg.pipeline
     typer.echo(f"report: {run_dir / REPORT_FILE}")

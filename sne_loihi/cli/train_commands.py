@@ -13,8 +13,8 @@ from sne_loihi.cli.flags import (
     DATA_FLAGS, DEVICE, FINETUNE_FLAGS, PARTITION_FLAGS, SEED, STUDENT_FLAGS, TEACHER_FLAGS, TRAIN_FLAGS, config_flags,
 )
 from sne_loihi.cli.options import (
-    ConfigOpt, DatasetOpt, PresetOpt, ProgressOpt, ResumeOpt, RunDirOpt, TrustFactoryOpt, default_run_dir, echo_engine,
-    echo_preset, run_config,
+    ConfigOpt, TrustFactoryOpt, default_run_dir, echo_engine, echo_preset, job_options, new_run_options, run_config,
+    stored_config,
 )
 from sne_loihi.errors import SneError
 
@@ -22,33 +22,26 @@ from sne_loihi.errors import SneError
 @teacher_app.callback()
 @friendly
 @config_flags(DATA_FLAGS, TEACHER_FLAGS, (SEED, DEVICE))
-def teacher(
-    ctx: typer.Context,
-    dataset: DatasetOpt = None,
-    config: ConfigOpt = None,
-    preset: PresetOpt = None,
-    run_dir: RunDirOpt = None,
-    overrides: Any = None,
-    resume: ResumeOpt = False,
-    progress: ProgressOpt = True,
-    trust_factory: TrustFactoryOpt = False,
-) -> None:
+@new_run_options
+@job_options
+def teacher(ctx: typer.Context, new_run: Any = None, overrides: Any = None, job: Any = None) -> None:
     """Train an ANN teacher with cross-entropy and store it in the run folder."""
+    src = new_run
     if ctx.invoked_subcommand is not None:
-        ctx.obj = {"run_dir": run_dir, "device": overrides["train.device"], "progress": progress,
-                   "factory": overrides["teacher.factory"], "trust_factory": trust_factory}
+        ctx.obj = {"run_dir": src.run_dir, "device": overrides["train.device"], "progress": job.progress,
+                   "factory": overrides["teacher.factory"], "trust_factory": job.trust_factory}
         return
     from sne_loihi.run import TEACHER_FILE, Run
     from sne_loihi.train.stages import check_teacher_buildable, prepare_run_dir
     from sne_loihi.train.teacher import train_teacher
 
-    cfg = run_config(dataset, config, run_dir, overrides, preset)
+    cfg = run_config(src.dataset, src.config, src.run_dir, overrides, src.preset)
     echo_preset(cfg)
-    run = Run(default_run_dir(run_dir, cfg), cfg)
+    run = Run(default_run_dir(src.run_dir, cfg), cfg)
     data = run.data()
     check_teacher_buildable(cfg, data)  # a bad external checkpoint fails before the run folder exists
-    prepare_run_dir(run, resume=resume, checkpoints=(TEACHER_FILE,))
-    result = train_teacher(cfg, data, run.dir, resume=resume, progress=progress)
+    prepare_run_dir(run, resume=job.resume, checkpoints=(TEACHER_FILE,))
+    result = train_teacher(run, resume=job.resume, progress=job.progress)
     typer.echo(f"teacher {cfg.teacher.arch}: test accuracy {100 * result.test_accuracy:.2f}% -> {result.path}")
 
 
@@ -63,10 +56,9 @@ def teacher_finetune(ctx: typer.Context, overrides: Any = None) -> None:
     """
     from dataclasses import asdict
 
-    from sne_loihi.config import resolve
     from sne_loihi.distributed import is_main_process
     from sne_loihi.io import run_lock
-    from sne_loihi.run import CONFIG_FILE, FINETUNE_FILE, Run
+    from sne_loihi.run import FINETUNE_FILE, Run
     from sne_loihi.teachers.external import trusted_factories
     from sne_loihi.train.finetune_stage import finetune_stage
 
@@ -74,8 +66,7 @@ def teacher_finetune(ctx: typer.Context, overrides: Any = None) -> None:
     if opts.get("run_dir") is None:
         raise SneError("teacher finetune needs --run-dir (before 'finetune') holding teacher.pt")
     run_dir = Path(opts["run_dir"])
-    stored = run_dir / CONFIG_FILE
-    cfg = resolve(None, stored if stored.is_file() else None, overrides)  # reads no code, checks the values
+    cfg = stored_config(run_dir, overrides)  # reads no code; finetune_stage checks the finetune values
     lock = run_lock(run_dir) if is_main_process() else contextlib.nullcontext()  # torchrun: rank 0
     with lock, trusted_factories([opts.get("factory")], trust_all=bool(opts.get("trust_factory"))):
         summary = finetune_stage(Run(run_dir), students=cfg.ensemble.num_students, **asdict(cfg.finetune),
@@ -104,13 +95,12 @@ def partition(
 @app.command()
 @friendly
 @config_flags(STUDENT_FLAGS, TRAIN_FLAGS)
+@job_options
 def train(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder holding teacher.pt (from 'sne teacher').")],
     config: ConfigOpt = None,
     overrides: Any = None,
-    resume: ResumeOpt = False,
-    progress: ProgressOpt = True,
-    trust_factory: TrustFactoryOpt = False,
+    job: Any = None,
 ) -> None:
     """Distil the run's teacher into an ensemble of SLAYER students."""
     from sne_loihi.run import Run
@@ -118,7 +108,7 @@ def train(
 
     cfg = run_config(None, config, run_dir, overrides)
     echo_engine(cfg)
-    result = students_stage(Run(run_dir, cfg), resume=resume, progress=progress)
+    result = students_stage(Run(run_dir, cfg), resume=job.resume, progress=job.progress)
     last = result.history[-1] if result.history else {}
     typer.echo(f"ensemble: test accuracy {100 * last.get('test_accuracy', float('nan')):.2f}% -> {result.path}"
                f" (run 'sne evaluate {run_dir}' for the full report)")

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sne_loihi.config import StudentBackend, StudentEngine
+from sne_loihi.config import NeuronLibrary, StudentEngine
 from sne_loihi.cost.ops import OpKind, count_student_ops, neuron_updates_per_sample
 from sne_loihi.errors import ConfigError, SneError
 
@@ -106,7 +106,7 @@ def quantised_copy(student: nn.Module) -> nn.Module:
     """
     from dataclasses import replace
 
-    if student.spec.backend is not StudentBackend.SLAYER:
+    if student.spec.neuron_library is not NeuronLibrary.SLAYER:
         raise ConfigError("quantised_copy needs a SLAYER student")
     twin = copy.deepcopy(student)
     twin.spec = replace(student.spec, engine=StudentEngine.SLAYER)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.weight_norm import WeightNorm
 
-from sne_loihi.config import StudentBackend
+from sne_loihi.config import NeuronLibrary
 from sne_loihi.students.base import Student, StudentOutput
 from sne_loihi.layers import LayerKind
 from sne_loihi.students.spec import StudentSpec
@@ -149,7 +149,7 @@ def layer_op_kinds(spec: StudentSpec) -> list[OpKind]:
     when ``input_bits == 1``) and float pixels for SpikingJelly. Every later layer sees the
     previous layer's binary spikes.
     """
-    graded = not (spec.backend is StudentBackend.SLAYER and spec.input_bits == 1)
+    graded = not (spec.neuron_library is NeuronLibrary.SLAYER and spec.input_bits == 1)
     n = len(spec.weighted_layers())
     return [OpKind.MAC if (i == 0 and graded) else OpKind.AC for i in range(n)]
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from sne_loihi.checks import check_section
 from sne_loihi.config import DataConfig
-from sne_loihi.errors import ConfigError, DataError
+from sne_loihi.errors import DataError
 from sne_loihi.registry import Registry
 
 
@@ -115,9 +116,7 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
         ConfigError: Unknown data set name or negative limits.
         DataError: The data cannot be read (see the loaders).
     """
-    for key in ("max_train", "max_test"):
-        if getattr(cfg, key) < 0:
-            raise ConfigError(f"data.{key} must be >= 0 (0 = all), got {getattr(cfg, key)}")
+    check_section(cfg, "data")  # the config's own rules (a DataConfig may come without a RunConfig)
     data = DATASETS.get(cfg.name)(cfg, seed)
     for part, labels in (("training", data.y_train), ("test", data.y_test)):
         if len(labels) == 0:

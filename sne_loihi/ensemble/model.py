@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sne_loihi.config import StudentBackend
+from sne_loihi.config import NeuronLibrary
 from sne_loihi.errors import ConfigError
 from sne_loihi.indices import check_student_indices
 
@@ -25,12 +25,12 @@ def _encode_direct(x_nchw: torch.Tensor, spec: object) -> torch.Tensor:
 
 #: How each backend's students receive the image: SLAYER students get the quantised integers
 #: Lava will send as graded spikes; the SpikingJelly reference gets float pixels (the paper).
-ENCODERS = {StudentBackend.SLAYER: _encode_graded, StudentBackend.SPIKINGJELLY: _encode_direct}
+ENCODERS = {NeuronLibrary.SLAYER: _encode_graded, NeuronLibrary.SPIKINGJELLY: _encode_direct}
 
 
 def encode_for(spec: object, x_nchw: torch.Tensor) -> torch.Tensor:
     """Encode images for a student with ``spec`` (``x_nchw`` -> ``x_nchwt``)."""
-    return ENCODERS[StudentBackend(spec.backend)](x_nchw, spec)
+    return ENCODERS[NeuronLibrary(spec.neuron_library)](x_nchw, spec)
 
 
 @dataclass
@@ -129,7 +129,7 @@ class Ensemble(nn.Module):
             out = None
             if len(idx) > 0:
                 spec = student.spec
-                key = (StudentBackend(spec.backend), spec.time_steps, spec.input_bits)
+                key = (NeuronLibrary(spec.neuron_library), spec.time_steps, spec.input_bits)
                 if key not in encoded:
                     encoded[key] = encode_for(spec, x_nchw)
                 x_in = encoded[key] if len(idx) == batch else encoded[key][idx]

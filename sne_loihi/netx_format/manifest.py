@@ -12,6 +12,7 @@ import numpy as np
 
 from sne_loihi.config import NeuronConfig
 from sne_loihi.errors import ConfigError, ExportError
+from sne_loihi.indices import check_student_indices
 from sne_loihi.io import sha256_file
 from sne_loihi.netx_format.netx_file import read_netx_layers
 from sne_loihi.students.spec import check_neuron
@@ -253,10 +254,7 @@ def validate_cascade_head(head: CascadeHead, head_shape: tuple[int, ...], num_st
                           f"the ensemble head {list(head_shape)}")
     if not (np.isfinite(cw).all() and np.isfinite(cb).all()):
         raise ExportError(f"{where}: cascade head holds non-finite values")
-    order = list(head.order)
-    if (not order or len(set(order)) != len(order)
-            or not all(isinstance(i, int) and 0 <= i < num_students for i in order)):
-        raise ExportError(f"{where}: cascade order must list distinct students in 0..{num_students - 1}, got {order}")
+    check_student_indices(head.order, num_students, f"{where}: cascade order", ExportError, nonempty=True)
 
 
 def load_manifest(directory: Path) -> Manifest:

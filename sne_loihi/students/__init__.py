@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from sne_loihi.students.archs import STUDENT_ARCHS, student_spec
 from sne_loihi.students.base import Student, StudentOutput, encode_input
-from sne_loihi.students.build import BACKENDS, build_student
+from sne_loihi.students.build import NEURON_LIBRARIES, build_student
 from sne_loihi.layers import LayerKind
 from sne_loihi.students.spec import LayerSpec, StudentSpec
 
 __all__ = [
-    "BACKENDS", "STUDENT_ARCHS", "LayerKind", "LayerSpec", "Student", "StudentOutput", "StudentSpec",
+    "NEURON_LIBRARIES", "STUDENT_ARCHS", "LayerKind", "LayerSpec", "Student", "StudentOutput", "StudentSpec",
     "build_student", "encode_input", "student_spec",
 ]

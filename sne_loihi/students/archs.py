@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from sne_loihi.config import StudentBackend, StudentConfig, StudentEngine
+from sne_loihi.config import NeuronLibrary, StudentConfig, StudentEngine
 from sne_loihi.errors import ConfigError
 from sne_loihi.registry import Registry
 from sne_loihi.students.spec import FLATTEN, LayerSpec, StudentSpec, conv, dense
@@ -88,6 +88,6 @@ def student_spec(cfg: StudentConfig, in_shape: tuple[int, int, int], out_feature
     return StudentSpec(
         layers=tuple(layers), in_shape=in_shape, out_features=int(out_features),
         time_steps=cfg.time_steps, input_bits=cfg.input_bits,
-        neuron=dataclasses.replace(cfg.neuron), backend=StudentBackend(cfg.backend),
+        neuron=dataclasses.replace(cfg.neuron), neuron_library=NeuronLibrary(cfg.neuron_library),
         engine=StudentEngine(cfg.engine),
     )

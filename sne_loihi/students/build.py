@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sne_loihi.config import StudentBackend
+from sne_loihi.config import NeuronLibrary
 from sne_loihi.errors import ConfigError
 from sne_loihi.students.base import Student
 from sne_loihi.students.spec import StudentSpec
@@ -28,20 +28,20 @@ def _build_spikingjelly(spec: StudentSpec) -> Student:
 
 
 #: Builder per neuron library; each imports its library only when called.
-BACKENDS: dict[StudentBackend, Callable[[StudentSpec], Student]] = {
-    StudentBackend.SLAYER: _build_slayer,
-    StudentBackend.SPIKINGJELLY: _build_spikingjelly,
+NEURON_LIBRARIES: dict[NeuronLibrary, Callable[[StudentSpec], Student]] = {
+    NeuronLibrary.SLAYER: _build_slayer,
+    NeuronLibrary.SPIKINGJELLY: _build_spikingjelly,
 }
 
 
 def build_student(spec: StudentSpec) -> Student:
-    """Build the network ``spec`` describes with its backend's neuron library.
+    """Build the network ``spec`` describes with its neuron library.
 
     Raises:
-        ConfigError: A backend without a builder.
+        ConfigError: A neuron library without a builder.
     """
     try:
-        builder = BACKENDS[StudentBackend(spec.backend)]
+        builder = NEURON_LIBRARIES[NeuronLibrary(spec.neuron_library)]
     except (KeyError, ValueError):
-        raise ConfigError(f"no student builder for backend {spec.backend!r}") from None
+        raise ConfigError(f"no student builder for neuron library {spec.neuron_library!r}") from None
     return builder(spec)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sne_loihi.config import NeuronConfig, StudentBackend, StudentEngine
+from sne_loihi.config import NeuronConfig, NeuronLibrary, StudentEngine
 from sne_loihi.errors import ConfigError
 from sne_loihi.layers import LayerKind
 
@@ -96,7 +96,7 @@ class StudentSpec:
         input_bits: Bits of the graded input spikes (SLAYER backend).
         neuron: CUBA-LIF parameters (SLAYER backend; the SpikingJelly reference uses the
             paper's fixed LIF neuron).
-        backend: Neuron library.
+        neuron_library: SLAYER or SpikingJelly (stored specs that call it ``backend`` load).
         engine: How a SLAYER student executes (identical spikes; see ``StudentEngine``).
     """
 
@@ -106,13 +106,13 @@ class StudentSpec:
     time_steps: int
     input_bits: int
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
-    backend: StudentBackend = StudentBackend.SLAYER
+    neuron_library: NeuronLibrary = NeuronLibrary.SLAYER
     engine: StudentEngine = StudentEngine.FAST
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
-        object.__setattr__(self, "backend", StudentBackend(self.backend))
+        object.__setattr__(self, "neuron_library", NeuronLibrary(self.neuron_library))
         object.__setattr__(self, "engine", StudentEngine(self.engine))
         self.validate()
 
@@ -183,7 +183,7 @@ class StudentSpec:
             "time_steps": self.time_steps,
             "input_bits": self.input_bits,
             "neuron": dataclasses.asdict(self.neuron),
-            "backend": self.backend.value,
+            "neuron_library": self.neuron_library.value,
             "engine": self.engine.value,
         }
 
@@ -196,6 +196,10 @@ class StudentSpec:
         """
         if not isinstance(data, dict):
             raise ConfigError(f"a student spec must be a table, got {data!r}")
+        if "backend" in data:  # the old name of neuron_library (specs stored before the rename)
+            if "neuron_library" in data:
+                raise ConfigError("a student spec gives both backend (the old name) and neuron_library")
+            data = {("neuron_library" if k == "backend" else k): v for k, v in data.items()}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         missing = sorted({"layers", "in_shape", "out_features", "time_steps", "input_bits"} - set(data))
@@ -207,9 +211,9 @@ class StudentSpec:
                 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in neuron_data.values())):
             raise ConfigError(f"bad neuron parameters in student spec: {neuron_data!r}")
         try:
-            backend = StudentBackend(data.get("backend", StudentBackend.SLAYER.value))
+            library = NeuronLibrary(data.get("neuron_library", NeuronLibrary.SLAYER.value))
         except ValueError:
-            raise ConfigError(f"unknown student backend {data.get('backend')!r}") from None
+            raise ConfigError(f"unknown student neuron library {data.get('neuron_library')!r}") from None
         try:
             engine = StudentEngine(data.get("engine", StudentEngine.FAST.value))
         except ValueError:
@@ -228,7 +232,7 @@ class StudentSpec:
             time_steps=data["time_steps"],
             input_bits=data["input_bits"],
             neuron=neuron,
-            backend=backend,
+            neuron_library=library,
             engine=engine,
         )
 

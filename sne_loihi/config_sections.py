@@ -1,0 +1,310 @@
+"""The sections of a run configuration: one small dataclass per concern, and the enums
+and defaults they use. :mod:`sne_loihi.config` assembles them into ``RunConfig`` (and
+re-exports every name here); their values are checked by :mod:`sne_loihi.checks`."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import InitVar, dataclass, field
+
+
+class Optimizer(str, enum.Enum):
+    """Optimisers a training stage may use."""
+
+    ADAM = "adam"
+    ADAMW = "adamw"
+    SGD = "sgd"
+
+
+class NeuronLibrary(str, enum.Enum):
+    """Which neuron library a student is built with (``student.neuron_library``; the config
+    and student specs called it ``backend`` before, a name the Lava target also has).
+
+    ``SLAYER``: lava-dl SLAYER CUBA-LIF, quantised like Loihi; exportable to netx and Lava.
+    ``SPIKINGJELLY``: the paper's SpikingJelly LIF (Eqs. 1-3), float, torch only: the
+    reference to compare with; it cannot be exported.
+    """
+
+    SLAYER = "slayer"
+    SPIKINGJELLY = "spikingjelly"
+
+
+#: The enum's old name (code written against it keeps working).
+StudentBackend = NeuronLibrary
+
+
+class StudentEngine(str, enum.Enum):
+    """How SLAYER students are executed (the parameters and the exported network are the same).
+
+    ``FAST``: the project's time-major engine (``sne_loihi.students.fast_cuba``): SLAYER's
+    quantised weights and fixed-point CUBA arithmetic, spike-for-spike identical to SLAYER,
+    one fused autograd op per layer, plain torch on CPU and CUDA (nothing compiled).
+    ``SLAYER``: lava-dl's own blocks (its CPU path is a Python loop over time on int64; on
+    CUDA it compiles ``.cu`` kernels at first use, which needs nvcc).
+    """
+
+    FAST = "fast"
+    SLAYER = "slayer"
+
+
+class PartitionStrategy(str, enum.Enum):
+    """How the teacher's feature dimensions are split among students (method.md section 4)."""
+
+    FIXED = "fixed"
+    AGGLOMERATIVE = "agglomerative"
+    KMEANS = "kmeans"
+    BALANCED_KMEANS = "balanced-kmeans"
+    BALANCED_OPTIMAL = "balanced-optimal"
+    FINETUNE = "finetune"
+
+
+class FeatureScaling(str, enum.Enum):
+    """How teacher features are mapped onto the students' firing-rate range [0, 1].
+
+    ``MAX``: divide each feature dimension by a high percentile of its training-set values
+    (``feature_percentile``) and clip to [0, 1]. Teacher features are post-ReLU (>= 0), so
+    this keeps every dimension inside the range a rate can reach while preserving its
+    relative spread. ``NONE``: use raw features (only sensible for teachers already in [0, 1]).
+    """
+
+    MAX = "max"
+    NONE = "none"
+
+
+@dataclass
+class DataConfig:
+    """Which data set and how it is read.
+
+    Attributes:
+        name: Registered data set name (``digits`` or ``cifar10``).
+        data_dir: Folder for file-based data sets (CIFAR-10 python-batch layout).
+        augment: Standard augmentation during training (random crop with padding, flip).
+        test_fraction: Held-out fraction for data sets without an official split (digits).
+        max_train: Use at most this many training samples (0 = all); stratified prefix.
+        max_test: Use at most this many test samples (0 = all).
+    """
+
+    name: str = "digits"
+    data_dir: str | None = None
+    augment: bool = False
+    test_fraction: float = 0.2
+    max_train: int = 0
+    max_test: int = 0
+
+
+@dataclass
+class TeacherConfig:
+    """The ANN teacher and how it is trained.
+
+    Attributes:
+        arch: Registered teacher name, or ``external`` for a user's own model.
+        factory: For ``external``: ``"package.module:function"`` returning the nn.Module.
+        feature_layer: For ``external``: name of the module whose output is f_T.
+        checkpoint: For ``external``: path to the user's state_dict.
+        epochs, lr, batch_size, optimizer, weight_decay: Training settings (``batch_size`` is
+            the global batch: under torchrun each of P processes takes ``batch_size / P``).
+        amp: Train in mixed precision (float16 + loss scaling on CUDA, bfloat16 on CPU);
+            off by default, so results are float32's.
+    """
+
+    arch: str = "digits_cnn"
+    factory: str | None = None
+    feature_layer: str | None = None
+    checkpoint: str | None = None
+    epochs: int = 15
+    lr: float = 2e-3
+    batch_size: int = 64
+    optimizer: Optimizer = Optimizer.ADAM
+    weight_decay: float = 1e-4
+    amp: bool = False
+
+
+@dataclass
+class NeuronConfig:
+    """SLAYER CUBA-LIF neuron parameters (Loihi semantics, see method.md section 2)."""
+
+    threshold: float = 1.0
+    current_decay: float = 0.25
+    voltage_decay: float = 0.03
+    tau_grad: float = 0.03
+    scale_grad: float = 3.0
+
+
+@dataclass
+class StudentConfig:
+    """The spiking students.
+
+    Attributes:
+        arch: Registered student architecture name.
+        neuron_library: SLAYER (for Loihi) or SpikingJelly (the paper's reference). Stored
+            config files, checkpoints and manifests that call it ``backend`` still load
+            (:data:`sne_loihi.config.RENAMED_KEYS`); ``StudentConfig(backend=...)`` and
+            ``dataclasses.replace(cfg, backend=...)`` still set it.
+        width: Channel multiplier applied to the architecture's base widths.
+        time_steps: T, the number of steps the (repeated) input is presented.
+        input_bits: Graded input spikes carry pixel values quantised to this many bits
+            (integers 0 .. 2**bits - 1, exactly what the Lava graph's gate sends with
+            ``input_message_bits = input_bits``).
+        neuron: CUBA-LIF parameters.
+        engine: How SLAYER students run (same spikes either way; see :class:`StudentEngine`).
+    """
+
+    arch: str = "digits_small"
+    neuron_library: NeuronLibrary = NeuronLibrary.SLAYER
+    engine: StudentEngine = StudentEngine.FAST
+    width: float = 1.0
+    time_steps: int = 4
+    input_bits: int = 4
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    backend: InitVar[NeuronLibrary | str | None] = None  # the old name of neuron_library
+
+    def __post_init__(self, backend: NeuronLibrary | str | None) -> None:
+        if backend is not None:
+            self.neuron_library = NeuronLibrary(backend)
+
+
+@dataclass
+class EnsembleConfig:
+    """The student ensemble and its distillation loss.
+
+    Attributes:
+        num_students: N.
+        partition: How teacher features are split among the students.
+        alpha: Weight of the distillation term (0 = no distillation).
+        feature_scaling: How teacher features meet the rate range [0, 1].
+        feature_percentile: Percentile used by ``FeatureScaling.MAX``.
+        train_active: Dropout training: activate this many random students per batch
+            (0 = all).
+    """
+
+    num_students: int = 4
+    partition: PartitionStrategy = PartitionStrategy.FIXED
+    alpha: float = 5.0
+    feature_scaling: FeatureScaling = FeatureScaling.MAX
+    feature_percentile: float = 99.0
+    train_active: int = 0
+
+
+@dataclass
+class FinetuneConfig:
+    """Teacher disentanglement before distillation (method.md section 4), run by
+    ``sne pipeline`` when ``ensemble.partition = "finetune"``: the teacher is fine-tuned with
+    ``L_CE + beta * L_sim`` over ``ensemble.num_students`` contiguous chunks, then the
+    contiguous equal split is used.
+
+    Values are checked with the rest of the config (:func:`sne_loihi.checks.check_config`).
+
+    Attributes:
+        beta: Weight of L_sim; must be negative (L_sim is maximised).
+        epochs: Fine-tuning epochs (the paper: 10-20).
+        lr: Adam learning rate of the fine-tuning.
+    """
+
+    beta: float = -0.5
+    epochs: int = 10
+    lr: float = 1e-4
+
+
+@dataclass
+class TrainConfig:
+    """Student-ensemble training settings.
+
+    Attributes:
+        batch_size: The global batch (under torchrun each of P processes takes ``batch_size / P``).
+        device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda[:i]``.
+        threads: torch intra-op threads on CPU (0 = torch's default).
+    """
+
+    epochs: int = 20
+    lr: float = 3e-3
+    batch_size: int = 64
+    optimizer: Optimizer = Optimizer.ADAM
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+
+
+class Backend(str, enum.Enum):
+    """Where the Lava graph runs: ``auto`` (Loihi 2 when Intel's lava-loihi extension is
+    installed, else the CPU), ``cpu`` (``Loihi2SimCfg`` fixed point) or ``loihi2``."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    LOIHI2 = "loihi2"
+
+
+#: The energy profile reports, ``sne evaluate`` and ``sne simulate`` use unless told otherwise
+#: (:data:`sne_loihi.cost.energy.ENERGY_PROFILES`).
+DEFAULT_ENERGY_PROFILE = "cmos45nm"
+#: Samples per Lava run of one compiled graph (``lava.capacity``, ``--capacity``, the graph's,
+#: the simulator's and the export parity check's default).
+DEFAULT_LAVA_CAPACITY = 25
+#: Test samples of the Lava stage, the export's parity check and ``sne simulate``.
+DEFAULT_LAVA_SAMPLES = 100
+
+
+@dataclass
+class LavaConfig:
+    """The pipeline's export and Lava simulation stage.
+
+    Attributes:
+        enabled: Export to netx and simulate in Lava at the end of ``sne pipeline``.
+        samples: The first test samples that the export's parity check and the simulation
+            run (0 disables the stage).
+        backend: Where the simulation runs.
+        capacity: Samples per Lava run of the one compiled graph.
+        active: Active sets to simulate on the same graph, each ``all``, indices
+            ``0,2`` or ``k=K`` (K drawn at random with the run's seed).
+        cascade: Confidence thresholds of per-sample activation simulated on the same
+            graph: the run's cascade head (trained before the export) decides in the graph,
+            after each student, whether a sample goes on (0: the first student only; > 1:
+            every student). Empty: no per-sample runs.
+    """
+
+    enabled: bool = True
+    samples: int = DEFAULT_LAVA_SAMPLES
+    backend: Backend = Backend.AUTO
+    capacity: int = DEFAULT_LAVA_CAPACITY
+    active: list[str] = field(default_factory=lambda: ["all", "0"])
+    cascade: list[float] = field(default_factory=lambda: [0.6, 0.9])
+
+
+@dataclass
+class ReportConfig:
+    """What a run report holds beyond the cost table (``sne pipeline``, ``sne evaluate``).
+
+    Attributes:
+        energy_profile: Name of a registered energy profile or a TOML file.
+        activation: Random-K, all-subset and per-sample (cascade) analysis.
+        noise: Gaussian noise sigmas for the robustness table (empty: skip).
+        repeats: Noise draws per level.
+        batch_size: Evaluation batch size.
+        draw_batch: Random K (and dropout-trained ensembles at their K) draw a new set of K
+            students every ``draw_batch`` test samples, the paper's per-batch evaluation; a
+            small value averages over many draws, so one lucky or unlucky draw (e.g. the best
+            student for every sample at K = 1) does not decide the comparison.
+        neurobench: Add NeuroBench's synaptic-op counts next to ours
+            (:mod:`sne_loihi.cost.neurobench_check`; needs the ``interop`` extra).
+        neurobench_samples: Test samples for it (0: all).
+    """
+
+    energy_profile: str = DEFAULT_ENERGY_PROFILE
+    activation: bool = True
+    noise: list[float] = field(default_factory=list)
+    repeats: int = 10
+    batch_size: int = 256
+    draw_batch: int = 32
+    neurobench: bool = False
+    neurobench_samples: int = 0
+
+
+@dataclass
+class PipelineConfig:
+    """What ``sne pipeline`` runs beyond teacher -> students -> export + Lava -> report.
+
+    Attributes:
+        dropout_k: Also train dropout variants with these K (each in 1..N-1), e.g. ``[1, 2]``.
+    """
+
+    dropout_k: list[int] = field(default_factory=list)

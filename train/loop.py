@@ -1,0 +1,137 @@
+"""The frame both training loops (teacher, students) share: start, optimiser, progress, epoch end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from sne_loihi.config import Optimizer
+from sne_loihi.data import augment_nchw
+from sne_loihi.distributed import DistContext, setup
+from sne_loihi.train.common import (
+    EpochState,
+    append_jsonl,
+    keep_freed_memory,
+    make_optimizer,
+    resolve_device,
+    restore_or_start,
+    save_epoch_checkpoint,
+    seed_everything,
+    set_threads,
+)
+
+
+class OptimiserSection(Protocol):
+    """A config section that says how to optimise (``teacher`` or ``train``)."""
+
+    optimizer: Optimizer
+    lr: float
+    weight_decay: float
+    epochs: int
+    batch_size: int
+
+
+@dataclass
+class TrainingStart:
+    """Where and how a training loop runs: its device, data-parallel context and data RNG."""
+
+    device: torch.device
+    dist: DistContext
+    generator: torch.Generator
+
+
+def start_training(device: str, threads: int, seed: int) -> TrainingStart:
+    """Resolve the device, join the process group, set threads and seed every RNG (in that order)."""
+    resolved = resolve_device(device)
+    dist = setup(resolved)
+    set_threads(threads)
+    if resolved.type == "cpu":
+        keep_freed_memory()
+    return TrainingStart(resolved, dist, seed_everything(seed))
+
+
+@dataclass
+class Optimisation:
+    """The optimiser, its cosine schedule and the epoch state (restored on ``--resume``)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.CosineAnnealingLR
+    state: EpochState
+
+
+def start_optimisation(
+    section: OptimiserSection,
+    model: nn.Module,
+    path: Path,
+    config: dict[str, Any],
+    *,
+    resume: bool,
+    start: TrainingStart,
+    metrics: Path,
+) -> Optimisation:
+    """Build the optimiser and cosine schedule of ``section``; restore both from ``path`` on resume.
+
+    Raises:
+        CheckpointError: ``path`` exists without ``resume``, or does not match ``config``.
+    """
+    optimizer = make_optimizer(section.optimizer, model.parameters(), section.lr, section.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(section.epochs, 1))
+    state = restore_or_start(
+        path, config, resume=resume, model=model, optimizer=optimizer, scheduler=sched,
+        generator=start.generator, metrics=metrics, epochs=section.epochs, main=start.dist.is_main,
+    )
+    return Optimisation(optimizer, sched, state)
+
+
+def augmenter(enabled: bool, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The training augmentation drawing from ``generator``, or ``None`` when off."""
+    return (lambda x_nchw: augment_nchw(x_nchw, generator)) if enabled else None
+
+
+def epoch_bar(
+    n_samples: int, section: OptimiserSection, first_epoch: int, desc: str, show: bool
+) -> tqdm:
+    """A progress bar over every batch of every epoch, starting at ``first_epoch``."""
+    n_batches = -(-n_samples // section.batch_size)
+    return tqdm(
+        total=section.epochs * n_batches,
+        initial=first_epoch * n_batches,
+        desc=desc,
+        disable=not show,
+        unit="batch",
+    )
+
+
+@dataclass
+class EpochCheckpoints:
+    """Where a training loop writes: its epoch checkpoint ``path`` and metrics file, and what
+    every checkpoint holds besides the model (the run config, ``extra``)."""
+
+    path: Path
+    metrics: Path
+    config: dict[str, Any]
+    model: nn.Module
+    opt: Optimisation
+    start: TrainingStart
+    extra: dict[str, Any]
+
+    def end_epoch(self, record: dict[str, Any]) -> None:
+        """Add an epoch's record to the history; rank 0 appends it to ``metrics`` and checkpoints."""
+        state = self.opt.state
+        state.epoch, state.history = record["epoch"], state.history + [record]
+        if self.start.dist.is_main:
+            append_jsonl(self.metrics, record)
+            self.save()
+
+    def save(self) -> None:
+        """Write the epoch checkpoint (model, optimiser, schedule, RNG, history, ``extra``)."""
+        opt = self.opt
+        save_epoch_checkpoint(
+            self.path, config=self.config, model=self.model, optimizer=opt.optimizer, state=opt.state,
+            generator=self.start.generator, extra={"scheduler": opt.scheduler.state_dict(), **self.extra},
+        )
