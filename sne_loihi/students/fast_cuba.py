@@ -366,10 +366,15 @@ def _time_last(x_tn: torch.Tensor, steps: int) -> torch.Tensor:
     return x.permute(*range(1, x.dim()), 0)
 
 
+def _channels_last(z: torch.Tensor) -> bool:
+    """Whether a synapse output is a channels-last map (not also plain contiguous)."""
+    return z.dim() == 4 and not z.is_contiguous() and z.is_contiguous(memory_format=torch.channels_last)
+
+
 def _flat_tm(z: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
     """A synapse output ``[T*N, ...]`` (or ``[N, ...]`` when constant over time) as a
     ``[T, M]`` view in its memory order (channels-last maps stay channels-last)."""
-    if z.dim() == 4 and not z.is_contiguous() and z.is_contiguous(memory_format=torch.channels_last):
+    if _channels_last(z):
         z = z.permute(0, 2, 3, 1)
     z = z.contiguous()
     return z.reshape(1, -1).expand(steps, -1) if constant else z.reshape(steps, -1)
@@ -377,7 +382,7 @@ def _flat_tm(z: torch.Tensor, steps: int, constant: bool) -> torch.Tensor:
 
 def _maps_like(spikes_tm: torch.Tensor, z: torch.Tensor, rows: int) -> torch.Tensor:
     """Spikes ``[T, M]`` back in the synapse output's shape and memory order ``[T*N, ...]``."""
-    if z.dim() == 4 and not z.is_contiguous() and z.is_contiguous(memory_format=torch.channels_last):
+    if _channels_last(z):
         _, c, h, w = z.shape
         return spikes_tm.reshape(rows, h, w, c).permute(0, 3, 1, 2)
     return spikes_tm.reshape(rows, *z.shape[1:])
@@ -409,7 +414,6 @@ def run_fast(blocks: torch.nn.ModuleList, x_nchwt: torch.Tensor, channels_last: 
         x_tn = x_tn.contiguous(memory_format=torch.channels_last)
     layer_inputs: list[torch.Tensor] = []
     layer_spikes: list[torch.Tensor] = []
-    spiking_input = False  # the first layer reads the encoded (graded) input, later ones 0/1 spikes
     x_u8: torch.Tensor | None = None
     for block in blocks:
         kind = type(block).__name__
@@ -429,7 +433,8 @@ def run_fast(blocks: torch.nn.ModuleList, x_nchwt: torch.Tensor, channels_last: 
             if channels_last:
                 w = w.contiguous(memory_format=torch.channels_last)
             stride, padding = tuple(synapse.stride[:2]), tuple(synapse.padding[:2])
-            z = (spike_conv2d(x_tn, w, stride, padding, x_u8) if spiking_input
+            # the first layer reads the encoded (graded) input, later ones 0/1 spikes
+            z = (spike_conv2d(x_tn, w, stride, padding, x_u8) if layer_spikes
                  else F.conv2d(x_tn, w, None, stride, padding))
         elif kind == "Dense":
             z = F.linear(x_tn.reshape(x_tn.shape[0], -1), weight.reshape(weight.shape[0], -1))
@@ -441,5 +446,4 @@ def run_fast(blocks: torch.nn.ModuleList, x_nchwt: torch.Tensor, channels_last: 
         x_u8 = _maps_like(spikes_u8_tm, z, steps * batch) if spikes_u8_tm.numel() else None
         layer_spikes.append(_time_last(x_tn, steps))
         constant = False
-        spiking_input = True
     return FastOutput(spikes_nft=_time_last(x_tn, steps), layer_inputs=layer_inputs, layer_spikes=layer_spikes)
