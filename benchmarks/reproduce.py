@@ -222,6 +222,22 @@ def same_run_config(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return {k: v for k, v in a.items() if keep(k)} == {k: v for k, v in b.items() if keep(k)}
 
 
+def check_partition_base(base: Path, base_cfg: Any) -> None:
+    """Write the partition comparison's base config, or check that an existing one is this
+    run's (:func:`same_run_config`: a file in an older format still matches).
+
+    Raises:
+        ConfigError: The folder was run with another config.
+    """
+    from sne_loihi.config import dump_toml, load_toml
+    from sne_loihi.errors import ConfigError
+
+    if not base.is_file():
+        dump_toml(base_cfg, base)
+    elif not same_run_config(load_toml(base), base_cfg.to_dict()):
+        raise ConfigError(f"{base.parent} was run with another config; use another --out")
+
+
 def run_seed(cfg: Any, opts: Options, out: Path, seed: int, progress: bool) -> tuple[dict[str, Any], str]:
     """Run (or reuse, or resume) one seed's pipeline; returns its report and what was done."""
     from sne_loihi.pipeline import run_pipeline
@@ -265,7 +281,6 @@ def partition_settings(cfg: Any, opts: Options, base_config: Path) -> Any:
 def run_partition(cfg: Any, opts: Options, out: Path, progress: bool, report_only: bool) -> dict[str, Any] | None:
     """The partition comparison in ``OUT/partition`` (resumable; reuses the first seed's
     teacher when its split is the benchmark's)."""
-    from sne_loihi.config import dump_toml, load_toml
     from sne_loihi.data.dataset import split_mismatch
     from sne_loihi.errors import ConfigError
 
@@ -277,11 +292,7 @@ def run_partition(cfg: Any, opts: Options, out: Path, progress: bool, report_onl
         path = pdir / "bench_partition.json"
         return json.loads(path.read_text()) if path.is_file() else None
     pdir.mkdir(parents=True, exist_ok=True)
-    base_cfg = seed_config(cfg, 0)
-    if base.is_file() and load_toml(base) != json.loads(json.dumps(base_cfg.to_dict())):
-        raise ConfigError(f"{pdir} was run with another config; use another --out")
-    if not base.is_file():
-        dump_toml(base_cfg, base)
+    check_partition_base(base, seed_config(cfg, 0))
     teacher = out / f"seed{opts.seeds[0]}" / "teacher.pt"
     reuse = teacher.is_file() and split_mismatch(cfg.data, opts.seeds[0], cfg.data, 0) is None
     return _bench_partition().run_bench(partition_settings(cfg, opts, base), pdir, progress=progress,

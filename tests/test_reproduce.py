@@ -131,3 +131,32 @@ def test_same_run_config_ignores_only_where_a_run_executed() -> None:
     longer = preset("digits")
     longer.train.epochs += 1  # more training is another result, not the same run
     assert not same(cfg, longer.to_dict())
+
+
+
+def test_partition_base_config_in_an_older_format_still_matches(tmp_path: Path) -> None:
+    """A partition comparison's base config written before ``student.backend`` became
+    ``student.neuron_library`` and before the report/pipeline sections existed is the same
+    run; a changed model is refused and the file is left as it was."""
+    import tomli_w
+
+    from sne_loihi.config import preset
+
+    harness = _reproduce_module()
+    cfg = preset("digits")
+    old = json.loads(json.dumps(cfg.to_dict()))
+    old["student"]["backend"] = old["student"].pop("neuron_library")
+    old.pop("report"), old.pop("pipeline")
+    base = tmp_path / "base_config.toml"
+    base.write_bytes(tomli_w.dumps(old).encode())
+    harness.check_partition_base(base, cfg)
+    wider = preset("digits")
+    wider.student.width *= 2
+    before = base.read_bytes()
+    with pytest.raises(SneError, match="another config"):
+        harness.check_partition_base(base, wider)
+    assert base.read_bytes() == before
+    fresh = tmp_path / "new" / "base_config.toml"
+    fresh.parent.mkdir()
+    harness.check_partition_base(fresh, cfg)
+    harness.check_partition_base(fresh, cfg)
