@@ -282,7 +282,6 @@ def run_partition(cfg: Any, opts: Options, out: Path, progress: bool, report_onl
     """The partition comparison in ``OUT/partition`` (resumable; reuses the first seed's
     teacher when its split is the benchmark's)."""
     from sne_loihi.data.dataset import split_mismatch
-    from sne_loihi.errors import ConfigError
 
     if not opts.partition_strategies:
         return None
