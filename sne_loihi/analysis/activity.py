@@ -89,9 +89,10 @@ def layer_activity(students: Sequence[torch.nn.Module], x_nchw: torch.Tensor, ba
             out = student(encode_for(spec, x))
             spikes = [*out.layer_inputs[1:], out.spikes_nft]
             for j, ((_, shape), s) in enumerate(zip(layers, spikes)):
-                s = s.reshape(s.shape[0], *shape, steps).to(torch.float64).cpu()
-                counts[j] += s.sum(dim=(0, s.dim() - 1))
-                per_step[j] += s.sum(dim=tuple(range(s.dim() - 1)))
+                # over the batch first, on the device (exact: at most batch_size per entry)
+                per_neuron_step = s.reshape(s.shape[0], *shape, steps).sum(dim=0).to(torch.float64).cpu()
+                counts[j] += per_neuron_step.sum(dim=-1)
+                per_step[j] += per_neuron_step.reshape(-1, steps).sum(dim=0)
         for j, (kind, shape) in enumerate(layers):
             neurons = counts[j].numel()
             by_channel = counts[j].reshape(shape[0], -1).sum(dim=1)
