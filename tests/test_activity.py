@@ -62,3 +62,15 @@ def test_a_zero_layer_is_silent_and_a_saturated_one_always_on() -> None:
     assert (saturated.rate, saturated.always_on, saturated.silent, saturated.dead_channels) == (1.0, 1.0, 0.0, 0)
     table = activity_markdown(rows)
     assert "| 0 | 0 conv |" in table and f"| {silent.channels} / {silent.channels} |" in table
+
+
+def test_counted_during_evaluation_equals_a_separate_pass() -> None:
+    """The report reads the activity off the evaluation's full-ensemble pass (no second run)."""
+    from sne_loihi.analysis.activity import ActivityCounter
+    from sne_loihi.ensemble.evaluate import evaluate_ensemble
+
+    model = _ensemble(NeuronLibrary.SLAYER)
+    x = torch.rand(23, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    counter = ActivityCounter(model.students)
+    evaluate_ensemble(model, x, torch.zeros(23, dtype=torch.long), batch_size=8, on_student_output=counter.add)
+    assert counter.rows() == layer_activity(model.students, x, batch_size=100)

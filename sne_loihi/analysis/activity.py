@@ -18,8 +18,9 @@ import torch
 
 from sne_loihi.ensemble.model import encode_for
 from sne_loihi.layers import LayerKind
+from sne_loihi.students.base import StudentOutput
 
-__all__ = ["LayerActivity", "activity_markdown", "layer_activity"]
+__all__ = ["ActivityCounter", "LayerActivity", "activity_markdown", "layer_activity"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,51 @@ def _weighted_layers(spec: object) -> list[tuple[str, tuple[int, ...]]]:
             if layer.kind is not LayerKind.FLATTEN]
 
 
+class ActivityCounter:
+    """Spike counts per student and weighted layer, fed one forward pass at a time.
+
+    :func:`layer_activity` runs the students itself; a caller that already runs them (the
+    report's evaluation pass) hands each :class:`StudentOutput` to :meth:`add` instead.
+    """
+
+    def __init__(self, students: Sequence[torch.nn.Module]) -> None:
+        self._layers = [_weighted_layers(s.spec) for s in students]
+        self._steps = [int(s.spec.time_steps) for s in students]
+        self._counts = [[torch.zeros(shape, dtype=torch.float64) for _, shape in layers] for layers in self._layers]
+        self._per_step = [[torch.zeros(t, dtype=torch.float64) for _ in layers] for layers, t in zip(self._layers, self._steps)]
+        self._samples = [0] * len(students)
+
+    def add(self, index: int, out: StudentOutput) -> None:
+        """Count one batch of student ``index``'s spikes."""
+        steps = self._steps[index]
+        spikes = [*out.layer_inputs[1:], out.spikes_nft]
+        for j, ((_, shape), s) in enumerate(zip(self._layers[index], spikes)):
+            # over the batch first, on the device (exact: at most the batch size per entry)
+            per_neuron_step = s.reshape(s.shape[0], *shape, steps).sum(dim=0).to(torch.float64).cpu()
+            self._counts[index][j] += per_neuron_step.sum(dim=-1)
+            self._per_step[index][j] += per_neuron_step.reshape(-1, steps).sum(dim=0)
+        self._samples[index] += int(out.spikes_nft.shape[0])
+
+    def rows(self) -> list[LayerActivity]:
+        """One :class:`LayerActivity` per student and weighted layer, in order."""
+        results: list[LayerActivity] = []
+        for index, layers in enumerate(self._layers):
+            n, steps = self._samples[index], self._steps[index]
+            for j, (kind, shape) in enumerate(layers):
+                counts = self._counts[index][j]
+                neurons = counts.numel()
+                by_channel = counts.reshape(shape[0], -1).sum(dim=1)
+                results.append(LayerActivity(
+                    student=index, layer=j, kind=kind, shape=shape,
+                    rate=float(counts.sum()) / max(1, n * neurons * steps),
+                    rate_per_step=tuple(float(v) / max(1, n * neurons) for v in self._per_step[index][j]),
+                    silent=float((counts == 0).double().mean()),
+                    always_on=float((counts >= n * steps).double().mean()) if n else 0.0,
+                    dead_channels=int((by_channel == 0).sum()), channels=int(shape[0]), samples=n,
+                ))
+        return results
+
+
 @torch.no_grad()
 def layer_activity(students: Sequence[torch.nn.Module], x_nchw: torch.Tensor, batch_size: int = 256) -> list[LayerActivity]:
     """Measure every weighted layer of every student on ``x_nchw``.
@@ -75,36 +121,12 @@ def layer_activity(students: Sequence[torch.nn.Module], x_nchw: torch.Tensor, ba
     Returns:
         One :class:`LayerActivity` per student and weighted layer, in order.
     """
-    results: list[LayerActivity] = []
-    n = int(x_nchw.shape[0])
+    counter = ActivityCounter(students)
     for index, student in enumerate(students):
-        spec = student.spec
-        layers = _weighted_layers(spec)
-        steps = int(spec.time_steps)
         device = next(student.parameters()).device
-        counts = [torch.zeros(shape, dtype=torch.float64) for _, shape in layers]  # spikes per neuron
-        per_step = [torch.zeros(steps, dtype=torch.float64) for _ in layers]
-        for start in range(0, n, batch_size):
-            x = x_nchw[start:start + batch_size].to(device)
-            out = student(encode_for(spec, x))
-            spikes = [*out.layer_inputs[1:], out.spikes_nft]
-            for j, ((_, shape), s) in enumerate(zip(layers, spikes)):
-                # over the batch first, on the device (exact: at most batch_size per entry)
-                per_neuron_step = s.reshape(s.shape[0], *shape, steps).sum(dim=0).to(torch.float64).cpu()
-                counts[j] += per_neuron_step.sum(dim=-1)
-                per_step[j] += per_neuron_step.reshape(-1, steps).sum(dim=0)
-        for j, (kind, shape) in enumerate(layers):
-            neurons = counts[j].numel()
-            by_channel = counts[j].reshape(shape[0], -1).sum(dim=1)
-            results.append(LayerActivity(
-                student=index, layer=j, kind=kind, shape=shape,
-                rate=float(counts[j].sum()) / max(1, n * neurons * steps),
-                rate_per_step=tuple(float(v) / max(1, n * neurons) for v in per_step[j]),
-                silent=float((counts[j] == 0).double().mean()),
-                always_on=float((counts[j] >= n * steps).double().mean()) if n else 0.0,
-                dead_channels=int((by_channel == 0).sum()), channels=int(shape[0]), samples=n,
-            ))
-    return results
+        for start in range(0, int(x_nchw.shape[0]), batch_size):
+            counter.add(index, student(encode_for(student.spec, x_nchw[start:start + batch_size].to(device))))
+    return counter.rows()
 
 
 def activity_markdown(rows: Sequence[LayerActivity]) -> str:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sne_loihi.analysis.activity import ActivityCounter, LayerActivity
 from sne_loihi.config import DEFAULT_ENERGY_PROFILE
 from sne_loihi.errors import ConfigError
 from sne_loihi.run import ENSEMBLE_FILE, TEACHER_FILE, Run, as_run, file_sha256, load_data
@@ -20,6 +21,7 @@ class Evaluation:
 
     rows: list[dict[str, Any]]
     meta: dict[str, Any]
+    activity: list[LayerActivity] = field(default_factory=list)  # of the full ensemble's pass
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, **self.meta}
@@ -30,7 +32,7 @@ def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFIL
 
     Accuracy on the test set; per-sample cost: teacher MACs; student MACs (graded first
     layer) and ACs counted by :func:`sne_loihi.cost.count_student_ops`; energy from the
-    named profile.
+    named profile; the full ensemble's spiking activity per layer (same pass).
     """
     from sne_loihi.cost import teacher_macs
     from sne_loihi.cost.energy import energy_pj, resolve_profile
@@ -70,7 +72,9 @@ def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFIL
     for i in range(n):
         r = evaluate_ensemble(model, data.x_test_nchw, data.y_test, active=[i], batch_size=batch_size)
         rows.append(_student_row(f"student {i} alone", str(i), r, n_params[i] + head_params, profile))
-    full = evaluate_ensemble(model, data.x_test_nchw, data.y_test, active=None, batch_size=batch_size)
+    activity = ActivityCounter(model.students)
+    full = evaluate_ensemble(model, data.x_test_nchw, data.y_test, active=None, batch_size=batch_size,
+                             on_student_output=activity.add)
     rows.append(_student_row(f"ensemble {n}x{cfg.student.arch}", f"{n}/{n}", full, sum(n_params) + head_params, profile))
     meta = {
         "dataset": cfg.data.name,
@@ -83,7 +87,7 @@ def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFIL
         "alpha": cfg.ensemble.alpha,
         "epochs": loaded.epoch,
     }
-    return Evaluation(rows, meta)
+    return Evaluation(rows, meta, activity.rows())
 
 
 def _student_row(name: str, active: str, r: Any, params: int, profile: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
             fine-tuning section; the top floor (:func:`sne_loihi.pipeline.report_run`) reads them.
     """
     from sne_loihi.analysis import plots
-    from sne_loihi.analysis.activity import activity_markdown, layer_activity
+    from sne_loihi.analysis.activity import activity_markdown
     from sne_loihi.analysis.activation import analyse_activation, point_energy_nj, test_table
     from sne_loihi.analysis.evaluation import evaluate_run
 
@@ -55,9 +55,8 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
          "x fan-out of non-zero quantised weights, summed over layers and time steps."),
     ]
     out: dict[str, Any] = {"config": cfg.to_dict(), "evaluation": evaluation.to_dict(), "energy_profile": asdict(profile)}
-    activity = layer_activity(loaded.model.students, data.x_test_nchw, options.batch_size)
-    sections.append(("Spiking activity per layer (test set)", activity_markdown(activity)))
-    out["activity"] = [a.to_dict() for a in activity]
+    sections.append(("Spiking activity per layer (test set)", activity_markdown(evaluation.activity)))
+    out["activity"] = [a.to_dict() for a in evaluation.activity]
     if options.neurobench:
         from sne_loihi.cost.neurobench_check import cross_check, referee_markdown
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from sne_loihi.distributed import to_device
 from sne_loihi.ensemble.model import Ensemble
+from sne_loihi.students.base import StudentOutput
 
 
 @dataclass
@@ -68,6 +69,7 @@ def evaluate_ensemble(
     batch_size: int = 256,
     count_ops: bool = True,
     seed: int = 0,
+    on_student_output: Callable[[int, StudentOutput], None] | None = None,
 ) -> EvalResult:
     """Evaluate with a fixed subset, random K per batch, or all students.
 
@@ -78,6 +80,8 @@ def evaluate_ensemble(
             a sequence of indices = that subset for every batch.
         count_ops: Count synaptic ops with :func:`sne_loihi.cost.count_student_ops`.
         seed: Seed of the per-batch draws for ``int K``.
+        on_student_output: Called with ``(student index, its output)`` for every batch a
+            student ran (e.g. :class:`sne_loihi.analysis.activity.ActivityCounter.add`).
     """
     from sne_loihi.cost import count_student_ops
 
@@ -94,6 +98,10 @@ def evaluate_ensemble(
         out = model(x, mask)
         logits_all.append(out.logits.float().cpu())
         ran += out.active_bn.sum(0).float().cpu()
+        if on_student_output is not None:
+            for i, sout in enumerate(out.student_outputs):
+                if sout is not None:
+                    on_student_output(i, sout)
         if not count_ops:
             continue
         for i, (student, sout) in enumerate(zip(model.students, out.student_outputs)):
