@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from sne_loihi.config import Backend, RunConfig
+from sne_loihi.config import Backend, NeuronLibrary, RunConfig, StudentConfig, StudentNorm
 from sne_loihi.distributed import check_divides
 from sne_loihi.errors import ConfigError, SneError
 from sne_loihi.indices import parse_active
@@ -111,6 +111,26 @@ def lava_loihi_installed() -> bool:
     return any((Path(r) / "utils" / name).exists() for r in roots for name in ("loihi2_profiler", "loihi2_profiler.py"))
 
 
+def check_student_norm(student: StudentConfig) -> None:
+    """Refuse a ``student.norm`` that cannot train and fold (see :class:`StudentNorm`).
+
+    Raises:
+        ConfigError: ``folded`` asked for as a training choice, batch norm for SpikingJelly
+            students, or batch norm with a current decay below 1.
+    """
+    norm = StudentNorm(student.norm)
+    if norm is StudentNorm.FOLDED:
+        raise ConfigError("student.norm 'folded' is the stored form of a trained 'batch' student; "
+                          "train with 'batch' or 'none'")
+    if norm is StudentNorm.BATCH and NeuronLibrary(student.neuron_library) is not NeuronLibrary.SLAYER:
+        raise ConfigError("student.norm 'batch' needs student.neuron_library 'slayer' (it is folded into "
+                          "the Loihi network)")
+    if norm is StudentNorm.BATCH and student.neuron.current_decay != 1.0:
+        raise ConfigError(f"student.norm 'batch' needs student.neuron.current_decay = 1.0, got "
+                          f"{student.neuron.current_decay}: the folded mean becomes a neuron bias, which Loihi "
+                          "adds to the voltage, equal to a constant current only without current memory")
+
+
 def check_config(cfg: RunConfig) -> None:
     """Check value ranges, architecture names and the device before any work is done.
 
@@ -125,6 +145,7 @@ def check_config(cfg: RunConfig) -> None:
     for name in dict.fromkeys(key.split(".")[0] for key in RULES):  # RULES order
         check_section(getattr(cfg, name), name)
     check_neuron(cfg.student.neuron)
+    check_student_norm(cfg.student)
     if cfg.data.data_dir and cfg.data.name == "digits":
         raise ConfigError(f"data.data_dir ({cfg.data.data_dir}) is set, but the digits data set is embedded and "
                           "reads no folder; drop --data-dir or use --dataset cifar10")

@@ -25,6 +25,7 @@ from sne_loihi.config_sections import (  # noqa: F401  (re-exported: the config'
     Optimizer,
     StudentBackend,
     StudentEngine,
+    StudentNorm,
     PartitionStrategy,
     FeatureScaling,
     DataConfig,
@@ -48,7 +49,7 @@ __all__ = [
     "DEFAULT_ENERGY_PROFILE", "DEFAULT_LAVA_CAPACITY", "DEFAULT_LAVA_SAMPLES", "PRESET_DIR", "RENAMED_KEYS", "Backend",
     "DataConfig", "EnsembleConfig", "FeatureScaling", "FinetuneConfig", "LavaConfig", "NeuronConfig", "NeuronLibrary",
     "Optimizer", "PartitionStrategy", "PipelineConfig", "ReportConfig", "RunConfig", "StudentBackend", "StudentConfig",
-    "StudentEngine", "TeacherConfig", "TrainConfig", "dump_toml", "field_types", "load_toml", "merge", "named_preset", "preset",
+    "StudentEngine", "StudentNorm", "TeacherConfig", "TrainConfig", "dump_toml", "field_types", "load_toml", "merge", "named_preset", "preset",
     "preset_names", "resolve", "set_dotted", "upgrade_tree",
 ]
 

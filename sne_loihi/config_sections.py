@@ -47,6 +47,25 @@ class StudentEngine(str, enum.Enum):
     SLAYER = "slayer"
 
 
+class StudentNorm(str, enum.Enum):
+    """Normalisation of a SLAYER student's convolutions.
+
+    ``NONE``: none (the synaptic input goes straight to the neuron).
+    ``BATCH``: training puts a batch norm on every convolution's synaptic input; at the end of
+    training its statistics are recomputed on the clean training images and it is folded into
+    the convolution (a per-output-channel scale of the weights, requantised to SLAYER's 8-bit
+    grid, and a per-channel bias, :mod:`sne_loihi.students.fold`). The stored, evaluated and
+    exported students are the folded ones. Needs ``current_decay = 1``: then a constant on the
+    current is exactly the per-step voltage bias of a Loihi neuron.
+    ``FOLDED``: the stored form of a trained ``BATCH`` student (convolutions with a neuron
+    bias); not a training choice.
+    """
+
+    NONE = "none"
+    BATCH = "batch"
+    FOLDED = "folded"
+
+
 class PartitionStrategy(str, enum.Enum):
     """How the teacher's feature dimensions are split among students (method.md section 4)."""
 
@@ -147,6 +166,7 @@ class StudentConfig:
             ``input_message_bits = input_bits``).
         neuron: CUBA-LIF parameters.
         engine: How SLAYER students run (same spikes either way; see :class:`StudentEngine`).
+        norm: Batch norm while training, folded at the end (see :class:`StudentNorm`).
     """
 
     arch: str = "digits_small"
@@ -156,6 +176,7 @@ class StudentConfig:
     time_steps: int = 4
     input_bits: int = 4
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    norm: StudentNorm = StudentNorm.NONE
     backend: InitVar[NeuronLibrary | str | None] = None  # the old name of neuron_library
 
     def __post_init__(self, backend: NeuronLibrary | str | None) -> None:

@@ -9,14 +9,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from sne_loihi.config import RunConfig
+from sne_loihi.config import RunConfig, StudentNorm
 from sne_loihi.data import Dataset
-from sne_loihi.distributed import DistContext, backward_step
+from sne_loihi.distributed import DistContext, backward_step, to_device
 from sne_loihi.ensemble import LossTerms, ensemble_loss, scale_features
-from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE, build_ensemble, ensemble_extra
+from sne_loihi.ensemble import Ensemble
+from sne_loihi.ensemble.checkpoint import ENSEMBLE_FILE, LoadedEnsemble, build_ensemble, ensemble_extra, load_ensemble
 from sne_loihi.ensemble.evaluate import evaluate_ensemble
 from sne_loihi.errors import ConfigError
 from sne_loihi.partition import Partition
+from sne_loihi.students.fold import fold_student, recalibrate
 from sne_loihi.checks import check_config
 from sne_loihi.train.common import batch_indices
 from sne_loihi.train.loop import EpochCheckpoints, augmenter, epoch_bar, start_optimisation, start_training
@@ -110,6 +112,10 @@ def train_students(
     device, dist, gen = start.device, start.dist, start.generator
     run_dir = Path(run_dir)
     path, metrics = run_dir / ENSEMBLE_FILE, run_dir / STUDENT_METRICS
+    if resume and cfg.student.norm is StudentNorm.BATCH and path.exists():
+        folded = _finished_fold(path)
+        if folded is not None:  # the run ended with the fold: nothing is left to train
+            return StudentsResult(folded.model.to(device), folded.history, path)
     model = build_ensemble(cfg.student, partition, data.in_shape, data.num_classes).to(device)
     opt = start_optimisation(tcfg, model, path, cfg.to_dict(), resume=resume, start=start, metrics=metrics)
     dist.check_last_batch(len(data.x_train_nchw), tcfg.batch_size, "student training")
@@ -158,9 +164,52 @@ def train_students(
         }
         checkpoints.end_epoch(record)
     bar.close()
+    if cfg.student.norm is StudentNorm.BATCH:
+        model = _fold(model, data, partition.num_groups, tcfg.batch_size, device, dist, checkpoints)
     dist.barrier()  # the checkpoint is on disk before any rank goes on
     model.eval()
     return StudentsResult(model, opt.state.history, path)
+
+
+def fold_ensemble(model: Ensemble) -> Ensemble:
+    """A new ensemble whose batch-norm students are folded (:func:`~sne_loihi.students.fold.fold_student`),
+    with the same head."""
+    folded = Ensemble([fold_student(s) for s in model.students], model.head.out_features)
+    folded.head.load_state_dict(model.head.state_dict())
+    return folded.to(next(model.parameters()).device).eval()
+
+
+def _fold(model: Ensemble, data: Dataset, num_students: int, batch_size: int, device: torch.device,
+          dist: DistContext, checkpoints: EpochCheckpoints) -> Ensemble:
+    """Recalibrate the batch norms on the clean training images, fold them, and checkpoint the
+    folded ensemble in place of the trained one (the record of both accuracies goes with it)."""
+    every = torch.ones(num_students, dtype=torch.bool)
+    batches = ((to_device(data.x_train_nchw[i:i + batch_size], device), every)
+               for i in range(0, len(data.x_train_nchw), batch_size))
+    seen = recalibrate(model, batches)
+    before = _test_accuracy(model, data, 0, num_students, batch_size, device, dist)
+    folded = fold_ensemble(model)
+    after = _test_accuracy(folded, data, 0, num_students, batch_size, device, dist)
+    record = {"recalibration_samples": seen, "test_accuracy_batch_norm": before, "test_accuracy_folded": after}
+    if dist.is_main:
+        print(f"batch norm folded into the students (statistics of {seen} clean training images): test accuracy "
+              f"{before:.4f} with batch norm, {after:.4f} folded and requantised", flush=True)
+    checkpoints.model = folded
+    checkpoints.extra = {**checkpoints.extra, "student_specs": [s.spec.to_dict() for s in folded.students],
+                         "fold": record}
+    if dist.is_main:
+        checkpoints.save()
+    return folded
+
+
+def _finished_fold(path: Path) -> LoadedEnsemble | None:
+    """The ensemble of ``path`` when its students are already folded (a finished run), else ``None``."""
+    from sne_loihi.io import load_checkpoint
+
+    specs = load_checkpoint(path).get("student_specs") or []
+    if specs and all(isinstance(s, dict) and s.get("norm") == StudentNorm.FOLDED.value for s in specs):
+        return load_ensemble(path)
+    return None
 
 
 def _test_accuracy(

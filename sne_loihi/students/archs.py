@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from sne_loihi.config import NeuronLibrary, StudentConfig, StudentEngine
+from sne_loihi.config import NeuronLibrary, StudentConfig, StudentEngine, StudentNorm
 from sne_loihi.errors import ConfigError
 from sne_loihi.registry import Registry
 from sne_loihi.students.spec import FLATTEN, LayerSpec, StudentSpec, conv, dense
@@ -90,4 +90,5 @@ def student_spec(cfg: StudentConfig, in_shape: tuple[int, int, int], out_feature
         time_steps=cfg.time_steps, input_bits=cfg.input_bits,
         neuron=dataclasses.replace(cfg.neuron), neuron_library=NeuronLibrary(cfg.neuron_library),
         engine=StudentEngine(cfg.engine),
+        norm=StudentNorm(cfg.norm),
     )

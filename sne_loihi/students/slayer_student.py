@@ -10,8 +10,8 @@ What makes the torch model the Lava model:
   grid Loihi stores (even integers -256..254 over a scale of 64, i.e. real step 1/32).
   Thresholds and decays are quantised by the neuron (12-bit decays, threshold mantissa);
   the CUBA dynamics run in SLAYER's fixed-point emulation.
-* No weight normalisation (``export_hdf5`` would strip it) and no bias (Loihi synapses here
-  have none).
+* No weight normalisation (``export_hdf5`` would strip it). No bias, except the per-channel
+  neuron bias of a folded batch norm (``student.norm``, :mod:`sne_loihi.students.fold`).
 * No input block with a neuron: the first weighted block receives the encoded integers
   (``encode_input``) directly, as the Lava graph's input (the gate's stream) sends them with
   ``input_message_bits = input_bits``. Its threshold is multiplied by ``2**bits - 1``, so in
@@ -31,6 +31,7 @@ from torch import nn
 from sne_loihi.config import StudentEngine
 from sne_loihi.students.base import Student, StudentOutput
 from sne_loihi.students.fast_cuba import run_fast
+from sne_loihi.students.fold import add_norms
 from sne_loihi.layers import LayerKind
 from sne_loihi.students.spec import StudentSpec
 
@@ -77,7 +78,8 @@ class SlayerStudent(Student):
         for layer, block in zip(self.spec.layers, self.blocks):
             if layer.weighted:
                 layer_inputs.append(x)
-            x = block(x)
+            norm = getattr(block, "batch_norm", None)
+            x = block(x) if norm is None else block.neuron(norm(block.synapse(x)))
         return StudentOutput(spikes_nft=x, layer_inputs=layer_inputs)
 
 
@@ -121,4 +123,6 @@ def build_slayer_student(spec: StudentSpec) -> SlayerStudent:
             ))
         else:
             blocks.append(slayer.block.cuba.Dense(params, in_shape[0], layer.out_features, **common))
-    return SlayerStudent(spec, nn.ModuleList(blocks))
+    blocks = nn.ModuleList(blocks)
+    add_norms(blocks, spec, [float(getattr(getattr(b, "neuron", None), "threshold", 0.0)) for b in blocks])
+    return SlayerStudent(spec, blocks)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sne_loihi.config import NeuronConfig, NeuronLibrary, StudentEngine
+from sne_loihi.config import NeuronConfig, NeuronLibrary, StudentEngine, StudentNorm
 from sne_loihi.errors import ConfigError
 from sne_loihi.layers import LayerKind
 
@@ -98,6 +98,9 @@ class StudentSpec:
             paper's fixed LIF neuron).
         neuron_library: SLAYER or SpikingJelly (stored specs that call it ``backend`` load).
         engine: How a SLAYER student executes (identical spikes; see ``StudentEngine``).
+        norm: ``BATCH``: a batch norm on each convolution's synaptic input (training form);
+            ``FOLDED``: each convolution has a per-channel neuron bias instead (the trained,
+            exported form); see :class:`~sne_loihi.config.StudentNorm`.
     """
 
     layers: tuple[LayerSpec, ...]
@@ -108,12 +111,14 @@ class StudentSpec:
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     neuron_library: NeuronLibrary = NeuronLibrary.SLAYER
     engine: StudentEngine = StudentEngine.FAST
+    norm: StudentNorm = StudentNorm.NONE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
         object.__setattr__(self, "neuron_library", NeuronLibrary(self.neuron_library))
         object.__setattr__(self, "engine", StudentEngine(self.engine))
+        object.__setattr__(self, "norm", StudentNorm(self.norm))
         self.validate()
 
     def validate(self) -> None:
@@ -130,6 +135,12 @@ class StudentSpec:
             raise ConfigError(f"student input_bits must be in 1..{MAX_INPUT_BITS}, got {self.input_bits}")
         if not self.layers or self.layers[-1].kind is not LayerKind.DENSE:
             raise ConfigError("a student's last layer must be DENSE")
+        if self.norm is not StudentNorm.NONE and self.neuron_library is not NeuronLibrary.SLAYER:
+            raise ConfigError(f"student norm {self.norm.value!r} needs the SLAYER neuron library")
+        if self.norm is not StudentNorm.NONE and self.neuron.current_decay != 1.0:
+            raise ConfigError(f"student norm {self.norm.value!r} needs current_decay = 1.0 (got "
+                              f"{self.neuron.current_decay}): the folded mean is a neuron bias, which Loihi adds "
+                              "to the voltage, and only without current memory is that a constant on the current")
         if self.layers[-1].out_features != self.out_features:
             raise ConfigError(f"the last layer has {self.layers[-1].out_features} neurons, "
                               f"but out_features is {self.out_features}")
@@ -185,6 +196,7 @@ class StudentSpec:
             "neuron": dataclasses.asdict(self.neuron),
             "neuron_library": self.neuron_library.value,
             "engine": self.engine.value,
+            "norm": self.norm.value,
         }
 
     @classmethod
@@ -218,6 +230,10 @@ class StudentSpec:
             engine = StudentEngine(data.get("engine", StudentEngine.FAST.value))
         except ValueError:
             raise ConfigError(f"unknown student engine {data.get('engine')!r}") from None
+        try:
+            norm = StudentNorm(data.get("norm", StudentNorm.NONE.value))
+        except ValueError:
+            raise ConfigError(f"unknown student norm {data.get('norm')!r}") from None
         for key in ("out_features", "time_steps", "input_bits"):
             if isinstance(data[key], bool) or not isinstance(data[key], int):
                 raise ConfigError(f"student spec {key} must be an integer, got {data[key]!r}")
@@ -234,6 +250,7 @@ class StudentSpec:
             neuron=neuron,
             neuron_library=library,
             engine=engine,
+            norm=norm,
         )
 
 
