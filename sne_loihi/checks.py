@@ -67,6 +67,7 @@ RULES: dict[str, Rule] = {
     "ensemble.train_active": (_at_least(0), ">= 0 (0 = all students)"),
     **_optimiser_rules("train", 1),
     "train.threads": (_at_least(0), ">= 0 (0 = torch's default)"),
+    "train.fold_epochs": (_count_from(0), "an integer >= 0"),
     "lava.samples": (_at_least(0), ">= 0 (0 = no Lava stage)"),
     "lava.capacity": (_at_least(1), ">= 1"),
     "finetune.beta": (_negative, "a negative number (L_sim is maximised)"),
@@ -146,6 +147,9 @@ def check_config(cfg: RunConfig) -> None:
         check_section(getattr(cfg, name), name)
     check_neuron(cfg.student.neuron)
     check_student_norm(cfg.student)
+    if cfg.train.fold_epochs and cfg.student.norm is not StudentNorm.BATCH:
+        raise ConfigError(f"train.fold_epochs {cfg.train.fold_epochs} fine-tunes folded batch norms, but "
+                          f"student.norm is {StudentNorm(cfg.student.norm).value!r}; set student.norm = 'batch' or 0")
     if cfg.data.data_dir and cfg.data.name == "digits":
         raise ConfigError(f"data.data_dir ({cfg.data.data_dir}) is set, but the digits data set is embedded and "
                           "reads no folder; drop --data-dir or use --dataset cifar10")

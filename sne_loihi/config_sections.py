@@ -234,6 +234,8 @@ class TrainConfig:
         batch_size: The global batch (under torchrun each of P processes takes ``batch_size / P``).
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda[:i]``.
         threads: torch intra-op threads on CPU (0 = torch's default).
+        fold_epochs: With ``student.norm = "batch"``: epochs of the folded students after the
+            fold (weights only; the folded biases stay on their grid), at a tenth of ``lr``.
     """
 
     epochs: int = 20
@@ -244,6 +246,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    fold_epochs: int = 0
 
 
 class Backend(str, enum.Enum):

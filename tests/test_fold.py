@@ -9,6 +9,7 @@ impossible settings are refused in one line.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -185,7 +186,7 @@ def folded_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunConfi
         teacher=TeacherConfig(epochs=1, batch_size=32),
         student=StudentConfig(arch="digits_tiny", time_steps=2, norm=StudentNorm.BATCH,
                               neuron=NeuronConfig(current_decay=1.0)),
-        train=TrainConfig(epochs=2, batch_size=32, device="cpu", threads=1),
+        train=TrainConfig(epochs=2, batch_size=32, device="cpu", threads=1, fold_epochs=1),
     )
     train_teacher(Run(run, cfg), progress=False)
     students_stage(Run(run, cfg), resume=False, progress=False)
@@ -200,8 +201,22 @@ def test_training_ends_with_the_folded_ensemble_on_disk(folded_run: tuple[Path, 
     fold = ckpt["fold"]
     assert fold["recalibration_samples"] == 160
     assert 0 <= fold["test_accuracy_folded"] <= 1 and 0 <= fold["test_accuracy_batch_norm"] <= 1
+    assert 0 <= fold["test_accuracy_fine_tuned"] <= 1 and fold["fine_tune_epochs"] == 1
+    lines = [json.loads(line) for line in (run / "metrics_students.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r.get("phase")) for r in lines] == [(1, None), (2, None), (3, "folded")]
     loaded = load_ensemble(run)
     assert all(s.spec.norm is StudentNorm.FOLDED for s in loaded.model.students)
+    for student in loaded.model.students:  # fine-tuning left the biases on their grid
+        for i in norm_layers(student.spec):
+            bias = student.blocks[i].synapse.bias
+            assert not bias.requires_grad and torch.equal(bias, torch.round(bias / BIAS_STEP) * BIAS_STEP)
+
+
+def test_fold_epochs_without_batch_norm_are_refused() -> None:
+    from sne_loihi.checks import check_config
+
+    with pytest.raises(ConfigError, match="train.fold_epochs 2 fine-tunes folded batch norms"):
+        check_config(RunConfig(train=TrainConfig(fold_epochs=2)))
 
 
 def test_resuming_a_finished_folded_run_returns_it_unchanged(folded_run: tuple[Path, RunConfig]) -> None:

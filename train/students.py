@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from sne_loihi.errors import ConfigError
 from sne_loihi.partition import Partition
 from sne_loihi.students.fold import fold_student, recalibrate
 from sne_loihi.checks import check_config
-from sne_loihi.train.common import batch_indices
+from sne_loihi.train.common import append_jsonl, batch_indices, make_optimizer
 from sne_loihi.train.loop import EpochCheckpoints, augmenter, epoch_bar, start_optimisation, start_training
 
 STUDENT_METRICS = "metrics_students.jsonl"
@@ -129,43 +130,15 @@ def train_students(
     augment = augmenter(cfg.data.augment, gen)
     bar = epoch_bar(len(data.x_train_nchw), tcfg, opt.state.epoch,
                     f"students {partition.num_groups}x{cfg.student.arch}", progress and dist.is_main)
+    loop = _DistillLoop(data, teacher, feature_scale, groups, ecfg.alpha, ecfg.train_active, tcfg.batch_size,
+                        device, dist, gen, augment, bar)
     for epoch in range(opt.state.epoch, tcfg.epochs):
-        model.train()
-        sums = {"seen": 0.0, "loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0.0}
-        order = batch_indices(len(data.x_train_nchw), tcfg.batch_size, gen)
-        for shard, x, y in dist.batches(order, data.x_train_nchw, data.y_train, device, augment):
-            active = random_active(partition.num_groups, ecfg.train_active, gen)
-            terms, logits = distill_step(
-                ddp, opt.optimizer, x, y, active, teacher=teacher, feature_scale=feature_scale, groups=groups,
-                alpha=ecfg.alpha, loss_weight=dist.loss_weight(shard),
-            )
-            n = len(shard)
-            sums["seen"] += n
-            sums["loss"] += float(terms.total.detach()) * n
-            sums["ce"] += terms.ce * n
-            sums["kd"] += terms.kd * n
-            sums["correct"] += float((logits.argmax(-1) == y).sum())
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / sums['seen']:.3f}",
-                            kd=f"{sums['kd'] / sums['seen']:.4f}")
+        record = loop.epoch(model, ddp, opt.optimizer, epoch + 1)
         opt.scheduler.step()
-        sums = dist.sum(sums, device)
-        seen = sums["seen"]
-        record = {
-            "epoch": epoch + 1,
-            "loss": sums["loss"] / seen,
-            "ce": sums["ce"] / seen,
-            "kd": sums["kd"] / seen,
-            "train_accuracy": sums["correct"] / seen,
-            "test_accuracy": _test_accuracy(model, data, ecfg.train_active, partition.num_groups,
-                                            tcfg.batch_size, device, dist),
-            "lr": opt.scheduler.get_last_lr()[0],
-            **dist.record(),
-        }
-        checkpoints.end_epoch(record)
+        checkpoints.end_epoch({**record, "lr": opt.scheduler.get_last_lr()[0], **dist.record()})
     bar.close()
     if cfg.student.norm is StudentNorm.BATCH:
-        model = _fold(model, data, partition.num_groups, tcfg.batch_size, device, dist, checkpoints)
+        model = _fold(model, loop, tcfg, checkpoints, progress)
     dist.barrier()  # the checkpoint is on disk before any rank goes on
     model.eval()
     return StudentsResult(model, opt.state.history, path)
@@ -179,27 +152,110 @@ def fold_ensemble(model: Ensemble) -> Ensemble:
     return folded.to(next(model.parameters()).device).eval()
 
 
-def _fold(model: Ensemble, data: Dataset, num_students: int, batch_size: int, device: torch.device,
-          dist: DistContext, checkpoints: EpochCheckpoints) -> Ensemble:
-    """Recalibrate the batch norms on the clean training images, fold them, and checkpoint the
-    folded ensemble in place of the trained one (the record of both accuracies goes with it)."""
-    every = torch.ones(num_students, dtype=torch.bool)
-    batches = ((to_device(data.x_train_nchw[i:i + batch_size], device), every)
-               for i in range(0, len(data.x_train_nchw), batch_size))
+@dataclass
+class _DistillLoop:
+    """What every distillation epoch needs besides the model and its optimiser."""
+
+    data: Dataset
+    teacher: nn.Module | None
+    feature_scale: torch.Tensor
+    groups: list[list[int]]
+    alpha: float
+    train_active: int
+    batch_size: int
+    device: torch.device
+    dist: DistContext
+    generator: torch.Generator
+    augment: Any
+    bar: Any
+
+    def epoch(self, model: nn.Module, ddp: nn.Module, optimizer: torch.optim.Optimizer, number: int) -> dict[str, Any]:
+        """Train one epoch; returns its record (losses, train and test accuracy)."""
+        model.train()
+        dist, n_students = self.dist, len(self.groups)
+        sums = {"seen": 0.0, "loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0.0}
+        order = batch_indices(len(self.data.x_train_nchw), self.batch_size, self.generator)
+        for shard, x, y in dist.batches(order, self.data.x_train_nchw, self.data.y_train, self.device, self.augment):
+            active = random_active(n_students, self.train_active, self.generator)
+            terms, logits = distill_step(
+                ddp, optimizer, x, y, active, teacher=self.teacher, feature_scale=self.feature_scale,
+                groups=self.groups, alpha=self.alpha, loss_weight=dist.loss_weight(shard),
+            )
+            n = len(shard)
+            sums["seen"] += n
+            sums["loss"] += float(terms.total.detach()) * n
+            sums["ce"] += terms.ce * n
+            sums["kd"] += terms.kd * n
+            sums["correct"] += float((logits.argmax(-1) == y).sum())
+            self.bar.update(1)
+            self.bar.set_postfix(epoch=number, loss=f"{sums['loss'] / sums['seen']:.3f}",
+                                 kd=f"{sums['kd'] / sums['seen']:.4f}")
+        sums = dist.sum(sums, self.device)
+        seen = sums["seen"]
+        return {
+            "epoch": number,
+            "loss": sums["loss"] / seen,
+            "ce": sums["ce"] / seen,
+            "kd": sums["kd"] / seen,
+            "train_accuracy": sums["correct"] / seen,
+            "test_accuracy": self.test_accuracy(model),
+        }
+
+    def test_accuracy(self, model: nn.Module) -> float:
+        """The per-epoch test accuracy (a dropout ensemble's with its K)."""
+        return _test_accuracy(model, self.data, self.train_active, len(self.groups), self.batch_size, self.device,
+                              self.dist)
+
+
+#: The folded students' fine-tuning learning rate, as a fraction of ``train.lr``.
+FOLD_LR_FRACTION = 0.1
+
+
+def _fold(model: Ensemble, loop: _DistillLoop, tcfg: Any, checkpoints: EpochCheckpoints,
+          progress: bool) -> Ensemble:
+    """Recalibrate the batch norms on the clean training images, fold them, fine-tune the folded
+    students' weights for ``train.fold_epochs`` (biases fixed on their grid, learning rate
+    :data:`FOLD_LR_FRACTION` of ``train.lr``, cosine), and checkpoint the folded ensemble in
+    place of the trained one, with the record of the accuracies on the way."""
+    data, dist, device = loop.data, loop.dist, loop.device
+    every = torch.ones(len(loop.groups), dtype=torch.bool)
+    batches = ((to_device(data.x_train_nchw[i:i + loop.batch_size], device), every)
+               for i in range(0, len(data.x_train_nchw), loop.batch_size))
     seen = recalibrate(model, batches)
-    before = _test_accuracy(model, data, 0, num_students, batch_size, device, dist)
+    before = loop.test_accuracy(model)
     folded = fold_ensemble(model)
-    after = _test_accuracy(folded, data, 0, num_students, batch_size, device, dist)
-    record = {"recalibration_samples": seen, "test_accuracy_batch_norm": before, "test_accuracy_folded": after}
+    after = loop.test_accuracy(folded)
+    record: dict[str, Any] = {"recalibration_samples": seen, "test_accuracy_batch_norm": before,
+                              "test_accuracy_folded": after, "fine_tune_epochs": tcfg.fold_epochs}
     if dist.is_main:
         print(f"batch norm folded into the students (statistics of {seen} clean training images): test accuracy "
               f"{before:.4f} with batch norm, {after:.4f} folded and requantised", flush=True)
+    if tcfg.fold_epochs > 0:
+        ddp = dist.wrap(folded, device, find_unused=0 < loop.train_active < len(loop.groups))
+        trainable = [p for p in folded.parameters() if p.requires_grad]
+        optimizer = make_optimizer(tcfg.optimizer, trainable, tcfg.lr * FOLD_LR_FRACTION, tcfg.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tcfg.fold_epochs)
+        loop.bar = epoch_bar(len(data.x_train_nchw), dataclasses.replace(tcfg, epochs=tcfg.fold_epochs), 0,
+                             "folded students", progress and dist.is_main)
+        state = checkpoints.opt.state
+        for number in range(tcfg.epochs + 1, tcfg.epochs + tcfg.fold_epochs + 1):
+            line = {**loop.epoch(folded, ddp, optimizer, number), "phase": "folded"}
+            schedule.step()
+            line = {**line, "lr": schedule.get_last_lr()[0], **dist.record()}
+            state.history = state.history + [line]
+            if dist.is_main:
+                append_jsonl(checkpoints.metrics, line)
+        loop.bar.close()
+        record["test_accuracy_fine_tuned"] = loop.test_accuracy(folded)
+        if dist.is_main:
+            print(f"folded students fine-tuned for {tcfg.fold_epochs} epochs: test accuracy "
+                  f"{record['test_accuracy_fine_tuned']:.4f}", flush=True)
     checkpoints.model = folded
     checkpoints.extra = {**checkpoints.extra, "student_specs": [s.spec.to_dict() for s in folded.students],
                          "fold": record}
     if dist.is_main:
         checkpoints.save()
-    return folded
+    return folded.eval()
 
 
 def _finished_fold(path: Path) -> LoadedEnsemble | None:
