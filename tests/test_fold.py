@@ -20,6 +20,7 @@ from sne_loihi.config import DataConfig, NeuronConfig, RunConfig, StudentConfig,
     TeacherConfig, TrainConfig
 from sne_loihi.errors import ConfigError
 from sne_loihi.io import load_checkpoint
+from sne_loihi.analysis.runreport import fold_markdown
 from sne_loihi.ensemble.checkpoint import load_ensemble
 from sne_loihi.students import StudentSpec, build_student, encode_input, student_spec
 from sne_loihi.students.fold import BIAS_STEP, ChannelBatchNorm, fold_student, norm_layers, recalibrate
@@ -206,6 +207,9 @@ def test_training_ends_with_the_folded_ensemble_on_disk(folded_run: tuple[Path, 
     assert [(r["epoch"], r.get("phase")) for r in lines] == [(1, None), (2, None), (3, "folded")]
     loaded = load_ensemble(run)
     assert all(s.spec.norm is StudentNorm.FOLDED for s in loaded.model.students)
+    assert loaded.fold == fold  # what the run's report shows:
+    table = fold_markdown(fold)
+    assert f"| folded, fine-tuned 1 epochs (stored, exported) | {100 * fold['test_accuracy_fine_tuned']:.2f} |" in table
     for student in loaded.model.students:  # fine-tuning left the biases on their grid
         for i in norm_layers(student.spec):
             bias = student.blocks[i].synapse.bias

@@ -55,6 +55,9 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
          "x fan-out of non-zero quantised weights, summed over layers and time steps."),
     ]
     out: dict[str, Any] = {"config": cfg.to_dict(), "evaluation": evaluation.to_dict(), "energy_profile": asdict(profile)}
+    if loaded.fold is not None:
+        sections.append(("Batch norm folded into the students", fold_markdown(loaded.fold)))
+        out["fold"] = loaded.fold
     sections.append(("Spiking activity per layer (test set)", activity_markdown(evaluation.activity)))
     out["activity"] = [a.to_dict() for a in evaluation.activity]
     if options.neurobench:
@@ -247,3 +250,18 @@ def _summary(rows: list[dict[str, Any]]) -> str:
                          f"**{100 * r['accuracy']:.2f}%**, {r['acs']:,.0f} ACs + {r['macs']:,.0f} MACs per sample, "
                          f"{r['energy_pj'] / 1000:,.2f} nJ.")
     return "\n".join(lines)
+
+
+def fold_markdown(fold: dict[str, Any]) -> str:
+    """The fold's record as a table: test accuracy with batch norm (statistics recomputed on the
+    clean training images), folded and requantised, and after the fine-tuning."""
+    rows = [("with batch norm (training form)", fold.get("test_accuracy_batch_norm")),
+            ("folded: weights requantised, per-channel neuron bias", fold.get("test_accuracy_folded"))]
+    if "test_accuracy_fine_tuned" in fold:
+        rows.append((f"folded, fine-tuned {fold.get('fine_tune_epochs')} epochs (stored, exported)",
+                     fold["test_accuracy_fine_tuned"]))
+    lines = ["| students | test acc. (%) |", "| --- | --- |"]
+    lines += [f"| {name} | {percent(float(v)) if isinstance(v, (int, float)) else '-'} |" for name, v in rows]
+    return ("\n".join(lines) + f"\n\nStatistics of {fold.get('recalibration_samples', '?')} clean training images; "
+            "every accuracy here is the per-epoch test evaluation's.")
+

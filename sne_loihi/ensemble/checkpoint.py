@@ -79,6 +79,9 @@ class LoadedEnsemble:
     epoch: int
     history: list[dict[str, Any]]
     teacher_sha256: str | None = None
+    #: ``student.norm = "batch"``: the fold's record (recalibration samples, test accuracy with
+    #: batch norm, folded, and after the fine-tuning), ``None`` otherwise.
+    fold: dict[str, Any] | None = None
 
 
 def load_ensemble(path: Path, device: str | torch.device = "cpu") -> LoadedEnsemble:
@@ -113,4 +116,5 @@ def load_ensemble(path: Path, device: str | torch.device = "cpu") -> LoadedEnsem
         epoch=int(ckpt.get("epoch", 0)),
         history=list(ckpt.get("history", [])),
         teacher_sha256=ckpt.get("teacher_sha256") if isinstance(ckpt.get("teacher_sha256"), str) else None,
+        fold=ckpt["fold"] if isinstance(ckpt.get("fold"), dict) else None,
     )
