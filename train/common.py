@@ -204,12 +204,12 @@ def save_epoch_checkpoint(
     save_checkpoint(path, payload)
 
 
-#: Config keys (or ``section.`` prefixes) that may change on ``--resume``: the epoch budget
-#: (to extend or shorten a run), where and with how many threads (and whether in mixed
+#: Config keys (or ``section.`` prefixes) that may change on ``--resume``: the epoch budgets
+#: (to extend or shorten a run; a run whose students are already folded is not fine-tuned again), where and with how many threads (and whether in mixed
 #: precision) it runs, and the later stages (Lava, the report, the pipeline's dropout variants).
 #: The world size is no config key at all.
 RESUME_MAY_CHANGE: tuple[str, ...] = (
-    "train.epochs", "teacher.epochs", "train.device", "train.threads", "teacher.amp", "student.engine", "lava.",
+    "train.epochs", "train.fold_epochs", "teacher.epochs", "train.device", "train.threads", "teacher.amp", "student.engine", "lava.",
     "report.", "pipeline.",
 )
 
