@@ -52,7 +52,7 @@ class StudentNorm(str, enum.Enum):
 
     ``NONE``: none (the synaptic input goes straight to the neuron).
     ``BATCH``: training puts a batch norm on every convolution's synaptic input; at the end of
-    training its statistics are recomputed on the clean training images and it is folded into
+    training its statistics are recomputed on the training images (as training shows them) and it is folded into
     the convolution (a per-output-channel scale of the weights, requantised to SLAYER's 8-bit
     grid, and a per-channel bias, :mod:`sne_loihi.students.fold`). The stored, evaluated and
     exported students are the folded ones. Needs ``current_decay = 1``: then a constant on the

@@ -34,6 +34,16 @@ class StudentsResult:
     model: nn.Module
     history: list[dict[str, Any]]
     path: Path
+    #: ``student.norm = "batch"``: the fold's record (see :func:`_fold`); ``test_accuracy``
+    #: is then the stored (folded) ensemble's.
+    fold: dict[str, Any] | None = None
+
+    @property
+    def test_accuracy(self) -> float:
+        """The stored ensemble's test accuracy at the end of training."""
+        if self.fold is not None:
+            return float(self.fold.get("test_accuracy_fine_tuned", self.fold["test_accuracy_folded"]))
+        return float(self.history[-1]["test_accuracy"]) if self.history else float("nan")
 
 
 def random_active(num_students: int, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -116,7 +126,7 @@ def train_students(
     if resume and cfg.student.norm is StudentNorm.BATCH and path.exists():
         folded = _finished_fold(path)
         if folded is not None:  # the run ended with the fold: nothing is left to train
-            return StudentsResult(folded.model.to(device), folded.history, path)
+            return StudentsResult(folded.model.to(device), folded.history, path, folded.fold)
     model = build_ensemble(cfg.student, partition, data.in_shape, data.num_classes).to(device)
     opt = start_optimisation(tcfg, model, path, cfg.to_dict(), resume=resume, start=start, metrics=metrics)
     dist.check_last_batch(len(data.x_train_nchw), tcfg.batch_size, "student training")
@@ -137,11 +147,12 @@ def train_students(
         opt.scheduler.step()
         checkpoints.end_epoch({**record, "lr": opt.scheduler.get_last_lr()[0], **dist.record()})
     bar.close()
+    fold = None
     if cfg.student.norm is StudentNorm.BATCH:
-        model = _fold(model, loop, tcfg, checkpoints, progress)
+        model, fold = _fold(model, loop, tcfg, checkpoints, progress)
     dist.barrier()  # the checkpoint is on disk before any rank goes on
     model.eval()
-    return StudentsResult(model, opt.state.history, path)
+    return StudentsResult(model, opt.state.history, path, fold)
 
 
 def fold_ensemble(model: Ensemble) -> Ensemble:
@@ -212,14 +223,18 @@ FOLD_LR_FRACTION = 0.1
 
 
 def _fold(model: Ensemble, loop: _DistillLoop, tcfg: Any, checkpoints: EpochCheckpoints,
-          progress: bool) -> Ensemble:
-    """Recalibrate the batch norms on the clean training images, fold them, fine-tune the folded
+          progress: bool) -> tuple[Ensemble, dict[str, Any]]:
+    """Recalibrate the batch norms on the training images as training sees them (augmented when
+    ``data.augment``: on CIFAR-10, seed 0 after 19 of 20 epochs, the folded ensemble reached
+    65.40% with augmented statistics, 64.55% with the running averages and 62.90% before folding
+    with clean-image statistics), fold them, fine-tune the folded
     students' weights for ``train.fold_epochs`` (biases fixed on their grid, learning rate
     :data:`FOLD_LR_FRACTION` of ``train.lr``, cosine), and checkpoint the folded ensemble in
     place of the trained one, with the record of the accuracies on the way."""
     data, dist, device = loop.data, loop.dist, loop.device
     every = torch.ones(len(loop.groups), dtype=torch.bool)
-    batches = ((to_device(data.x_train_nchw[i:i + loop.batch_size], device), every)
+    shown = loop.augment or (lambda x_nchw: x_nchw)
+    batches = ((shown(to_device(data.x_train_nchw[i:i + loop.batch_size], device)), every)
                for i in range(0, len(data.x_train_nchw), loop.batch_size))
     seen = recalibrate(model, batches)
     before = loop.test_accuracy(model)
@@ -228,7 +243,7 @@ def _fold(model: Ensemble, loop: _DistillLoop, tcfg: Any, checkpoints: EpochChec
     record: dict[str, Any] = {"recalibration_samples": seen, "test_accuracy_batch_norm": before,
                               "test_accuracy_folded": after, "fine_tune_epochs": tcfg.fold_epochs}
     if dist.is_main:
-        print(f"batch norm folded into the students (statistics of {seen} clean training images): test accuracy "
+        print(f"batch norm folded into the students (statistics of {seen} training images): test accuracy "
               f"{before:.4f} with batch norm, {after:.4f} folded and requantised", flush=True)
     if tcfg.fold_epochs > 0:
         ddp = dist.wrap(folded, device, find_unused=0 < loop.train_active < len(loop.groups))
@@ -255,7 +270,7 @@ def _fold(model: Ensemble, loop: _DistillLoop, tcfg: Any, checkpoints: EpochChec
                          "fold": record}
     if dist.is_main:
         checkpoints.save()
-    return folded.eval()
+    return folded.eval(), record
 
 
 def _finished_fold(path: Path) -> LoadedEnsemble | None:

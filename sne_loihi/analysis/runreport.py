@@ -254,7 +254,7 @@ def _summary(rows: list[dict[str, Any]]) -> str:
 
 def fold_markdown(fold: dict[str, Any]) -> str:
     """The fold's record as a table: test accuracy with batch norm (statistics recomputed on the
-    clean training images), folded and requantised, and after the fine-tuning."""
+    training images), folded and requantised, and after the fine-tuning."""
     rows = [("with batch norm (training form)", fold.get("test_accuracy_batch_norm")),
             ("folded: weights requantised, per-channel neuron bias", fold.get("test_accuracy_folded"))]
     if "test_accuracy_fine_tuned" in fold:
@@ -262,6 +262,6 @@ def fold_markdown(fold: dict[str, Any]) -> str:
                      fold["test_accuracy_fine_tuned"]))
     lines = ["| students | test acc. (%) |", "| --- | --- |"]
     lines += [f"| {name} | {percent(float(v)) if isinstance(v, (int, float)) else '-'} |" for name, v in rows]
-    return ("\n".join(lines) + f"\n\nStatistics of {fold.get('recalibration_samples', '?')} clean training images; "
+    return ("\n".join(lines) + f"\n\nStatistics of {fold.get('recalibration_samples', '?')} training images (augmented as in training when data.augment); "
             "every accuracy here is the per-epoch test evaluation's.")
 

@@ -109,6 +109,5 @@ def train(
     cfg = run_config(None, config, run_dir, overrides)
     echo_engine(cfg)
     result = students_stage(Run(run_dir, cfg), resume=job.resume, progress=job.progress)
-    last = result.history[-1] if result.history else {}
-    typer.echo(f"ensemble: test accuracy {100 * last.get('test_accuracy', float('nan')):.2f}% -> {result.path}"
+    typer.echo(f"ensemble: test accuracy {100 * result.test_accuracy:.2f}% -> {result.path}"
                f" (run 'sne evaluate {run_dir}' for the full report)")

@@ -13,9 +13,11 @@ the neuron's current is ``z`` itself, so the eval-mode affine ``s * z + b`` fold
 
 The fold itself changes the network by the requantisation only; :func:`fold_student` returns a
 new student (spec ``norm = FOLDED``) and leaves the trained one as it was. Before folding,
-:func:`recalibrate` recomputes the statistics on clean training images in eval-mode weights: the
-running averages collected during training lag the changing weights and see augmented images
-(measured: 44.7% test accuracy with them against 54.9% after recalibration, epoch 7).
+:func:`recalibrate` recomputes the statistics with the final weights on the training images as
+training shows them: the running averages collected during training lag the changing weights
+(measured on CIFAR-10 after 7 of 20 epochs: 44.7% with them, 54.9% recomputed), and statistics of
+clean images do not match what the network learnt on augmented ones (after 19 epochs: running
+averages 66.15%, clean 62.90%, augmented 65.75%).
 """
 
 from __future__ import annotations
