@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from sne_loihi.checks import check_student_norm
-from sne_loihi.config import DataConfig, NeuronConfig, RunConfig, StudentConfig, StudentEngine, StudentNorm, \
+from sne_loihi.config import DataConfig, LavaConfig, NeuronConfig, RunConfig, StudentConfig, StudentEngine, StudentNorm, \
     TeacherConfig, TrainConfig
 from sne_loihi.errors import ConfigError
 from sne_loihi.io import load_checkpoint
@@ -188,6 +188,7 @@ def folded_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunConfi
         student=StudentConfig(arch="digits_tiny", time_steps=2, norm=StudentNorm.BATCH,
                               neuron=NeuronConfig(current_decay=1.0)),
         train=TrainConfig(epochs=2, batch_size=32, device="cpu", threads=1, fold_epochs=1),
+        lava=LavaConfig(active=["all"], cascade=[]),
     )
     train_teacher(Run(run, cfg), progress=False)
     students_stage(Run(run, cfg), resume=False, progress=False)
@@ -214,6 +215,17 @@ def test_training_ends_with_the_folded_ensemble_on_disk(folded_run: tuple[Path, 
         for i in norm_layers(student.spec):
             bias = student.blocks[i].synapse.bias
             assert not bias.requires_grad and torch.equal(bias, torch.round(bias / BIAS_STEP) * BIAS_STEP)
+
+
+def test_gated_lava_runs_of_folded_students_are_refused_before_any_work() -> None:
+    from sne_loihi.checks import check_config
+    student = StudentConfig(norm=StudentNorm.BATCH, neuron=NeuronConfig(current_decay=1.0))
+    for lava, match in ((LavaConfig(), r"gated runs \(lava.active \['0'\]\)"),
+                        (LavaConfig(active=["all"]), r"gated runs \(lava.cascade \[0.6, 0.9\]\)")):
+        with pytest.raises(ConfigError, match=match):
+            check_config(RunConfig(student=student, lava=lava))
+    check_config(RunConfig(student=student, lava=LavaConfig(active=["all"], cascade=[])))
+    check_config(RunConfig(student=student, lava=LavaConfig(enabled=False)))
 
 
 def test_fold_epochs_without_batch_norm_are_refused() -> None:
