@@ -198,3 +198,22 @@ def test_nir_export_maps_the_bias_exactly(folded: torch.nn.Module) -> None:
         check_nir([folded], [plain], _x())
     with pytest.raises(ExportError, match="batch norm that was not folded"):
         student_nir_graph(_batch_student())
+
+
+def test_gating_refuses_a_biased_network_that_fires_switched_off(folded: torch.nn.Module, tmp_path: Path) -> None:
+    """The gate feeds a switched-off network zeros; a positive bias above threshold still fires it."""
+    import copy
+
+    from sne_loihi.errors import SimulationError
+    from sne_loihi.export import write_student_hdf5
+    from sne_loihi.sim.backend import Backend
+    from sne_loihi.sim.graph import LavaGraph, LavaSchedule
+
+    hot = copy.deepcopy(folded)
+    with torch.no_grad():
+        hot.blocks[2].synapse.bias.fill_(2 * float(hot.blocks[2].neuron.threshold))
+    path = write_student_hdf5(hot, tmp_path / "hot.net")
+    x = _x()[:2].numpy().round().astype(np.int32)
+    with LavaGraph([path], BITS, LavaSchedule(T, capacity=2), backend=Backend.CPU) as graph:
+        with pytest.raises(SimulationError, match=r"hot.net: the network fires while the gate switches it off \(sample 1\)"):
+            graph.run(x, mask_nk=np.array([[1], [0]]))
