@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sne_loihi.errors import ExportError
+from sne_loihi.netx_format.neuron_bias import bias_mantissas
 
 
 def copy_module(module: object) -> object:
@@ -26,6 +27,22 @@ def copy_module(module: object) -> object:
     return copy.deepcopy(module, memo)
 
 
+def check_norm_folded(student: object) -> None:
+    """Refuse a student that still carries batch norms (``student.norm = "batch"`` whose
+    training stopped before the fold): Loihi has no batch norm, and exporting the blocks
+    without it would silently change the network.
+
+    Raises:
+        ExportError: The student's spec says ``norm = batch`` or a block holds a ``batch_norm``.
+    """
+    norm = getattr(getattr(student, "spec", None), "norm", None)
+    unfolded = str(getattr(norm, "value", norm)) == "batch"
+    unfolded = unfolded or any(getattr(b, "batch_norm", None) is not None for b in getattr(student, "blocks", ()))
+    if unfolded:
+        raise ExportError("this student has batch norm that was not folded; finish (resume) its training, which "
+                          "folds it at the end (student.norm = 'batch' stopped before the fold), then export")
+
+
 def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int, int] | None = None) -> Path:
     """Write a SLAYER student as a netx HDF5 file, without touching the student.
 
@@ -38,8 +55,13 @@ def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int
         path: Output file (overwritten).
         in_shape_chw: Input shape; defaults to ``student.spec.in_shape``.
 
+    A block's synapse bias (a folded batch norm's per-channel neuron bias, real units) is
+    written as the layer's ``bias`` dataset, ``64 * bias``: netx reads it into the neuron's
+    ``bias_mant`` (exponent 6), see :mod:`sne_loihi.netx_format.neuron_bias`.
+
     Raises:
-        ExportError: SpikingJelly students (no netx export) or unsupported blocks.
+        ExportError: SpikingJelly students (no netx export), a student whose batch norm was
+            not folded, unsupported blocks, or a bias Loihi cannot store.
     """
     import h5py
 
@@ -47,6 +69,7 @@ def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int
     library = str(getattr(getattr(spec, "neuron_library", None), "value", getattr(spec, "neuron_library", "slayer")))
     if library.lower() != "slayer":
         raise ExportError(f"only SLAYER students can be exported to netx (this student uses {library!r})")
+    check_norm_folded(student)
     if in_shape_chw is None:
         in_shape_chw = tuple(int(v) for v in spec.in_shape)
     import torch
@@ -72,7 +95,12 @@ def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int
                 shape = [int(np.prod(shape))]
             elif name not in ("Conv", "Dense"):
                 raise ExportError(f"block {i - 1} is a {name}; netx supports only Conv, Flatten and Dense")
-            block.export_hdf5(layers.create_group(str(i)))
+            group = layers.create_group(str(i))
+            block.export_hdf5(group)
+            bias = getattr(getattr(block, "synapse", None), "bias", None)
+            if bias is not None:
+                group.create_dataset("bias", data=bias_mantissas(bias.detach().cpu().double().numpy(),
+                                                                 f"student block {i - 1}"))
             if name != "Flatten":
                 shape = [int(v) for v in np.atleast_1d(layers[str(i)]["shape"][()])]
     return path

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sne_loihi.errors import ExportError, ParityError
-from sne_loihi.export.nir_params import cuba_params
+from sne_loihi.export.nir_params import cuba_params, synapse_bias
 
 
 @dataclass
@@ -147,7 +147,7 @@ def _neuron_keys(graph: Any) -> list[str]:
 def float_cuba_layer_spikes(student: Any, x_nchwt: Any) -> list[np.ndarray]:
     """The student's dynamics as NIR's CubaLIF states them, without fixed-point truncation.
 
-    Same synapses (quantised weights) and parameters as :func:`student_nir_graph`; float32,
+    Same synapses (quantised weights, a folded bias) and parameters as :func:`student_nir_graph`; float32,
     current first (``I = (1 - cd) I + z``, ``v = (1 - vd) v + I``, spike ``v > threshold``,
     reset ``v = 0``). Lava order ``[N, *xyz, T]``.
     """
@@ -168,8 +168,10 @@ def float_cuba_layer_spikes(student: Any, x_nchwt: Any) -> list[np.ndarray]:
             w = view.weight.float()
             p = cuba_params(block)
             alpha, beta = float(1 - p.current_decay), float(1 - p.voltage_decay)
-            z = [F.conv2d(x[..., t], w, None, view.stride, view.padding, view.dilation, view.groups)
-                 if layer.kind is LayerKind.CONV else F.linear(x[..., t], w) for t in range(x.shape[-1])]
+            bias = synapse_bias(block)
+            b = None if bias is None else torch.as_tensor(bias, dtype=torch.float32, device=x.device)
+            z = [F.conv2d(x[..., t], w, b, view.stride, view.padding, view.dilation, view.groups)
+                 if layer.kind is LayerKind.CONV else F.linear(x[..., t], w, b) for t in range(x.shape[-1])]
             cur = torch.zeros_like(z[0])
             volt = torch.zeros_like(z[0])
             spikes = []

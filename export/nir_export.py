@@ -4,7 +4,10 @@
 
 * ``student_{i}.nir``: one NIR graph per student, ``input -> (Conv2d | Flatten | Linear ->
   CubaLIF)... -> output``, with the weights the student multiplies with (SLAYER's
-  ``pre_hook_fx``: 8-bit grid, real step 1/32), zero biases, and every neuron's parameters from
+  ``pre_hook_fx``: 8-bit grid, real step 1/32), zero biases except a folded batch norm's
+  per-channel bias (real units, added to the synaptic input: the ``Conv2d`` bias, or an
+  ``Affine`` instead of a ``Linear`` for a dense layer; with ``current_decay = 1`` this is
+  SLAYER's and Loihi's neuron bias exactly), and every neuron's parameters from
   SLAYER's own device parameters (``iDecay``, ``vDecay``, ``vThMant``, what netx stores);
 * ``head.nir``: the ensemble's readout, ``input [sum F] -> Affine -> output [classes]``, applied
   once per sample to the students' concatenated firing rates (output spikes / T);
@@ -48,7 +51,8 @@ from typing import Any
 import numpy as np
 
 from sne_loihi.errors import ExportError
-from sne_loihi.export.nir_params import DECAY_SCALE, NIR_DT, WEIGHT_SCALE, cuba_params
+from sne_loihi.export.netx_write import check_norm_folded
+from sne_loihi.export.nir_params import DECAY_SCALE, NIR_DT, WEIGHT_SCALE, cuba_params, synapse_bias
 
 NIR_MANIFEST_FILE = "nir_manifest.json"
 HEAD_FILE = "head.nir"
@@ -76,6 +80,7 @@ def student_nir_graph(student: Any, dt: float = NIR_DT) -> Any:
     from sne_loihi.layers import LayerKind
 
     _check_slayer(student)
+    check_norm_folded(student)
     spec = student.spec
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array(spec.in_shape))}
     edges: list[tuple[str, str]] = []
@@ -89,12 +94,13 @@ def student_nir_graph(student: Any, dt: float = NIR_DT) -> Any:
             continue
         view = synapse_view(block, layer.kind)
         w = view.weight.detach().cpu().double().numpy()
+        bias = synapse_bias(block)
         if layer.kind is LayerKind.CONV:
             syn = nir.Conv2d(input_shape=tuple(int(v) for v in in_shape[1:]), weight=w, stride=view.stride,
                              padding=view.padding, dilation=view.dilation, groups=view.groups,
-                             bias=np.zeros(w.shape[0], dtype=np.float64))
+                             bias=np.zeros(w.shape[0], dtype=np.float64) if bias is None else bias)
         else:
-            syn = nir.Linear(weight=w)
+            syn = nir.Linear(weight=w) if bias is None else nir.Affine(weight=w, bias=bias)
         cuba = cuba_params(block)
         nodes[f"synapse_{i}"], nodes[f"neuron_{i}"] = syn, cuba.nir_node(out_shape, dt)
         edges += [(prev, f"synapse_{i}"), (f"synapse_{i}", f"neuron_{i}")]

@@ -64,3 +64,10 @@ def cuba_params(block: Any) -> CubaParams:
         raise ExportError(f"only binary CUBA neurons map to NIR CubaLIF, got {p.get('type')} "
                           f"(graded spikes: {p.get('gradedSpike')})")
     return CubaParams(int(p["iDecay"]), int(p["vDecay"]), int(p["vThMant"]))
+
+
+def synapse_bias(block: Any) -> np.ndarray | None:
+    """A block's synapse bias (a folded batch norm's per-channel neuron bias, real units:
+    added to the synaptic input before the neuron), float64, or ``None``."""
+    bias = getattr(getattr(block, "synapse", None), "bias", None)
+    return None if bias is None else bias.detach().cpu().double().numpy().copy()

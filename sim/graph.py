@@ -75,7 +75,9 @@ from sne_loihi.netx_format.netx_file import NetxNetwork, read_netx_network
 from sne_loihi.sim.foreign_netx import bias_stream, check_networks
 from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
 from sne_loihi.sim.graph_plan import AdapterLatency, GraphPlan, Layout, input_lag, plan_graph
-from sne_loihi.sim.graph_types import RESET_PER_SAMPLE, CascadeRun, GraphRun, resolve_reset, to_lava_input
+from sne_loihi.sim.graph_types import (
+    RESET_PER_SAMPLE, CascadeRun, GraphRun, check_switched_off, resolve_reset, to_lava_input,
+)
 from sne_loihi.sim.schedule import LavaSchedule, RunTiming
 
 __all__ = ["RESET_PER_SAMPLE", "CascadeRun", "GraphRun", "LavaGraph", "LavaSchedule", "resolve_reset", "to_lava_input"]
@@ -415,8 +417,11 @@ class LavaGraph:
                 ops[k].append(chunk_ops[k])
                 layer_spikes[k].append(chunk_layers[k])
         merged = [[np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))] for chunks in layer_spikes]
-        return GraphRun([np.concatenate(s) for s in spikes], [np.concatenate(o) for o in ops], seconds,
-                        merged if self.probe_layers else None, compile_s)
+        run = GraphRun([np.concatenate(s) for s in spikes], [np.concatenate(o) for o in ops], seconds,
+                       merged if self.probe_layers else None, compile_s)
+        if any(lay.bias_xyz is not None for layers in self.layers for lay in layers):  # a bias fires with no input
+            check_switched_off([str(p) for p in self.paths], run.spikes_nft, run.ops_nl, self._active_mask, mask_nk)
+        return run
 
     def run_cascade(self, x_n_in_t: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
                     threshold: float) -> CascadeRun:
@@ -510,7 +515,7 @@ class LavaGraph:
         if not np.array_equal(counts_nf.astype(np.int64), readout.astype(np.int64)):
             raise SimulationError("the cascade decision counted other output spikes than the readouts recorded "
                                   f"({int(np.count_nonzero(counts_nf != readout))} differing counts): a network "
-                                  "fires while switched off (a bias?), so per-sample gating is not exact")
+                                  "fires while switched off (a neuron bias), so per-sample gating is not exact")
 
     def stop(self) -> None:
         """Stop the Lava runtime (its OS processes). Safe to call twice."""

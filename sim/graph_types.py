@@ -88,3 +88,32 @@ def to_lava_input(x_n_in_t: np.ndarray, port_shape: tuple[int, ...]) -> np.ndarr
     if tuple(per.shape[1:-1]) != tuple(port_shape):
         raise SimulationError(f"input of shape {list(x_n_in_t.shape[1:-1])} does not fit the network input {list(port_shape)} (Lava order)")
     return np.moveaxis(per, 0, -2).reshape(*port_shape, n * t)
+
+
+def check_switched_off(names: list[str], spikes_nft: list[np.ndarray], ops_nl: list[np.ndarray], active_k: np.ndarray,
+                       mask_nk: np.ndarray | None) -> None:
+    """Refuse a run in which a network the gate switched off still fired or counted ops.
+
+    The gate switches a network off by feeding it zeros; a neuron bias (a folded student's)
+    keeps driving its neurons, so a positive bias can make it fire with no input, and its
+    records would then not be those of a network that did not run (torch runs nothing).
+
+    Args:
+        names: Per network, its file (for the message).
+        spikes_nft, ops_nl: The run's records per network (``[N, ...]``).
+        active_k: 0/1 per network: switched on for the whole run.
+        mask_nk: Per-sample gate ``[N, K]`` or ``None`` (all ones).
+
+    Raises:
+        SimulationError: Naming the network and the first such sample.
+    """
+    for k, (spikes, ops) in enumerate(zip(spikes_nft, ops_nl)):
+        on_n = np.full(len(spikes), bool(active_k[k]))
+        if mask_nk is not None:
+            on_n &= np.asarray(mask_nk)[:, k] != 0
+        fired = ~on_n & ((spikes.reshape(len(spikes), -1) != 0).any(axis=1) | (ops.reshape(len(ops), -1) != 0).any(axis=1))
+        if fired.any():
+            raise SimulationError(f"{names[k]}: the network fires while the gate switches it off (sample "
+                                  f"{int(np.argmax(fired))}): its neurons' bias drives them without input, so gating "
+                                  "cannot switch it off; run every student on every sample (no active subset or "
+                                  "per-sample mask)")

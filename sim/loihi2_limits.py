@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from sne_loihi.netx_format.neuron_bias import BIAS_MANT_MAX, BIAS_MANT_MIN
+
 
 class Status(str, Enum):
     """Outcome of one readiness row."""
@@ -59,6 +61,11 @@ WEIGHT_EXP_MIN = Limit("weight exponent (min)", -8, "Loihi 1 NxSDK weightExponen
 WEIGHT_EXP_MAX = Limit("weight exponent (max)", 7, "Loihi 1 NxSDK weightExponent range; Loihi 2 not public", False)
 #: Threshold mantissa: unsigned 17 bits (left-shifted by 6 on the chip).
 THRESHOLD_MAX = Limit("threshold mantissa vth", 2 ** 17 - 1, LAVA_LIF + ": vth unsigned 17 bits", True)
+#: Neuron bias mantissa: signed 13 bits, at netx's exponent 6 (the value added each step is
+#: ``bias_mant << 6``; see :mod:`sne_loihi.netx_format.neuron_bias`). Checked as ``|bias_mant|``.
+BIAS_MANT_RANGE = (BIAS_MANT_MIN, BIAS_MANT_MAX)
+BIAS_MANT = Limit("neuron bias |bias_mant| (exponent 6)", -BIAS_MANT_MIN,
+                  LAVA_LIF + ": bias_mant signed 13 bits (-4096..4095); " + NETX + ", get_neuron_params: bias_exp 6", True)
 #: Current and voltage decays: unsigned 12 bits.
 DECAY_MAX = Limit("decay du / dv", 2 ** 12 - 1, LAVA_LIF + ": du, dv unsigned 12 bits", True)
 #: State u and v: signed 24 bits (u wraps, v saturates beyond it).
@@ -76,7 +83,7 @@ NEURONS_PER_CORE = Limit("neurons per core", 8192, BRIEF + "; 1M / 128 cores, ro
 SYNAPSES_PER_CORE = Limit("synapses per core", 120_000_000 // 128, BRIEF + "; 120M / 128 cores", False)
 
 ALL_LIMITS: tuple[Limit, ...] = (
-    WEIGHT_BITS, WEIGHT_EXP_MIN, WEIGHT_EXP_MAX, THRESHOLD_MAX, DECAY_MAX, STATE_MAX, DELAY_MAX, MESSAGE_BITS,
+    WEIGHT_BITS, WEIGHT_EXP_MIN, WEIGHT_EXP_MAX, THRESHOLD_MAX, BIAS_MANT, DECAY_MAX, STATE_MAX, DELAY_MAX, MESSAGE_BITS,
     CORES_PER_CHIP, NEURONS_PER_CHIP, SYNAPSES_PER_CHIP, NEURONS_PER_CORE, SYNAPSES_PER_CORE,
 )
 

@@ -55,6 +55,7 @@ class LayerFacts:
         weights_fit: Every weight survives Lava's clipping and truncation at those bits.
         vth, du, dv: Threshold mantissa and the current / voltage decay constants.
         max_delay: Largest axonal delay (steps).
+        bias_min, bias_max: The neurons' bias mantissas (``bias_mant`` at exponent 6; 0 without a bias).
         worst_u, worst_v: Largest ``|u|``, ``|v|`` from rest over T steps with every input
             at its maximum every step (no reset).
         measured_u, measured_v: Largest ``|u|``, ``|v|`` on the parity samples (``None``
@@ -85,6 +86,8 @@ class LayerFacts:
     measured_v: int | None = None
     cores_dense: int = 0
     cores_shared: int = 0
+    bias_min: int = 0
+    bias_max: int = 0
 
 
 @dataclass
@@ -170,8 +173,10 @@ def _decay(x: np.ndarray, decay: int) -> np.ndarray:
     return np.sign(prod) * (np.abs(prod) >> 12)
 
 
-def lif_run(a_in_mt: np.ndarray, vth: int, du: int, dv: int) -> tuple[np.ndarray, int, int]:
-    """Lava's bit-accurate LIF over ``a_in_mt`` (``[M, T]`` integer synaptic input) from rest.
+def lif_run(a_in_mt: np.ndarray, vth: int, du: int, dv: int,
+            bias_m: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
+    """Lava's bit-accurate LIF over ``a_in_mt`` (``[M, T]`` integer synaptic input) from rest,
+    with the neurons' ``bias_mant`` ``bias_m`` (``[M]``, added to the voltage as ``bias << 6``).
 
     Returns:
         ``(spikes_mt, max|u|, max|v|)``; the maxima are taken before any wrap or
@@ -183,9 +188,10 @@ def lif_run(a_in_mt: np.ndarray, vth: int, du: int, dv: int) -> tuple[np.ndarray
     spikes = np.zeros(a.shape, dtype=np.int8)
     top_u = top_v = 0
     th = int(vth) << ACT_SHIFT
+    bias = 0 if bias_m is None else np.asarray(bias_m, dtype=np.int64) << ACT_SHIFT
     for t in range(a.shape[1]):
         u = _decay(u, du) + (a[:, t] << ACT_SHIFT)
-        v = _decay(v, dv) + u
+        v = _decay(v, dv) + u + bias
         top_u = max(top_u, int(np.abs(u).max(initial=0)))
         top_v = max(top_v, int(np.abs(v).max(initial=0)))
         fired = v > th
@@ -235,8 +241,11 @@ def analyse_network(path: Path, student: int, input_bits: int, time_steps: int) 
         # a conv neuron of channel c gets at most the non-zero weights of kernel c
         synapses = int(layer.fanout_xyz.sum())
         s_max = (2 ** input_bits - 1 if input_bits > 0 else 1) if j == 0 else 1
-        drive = int(max(np.clip(rows, 0, None).sum(axis=1).max(initial=0),
-                        np.clip(-rows, 0, None).sum(axis=1).max(initial=0))) * s_max
+        bias_c = np.zeros((rows.shape[0],), dtype=np.int64) if layer.bias_xyz is None else \
+            layer.bias_xyz.reshape(-1, rows.shape[0])  # Lava order: channels last
+        up = np.clip(rows, 0, None).sum(axis=1) * s_max + np.clip(bias_c, 0, None).max(axis=0, initial=0)
+        down = np.clip(-rows, 0, None).sum(axis=1) * s_max + np.clip(-bias_c, 0, None).max(axis=0, initial=0)
+        drive = int(max(up.max(initial=0), down.max(initial=0)))  # a bias counts as input (du = 4096 for folded layers)
         worst_u, worst_v = lif_state_bound(drive, f["du"], f["dv"], time_steps)
         bits, exponent, fits = weight_encoding(f["kind"], w)
         unique = int((w != 0).sum())
@@ -247,6 +256,7 @@ def analyse_network(path: Path, student: int, input_bits: int, time_steps: int) 
             weight_exponent=exponent, weights_fit=fits, vth=f["vth"], du=f["du"], dv=f["dv"],
             max_delay=layer.max_delay, worst_u=worst_u, worst_v=worst_v,
             cores_dense=_cores(neurons, synapses), cores_shared=_cores(neurons, unique),
+            bias_min=int(bias_c.min(initial=0)), bias_max=int(bias_c.max(initial=0)),
         ))
     return out
 
@@ -271,6 +281,10 @@ def measure_states(student: Any, x_nchwt: Any, facts: Sequence[LayerFacts], chun
                     x = block(x)
                     continue
                 z = block.synapse(x).double() * (1 << ACT_SHIFT)
+                bias = getattr(block.synapse, "bias", None)  # Lava adds it to v, not to u
+                bias_c = None if bias is None else torch.round(bias.double() * (1 << ACT_SHIFT)).to(torch.int64)
+                if bias_c is not None:
+                    z = z - bias_c.double().view(1, -1, *[1] * (z.dim() - 2))
                 a_in = torch.round(z).to(torch.int64)
                 if not torch.equal(a_in.double(), z):
                     raise ExportError(f"student {facts[j].student} layer {j}: synaptic input is not an integer "
@@ -279,7 +293,8 @@ def measure_states(student: Any, x_nchwt: Any, facts: Sequence[LayerFacts], chun
                 f = facts[j]
                 a_mt = a_in.reshape(a_in.shape[0], -1, a_in.shape[-1]).cpu().numpy()
                 n, m, t = a_mt.shape
-                spikes, top_u, top_v = lif_run(a_mt.reshape(n * m, t), f.vth, f.du, f.dv)
+                bias_m = None if bias_c is None else np.tile(np.repeat(bias_c.cpu().numpy(), m // len(bias_c)), n)
+                spikes, top_u, top_v = lif_run(a_mt.reshape(n * m, t), f.vth, f.du, f.dv, bias_m)
                 within = max(top_u, top_v) <= lim.STATE_MAX.value
                 if within and not np.array_equal(spikes.reshape(n, m, t), x.reshape(n, m, t).cpu().numpy()):
                     raise ExportError(f"student {f.student} layer {j}: the readiness report's LIF recursion does not "
@@ -310,6 +325,9 @@ def layer_rows(f: LayerFacts, input_bits: int) -> list[ReadinessRow]:
              f"{lim.WEIGHT_EXP_MIN.value} <= exponent <= {lim.WEIGHT_EXP_MAX.value}"),
         _row("threshold mantissa", f.vth, lim.THRESHOLD_MAX, ok if 0 <= f.vth <= lim.THRESHOLD_MAX.value else Status.FAIL,
              s, j),
+        _row("neuron bias mantissa", f"{f.bias_min}..{f.bias_max}", lim.BIAS_MANT,
+             ok if lim.BIAS_MANT_RANGE[0] <= f.bias_min and f.bias_max <= lim.BIAS_MANT_RANGE[1] else Status.FAIL, s, j,
+             f"{lim.BIAS_MANT_RANGE[0]} <= bias_mant <= {lim.BIAS_MANT_RANGE[1]}"),
         _row("decays du / dv", f"{f.du} / {f.dv}", lim.DECAY_MAX,
              ok if all(0 <= d <= lim.DECAY_MAX.value for d in (f.du, f.dv)) else Status.FAIL, s, j),
         _row("worst-case |u| / |v| (every input at max, every step)", f"{f.worst_u:,} / {f.worst_v:,}", lim.STATE_MAX,

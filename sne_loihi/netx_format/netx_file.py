@@ -32,6 +32,7 @@ import numpy as np
 
 from sne_loihi.errors import ExportError
 from sne_loihi.layers import LayerKind
+from sne_loihi.netx_format.neuron_bias import BIAS_MANT_MAX, BIAS_MANT_MIN, read_layer_bias
 
 #: Layer types netx's ``hdf5.Network`` can build (platform notes).
 SUPPORTED_TYPES = ("input", "conv", "dense", "flatten")
@@ -50,6 +51,10 @@ class NetxLayer:
         fanout_xyz: Per input neuron, the number of non-zero synapses leaving it
             (``in_shape_xyz``).
         num_weights: Number of non-zero weights.
+        fanout_port: The fan-out shaped like the Lava port the input spikes leave from.
+        max_delay: Largest axonal delay (steps).
+        bias_xyz: The CUBA neurons' bias mantissas (``bias_mant``, Lava order, int64; see
+            :mod:`~sne_loihi.netx_format.neuron_bias`), or ``None`` when the layer has no bias.
     """
 
     kind: LayerKind
@@ -60,6 +65,7 @@ class NetxLayer:
     num_weights: int
     fanout_port: np.ndarray | None = None
     max_delay: int = 0
+    bias_xyz: np.ndarray | None = None
 
     @property
     def port_fanout(self) -> np.ndarray:
@@ -69,7 +75,7 @@ class NetxLayer:
 
 
 #: Lava's LIF ``bias_mant`` is a signed 13-bit integer.
-BIAS_MANT_RANGE = (-4096, 4095)
+BIAS_MANT_RANGE = (BIAS_MANT_MIN, BIAS_MANT_MAX)
 
 
 @dataclass(frozen=True)
@@ -373,6 +379,9 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
         last_type = _check_neuron(g, path, key, notes)
         if last_type == "SDNN" and sdnn_layer is None:
             sdnn_layer = int(key)
+        bias = None
+        if "bias" in g and last_type != "SDNN":
+            bias = _chw_to_xyz(read_layer_bias(g["bias"][()], out_shape, f"{path}: layer/{key}"))
         if shape is None:
             raise ExportError(f"{path}: layer/{key} has no known input shape (add an input layer with 'shape')")
         if input_shape is None:
@@ -414,6 +423,7 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
             kind=kind_e, index=int(key), in_shape_xyz=tuple(reversed(shape)), out_shape_xyz=tuple(reversed(out_shape)),
             fanout_xyz=np.ascontiguousarray(_chw_to_xyz(fan)), num_weights=int((weight != 0).sum()),
             fanout_port=np.ascontiguousarray(port), max_delay=delay,
+            bias_xyz=None if bias is None else np.ascontiguousarray(bias),
         ))
         shape = out_shape
         src_flat = kind_e is LayerKind.DENSE

@@ -31,7 +31,7 @@ from torch import nn
 from sne_loihi.config import StudentEngine
 from sne_loihi.students.base import Student, StudentOutput
 from sne_loihi.students.fast_cuba import run_fast
-from sne_loihi.students.fold import add_norms
+from sne_loihi.students.norms import add_norms
 from sne_loihi.layers import LayerKind
 from sne_loihi.students.spec import StudentSpec
 
