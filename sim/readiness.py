@@ -328,8 +328,10 @@ def layer_rows(f: LayerFacts, input_bits: int) -> list[ReadinessRow]:
         _row("neuron bias mantissa", f"{f.bias_min}..{f.bias_max}", lim.BIAS_MANT,
              ok if lim.BIAS_MANT_RANGE[0] <= f.bias_min and f.bias_max <= lim.BIAS_MANT_RANGE[1] else Status.FAIL, s, j,
              f"{lim.BIAS_MANT_RANGE[0]} <= bias_mant <= {lim.BIAS_MANT_RANGE[1]}"),
-        _row("decays du / dv", f"{f.du} / {f.dv}", lim.DECAY_MAX,
-             ok if all(0 <= d <= lim.DECAY_MAX.value for d in (f.du, f.dv)) else Status.FAIL, s, j),
+        # netx hands Lava du = iDecay - 1 (Lava adds its 1-bit offset back): a current decay of
+        # 4096 (no current memory) is register 4095, and 0 would be -1
+        _row("decays du / dv", f"{f.du} / {f.dv} (registers {f.du - 1} / {f.dv})", lim.DECAY_MAX,
+             ok if all(0 <= d <= lim.DECAY_MAX.value for d in (f.du - 1, f.dv)) else Status.FAIL, s, j),
         _row("worst-case |u| / |v| (every input at max, every step)", f"{f.worst_u:,} / {f.worst_v:,}", lim.STATE_MAX,
              ok if max(f.worst_u, f.worst_v) <= lim.STATE_MAX.value else Status.WARN, s, j),
     ]

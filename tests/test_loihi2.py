@@ -90,9 +90,11 @@ def test_rows_flag_state_and_weight_problems(export_dir: Path) -> None:
     assert set(by.values()) == {Status.PASS}
     big = 2**23
     bad = {r.check.split(" (")[0]: r.status for r in layer_rows(
-        replace(facts, worst_u=big, measured_v=big, weights_fit=False, du=4096), 8)}
+        replace(facts, worst_u=big, measured_v=big, weights_fit=False, du=0), 8)}
     assert bad["worst-case |u| / |v|"] is Status.WARN and bad["measured |u| / |v|"] is Status.FAIL
     assert bad["weights on Lava's grid at netx's bits/exponent"] is Status.FAIL and bad["decays du / dv"] is Status.FAIL
+    no_memory = {r.check.split(" (")[0]: r.status for r in layer_rows(replace(facts, du=4096), 8)}
+    assert no_memory["decays du / dv"] is Status.PASS  # netx's register du = iDecay - 1 = 4095
     unmeasured = {r.check: r.status for r in layer_rows(replace(facts, measured_u=None, measured_v=None), 8)}
     assert unmeasured["measured |u| / |v|"] is Status.WARN
 
