@@ -24,7 +24,9 @@ Many samples per run, reset between samples (measured, lava-nc 0.10 / lava-dl 0.
 * A run has ``steps = capacity * T + flush`` steps with ``flush`` = the smallest multiple
   of T that is >= the deepest network's L, so the last sample drains out and every run starts
   at the same reset phase. Runs reuse the compiled graph: only the input stream and the
-  gate's ``active`` / per-sample ``mask`` Vars (and the decision's Vars) change.
+  gate's ``active`` / per-sample ``mask`` Vars (and the decision's Vars) change, and the
+  neuron biases of networks the active set switches off are written 0
+  (:mod:`sne_loihi.sim.bias_gate`).
 * Per-sample activation (:meth:`LavaGraph.run_cascade`): one run per stage; the decision
   process reads the networks' outputs, applies the cascade head at the stage's last step
   and sends the gate the next stage's per-sample mask.
@@ -72,6 +74,7 @@ import numpy as np
 from sne_loihi.errors import SimulationError
 from sne_loihi.indices import check_student_indices
 from sne_loihi.netx_format.netx_file import NetxNetwork, read_netx_network
+from sne_loihi.sim.bias_gate import BiasSwitch
 from sne_loihi.sim.foreign_netx import bias_stream, check_networks
 from sne_loihi.sim.backend import Backend, Engine, resolve_backend, resolve_engine, run_config
 from sne_loihi.sim.graph_plan import AdapterLatency, GraphPlan, Layout, input_lag, plan_graph
@@ -214,6 +217,7 @@ class LavaGraph:
         if len(shapes) != 1:
             raise SimulationError(f"networks of one graph must share the input shape, got {sorted(shapes)}")
         self.in_shape = shapes.pop()
+        self._bias_switch = BiasSwitch(self.nets, self.networks)
 
     def _input_shape(self, net: object) -> tuple[int, ...]:
         """Shape of the port the gate drives: the network's ``inp``, or the ``Input`` block's neuron."""
@@ -290,8 +294,13 @@ class LavaGraph:
         mask[idx] = 1
         self._active_mask = mask
         self._write(self.gate.active, mask)
+        self._bias_switch.apply(mask, self._set_var)  # a switched-off network's neuron biases are 0
 
     def _write(self, var: object, value: np.ndarray) -> None:
+        """Set one of the gate's Vars (:meth:`_set_var`)."""
+        self._set_var(var, value)
+
+    def _set_var(self, var: object, value: np.ndarray) -> None:
         """Set a Var: its initial value before the first run, ``Var.set`` after."""
         if self._started:
             var.set(value)

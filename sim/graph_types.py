@@ -96,7 +96,9 @@ def check_switched_off(names: list[str], spikes_nft: list[np.ndarray], ops_nl: l
 
     The gate switches a network off by feeding it zeros; a neuron bias (a folded student's)
     keeps driving its neurons, so a positive bias can make it fire with no input, and its
-    records would then not be those of a network that did not run (torch runs nothing).
+    records would then not be those of a network that did not run (torch runs nothing). An
+    active set also writes the biases of the networks it leaves out 0
+    (:mod:`~sne_loihi.sim.bias_gate`); a per-sample mask cannot.
 
     Args:
         names: Per network, its file (for the message).
@@ -115,5 +117,5 @@ def check_switched_off(names: list[str], spikes_nft: list[np.ndarray], ops_nl: l
         if fired.any():
             raise SimulationError(f"{names[k]}: the network fires while the gate switches it off (sample "
                                   f"{int(np.argmax(fired))}): its neurons' bias drives them without input, so gating "
-                                  "cannot switch it off; run every student on every sample (no active subset or "
-                                  "per-sample mask)")
+                                  "cannot switch it off within a run; switch students off with an active set, not a "
+                                  "per-sample mask or cascade")

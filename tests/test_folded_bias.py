@@ -217,3 +217,36 @@ def test_gating_refuses_a_biased_network_that_fires_switched_off(folded: torch.n
     with LavaGraph([path], BITS, LavaSchedule(T, capacity=2), backend=Backend.CPU) as graph:
         with pytest.raises(SimulationError, match=r"hot.net: the network fires while the gate switches it off \(sample 1\)"):
             graph.run(x, mask_nk=np.array([[1], [0]]))
+
+
+@pytest.mark.parametrize("graph_name", ["tapped", "hardware"])
+def test_an_active_set_switches_a_biased_network_off_and_on(folded: torch.nn.Module, tmp_path: Path,
+                                                            graph_name: str) -> None:
+    """A network outside the active set gets bias 0 (it fires nothing, as torch runs nothing);
+    switched on again it gets its biases back, on the same compiled graph."""
+    import copy
+
+    from sne_loihi.export import torch_layer_spikes, write_student_hdf5
+    from sne_loihi.sim.backend import Backend
+    from sne_loihi.sim.graph import LavaGraph, LavaSchedule
+    from sne_loihi.sim.hw_graph import HardwareGraph
+
+    hot = copy.deepcopy(folded)
+    with torch.no_grad():  # fires with no input at all
+        hot.blocks[2].synapse.bias.fill_(2 * float(hot.blocks[2].neuron.threshold))
+    paths = [write_student_hdf5(s, tmp_path / f"{n}.net") for s, n in ((folded, "cool"), (hot, "hot"))]
+    x = _x()[:3]
+    want = [torch_layer_spikes(s, x)[-1] for s in (folded, hot)]
+    assert want[1].sum() > 0
+    graph_cls = {"tapped": LavaGraph, "hardware": HardwareGraph}[graph_name]
+    x_lava = x.numpy().round().astype(np.int32)
+    with graph_cls(paths, BITS, LavaSchedule(T, capacity=3), backend=Backend.CPU) as graph:
+        off = graph.run(x_lava, active=[0])  # set before the first run: the biases' initial values
+        assert not off.spikes_nft[1].any() and not off.ops_nl[1].any()
+        np.testing.assert_array_equal(off.spikes_nft[0], want[0])
+        both = graph.run(x_lava, active=[0, 1])  # after it: Var.set
+        for k in range(2):
+            np.testing.assert_array_equal(both.spikes_nft[k], want[k])
+        alone = graph.run(x_lava, active=[1])
+        assert not alone.spikes_nft[0].any() and not alone.ops_nl[0].any()
+        np.testing.assert_array_equal(alone.spikes_nft[1], want[1])
