@@ -342,9 +342,12 @@ def write_report(out: Path, cfg: Any, opts: Options, reports: dict[int, dict[str
 
 def describe(cfg: Any, opts: Options) -> str:
     """One paragraph of the setup that produced the numbers."""
+    from sne_loihi.config import StudentNorm
+
     s, e, t = cfg.student, cfg.ensemble, cfg.train
     return (f"teacher {cfg.teacher.arch} ({cfg.teacher.epochs} epochs); ensemble {e.num_students} x {s.arch} "
-            f"(width {s.width}, T = {s.time_steps}, {s.input_bits}-bit input, engine {s.engine.value}), partition "
+            f"(width {s.width}, T = {s.time_steps}, {s.input_bits}-bit input, norm {StudentNorm(s.norm).value}, current "
+            f"decay {s.neuron.current_decay}, engine {s.engine.value}), partition "
             f"{e.partition.value}, alpha {e.alpha}, {t.epochs} epochs, batch {t.batch_size}, lr {t.lr}; data "
             f"{cfg.data.name} (max_train {cfg.data.max_train or 'all'}, max_test {cfg.data.max_test or 'all'}, "
             f"augment {cfg.data.augment}); dropout-trained K {list(opts.dropout_k)}; noise sigmas {list(opts.noise)} "
