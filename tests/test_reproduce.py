@@ -160,3 +160,20 @@ def test_partition_base_config_in_an_older_format_still_matches(tmp_path: Path) 
     fresh.parent.mkdir()
     harness.check_partition_base(fresh, cfg)
     harness.check_partition_base(fresh, cfg)
+
+
+def test_headline_shows_the_batch_norm_accuracy_before_the_fold_when_the_runs_folded() -> None:
+    from sne_loihi.analysis.reproduction import headline_section
+
+    def report(seed: int, fold: dict | None) -> dict:
+        rows = [{"model": "teacher vgg11", "accuracy": 0.70 + seed / 100, "macs": 150e6, "acs": 0, "energy_pj": 7e5},
+                {"model": "ensemble 4xvgg5mini", "accuracy": 0.60, "macs": 9e6, "acs": 12e6, "energy_pj": 5e4}]
+        return {"evaluation": {"rows": rows}, **({"fold": fold} if fold else {})}
+
+    folded = headline_section({0: report(0, {"test_accuracy_batch_norm": 0.65}), 1: report(1, {"test_accuracy_batch_norm": 0.62})})
+    labels = [r.label for r in folded.rows]
+    assert labels[2] == "ensemble test accuracy with batch norm, before the fold"
+    assert folded.rows[2].per_seed == pytest.approx({0: 65.0, 1: 62.0})
+    assert folded.rows[3].per_seed == pytest.approx({0: -10.0, 1: -11.0})  # the paired gap stays the stored ensemble's
+    plain = headline_section({0: report(0, None), 1: report(1, None)})
+    assert "ensemble test accuracy with batch norm, before the fold" not in [r.label for r in plain.rows]

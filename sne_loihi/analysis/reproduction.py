@@ -112,6 +112,10 @@ def random_k(report: Mapping[str, Any], k: int, key: str = "random_k") -> dict[s
     raise ConfigError(f"the run's report has no random K={k} point in {key}")
 
 
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100 * fraction
+
+
 def _per_seed(reports: Reports, fn: Callable[[Mapping[str, Any]], float | None]) -> PerSeed:
     out = {}
     for seed, rep in reports.items():
@@ -145,6 +149,7 @@ def headline_section(reports: Reports) -> Section:
                           / (eval_row(r, "ensemble")["macs"] + eval_row(r, "ensemble")["acs"]))
     energy_ratio = _per_seed(reports, lambda r: eval_row(r, "teacher")["energy_pj"] / eval_row(r, "ensemble")["energy_pj"])
     gap = _diff(e, t)
+    bn = _per_seed(reports, lambda r: _percent(r.get("fold", {}).get("test_accuracy_batch_norm")))
     sec = Section("headline", "Teacher vs ensemble, ops and energy (Tables I/II, the headline ratio)")
     sec.rows = [
         Row("teacher test accuracy", t, paper.PAPER_TEACHER["accuracy"]),
@@ -156,6 +161,8 @@ def headline_section(reports: Reports) -> Section:
         Row("ops ratio teacher MACs / ensemble (MACs + ACs)", ops_ratio, paper.paper_ops_ratio(), "x"),
         Row("energy ratio teacher / ensemble", energy_ratio, paper.paper_energy_ratio(), "x"),
     ]
+    if bn:  # students trained with batch norm: the accuracy before it was folded into weights and biases
+        sec.rows.insert(2, Row("ensemble test accuracy with batch norm, before the fold", bn))
     sec.claims = [
         ClaimResult("I/II", Claim("the ensemble needs less energy per sample than its teacher", 1, 1.0),
                     "energy ratio teacher / ensemble", energy_ratio, paper.paper_energy_ratio(), "x"),
