@@ -5,7 +5,8 @@ biases. A folded batch norm leaves a per-channel bias in the CUBA neurons (``bia
 drives them with no input. So for the runs in which a network is off for every sample (it is
 not in the active set), its biases are written 0, and written back when an active set switches
 it on again: torch runs nothing for a switched-off student, and the network then fires
-nothing. On Loihi 2 the write is a ``Var.set`` of the neurons' ``bias_mant`` between runs.
+nothing. The write is a ``Var.set`` of the neurons' ``bias_mant`` between runs (on Loihi 2 too;
+not tried on hardware here).
 
 A per-sample mask cannot switch biases (they would have to change within a run); such runs
 stay checked by :func:`~sne_loihi.sim.graph_types.check_switched_off`.
