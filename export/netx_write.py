@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sne_loihi.errors import ExportError
+from sne_loihi.config import StudentNorm
 from sne_loihi.netx_format.neuron_bias import bias_mantissas
 
 
@@ -36,7 +37,7 @@ def check_norm_folded(student: object) -> None:
         ExportError: The student's spec says ``norm = batch`` or a block holds a ``batch_norm``.
     """
     norm = getattr(getattr(student, "spec", None), "norm", None)
-    unfolded = str(getattr(norm, "value", norm)) == "batch"
+    unfolded = norm is not None and StudentNorm(norm) is StudentNorm.BATCH
     unfolded = unfolded or any(getattr(b, "batch_norm", None) is not None for b in getattr(student, "blocks", ()))
     if unfolded:
         raise ExportError("this student has batch norm that was not folded; finish (resume) its training, which "
