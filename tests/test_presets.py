@@ -77,7 +77,9 @@ def test_paper_preset_runs_end_to_end_for_a_few_batches(tmp_path: Path) -> None:
     cfg = resolve(None, run_dir / "config.toml", {})
     assert (cfg.preset, cfg.teacher.arch, cfg.student.arch, cfg.student.time_steps) == (
         "paper-cifar10", "vgg19", "vgg5mini", 4)
+    assert cfg.student.norm == "batch" and cfg.student.neuron.current_decay == 1.0
     report = json.loads((run_dir / "report.json").read_text())
+    assert {"test_accuracy_batch_norm", "test_accuracy_folded"} <= set(report["fold"])  # folded before the export
     rows = {row["model"]: row for row in report["evaluation"]["rows"]}
     assert rows["teacher vgg19"]["macs"] > 3e8  # VGG19 on 32x32: about 398M MACs (the paper's figure)
     ensemble = next(row for name, row in rows.items() if name.startswith("ensemble"))
