@@ -9,7 +9,9 @@ nothing. The write is a ``Var.set`` of the neurons' ``bias_mant`` between runs (
 not tried on hardware here).
 
 A per-sample mask cannot switch biases (they would have to change within a run); such runs
-stay checked by :func:`~sne_loihi.sim.graph_types.check_switched_off`.
+stay checked by :func:`~sne_loihi.sim.graph_types.check_switched_off`. The hardware-shaped
+graph's cascade (:func:`~sne_loihi.sim.host_cascade.run_host_cascade`) therefore runs each
+stage as an active set of one student on the samples that go on.
 """
 
 from __future__ import annotations

@@ -296,6 +296,10 @@ class LavaGraph:
         self._write(self.gate.active, mask)
         self._bias_switch.apply(mask, self._set_var)  # a switched-off network's neuron biases are 0
 
+    def _biased(self) -> bool:
+        """Whether any network has neuron biases (they drive neurons with no input)."""
+        return any(lay.bias_xyz is not None for layers in self.layers for lay in layers)
+
     def _write(self, var: object, value: np.ndarray) -> None:
         """Set one of the gate's Vars (:meth:`_set_var`)."""
         self._set_var(var, value)
@@ -428,7 +432,7 @@ class LavaGraph:
         merged = [[np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))] for chunks in layer_spikes]
         run = GraphRun([np.concatenate(s) for s in spikes], [np.concatenate(o) for o in ops], seconds,
                        merged if self.probe_layers else None, compile_s)
-        if any(lay.bias_xyz is not None for layers in self.layers for lay in layers):  # a bias fires with no input
+        if self._biased():  # a bias fires with no input
             check_switched_off([str(p) for p in self.paths], run.spikes_nft, run.ops_nl, self._active_mask, mask_nk)
         return run
 
@@ -454,6 +458,9 @@ class LavaGraph:
         """
         if self.decision is None:
             raise SimulationError("this Lava graph has no cascade decision process (build it with decision_classes > 0)")
+        if self._biased():
+            raise SimulationError("the in-graph cascade masks students per sample, which cannot switch off neuron "
+                                  "biases; run biased networks' cascade in the hardware-shaped graph (HardwareGraph)")
         x_n_in_t, head_w, head_b, order = self.check_cascade(x_n_in_t, head_w, head_b, order, threshold, self.decision_classes)
         total = head_w.shape[1]
         self.set_active(range(self.num_members))

@@ -118,4 +118,4 @@ def check_switched_off(names: list[str], spikes_nft: list[np.ndarray], ops_nl: l
             raise SimulationError(f"{names[k]}: the network fires while the gate switches it off (sample "
                                   f"{int(np.argmax(fired))}): its neurons' bias drives them without input, so gating "
                                   "cannot switch it off within a run; switch students off with an active set, not a "
-                                  "per-sample mask or cascade")
+                                  "per-sample mask (the hardware-shaped graph runs a cascade stage by stage)")

@@ -21,7 +21,10 @@ subclasses for everything else (input checks, chunking, the gate's ``active`` / 
 * Outputs are read from the last layer only (one readout per student).
 * The cascade is decided on the host between stage runs
   (:func:`~sne_loihi.sim.host_cascade.run_host_cascade`, the same pure
-  :func:`~sne_loihi.sim.processes.decide_stage` as the tapped graph's decision process).
+  :func:`~sne_loihi.sim.processes.decide_stage` as the tapped graph's decision process);
+  each stage runs one student as an active set on the samples that go on, so it also runs
+  students with neuron biases (folded batch norms), which the tapped graph's per-sample
+  mask cannot switch off.
 * Adapter latency: the plan (:func:`~sne_loihi.sim.graph_plan.plan_graph`, layout
   ``HARDWARE``) adds it to the reset offsets and the readout delay; the spike counters'
   delay adds the input latency (0 on the CPU).

@@ -147,11 +147,6 @@ def check_config(cfg: RunConfig) -> None:
         check_section(getattr(cfg, name), name)
     check_neuron(cfg.student.neuron)
     check_student_norm(cfg.student)
-    if cfg.student.norm is StudentNorm.BATCH and cfg.lava.enabled and cfg.lava.samples > 0 and cfg.lava.cascade:
-        raise ConfigError(f"student.norm 'batch' folds into neuron biases that drive a student the Lava gate switches "
-                          f"off for some samples only, so per-sample activation (lava.cascade "
-                          f"{list(cfg.lava.cascade)}) is not exact; set lava.cascade = [] (active sets run: a "
-                          "switched-off student's biases are 0) or lava.enabled = false")
     if cfg.train.fold_epochs and cfg.student.norm is not StudentNorm.BATCH:
         raise ConfigError(f"train.fold_epochs {cfg.train.fold_epochs} fine-tunes folded batch norms, but "
                           f"student.norm is {StudentNorm(cfg.student.norm).value!r}; set student.norm = 'batch' or 0")

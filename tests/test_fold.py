@@ -217,15 +217,6 @@ def test_training_ends_with_the_folded_ensemble_on_disk(folded_run: tuple[Path, 
             assert not bias.requires_grad and torch.equal(bias, torch.round(bias / BIAS_STEP) * BIAS_STEP)
 
 
-def test_per_sample_lava_runs_of_folded_students_are_refused_before_any_work() -> None:
-    from sne_loihi.checks import check_config
-    student = StudentConfig(norm=StudentNorm.BATCH, neuron=NeuronConfig(current_decay=1.0))
-    with pytest.raises(ConfigError, match=r"per-sample activation \(lava.cascade \[0.6, 0.9\]\) is not exact"):
-        check_config(RunConfig(student=student, lava=LavaConfig()))
-    check_config(RunConfig(student=student, lava=LavaConfig(cascade=[])))  # active sets: biases switched off
-    check_config(RunConfig(student=student, lava=LavaConfig(enabled=False)))
-
-
 def test_fold_epochs_without_batch_norm_are_refused() -> None:
     from sne_loihi.checks import check_config
 

@@ -250,3 +250,55 @@ def test_an_active_set_switches_a_biased_network_off_and_on(folded: torch.nn.Mod
         alone = graph.run(x_lava, active=[1])
         assert not alone.spikes_nft[0].any() and not alone.ops_nl[0].any()
         np.testing.assert_array_equal(alone.spikes_nft[1], want[1])
+
+
+def test_hardware_cascade_runs_biased_networks_stage_by_stage(folded: torch.nn.Module, tmp_path: Path) -> None:
+    """Per-sample activation of biased networks: each stage runs one student on the samples
+    that go on, so a network that fires with no input adds nothing to the samples that
+    stopped before it (torch's cascade runs nothing for them)."""
+    import copy
+
+    from sne_loihi.export import torch_layer_spikes, write_student_hdf5
+    from sne_loihi.sim.backend import Backend
+    from sne_loihi.sim.graph import LavaSchedule
+    from sne_loihi.sim.hw_graph import HardwareGraph
+    from sne_loihi.sim.processes import top_probability
+
+    hot = copy.deepcopy(folded)
+    with torch.no_grad():  # fires with no input at all
+        hot.blocks[2].synapse.bias.fill_(2 * float(hot.blocks[2].neuron.threshold))
+    paths = [write_student_hdf5(s, tmp_path / f"{n}.net") for s, n in ((folded, "cool"), (hot, "hot"))]
+    x = _x()
+    want = [torch_layer_spikes(s, x)[-1] for s in (folded, hot)]  # [N, F, T] each
+    f0, f1 = (w.shape[1] for w in want)
+    head_w = np.random.default_rng(0).normal(size=(10, f0 + f1))
+    head_b = np.zeros(10)
+    first = (want[0] != 0).sum(axis=-1) / T  # the rates the head reads after student 0
+    confidence = top_probability(first @ head_w[:, :f0].T + head_b)
+    threshold = float(np.sort(confidence)[3])  # the three most confident samples stop after student 0
+    go_on = confidence < threshold
+    assert 0 < go_on.sum() < len(x)
+    x_lava = x.numpy().round().astype(np.int32)
+    with HardwareGraph(paths, BITS, LavaSchedule(T, capacity=6), backend=Backend.CPU, decision_classes=10) as graph:
+        run = graph.run_cascade(x_lava, head_w, head_b, order=[0, 1], threshold=threshold)
+        np.testing.assert_array_equal(run.ran_nk, np.stack([np.ones(len(x), bool), go_on], axis=1))
+        np.testing.assert_array_equal(run.spikes_nft[0], want[0])
+        np.testing.assert_array_equal(run.spikes_nft[1][go_on], want[1][go_on])
+        assert not run.spikes_nft[1][~go_on].any() and not run.ops_nl[1][~go_on].any()
+        after = graph.run(x_lava)  # every member back on, with its biases
+        np.testing.assert_array_equal(after.spikes_nft[1], want[1])
+        np.testing.assert_array_equal(run.ops_nl[0], after.ops_nl[0])  # the same ops as a plain run where it ran
+        np.testing.assert_array_equal(run.ops_nl[1][go_on], after.ops_nl[1][go_on])
+        assert run.ops_nl[1][go_on].sum() > 0
+
+
+def test_tapped_in_graph_cascade_refuses_biased_networks(folded: torch.nn.Module, tmp_path: Path) -> None:
+    from sne_loihi.errors import SimulationError
+    from sne_loihi.export import write_student_hdf5
+    from sne_loihi.sim.backend import Backend
+    from sne_loihi.sim.graph import LavaGraph, LavaSchedule
+
+    path = write_student_hdf5(folded, tmp_path / "s.net")
+    with LavaGraph([path], BITS, LavaSchedule(T, capacity=2), backend=Backend.CPU, decision_classes=10) as graph:
+        with pytest.raises(SimulationError, match=r"in-graph cascade .* cannot switch off neuron biases"):
+            graph.run_cascade(_x()[:2].numpy().round().astype(np.int32), np.zeros((10, 10)), np.zeros(10), [0], 0.5)
