@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sne_loihi.cli import app
-from sne_loihi.config import ConfigError, preset_names, resolve
+from sne_loihi.config import ConfigError, StudentNorm, preset_names, resolve
 from sne_loihi.checks import check_config
 
 
@@ -77,7 +77,7 @@ def test_paper_preset_runs_end_to_end_for_a_few_batches(tmp_path: Path) -> None:
     cfg = resolve(None, run_dir / "config.toml", {})
     assert (cfg.preset, cfg.teacher.arch, cfg.student.arch, cfg.student.time_steps) == (
         "paper-cifar10", "vgg19", "vgg5mini", 4)
-    assert cfg.student.norm == "batch" and cfg.student.neuron.current_decay == 1.0
+    assert cfg.student.norm is StudentNorm.BATCH and cfg.student.neuron.current_decay == 1.0
     report = json.loads((run_dir / "report.json").read_text())
     assert {"test_accuracy_batch_norm", "test_accuracy_folded"} <= set(report["fold"])  # folded before the export
     rows = {row["model"]: row for row in report["evaluation"]["rows"]}
