@@ -236,6 +236,10 @@ class TrainConfig:
         threads: torch intra-op threads on CPU (0 = torch's default).
         fold_epochs: With ``student.norm = "batch"``: epochs of the folded students after the
             fold (weights only; the folded biases stay on their grid), at a tenth of ``lr``.
+        frozen_teacher: Compute the KD targets with a frozen TorchScript copy of a built-in
+            teacher optimised for CPU inference (:mod:`sne_loihi.teachers.frozen`): the same
+            features up to float rounding, a faster step. ``false``: the eager teacher, the
+            targets bit for bit as runs before this option computed them.
     """
 
     epochs: int = 20
@@ -247,6 +251,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     fold_epochs: int = 0
+    frozen_teacher: bool = True
 
 
 class Backend(str, enum.Enum):

@@ -249,6 +249,7 @@ def test_cli_engine_flag_reaches_the_config_and_is_printed(tmp_path, tiny_pipeli
                                       "--student-engine", "slayer"])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "student engine: slayer" in result.stdout
+    assert "teacher targets: frozen TorchScript graph" in result.stdout
     with open(run_dir / "config.toml", "rb") as fh:
         assert tomli.load(fh)["student"]["engine"] == "slayer"
     bad = CliRunner().invoke(app, ["train", "--run-dir", str(run_dir), "--student-engine", "warp"])

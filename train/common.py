@@ -206,10 +206,11 @@ def save_epoch_checkpoint(
 
 #: Config keys (or ``section.`` prefixes) that may change on ``--resume``: the epoch budgets
 #: (to extend or shorten a run; a run whose students are already folded is not fine-tuned again), where and with how many threads (and whether in mixed
-#: precision) it runs, and the later stages (Lava, the report, the pipeline's dropout variants).
+#: precision, with which student engine or teacher-target path) it runs, and the later stages (Lava, the report, the pipeline's dropout variants).
 #: The world size is no config key at all.
 RESUME_MAY_CHANGE: tuple[str, ...] = (
-    "train.epochs", "train.fold_epochs", "teacher.epochs", "train.device", "train.threads", "teacher.amp", "student.engine", "lava.",
+    "train.epochs", "train.fold_epochs", "teacher.epochs", "train.device", "train.threads", "teacher.amp", "student.engine",
+    "train.frozen_teacher", "lava.",
     "report.", "pipeline.",
 )
 

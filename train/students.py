@@ -20,6 +20,7 @@ from sne_loihi.ensemble.evaluate import evaluate_ensemble
 from sne_loihi.errors import ConfigError
 from sne_loihi.partition import Partition
 from sne_loihi.students.fold import fold_student, recalibrate
+from sne_loihi.teachers.frozen import FrozenTeacher, target_teacher
 from sne_loihi.checks import check_config
 from sne_loihi.train.common import append_jsonl, batch_indices, make_optimizer
 from sne_loihi.train.loop import EpochCheckpoints, augmenter, epoch_bar, start_optimisation, start_training
@@ -63,7 +64,7 @@ def distill_step(
     y: torch.Tensor,
     active_n: torch.Tensor,
     *,
-    teacher: nn.Module | None,
+    teacher: nn.Module | FrozenTeacher | None,
     feature_scale: torch.Tensor,
     groups: list[list[int]],
     alpha: float,
@@ -131,8 +132,14 @@ def train_students(
     opt = start_optimisation(tcfg, model, path, cfg.to_dict(), resume=resume, start=start, metrics=metrics)
     dist.check_last_batch(len(data.x_train_nchw), tcfg.batch_size, "student training")
     ddp = dist.wrap(model, device, find_unused=0 < ecfg.train_active < partition.num_groups)
+    targets = None
     if teacher is not None:
         teacher.to(device).eval()
+        if ecfg.alpha > 0:
+            example = to_device(data.x_train_nchw[:tcfg.batch_size], device)
+            targets = target_teacher(teacher, example, frozen=tcfg.frozen_teacher)
+            if dist.is_main:
+                print(targets.description, flush=True)
     groups = partition.groups
     extra = {**ensemble_extra(model, partition, feature_scale, data.in_shape, data.num_classes, data.class_names),
              **(provenance or {})}
@@ -140,7 +147,7 @@ def train_students(
     augment = augmenter(cfg.data.augment, gen)
     bar = epoch_bar(len(data.x_train_nchw), tcfg, opt.state.epoch,
                     f"students {partition.num_groups}x{cfg.student.arch}", progress and dist.is_main)
-    loop = _DistillLoop(data, teacher, feature_scale, groups, ecfg.alpha, ecfg.train_active, tcfg.batch_size,
+    loop = _DistillLoop(data, targets.teacher if targets else teacher, feature_scale, groups, ecfg.alpha, ecfg.train_active, tcfg.batch_size,
                         device, dist, gen, augment, bar)
     for epoch in range(opt.state.epoch, tcfg.epochs):
         record = loop.epoch(model, ddp, opt.optimizer, epoch + 1)
@@ -168,7 +175,7 @@ class _DistillLoop:
     """What every distillation epoch needs besides the model and its optimiser."""
 
     data: Dataset
-    teacher: nn.Module | None
+    teacher: nn.Module | FrozenTeacher | None
     feature_scale: torch.Tensor
     groups: list[list[int]]
     alpha: float
