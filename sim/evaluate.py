@@ -166,7 +166,7 @@ def compare_with_torch(model: Any, x_nchw: np.ndarray, labels: np.ndarray, resul
     with torch.no_grad():
         out = model(x, None)
         ran = ran_mask(result, model.num_students)
-        keep = torch.as_tensor(np.ascontiguousarray(ran), dtype=torch.float32)
+        keep = torch.tensor(np.asarray(ran), dtype=torch.float32)  # a copy: ran may be a read-only view
         logits = model.head(torch.cat([r * keep[:, k : k + 1] for k, r in enumerate(out.rates)], dim=1))
     spikes_bad, ops_bad, ops_total = _mismatches(model, out, ran, result)
     pred = logits.argmax(dim=1).cpu().numpy()

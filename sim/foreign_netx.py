@@ -1,7 +1,7 @@
 """Rules of a Lava graph over netx files written elsewhere (``sne simulate NET.net``).
 
 What :class:`~sne_loihi.sim.graph.LavaGraph` refuses in one line for such files, and the
-host side of an input layer driven by its neurons' bias (:mod:`sne_loihi.sim.bias_input`).
+host side of an input layer driven by its neurons' bias (:mod:`sne_loihi.sim.lava_processes.bias_input`).
 No Lava import.
 """
 

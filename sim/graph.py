@@ -43,7 +43,7 @@ Networks exported by lava-dl itself (``sne simulate NET.net``), see
   as lava-dl's own examples do. The block adds no step and no synaptic ops; the op counter
   reads the spikes entering each synapse from the block that sends them.
 * An ``Input`` block whose layer carries SLAYER's input transform (``weight`` / ``bias``)
-  is driven through its neurons' bias, as netx means it (:mod:`sne_loihi.sim.bias_input`):
+  is driven through its neurons' bias, as netx means it (:mod:`sne_loihi.sim.lava_processes.bias_input`):
   the host turns the input into bias mantissas ``rint(weight * x + bias)``, the gate plays
   them and a ``BiasDriver`` writes them into ``bias_mant`` every step; this adds one step
   before the block (:func:`~sne_loihi.sim.graph_plan.input_lag`).
@@ -100,7 +100,7 @@ class LavaGraph:
         probe_layers: Also record every layer's spikes (``GraphRun.layer_spikes``), for
             the export parity check; costs one more process per layer.
         decision_classes: With ``C > 0`` the graph holds a
-            :class:`~sne_loihi.sim.processes.CascadeDecision` for a head of C classes that
+            :class:`~sne_loihi.sim.lava_processes.ensemble.CascadeDecision` for a head of C classes that
             reads the networks' outputs and drives the gate per sample
             (:meth:`run_cascade`); costs one more process.
         engine: CPU process models for Lava's own processes: ``fast`` (vectorised, same
@@ -127,7 +127,7 @@ class LavaGraph:
         if not isinstance(schedule, LavaSchedule):
             raise SimulationError(f"a Lava graph takes a LavaSchedule, got {type(schedule).__name__}")
         self._check_options(schedule, probe_layers)
-        from sne_loihi.sim.processes import MAX_LAYERS, MAX_STUDENTS
+        from sne_loihi.sim.lava_processes.ensemble import MAX_LAYERS, MAX_STUDENTS
 
         if not 1 <= len(net_paths) <= MAX_STUDENTS:
             raise SimulationError(f"a graph holds 1..{MAX_STUDENTS} networks, got {len(net_paths)}")
@@ -178,7 +178,7 @@ class LavaGraph:
         return len(self.paths)
 
     def _build(self) -> None:
-        from sne_loihi.sim.processes import CascadeDecision, Gate
+        from sne_loihi.sim.lava_processes.ensemble import CascadeDecision, Gate
 
         self._build_nets()
         self.gate = Gate(shape=self.in_shape, num_students=self.num_members, timing=self.timing,
@@ -231,7 +231,7 @@ class LavaGraph:
     def _wire(self, k: int, net: object, desc: NetxNetwork) -> None:
         """Connect member ``k``: gate -> network, every synapse's input -> op counter,
         output -> readout (and decision), probes."""
-        from sne_loihi.sim.processes import OpCounter, Readout
+        from sne_loihi.sim.lava_processes.ensemble import OpCounter, Readout
 
         layers = desc.layers
         if len(net.layers) != desc.num_blocks:
@@ -242,7 +242,7 @@ class LavaGraph:
         link = self._link
         gate_out = getattr(self.gate, f"out_{k}")
         if desc.bias_input is not None:
-            from sne_loihi.sim.bias_input import BiasDriver
+            from sne_loihi.sim.lava_processes.bias_input import BiasDriver
 
             driver = BiasDriver(tuple(net.layers[0].neuron.bias_mant.shape))
             gate_out.connect(driver.inp)
@@ -336,8 +336,8 @@ class LavaGraph:
         seconds it took."""
         t0 = time.perf_counter()
         with warnings.catch_warnings():
-            # Lava's model search imports every sibling .py of processes.py as a top-level
-            # module and warns that graph.py / simulator.py cannot be imported that way.
+            # Lava's model search imports every sibling .py of a process's module as a top-level
+            # module (see sne_loihi.sim.lava_processes) and warns for one it cannot import that way.
             warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
             run_cfg = self._run_config()
             try:
@@ -439,7 +439,7 @@ class LavaGraph:
     def run_cascade(self, x_n_in_t: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
                     threshold: float) -> CascadeRun:
         """Per-sample activation decided inside the graph (see
-        :class:`~sne_loihi.sim.processes.CascadeDecision`): for every chunk of ``capacity``
+        :class:`~sne_loihi.sim.lava_processes.ensemble.CascadeDecision`): for every chunk of ``capacity``
         samples, stage ``j`` is one Lava run in which the gate feeds member ``order[j]`` to
         the samples the decision process kept running. The host only sets the head, order and
         threshold, starts each stage and reads the records; it stops early once the decision

@@ -1,9 +1,9 @@
 """Per-sample activation decided on the host between stage runs (the hardware-shaped way).
 
-On Loihi 2 the in-graph :class:`~sne_loihi.sim.processes.CascadeDecision` would be one more
+On Loihi 2 the in-graph :class:`~sne_loihi.sim.lava_processes.ensemble.CascadeDecision` would be one more
 host process fed by every student's output through an adapter every step. Here the host
 takes the same decision between stage runs with the same pure function
-(:func:`~sne_loihi.sim.processes.decide_stage`), from the readouts' spike records, and
+(:func:`~sne_loihi.sim.lava_processes.ensemble.decide_stage`), from the readouts' spike records, and
 feeds the next stage's student only the samples that go on; the graph needs no decision
 process. It is how
 the hardware-shaped graph (:class:`~sne_loihi.sim.hw_graph.HardwareGraph`, the default) runs
@@ -42,7 +42,7 @@ def run_host_cascade(graph: "LavaGraph", x_n_in_t: np.ndarray, head_w: np.ndarra
     Raises:
         SimulationError: Bad input, head, order or threshold.
     """
-    from sne_loihi.sim.processes import decide_stage
+    from sne_loihi.sim.lava_processes.ensemble import decide_stage
 
     x_n_in_t, head_w, head_b, order = graph.check_cascade(x_n_in_t, head_w, head_b, order, threshold, np.shape(head_w)[0])
     k_all, t = graph.num_members, graph.time_steps

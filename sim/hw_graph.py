@@ -11,17 +11,17 @@ subclasses for everything else (input checks, chunking, the gate's ``active`` / 
 
 * Per-student input injection: the gate is a host-side mask (:class:`HostGate`); the host
   zeroes every student's input for the samples it does not run, exactly what the gate
-  process sent, and the :class:`~sne_loihi.sim.hw_processes.Injector` plays each student's
+  process sent, and the :class:`~sne_loihi.sim.lava_processes.hardware.Injector` plays each student's
   stream on its own port (on Loihi 2 through its own ``PyToNx`` adapter).
 * No hidden-layer taps: the op counter process is gone. Synaptic ops are per-neuron spike
   counts x fan-out, the counts accumulated per sample inside the neuron
-  (:mod:`~sne_loihi.sim.hw_processes`) and read once per run; the first layer's ops come
+  (:mod:`~sne_loihi.sim.lava_processes.hardware`) and read once per run; the first layer's ops come
   from the host's (masked) input. Per step the tapped graph added ``sum(fanout[spikes != 0])``
   over the same spikes, so the figures are equal.
 * Outputs are read from the last layer only (one readout per student).
 * The cascade is decided on the host between stage runs
   (:func:`~sne_loihi.sim.host_cascade.run_host_cascade`, the same pure
-  :func:`~sne_loihi.sim.processes.decide_stage` as the tapped graph's decision process);
+  :func:`~sne_loihi.sim.lava_processes.ensemble.decide_stage` as the tapped graph's decision process);
   each stage runs one student as an active set on the samples that go on, so it also runs
   students with neuron biases (folded batch norms), which the tapped graph's per-sample
   mask cannot switch off.
@@ -85,8 +85,8 @@ class HardwareGraph(LavaGraph):
                                   "timings in the tapped graph (LavaGraph)")
 
     def _build(self) -> None:
-        from sne_loihi.sim.hw_processes import Injector, add_spike_counter
-        from sne_loihi.sim.processes import Readout
+        from sne_loihi.sim.lava_processes.hardware import Injector, add_spike_counter
+        from sne_loihi.sim.lava_processes.ensemble import Readout
 
         for p, desc in zip(self.paths, self.networks):
             if desc.input_neuron or desc.sdnn_layer is not None or desc.max_delay:
@@ -129,7 +129,7 @@ class HardwareGraph(LavaGraph):
     def _run_config(self) -> object:
         cfg = super()._run_config()
         if self.backend_used is Backend.CPU:
-            from sne_loihi.sim.hw_processes import count_model_map
+            from sne_loihi.sim.lava_processes.hardware import count_model_map
 
             cfg.exception_proc_model_map.update(count_model_map())
         return cfg
@@ -137,7 +137,7 @@ class HardwareGraph(LavaGraph):
     def _read_counts(self, neuron: object) -> np.ndarray:
         """A neuron's per-sample spike counts ``[capacity, *shape]`` of the last run: through
         the CPU model's pipe (one message), on Loihi 2 with ``Var.get``."""
-        from sne_loihi.sim.hw_processes import COUNTS_VAR, receive_counts
+        from sne_loihi.sim.lava_processes.hardware import COUNTS_VAR, receive_counts
 
         if self.backend_used is Backend.CPU:
             return receive_counts(neuron)

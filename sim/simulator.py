@@ -224,7 +224,7 @@ class EnsembleSimulator:
         student only to the samples still running. One Lava run per stage on the one compiled
         graph (no recompilation). The hardware-shaped graph decides on the host between the
         stage runs; the tapped graph in its
-        :class:`~sne_loihi.sim.processes.CascadeDecision` process (or on the host with
+        :class:`~sne_loihi.sim.lava_processes.ensemble.CascadeDecision` process (or on the host with
         ``on_host``); both with the same function and the same results.
 
         The decision computes in float64 from the exact spike counts; torch's
@@ -258,7 +258,7 @@ class EnsembleSimulator:
             # in the hardware-shaped graph, in the decision process in the tapped one
         rates = self._rates(raw.spikes_nft)
         logits = rates @ head_w.T + head_b
-        from sne_loihi.sim.processes import top_probability
+        from sne_loihi.sim.lava_processes.ensemble import top_probability
 
         return CascadeResult(
             threshold=float(threshold), order=tuple(head.order), ran_nk=raw.ran_nk, spikes_nft=raw.spikes_nft,

@@ -262,7 +262,7 @@ def test_hardware_cascade_runs_biased_networks_stage_by_stage(folded: torch.nn.M
     from sne_loihi.sim.backend import Backend
     from sne_loihi.sim.graph import LavaSchedule
     from sne_loihi.sim.hw_graph import HardwareGraph
-    from sne_loihi.sim.processes import top_probability
+    from sne_loihi.sim.lava_processes.ensemble import top_probability
 
     hot = copy.deepcopy(folded)
     with torch.no_grad():  # fires with no input at all

@@ -50,7 +50,7 @@ def test_lava_imports_after_a_progress_bar_fixed_the_start_method() -> None:
         "from tqdm import tqdm\n"
         "for _ in tqdm(range(2), disable=False): pass\n"
         "assert mp.get_start_method(allow_none=True) == 'fork'\n"
-        "import sne_loihi.sim.processes\n"
+        "import sne_loihi.sim.lava_processes.ensemble\n"
         "from sne_loihi.sim import loihi_available\n"
         "print('lava-loihi', loihi_available())\n"
     )

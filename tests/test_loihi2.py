@@ -174,7 +174,7 @@ def test_hardware_graph_on_loihi2_wires_one_adapter_per_crossing(export_dir: Pat
     from sne_loihi.sim import adapters
     from sne_loihi.sim.hw_graph import HardwareGraph
     from sne_loihi.sim.schedule import LavaSchedule
-    from sne_loihi.sim.hw_processes import COUNTS_PORT, COUNTS_VAR
+    from sne_loihi.sim.lava_processes.hardware import COUNTS_PORT, COUNTS_VAR
 
     manifest = load_manifest(export_dir)
     args = dict(input_bits=manifest.input.bits, schedule=LavaSchedule(manifest.input.time_steps, capacity=2),

@@ -40,7 +40,7 @@ from lava.magma.core.process.variable import Var  # noqa: E402
 from lava.proc.lif.models import PyLifModelBitAcc, PyLifResetModelBitAcc  # noqa: E402
 from lava.proc.lif.process import LIF, LIFReset  # noqa: E402
 
-from sne_loihi.sim.processes import MAX_STUDENTS, cpu_model, play_stream  # noqa: E402
+from sne_loihi.sim.lava_processes.ensemble import MAX_STUDENTS, cpu_model, play_stream  # noqa: E402
 from sne_loihi.sim.schedule import RunTiming  # noqa: E402
 
 #: Names of the members :func:`add_spike_counter` adds to a neuron process.
@@ -64,7 +64,7 @@ class Injector(AbstractProcess):
         super().__init__(shape=shape, num_students=num_students, timing=timing)
         self.stream_in = InPort(shape=(num_students, *shape, timing.steps))
         self.stream_in.flag_external_pipe(buffer_size=1)
-        for k in range(MAX_STUDENTS):  # a model's ports are fixed in its class (see processes.Gate)
+        for k in range(MAX_STUDENTS):  # a model's ports are fixed in its class (see ensemble.Gate)
             setattr(self, f"out_{k}", OutPort(shape=shape if k < num_students else (1,)))
 
     def send_streams(self, streams: np.ndarray) -> None:
