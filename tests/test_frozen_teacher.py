@@ -40,7 +40,7 @@ def test_frozen_features_equal_the_eager_teachers_up_to_rounding(arch: str) -> N
         assert float((got - eager).abs().max()) <= FROZEN_TOLERANCE * float(eager.abs().max())
 
 
-def test_off_external_and_non_cpu_teachers_stay_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_external_and_non_cpu_teachers_stay_eager() -> None:
     teacher, shape = _teacher("digits_cnn")
     x = torch.rand(2, *shape)
     off = target_teacher(teacher, x, frozen=False)

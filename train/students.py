@@ -132,12 +132,13 @@ def train_students(
     opt = start_optimisation(tcfg, model, path, cfg.to_dict(), resume=resume, start=start, metrics=metrics)
     dist.check_last_batch(len(data.x_train_nchw), tcfg.batch_size, "student training")
     ddp = dist.wrap(model, device, find_unused=0 < ecfg.train_active < partition.num_groups)
-    targets = None
+    kd_teacher: nn.Module | FrozenTeacher | None = teacher  # what computes the KD targets
     if teacher is not None:
         teacher.to(device).eval()
         if ecfg.alpha > 0:
             example = to_device(data.x_train_nchw[:tcfg.batch_size], device)
             targets = target_teacher(teacher, example, frozen=tcfg.frozen_teacher)
+            kd_teacher = targets.teacher
             if dist.is_main:
                 print(targets.description, flush=True)
     groups = partition.groups
@@ -147,7 +148,7 @@ def train_students(
     augment = augmenter(cfg.data.augment, gen)
     bar = epoch_bar(len(data.x_train_nchw), tcfg, opt.state.epoch,
                     f"students {partition.num_groups}x{cfg.student.arch}", progress and dist.is_main)
-    loop = _DistillLoop(data, targets.teacher if targets else teacher, feature_scale, groups, ecfg.alpha, ecfg.train_active, tcfg.batch_size,
+    loop = _DistillLoop(data, kd_teacher, feature_scale, groups, ecfg.alpha, ecfg.train_active, tcfg.batch_size,
                         device, dist, gen, augment, bar)
     for epoch in range(opt.state.epoch, tcfg.epochs):
         record = loop.epoch(model, ddp, opt.optimizer, epoch + 1)
