@@ -111,17 +111,9 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
 
 def _override(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as TOML (a bare word stays a string)."""
-    import tomli
+    from sne_loihi.config import parse_override
 
-    from sne_loihi.errors import ConfigError
-
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
-    try:
-        return key.strip(), tomli.loads(f"v = {value}")["v"]
-    except tomli.TOMLDecodeError:
-        return key.strip(), value
+    return parse_override(text)
 
 
 def resolve_inputs(a: argparse.Namespace):  # -> tuple[RunConfig, Options]

@@ -143,9 +143,27 @@ def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_
         raise ExportError(f"{out_dir} holds more than an export ({others[0]}{', ...' if len(others) > 1 else ''}): {refuse}")
 
 
+#: Written into every temporary folder an export makes (its build folder, and the old export
+#: while it is being replaced): only folders holding it are ever removed as leftovers.
+LEFTOVER_MARKER = ".sne-export-temporary"
+
+
+def _mark_temporary(folder: Path) -> None:
+    (folder / LEFTOVER_MARKER).write_text(f"made by sne export, pid {os.getpid()}; safe to delete\n")
+
+
+def make_build_dir(out_dir: Path) -> Path:
+    """A new, marked temporary folder beside ``out_dir`` to build an export in."""
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{os.getpid()}-"))
+    _mark_temporary(tmp)
+    return tmp
+
+
 def clean_leftovers(out_dir: Path) -> list[Path]:
     """Remove the temporary folders a killed export left beside ``out_dir``
-    (``.NAME.tmp-PID-*`` and ``.NAME.old-PID`` of processes that no longer run).
+    (``.NAME.tmp-PID-*`` and ``.NAME.old-PID`` of processes that no longer run, holding the
+    :data:`LEFTOVER_MARKER` the export wrote into them: a folder of the user's that merely
+    matches the name pattern is never touched).
 
     Returns:
         The folders removed.
@@ -160,7 +178,7 @@ def clean_leftovers(out_dir: Path) -> list[Path]:
     removed = []
     for p in out_dir.parent.iterdir():
         m = pattern.match(p.name)
-        if not m or not p.is_dir() or p.is_symlink():
+        if not m or not p.is_dir() or p.is_symlink() or not (p / LEFTOVER_MARKER).is_file():
             continue
         pid = m.group(1) or m.group(2)
         if pid is not None and pid_alive(int(pid)):
@@ -176,6 +194,8 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         os.replace(out_dir, old)
+        _mark_temporary(old)
+    (tmp / LEFTOVER_MARKER).unlink(missing_ok=True)
     os.replace(tmp, out_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -207,7 +227,7 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(out_dir)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{os.getpid()}-"))
+    tmp = make_build_dir(out_dir)
     try:
         entries = [_student_entry(tmp, i, s) for i, s in enumerate(students)]
         parity, x_nchwt, input_bits = None, None, bits.pop()

@@ -40,9 +40,7 @@ the fixed-point and real-valued dynamics coincide, and so do all three.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,7 +264,7 @@ def export_nir(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, verify_
     import torch
 
     from sne_loihi.ensemble import encode_for
-    from sne_loihi.export.exporter import _replace_dir, check_out_dir, clean_leftovers
+    from sne_loihi.export.exporter import _replace_dir, check_out_dir, clean_leftovers, make_build_dir
     from sne_loihi.io import sha256_file
 
     out_dir = Path(out_dir)
@@ -291,7 +289,7 @@ def export_nir(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, verify_
         check = check_nir(students, graphs, encode_for(students[0].spec, x), head, logits)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(out_dir)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{os.getpid()}-"))
+    tmp = make_build_dir(out_dir)
     try:
         entries = []
         for i, graph in enumerate(graphs):

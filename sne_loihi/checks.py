@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from sne_loihi.config import Backend, NeuronLibrary, RunConfig, StudentConfig, StudentNorm
+from sne_loihi.config import Backend, NeuronLibrary, Optimizer, RunConfig, StudentConfig, StudentNorm
 from sne_loihi.distributed import check_divides
 from sne_loihi.errors import ConfigError, SneError
 from sne_loihi.indices import parse_active
@@ -58,7 +58,15 @@ def _optimiser_rules(section: str, min_epochs: int) -> dict[str, Rule]:
 RULES: dict[str, Rule] = {
     "data.max_train": (_at_least(0), ">= 0 (0 = all)"),
     "data.max_test": (_at_least(0), ">= 0 (0 = all)"),
+    "data.test_fraction": (lambda v: _number(v) and 0 < v < 1, "in (0, 1)"),
+    "data.image_size": (lambda v: _count_from(0)(v) and v <= 4096, "an integer in 0..4096 (0 = keep the size)"),
     **_optimiser_rules("teacher", 0),
+    "teacher.momentum": (lambda v: _number(v) and 0 <= v < 1, "in [0, 1)"),
+    "teacher.label_smoothing": (lambda v: _number(v) and 0 <= v < 1, "in [0, 1)"),
+    "teacher.warmup_fraction": (lambda v: _number(v) and 0 <= v < 1, "in [0, 1)"),
+    "teacher.bias_lr_scale": (_positive, "> 0"),
+    "teacher.lookahead_every": (_count_from(0), "an integer >= 0 (0 = off)"),
+    "teacher.translate": (_count_from(0), "an integer >= 0 (pixels)"),
     "student.width": (_positive, "> 0"),
     "student.time_steps": (_at_least(1), ">= 1"),
     "ensemble.num_students": (_at_least(1), ">= 1"),
@@ -150,6 +158,9 @@ def check_config(cfg: RunConfig) -> None:
     if cfg.train.fold_epochs and cfg.student.norm is not StudentNorm.BATCH:
         raise ConfigError(f"train.fold_epochs {cfg.train.fold_epochs} fine-tunes folded batch norms, but "
                           f"student.norm is {StudentNorm(cfg.student.norm).value!r}; set student.norm = 'batch' or 0")
+    if cfg.teacher.momentum != 0.9 and Optimizer(cfg.teacher.optimizer) is not Optimizer.SGD:
+        raise ConfigError(f"teacher.momentum {cfg.teacher.momentum} is SGD's, but teacher.optimizer is "
+                          f"{Optimizer(cfg.teacher.optimizer).value!r}; set teacher.optimizer = 'sgd' or drop it")
     if cfg.data.data_dir and cfg.data.name == "digits":
         raise ConfigError(f"data.data_dir ({cfg.data.data_dir}) is set, but the digits data set is embedded and "
                           "reads no folder; drop --data-dir or use --dataset cifar10")

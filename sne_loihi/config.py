@@ -29,7 +29,12 @@ from sne_loihi.config_sections import (  # noqa: F401  (re-exported: the config'
     PartitionStrategy,
     FeatureScaling,
     DataConfig,
+    ImageChannels,
+    ArrayLayout,
     TeacherConfig,
+    LrSchedule,
+    FlipMode,
+    TestTimeAugment,
     NeuronConfig,
     StudentConfig,
     EnsembleConfig,
@@ -46,10 +51,10 @@ from sne_loihi.config_sections import (  # noqa: F401  (re-exported: the config'
 from sne_loihi.errors import ConfigError
 
 __all__ = [
-    "DEFAULT_ENERGY_PROFILE", "DEFAULT_LAVA_CAPACITY", "DEFAULT_LAVA_SAMPLES", "PRESET_DIR", "RENAMED_KEYS", "Backend",
-    "DataConfig", "EnsembleConfig", "FeatureScaling", "FinetuneConfig", "LavaConfig", "NeuronConfig", "NeuronLibrary",
+    "AUTO_ARCH", "OWN_DATA_SETS", "ArrayLayout", "ImageChannels", "DEFAULT_ENERGY_PROFILE", "DEFAULT_LAVA_CAPACITY", "DEFAULT_LAVA_SAMPLES", "PRESET_DIR", "RENAMED_KEYS", "Backend",
+    "DataConfig", "EnsembleConfig", "FeatureScaling", "FinetuneConfig", "FlipMode", "LavaConfig", "LrSchedule", "NeuronConfig", "NeuronLibrary",
     "Optimizer", "PartitionStrategy", "PipelineConfig", "ReportConfig", "RunConfig", "StudentBackend", "StudentConfig",
-    "StudentEngine", "StudentNorm", "TeacherConfig", "TrainConfig", "dump_toml", "field_types", "load_toml", "merge", "named_preset", "preset",
+    "StudentEngine", "StudentNorm", "TeacherConfig", "TestTimeAugment", "TrainConfig", "dump_toml", "field_types", "load_toml", "merge", "named_preset", "parse_override", "preset",
     "preset_names", "resolve", "set_dotted", "upgrade_tree",
 ]
 
@@ -185,26 +190,40 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+#: Architecture name that picks a built-in architecture from the input shape (see
+#: ``sne_loihi.teachers.registry.auto_teacher`` and ``sne_loihi.students.archs.auto_student``).
+AUTO_ARCH = "auto"
+
+#: Data sets whose image size is only known once they are read: their preset picks the
+#: architectures from the input shape (``AUTO_ARCH``).
+OWN_DATA_SETS: tuple[str, ...] = ("imagefolder", "npz")
+
+
 def preset(dataset: str) -> RunConfig:
-    """Defaults that work for a data set (``digits`` or ``cifar10``).
+    """Defaults that work for a data set (``digits``, ``cifar10``, ``imagefolder``, ``npz``).
+
+    A user's own data (``imagefolder``, ``npz``) gets the CIFAR-10 recipe with architectures
+    chosen from the image size (``auto``: VGG-style for images of at least 32x32, the small
+    digits networks below) and no augmentation (flips do not suit every data set).
 
     Raises:
         ConfigError: For an unknown data set name.
     """
     if dataset == "digits":
         return RunConfig()
-    if dataset == "cifar10":
+    if dataset == "cifar10" or dataset in OWN_DATA_SETS:
+        own = dataset in OWN_DATA_SETS
         return RunConfig(
-            data=DataConfig(name="cifar10", augment=True),
-            teacher=TeacherConfig(arch="vgg11", epochs=10, lr=1e-3, batch_size=128),
-            student=StudentConfig(arch="vgg5mini", time_steps=4, input_bits=4),
+            data=DataConfig(name=dataset, augment=not own),
+            teacher=TeacherConfig(arch=AUTO_ARCH if own else "vgg11", epochs=10, lr=1e-3, batch_size=128),
+            student=StudentConfig(arch=AUTO_ARCH if own else "vgg5mini", time_steps=4, input_bits=4),
             ensemble=EnsembleConfig(num_students=4, alpha=5.0),
             train=TrainConfig(epochs=5, lr=1e-3, batch_size=64),
             # The fast Lava engine runs 4 x vgg5mini at ~3 samples/s per pass on 2 cores (~0.05 with
             # Lava's own Conv model, see benchmarks/results/bench_lava.md).
             lava=LavaConfig(samples=200),
         )
-    raise ConfigError(f"no preset for data set {dataset!r}; known: digits, cifar10")
+    raise ConfigError(f"no preset for data set {dataset!r}; known: digits, cifar10, {', '.join(OWN_DATA_SETS)}")
 
 
 #: Named presets shipped with the package: ``sne_loihi/presets/<name>.toml``.
@@ -250,6 +269,22 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``--set KEY=VALUE``: ``(KEY, VALUE)`` with VALUE read as TOML (``3``, ``1e-3``, ``true``,
+    ``[1, 2]``, ``"x"``); a bare word that is not TOML stays a string (``--set student.arch=vgg5``).
+
+    Raises:
+        ConfigError: No ``=``, or an empty key.
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. --set train.epochs=3), got {text!r}")
+    try:
+        return key.strip(), tomli.loads(f"v = {value.strip()}")["v"]
+    except tomli.TOMLDecodeError:
+        return key.strip(), value.strip()
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -90,17 +90,94 @@ class FeatureScaling(str, enum.Enum):
     NONE = "none"
 
 
+class ImageChannels(str, enum.Enum):
+    """How many channels images are brought to (``data.channels``; image folders and ``.npz``).
+
+    ``AUTO``: from the data: grayscale when every image is grayscale, RGBA when every image has
+    an alpha channel, else RGB (alpha dropped). ``GRAY``: 1 channel (ITU-R 601 luma, Pillow's
+    ``convert("L")``). ``RGB``: 3 channels (gray repeated, alpha dropped). ``RGBA``: 4 channels
+    (opaque alpha added where an image has none).
+    """
+
+    AUTO = "auto"
+    GRAY = "gray"
+    RGB = "rgb"
+    RGBA = "rgba"
+
+
+class ArrayLayout(str, enum.Enum):
+    """Axis order of the image arrays in an ``.npz`` data set (``data.layout``).
+
+    ``AUTO``: inferred where unambiguous (a channel axis of 1, 3 or 4 on one side only; 3-D
+    arrays ``[N, H, W]`` are grayscale). ``NHWC`` / ``NCHW``: as named.
+    """
+
+    AUTO = "auto"
+    NHWC = "nhwc"
+    NCHW = "nchw"
+
+
+class LrSchedule(str, enum.Enum):
+    """How the teacher's learning rate moves (``teacher.schedule``).
+
+    ``COSINE``: cosine from ``lr`` to 0 over the epochs, stepped once per epoch.
+    ``WARMUP_LINEAR``: airbench's per-batch schedule: linear from ``0.2 * lr`` to ``lr`` over the
+    first ``warmup_fraction`` of all steps, then linear down to ``0.07 * lr``.
+    """
+
+    COSINE = "cosine"
+    WARMUP_LINEAR = "warmup-linear"
+
+
+class FlipMode(str, enum.Enum):
+    """Horizontal flips of the teacher's training images when ``data.augment`` is on (``teacher.flip``).
+
+    ``RANDOM``: each image flipped with probability 1/2 in every batch, cropped from its
+    zero-padded copy (``data.augment_nchw``, today's augmentation).
+    ``ALTERNATING``: airbench's: each image is flipped at random once (seeded by ``train.seed``),
+    then its flip alternates from epoch to epoch, so every two epochs show both views; cropped
+    from its reflect-padded copy.
+    """
+
+    RANDOM = "random"
+    ALTERNATING = "alternating"
+
+
+class TestTimeAugment(str, enum.Enum):
+    """Views the teacher's final test accuracy averages the logits of (``teacher.tta``).
+
+    ``NONE``: the image. ``FLIP``: the image and its mirror. ``FLIP_TRANSLATE``: airbench's
+    level 2: half the flip average of the image, half that of two copies shifted by one pixel
+    (reflect-padded, up-left and down-right). The per-epoch accuracy is always the plain one.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    NONE = "none"
+    FLIP = "flip"
+    FLIP_TRANSLATE = "flip-translate"
+
+
 @dataclass
 class DataConfig:
     """Which data set and how it is read.
 
     Attributes:
-        name: Registered data set name (``digits`` or ``cifar10``).
-        data_dir: Folder for file-based data sets (CIFAR-10 python-batch layout).
+        name: Registered data set name (``digits``, ``cifar10``, ``imagefolder``, ``npz``).
+        data_dir: Where file-based data sets are: the CIFAR-10 python-batch folder, an image
+            tree (a folder, or a ``.tar``/``.tar.gz``/``.tgz``/``.zip`` of one) or an ``.npz`` file.
         augment: Standard augmentation during training (random crop with padding, flip).
-        test_fraction: Held-out fraction for data sets without an official split (digits).
+        test_fraction: Held-out fraction for data sets without an official split (digits, an
+            image tree without ``train/`` and ``test/``).
         max_train: Use at most this many training samples (0 = all); stratified prefix.
         max_test: Use at most this many test samples (0 = all).
+        channels: Channels images are brought to (image folders, ``.npz``).
+        image_size: Resize every image to ``image_size x image_size`` (0 = keep the size; then
+            all images must have one size).
+        layout: Axis order of ``.npz`` image arrays.
+        cache_dir: Where decoded image trees are cached (``None``: ``$SNE_CACHE_DIR``, else
+            ``$XDG_CACHE_HOME/sne-loihi``, else ``~/.cache/sne-loihi``).
+        cache: Cache decoded image trees (plain ``.npy`` arrays + a manifest of the source).
     """
 
     name: str = "digits"
@@ -109,6 +186,11 @@ class DataConfig:
     test_fraction: float = 0.2
     max_train: int = 0
     max_test: int = 0
+    channels: ImageChannels = ImageChannels.AUTO
+    image_size: int = 0
+    layout: ArrayLayout = ArrayLayout.AUTO
+    cache_dir: str | None = None
+    cache: bool = True
 
 
 @dataclass
@@ -124,6 +206,20 @@ class TeacherConfig:
             the global batch: under torchrun each of P processes takes ``batch_size / P``).
         amp: Train in mixed precision (float16 + loss scaling on CUDA, bfloat16 on CPU);
             off by default, so results are float32's.
+        momentum: SGD momentum (Nesterov; ``optimizer = "sgd"`` only).
+        label_smoothing: Cross-entropy label smoothing (airbench: 0.2).
+        schedule: Learning-rate schedule (see :class:`LrSchedule`).
+        warmup_fraction: Share of all steps spent warming up (``warmup-linear`` only).
+        bias_lr_scale: Learning-rate factor of the BatchNorm biases; their weight decay is
+            divided by it, so the decay per step stays ``lr * weight_decay`` (airbench: 64).
+        lookahead_every: Every this many steps the weights are pulled towards a slow copy
+            and the copy is set to them (airbench's lookahead, decay ``0.95**5 * (t/T)**3``);
+            the model ends on the slow copy. 0: off.
+        flip: Flip policy of the training augmentation (see :class:`FlipMode`).
+        translate: Largest shift in pixels of the training augmentation's crop.
+        tta: Views averaged for the final test accuracy (see :class:`TestTimeAugment`).
+        channels_last: Train and evaluate in channels-last memory layout (faster oneDNN
+            convolutions on CPUs; same numbers up to rounding).
     """
 
     arch: str = "digits_cnn"
@@ -136,6 +232,16 @@ class TeacherConfig:
     optimizer: Optimizer = Optimizer.ADAM
     weight_decay: float = 1e-4
     amp: bool = False
+    momentum: float = 0.9
+    label_smoothing: float = 0.0
+    schedule: LrSchedule = LrSchedule.COSINE
+    warmup_fraction: float = 0.23
+    bias_lr_scale: float = 1.0
+    lookahead_every: int = 0
+    flip: FlipMode = FlipMode.RANDOM
+    translate: int = 4
+    tta: TestTimeAugment = TestTimeAugment.NONE
+    channels_last: bool = False
 
 
 @dataclass

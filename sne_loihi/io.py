@@ -192,6 +192,24 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def refuse_outside_links(run_dir: Path) -> None:
+    """Refuse a run folder holding a link that leads outside it (anything written there would
+    change a file elsewhere).
+
+    Raises:
+        ConfigError: The first such link, in one line.
+    """
+    root = Path(run_dir).resolve()
+    for dirpath, dirnames, filenames in os.walk(run_dir, followlinks=False):
+        for name in dirnames + filenames:
+            entry = Path(dirpath) / name
+            if entry.is_symlink():
+                target = entry.resolve()
+                if target != root and root not in target.parents:
+                    raise ConfigError(f"{entry} is a link to {target}, outside the run folder; refused "
+                                      "(a run folder's files are written in place)")
+
+
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run folder's lock (``RUN/.sne.lock``) for one writer at a time.
@@ -231,8 +249,11 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     path = run_dir / LOCK_FILE
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
+            if path.is_symlink():
+                raise ConfigError(f"{path} is a link; the run lock is never written through a link "
+                                  "(remove it)") from None
             raise ConfigError(f"cannot lock run folder {run_dir}: {exc.strerror or type(exc).__name__}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -254,6 +275,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     os.write(fd, f"{os.getpid()}\n".encode())
     _HELD[key] = 1
     try:
+        refuse_outside_links(run_dir)
         yield
     finally:
         del _HELD[key]

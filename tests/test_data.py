@@ -20,7 +20,7 @@ needs_cifar = pytest.mark.skipif(not CIFAR_SUBSET.is_dir(), reason=f"shared CIFA
 
 
 def test_registry_names() -> None:
-    assert DATASETS.names() == ["cifar10", "digits"]
+    assert DATASETS.names() == ["cifar10", "digits", "imagefolder", "npz"]
     with pytest.raises(ConfigError, match="unknown data set 'mnist'"):
         load_dataset(DataConfig(name="mnist"))
 

@@ -41,7 +41,7 @@ def _input(spec: StudentSpec, n: int, seed: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("arch", sorted(STUDENT_ARCHS.names()))
+@pytest.mark.parametrize("arch", sorted(set(STUDENT_ARCHS.names()) - {"auto"}))  # auto: an alias of two of them
 def test_every_layer_spikes_identically_at_every_step(arch: str, seed: int, cuba_path: str) -> None:
     slayer, fast, spec = _pair(arch, seed)
     x = _input(spec, 4, seed)

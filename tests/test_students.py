@@ -17,7 +17,7 @@ from sne_loihi.students.spec import FLATTEN, conv, dense
 
 DIGITS = (1, 8, 8)
 CIFAR = (3, 32, 32)
-ARCH_SHAPES = {"digits_tiny": DIGITS, "digits_small": DIGITS, "vgg5": CIFAR, "vgg5mini": CIFAR, "vgg11": CIFAR}
+ARCH_SHAPES = {"auto": CIFAR, "digits_tiny": DIGITS, "digits_small": DIGITS, "vgg5": CIFAR, "vgg5mini": CIFAR, "vgg11": CIFAR}
 
 
 def _input_for(spec: StudentSpec, x_nchw: torch.Tensor) -> torch.Tensor:

@@ -303,9 +303,12 @@ def test_export_overwrite_replaces_an_export_and_cleans_leftovers(run_copy: Path
     parent = run_copy
     dead = [parent / ".export.tmp-999999999-abc", parent / ".export.tmp-k2j3_x", parent / ".export.old-999999999"]
     alive = parent / f".export.tmp-{os.getpid()}-live"
+    from sne_loihi.export.exporter import LEFTOVER_MARKER
+
     for folder in [*dead, alive]:
         folder.mkdir()
         (folder / "student_0.net").write_bytes(b"partial")
+        (folder / LEFTOVER_MARKER).write_text("made by sne export")  # what a killed export leaves
     result = runner.invoke(app, ["export", str(run_copy), "--overwrite", "--verify-samples", "0"])
     assert result.exit_code == 0, result.stderr
     assert not any(p.exists() for p in dead)

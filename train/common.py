@@ -77,27 +77,27 @@ OPTIMIZERS: Registry = Registry("optimizer")
 
 
 @OPTIMIZERS.register(Optimizer.ADAM.value)
-def _adam(params: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def _adam(params: Any, lr: float, weight_decay: float, momentum: float = 0.9) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 @OPTIMIZERS.register(Optimizer.ADAMW.value)
-def _adamw(params: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def _adamw(params: Any, lr: float, weight_decay: float, momentum: float = 0.9) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 @OPTIMIZERS.register(Optimizer.SGD.value)
-def _sgd(params: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+def _sgd(params: Any, lr: float, weight_decay: float, momentum: float = 0.9) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
 
 
 def make_optimizer(
-    kind: Optimizer, params: Any, lr: float, weight_decay: float
+    kind: Optimizer, params: Any, lr: float, weight_decay: float, momentum: float = 0.9
 ) -> torch.optim.Optimizer:
-    """Build an optimiser from the :class:`Optimizer` enum."""
+    """Build an optimiser from the :class:`Optimizer` enum (``momentum``: SGD's, Nesterov)."""
     if lr <= 0:
         raise ConfigError(f"learning rate must be > 0, got {lr}")
-    return OPTIMIZERS.get(Optimizer(kind).value)(params, lr, weight_decay)
+    return OPTIMIZERS.get(Optimizer(kind).value)(params, lr, weight_decay, momentum)
 
 
 def sharded_accuracy(
@@ -210,6 +210,7 @@ def save_epoch_checkpoint(
 #: The world size is no config key at all.
 RESUME_MAY_CHANGE: tuple[str, ...] = (
     "train.epochs", "train.fold_epochs", "teacher.epochs", "train.device", "train.threads", "teacher.amp", "student.engine",
+    "teacher.channels_last", "teacher.tta",
     "train.frozen_teacher", "lava.",
     "report.", "pipeline.",
 )
@@ -280,7 +281,7 @@ def restore_or_start(
     resume: bool,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.CosineAnnealingLR,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
     metrics: Path,
     epochs: int,
@@ -288,7 +289,7 @@ def restore_or_start(
 ) -> EpochState:
     """Start a training loop, or restore it from its epoch checkpoint ``path`` on ``--resume``.
 
-    Restores model, optimizer, scheduler (re-targeted to ``epochs``), RNG states and history,
+    Restores model, optimizer, scheduler (a cosine re-targeted to ``epochs``), RNG states and history,
     and rewrites ``metrics`` from the checkpoint's history: a line written for an epoch whose
     checkpoint never landed (interrupted in between) is dropped, never duplicated. Only the
     ``main`` process (rank 0) writes; every rank restores the same checkpoint.
@@ -307,7 +308,8 @@ def restore_or_start(
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"cannot resume {path}: {one_line(exc)}") from None
         scheduler.load_state_dict(ckpt["scheduler"])
-        retarget_cosine(scheduler, epochs)
+        if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+            retarget_cosine(scheduler, epochs)
         restore_rng(ckpt["rng"], generator)
         state = EpochState(int(ckpt["epoch"]), list(ckpt["history"]))
     if main:

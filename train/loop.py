@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sne_loihi.config import Optimizer
+from sne_loihi.config import LrSchedule, Optimizer
 from sne_loihi.data import augment_nchw
 from sne_loihi.distributed import DistContext, setup
 from sne_loihi.train.common import (
@@ -24,6 +25,7 @@ from sne_loihi.train.common import (
     seed_everything,
     set_threads,
 )
+from sne_loihi.train.teacher_recipe import make_scheduler, per_step
 
 
 class OptimiserSection(Protocol):
@@ -57,11 +59,12 @@ def start_training(device: str, threads: int, seed: int) -> TrainingStart:
 
 @dataclass
 class Optimisation:
-    """The optimiser, its cosine schedule and the epoch state (restored on ``--resume``)."""
+    """The optimiser, its schedule and the epoch state (restored on ``--resume``)."""
 
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.CosineAnnealingLR
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     state: EpochState
+    per_step: bool = False  # the scheduler steps after every batch, not every epoch
 
 
 def start_optimisation(
@@ -73,19 +76,31 @@ def start_optimisation(
     resume: bool,
     start: TrainingStart,
     metrics: Path,
+    params: Iterable[Any] | None = None,
+    momentum: float = 0.9,
+    schedule: LrSchedule = LrSchedule.COSINE,
+    steps_per_epoch: int = 1,
+    warmup_fraction: float = 0.0,
 ) -> Optimisation:
-    """Build the optimiser and cosine schedule of ``section``; restore both from ``path`` on resume.
+    """Build the optimiser and schedule of ``section``; restore both from ``path`` on resume.
+
+    Args:
+        params: Parameters or parameter groups; ``None``: ``model.parameters()``.
+        momentum: SGD's momentum.
+        schedule, steps_per_epoch, warmup_fraction: The learning-rate schedule
+            (:func:`sne_loihi.train.teacher_recipe.make_scheduler`); cosine per epoch by default.
 
     Raises:
         CheckpointError: ``path`` exists without ``resume``, or does not match ``config``.
     """
-    optimizer = make_optimizer(section.optimizer, model.parameters(), section.lr, section.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(section.epochs, 1))
+    params = model.parameters() if params is None else params
+    optimizer = make_optimizer(section.optimizer, params, section.lr, section.weight_decay, momentum)
+    sched = make_scheduler(schedule, optimizer, section.epochs, steps_per_epoch, warmup_fraction)
     state = restore_or_start(
         path, config, resume=resume, model=model, optimizer=optimizer, scheduler=sched,
         generator=start.generator, metrics=metrics, epochs=section.epochs, main=start.dist.is_main,
     )
-    return Optimisation(optimizer, sched, state)
+    return Optimisation(optimizer, sched, state, per_step(schedule))
 
 
 def augmenter(enabled: bool, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor] | None:

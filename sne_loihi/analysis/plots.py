@@ -18,6 +18,19 @@ def _pyplot():
     return plt
 
 
+def save_figure(plt, fig, path: Path) -> None:
+    """Render ``fig`` as PNG into memory and write it atomically (a new file renamed over
+    ``path``: a link at ``path`` is replaced, never written through), then close it."""
+    import io
+
+    from sne_loihi.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=120, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def _finish(plt, fig, ax, path: Path, xlabel: str, *, grid_which: str = "major", legend_size: float | None = None) -> Path:
     """Label the axes (accuracy on y), add grid and legend, and save the figure as ``path``."""
     ax.set_xlabel(xlabel)
@@ -25,8 +38,7 @@ def _finish(plt, fig, ax, path: Path, xlabel: str, *, grid_which: str = "major",
     ax.grid(alpha=0.3, which=grid_which)
     ax.legend(fontsize=legend_size)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(plt, fig, Path(path))
     return Path(path)
 
 

@@ -123,8 +123,9 @@ def plot(sections: Sequence[Section], path: Path) -> Path:
     cx.legend(fontsize=7)
     cx.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from sne_loihi.analysis.plots import save_figure
+
+    save_figure(plt, fig, Path(path))
     return Path(path)
 
 

@@ -26,6 +26,16 @@ POLICY_COLUMNS = (
 )
 
 
+def _data_line(data_cfg: Any, data: Any) -> str:
+    """The data set in one Markdown line: source, shape, sizes, and the labels' class names."""
+    c, h, w = data.in_shape
+    where = f" from `{data_cfg.data_dir}`" if data_cfg.data_dir else ""
+    names = ", ".join(f"{i} {n}" for i, n in enumerate(data.class_names[:20]))
+    names += f", ... ({len(data.class_names)} in all)" if len(data.class_names) > 20 else ""
+    return (f"- Data: {data.name}{where}, {c}x{h}x{w} images, {len(data.y_train):,} training and "
+            f"{len(data.y_test):,} test; classes (label: name) {names}.")
+
+
 def build_report(run: Run | Path, title: str, options: ReportOptions, timings: dict[str, float] | None = None,
                  stage_sections: Sequence[tuple[str, str, str, Any]] = ()) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` and write ``report.md``, ``report.json`` and PNGs.
@@ -47,6 +57,7 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
     loaded = run.ensemble()
     cfg = loaded.config
     data = load_data(cfg)
+    data_line = _data_line(cfg.data, data)
     teacher_row = next((r for r in evaluation.rows if r["model"].startswith("teacher")), None)
     sections: list[tuple[str, str]] = [
         ("Accuracy and cost per sample (test set)", markdown_table(evaluation.rows)
@@ -55,6 +66,8 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
          "x fan-out of non-zero quantised weights, summed over layers and time steps."),
     ]
     out: dict[str, Any] = {"config": cfg.to_dict(), "evaluation": evaluation.to_dict(), "energy_profile": asdict(profile)}
+    out["data"] = {"name": data.name, "in_shape_chw": list(data.in_shape), "class_names": list(data.class_names),
+                   "train_samples": len(data.y_train), "test_samples": len(data.y_test)}
     if loaded.fold is not None:
         sections.append(("Batch norm folded into the students", fold_markdown(loaded.fold)))
         out["fold"] = loaded.fold
@@ -127,7 +140,7 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
         out["timings"] = timings
         sections.append(("Timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in timings.items())))
     sections.append(("Config", "```toml\n" + (run_dir / CONFIG_FILE).read_text() + "```"))
-    summary = _summary(evaluation.rows)
+    summary = _summary(evaluation.rows) + "\n" + data_line
     write_report(run_dir, title, [("Summary", summary), *sections], out)
     out["rows"] = evaluation.rows
     return out

@@ -31,6 +31,22 @@ teacher_app = typer.Typer(
 app.add_typer(teacher_app, name="teacher")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from sne_loihi import __version__
+
+        typer.echo(f"sne-loihi {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Distil an ANN teacher into spiking students, export them to netx and run them in Lava."""
+
+
 def friendly(fn: Callable) -> Callable:
     """Turn SneError into ``error: ...`` + exit 1, and Ctrl-C into a resume hint.
 

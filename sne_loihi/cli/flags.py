@@ -19,7 +19,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from sne_loihi.config import Backend, PartitionStrategy, StudentEngine
+from sne_loihi.config import Backend, PartitionStrategy, StudentEngine, parse_override
 from sne_loihi.errors import SneError
 
 #: Strategies are plain strings on the command line, so an unknown one is a one-line
@@ -97,7 +97,7 @@ TEACHER_FLAGS: tuple[ConfigFlag, ...] = (
 )
 #: Data-set size and location (``sne teacher``, ``sne pipeline``).
 DATA_FLAGS: tuple[ConfigFlag, ...] = (
-    F("data_dir", "--data-dir", "data.data_dir", Path, "Folder of CIFAR-10 python batches.", str),
+    F("data_dir", "--data-dir", "data.data_dir", Path, "Where the data is: CIFAR-10 python batches, an image tree (folder, .tar, .tar.gz, .zip) or an .npz.", str),
     F("max_train", "--max-train", "data.max_train", int, "Use at most N training samples (0 = all)."),
     F("max_test", "--max-test", "data.max_test", int, "Use at most N test samples (0 = all)."),
 )
@@ -201,6 +201,13 @@ def option_group(name: str, params: Sequence[inspect.Parameter],
     return decorate
 
 
+#: ``--set section.key=value`` (repeatable) on every command that takes config flags.
+SET_PARAM = "set_values"
+SET_OPTION = Annotated[Optional[list[str]], typer.Option(
+    "--set", metavar="KEY=VALUE",
+    help="Set any config key, e.g. --set data.image_size=32 (TOML value; repeatable; named flags win).")]
+
+
 def config_flags(*groups: Sequence[ConfigFlag]) -> Callable[[Callable], Callable]:
     """Give a command the flags of ``groups``; it receives them as ``overrides``.
 
@@ -212,4 +219,14 @@ def config_flags(*groups: Sequence[ConfigFlag]) -> Callable[[Callable], Callable
     flags = [f for group in groups for f in group]
     params = [inspect.Parameter(f.param, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=f.annotation())
               for f in flags]
-    return option_group("overrides", params, lambda given: {f.key: f.value(given.get(f.param)) for f in flags})
+    params.append(inspect.Parameter(SET_PARAM, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SET_OPTION))
+
+    def build(given: dict[str, Any]) -> dict[str, Any]:
+        overrides = dict(parse_override(text) for text in given.get(SET_PARAM) or [])
+        for f in flags:  # a named flag wins over --set of the same key
+            value = f.value(given.get(f.param))
+            if value is not None or f.key not in overrides:
+                overrides[f.key] = value
+        return overrides
+
+    return option_group("overrides", params, build)

@@ -14,7 +14,7 @@ import typer
 from sne_loihi.cli.flags import option_group
 from sne_loihi.config import Backend, NeuronLibrary, RunConfig, StudentEngine, resolve
 
-DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="digits (embedded) or cifar10.")]
+DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="digits (embedded), cifar10 (python batches), imagefolder (class folders or an archive of them) or npz.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config (flags override it).")]
 PresetOpt = Annotated[Optional[str], typer.Option(
     "--preset", help="Named preset shipped with sne-loihi: cpu-cifar10, paper-cifar10 (--config and flags override it).")]

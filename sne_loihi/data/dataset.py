@@ -48,8 +48,9 @@ class Dataset:
 DatasetLoader = Callable[[DataConfig, int], Dataset]
 
 #: Data sets without an official split: their train/test split is drawn with the run's seed
-#: and ``data.test_fraction``, so artifacts trained with other values saw other test images.
-SEEDED_SPLIT: frozenset[str] = frozenset({"digits"})
+#: and ``data.test_fraction``, so artifacts trained with other values saw other test images
+#: (an image tree is split so when it has no ``train/`` and ``test/`` folders).
+SEEDED_SPLIT: frozenset[str] = frozenset({"digits", "imagefolder"})
 
 
 def split_mismatch(trained: DataConfig, trained_seed: int, wanted: DataConfig, wanted_seed: int) -> str | None:

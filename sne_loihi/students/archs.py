@@ -68,6 +68,18 @@ def vgg5mini(in_shape: tuple[int, int, int], out_features: int, width: float) ->
     return (*_conv_stack((64, 128, 128, 128), (1, 2, 2, 2), width), FLATTEN, dense(out_features))
 
 
+def auto_student_arch(in_shape: tuple[int, int, int]) -> str:
+    """The built-in student ``auto`` stands for: ``vgg5mini`` for images of at least 32x32,
+    else ``digits_small``."""
+    return "vgg5mini" if min(in_shape[1:]) >= 32 else "digits_small"
+
+
+@STUDENT_ARCHS.register("auto")
+def auto_student(in_shape: tuple[int, int, int], out_features: int, width: float) -> tuple[LayerSpec, ...]:
+    """The student :func:`auto_student_arch` picks for ``in_shape``."""
+    return STUDENT_ARCHS.get(auto_student_arch(in_shape))(in_shape, out_features, width)
+
+
 def student_spec(cfg: StudentConfig, in_shape: tuple[int, int, int], out_features: int) -> StudentSpec:
     """The spec of a student built from the run config for one partition group.
 

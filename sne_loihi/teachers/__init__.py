@@ -1,4 +1,4 @@
-"""ANN teachers: ``TEACHERS`` registry (digits_cnn, vgg11, vgg19, resnet18) and external models.
+"""ANN teachers: ``TEACHERS`` registry (digits_cnn, vgg11, vgg19, resnet18, airbench) and external models.
 
 Protocol: ``forward(x_nchw) -> logits``, ``features(x_nchw) -> features_nd`` (f_T, post-ReLU,
 flattened) and ``feature_dim: int``. Importing this package registers the built-ins.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from sne_loihi.config import TeacherConfig
+from sne_loihi.teachers import airbench as _airbench  # noqa: F401  (registers)
 from sne_loihi.teachers import digits_cnn as _digits_cnn  # noqa: F401  (registers)
 from sne_loihi.teachers import resnet as _resnet  # noqa: F401  (registers)
 from sne_loihi.teachers import vgg as _vgg  # noqa: F401  (registers)

@@ -1,0 +1,368 @@
+"""A user's own data: image folders (plain, archived), ``.npz`` arrays, the decode cache, bad
+input, and whole pipelines on them with default architectures and 0 Lava mismatches."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from sne_loihi.cli import app
+from sne_loihi.config import ArrayLayout, DataConfig, ImageChannels
+from sne_loihi.data import load_dataset
+from sne_loihi.errors import DataError
+
+runner = CliRunner()
+CLASSES = ("cat", "dog", "eel")
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test caches decoded images in its own folder, never in the user's home."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SNE_CACHE_DIR", str(cache))
+    return cache
+
+
+def _image(label: int, size: tuple[int, int], mode: str, rng: np.random.Generator) -> Image.Image:
+    """A learnable image: a bright horizontal band whose position is the class, plus noise."""
+    w, h = size
+    arr = (rng.random((h, w)) * 60).astype(np.uint8)
+    band = h // len(CLASSES)
+    arr[label * band:(label + 1) * band] += 160
+    gray = Image.fromarray(arr, "L")
+    return gray if mode == "L" else gray.convert(mode)
+
+
+def make_tree(root: Path, *, split: bool, size: tuple[int, int] = (28, 28), mode: str = "L", fmt: str = "png",
+              per_class: int = 10, seed: int = 0) -> Path:
+    """A class-folder tree (``train/`` + ``test/`` when ``split``) of synthetic images."""
+    rng = np.random.default_rng(seed)
+    parts = {"train": per_class, "test": max(2, per_class // 3)} if split else {"": per_class}
+    for part, n in parts.items():
+        for label, name in enumerate(CLASSES):
+            folder = root / part / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                _image(label, size, mode, rng).save(folder / f"{i:03d}.{fmt}")
+    return root
+
+
+def _cfg(path: Path, **kw) -> DataConfig:
+    return DataConfig(name=kw.pop("name", "imagefolder"), data_dir=str(path), **kw)
+
+
+# ----------------------------------------------------------------------------- loaders
+
+
+def test_split_tree_labels_follow_sorted_class_names(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "t", split=True)
+    (root / "train" / "notes.txt").write_text("not an image")
+    (root / "train" / "cat" / ".DS_Store").write_bytes(b"\0")
+    data = load_dataset(_cfg(root))
+    assert data.class_names == CLASSES and data.in_shape == (1, 28, 28)
+    assert torch.bincount(data.y_train).tolist() == [10, 10, 10] and torch.bincount(data.y_test).tolist() == [3, 3, 3]
+    # the band of class k sits in rows [9k, 9k + 9): its mean brightness names the label
+    rows = data.x_train_nchw.mean(dim=(1, 3))
+    band_of = torch.stack([rows[:, 9 * k:9 * k + 9].mean(1) for k in range(3)], 1).argmax(1)
+    assert torch.equal(band_of, data.y_train)
+
+
+def test_single_tree_is_split_seeded_and_stratified(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "t", split=False, per_class=10)
+    a = load_dataset(_cfg(root, test_fraction=0.3), seed=0)
+    b = load_dataset(_cfg(root, test_fraction=0.3), seed=0)
+    c = load_dataset(_cfg(root, test_fraction=0.3), seed=1)
+    assert torch.bincount(a.y_test).tolist() == [3, 3, 3] and len(a.y_train) == 21
+    assert torch.equal(a.x_test_nchw, b.x_test_nchw) and not torch.equal(a.x_test_nchw, c.x_test_nchw)
+
+
+@pytest.mark.parametrize("kind", ["tar", "tar.gz", "tgz", "zip"])
+def test_archives_are_read_without_extracting_and_wrapper_is_looked_through(tmp_path: Path, kind: str) -> None:
+    root = make_tree(tmp_path / "src" / "wrapped", split=True, fmt="jpg", mode="RGB", size=(12, 12))
+    folder_data = load_dataset(_cfg(root))
+    archive = tmp_path / f"data.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as zf:
+            for p in sorted(root.rglob("*")):
+                zf.write(p, p.relative_to(root.parent).as_posix())
+    else:
+        with tarfile.open(archive, "w:gz" if "gz" in kind else "w") as tf:
+            tf.add(root, arcname="wrapped")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    data = load_dataset(_cfg(archive))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing extracted beside it
+    assert data.class_names == CLASSES and data.in_shape == (3, 12, 12)
+    assert torch.equal(data.x_train_nchw, folder_data.x_train_nchw) and torch.equal(data.y_test, folder_data.y_test)
+
+
+def test_channels_and_size_settings(tmp_path: Path) -> None:
+    gray = make_tree(tmp_path / "gray", split=True, size=(10, 10))
+    rgba = make_tree(tmp_path / "rgba", split=True, size=(10, 10), mode="RGBA")
+    assert load_dataset(_cfg(gray)).in_shape == (1, 10, 10)
+    assert load_dataset(_cfg(gray, channels=ImageChannels.RGB)).in_shape == (3, 10, 10)
+    assert load_dataset(_cfg(rgba)).in_shape == (4, 10, 10)  # auto: every image has alpha
+    as_rgb = load_dataset(_cfg(rgba, channels=ImageChannels.RGB))
+    as_gray = load_dataset(_cfg(rgba, channels=ImageChannels.GRAY, image_size=6))
+    assert as_rgb.in_shape == (3, 10, 10) and as_gray.in_shape == (1, 6, 6)
+    plain = load_dataset(_cfg(gray))  # gray -> RGB -> gray round trip keeps the pixels
+    assert torch.allclose(as_rgb.x_train_nchw[:, :1], plain.x_train_nchw)
+
+
+def test_mixed_sizes_need_a_size_setting(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "t", split=True, size=(16, 16))
+    _image(0, (20, 18), "L", np.random.default_rng(1)).save(root / "test" / "cat" / "odd.png")
+    with pytest.raises(DataError, match=r"mixes image sizes \(16x16 in .*, 20x18 in .*odd.png\)"):
+        load_dataset(_cfg(root))
+    assert load_dataset(_cfg(root, image_size=16)).in_shape == (1, 16, 16)
+
+
+def test_cache_is_reused_plain_and_rebuilt_when_the_source_changes(tmp_path: Path, _cache_in_tmp: Path,
+                                                                   capfd: pytest.CaptureFixture) -> None:
+    root = make_tree(tmp_path / "t", split=True, size=(8, 8))
+    first = load_dataset(_cfg(root))
+    assert "decoded" in capfd.readouterr().err
+    (folder,) = list(_cache_in_tmp.iterdir())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {f[0] for f in manifest["fingerprint"]["files"]} >= {"train/cat/000.png", "test/eel/002.png"}
+    for npy in folder.glob("*.npy"):  # plain arrays, readable without pickle
+        np.load(npy, allow_pickle=False)
+    second = load_dataset(_cfg(root))
+    assert "read from the cache" in capfd.readouterr().err
+    assert torch.equal(first.x_train_nchw, second.x_train_nchw) and torch.equal(first.y_test, second.y_test)
+    img = root / "train" / "dog" / "000.png"
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(img)
+    os.utime(img, ns=(1, 1))
+    third = load_dataset(_cfg(root))
+    assert "decoded" in capfd.readouterr().err
+    assert not torch.equal(first.x_train_nchw, third.x_train_nchw)
+    np.save(folder / "y_train.npy", np.zeros(3, np.int64))  # a damaged cache is a miss, not an error
+    assert torch.equal(load_dataset(_cfg(root)).y_train, third.y_train)
+
+
+def _npz(path: Path, **arrays) -> Path:
+    rng = np.random.default_rng(0)
+    base = {"x_train": rng.integers(0, 256, (12, 3, 9, 9), dtype=np.uint8), "y_train": np.arange(12) % 3,
+            "x_test": rng.integers(0, 256, (6, 3, 9, 9), dtype=np.uint8), "y_test": np.arange(6) % 3}
+    base.update(arrays)
+    np.savez(path, **{k: v for k, v in base.items() if v is not None})
+    return path
+
+
+def test_npz_layouts_and_dtypes(tmp_path: Path) -> None:
+    nchw = load_dataset(_cfg(_npz(tmp_path / "a.npz"), name="npz"))
+    assert nchw.in_shape == (3, 9, 9) and nchw.class_names == ("0", "1", "2")
+    x = np.load(tmp_path / "a.npz")["x_train"]
+    nhwc = load_dataset(_cfg(_npz(tmp_path / "b.npz", x_train=x.transpose(0, 2, 3, 1),
+                                  x_test=np.load(tmp_path / "a.npz")["x_test"].transpose(0, 2, 3, 1),
+                                  class_names=np.array(["x", "y", "z"])), name="npz"))
+    assert torch.equal(nhwc.x_train_nchw, nchw.x_train_nchw) and nhwc.class_names == ("x", "y", "z")
+    floats = load_dataset(_cfg(_npz(tmp_path / "c.npz", x_train=np.zeros((12, 5, 5), np.float32),
+                                    x_test=np.ones((6, 5, 5), np.float32)), name="npz", image_size=4))
+    assert floats.in_shape == (1, 4, 4) and float(floats.x_test_nchw.min()) == pytest.approx(1.0)
+    ambiguous = _npz(tmp_path / "d.npz", x_train=np.zeros((12, 3, 5, 3), np.uint8), x_test=np.zeros((6, 3, 5, 3), np.uint8))
+    with pytest.raises(DataError, match="set data.layout"):
+        load_dataset(_cfg(ambiguous, name="npz"))
+    assert load_dataset(_cfg(ambiguous, name="npz", layout=ArrayLayout.NHWC)).in_shape == (3, 3, 5)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _png_bytes(size: tuple[int, int] = (8, 8)) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros(size[::-1], np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _tar_with(path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
+    root = make_tree(path.parent / "tree", split=True, size=(8, 8), per_class=3)
+    with tarfile.open(path, "w:gz") as tf:
+        tf.add(root, arcname="tree")
+        tf.addfile(member, io.BytesIO(data) if data else None)
+    return path
+
+
+def _bad_empty_class(tmp: Path) -> tuple[Path, str]:
+    root = make_tree(tmp / "t", split=True, size=(8, 8), per_class=3)
+    (root / "train" / "fox").mkdir()
+    return root, "class folder train/fox"
+
+
+def _bad_test_class(tmp: Path) -> tuple[Path, str]:
+    root = make_tree(tmp / "t", split=True, size=(8, 8), per_class=3)
+    (root / "test" / "fox").mkdir()
+    (root / "test" / "fox" / "0.png").write_bytes(_png_bytes())
+    return root, "test class 'fox'"
+
+
+def _bad_corrupt(tmp: Path) -> tuple[Path, str]:
+    root = make_tree(tmp / "t", split=True, size=(8, 8), per_class=3)
+    (root / "train" / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return root, "cannot decode .*broken.png"
+
+
+def _bad_truncated(tmp: Path) -> tuple[Path, str]:
+    root = make_tree(tmp / "t", split=True, size=(8, 8), per_class=3)
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    (root / "train" / "dog" / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return root, "cannot decode .*cut.jpg.*truncated"
+
+
+def _bad_bomb(tmp: Path) -> tuple[Path, str]:
+    root = make_tree(tmp / "t", split=True, size=(8, 8), per_class=3)
+    side = int((Image.MAX_IMAGE_PIXELS or 89_478_485) ** 0.5) + 100  # just above Pillow's pixel limit
+    Image.new("1", (side, side)).save(root / "train" / "cat" / "bomb.png")  # a few KB on disk
+    return root, "bomb.png is refused as a decompression bomb"
+
+
+def _bad_absolute(tmp: Path) -> tuple[Path, str]:
+    member = tarfile.TarInfo("/etc/evil.png")
+    member.size = len(_png_bytes())
+    return _tar_with(tmp / "a.tar.gz", member, _png_bytes()), "absolute path"
+
+
+def _bad_dotdot(tmp: Path) -> tuple[Path, str]:
+    root = make_tree(tmp / "tree", split=True, size=(8, 8), per_class=3)
+    path = tmp / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for p in sorted(root.rglob("*.png")):
+            zf.write(p, p.relative_to(tmp).as_posix())
+        zf.writestr("tree/train/cat/../../../../evil.png", _png_bytes())
+    return path, "climbs out with '..'"
+
+
+def _bad_link(tmp: Path) -> tuple[Path, str]:
+    member = tarfile.TarInfo("tree/train/cat/link.png")
+    member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    return _tar_with(tmp / "a.tar", member), "holds a link"
+
+
+def _bad_npz_object(tmp: Path) -> tuple[Path, str]:
+    obj = np.empty(12, dtype=object)
+    obj[:] = [1] * 12
+    return _npz(tmp / "o.npz", y_train=obj), "holds Python objects"
+
+
+def _bad_npz_lengths(tmp: Path) -> tuple[Path, str]:
+    return _npz(tmp / "l.npz", y_train=np.arange(11) % 3), r"y_train has shape \(11,\) for 12 images"
+
+
+def _bad_npz_range(tmp: Path) -> tuple[Path, str]:
+    return _npz(tmp / "r.npz", class_names=np.array(["a", "b"])), "label 2, outside the 2 classes"
+
+
+def _bad_npz_nan(tmp: Path) -> tuple[Path, str]:
+    x = np.zeros((6, 3, 9, 9), np.float32)
+    x[2, 1, 4, 4] = np.nan
+    return _npz(tmp / "n.npz", x_test=x, x_train=np.zeros((12, 3, 9, 9), np.float32)), "NaN"
+
+
+BAD_INPUTS = {
+    "empty class folder": ("imagefolder", _bad_empty_class),
+    "test class without training folder": ("imagefolder", _bad_test_class),
+    "corrupt image": ("imagefolder", _bad_corrupt),
+    "truncated image": ("imagefolder", _bad_truncated),
+    "decompression bomb": ("imagefolder", _bad_bomb),
+    "archive member with an absolute path": ("imagefolder", _bad_absolute),
+    "archive member with ..": ("imagefolder", _bad_dotdot),
+    "archive member that is a link": ("imagefolder", _bad_link),
+    "npz object arrays": ("npz", _bad_npz_object),
+    "npz x/y lengths differ": ("npz", _bad_npz_lengths),
+    "npz labels out of range": ("npz", _bad_npz_range),
+    "npz NaN pixels": ("npz", _bad_npz_nan),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, case: str, _cache_in_tmp: Path) -> None:
+    dataset, make = BAD_INPUTS[case]
+    src = tmp_path / "src"
+    src.mkdir()
+    path, message = make(src)
+    before = {p: p.stat().st_mtime_ns for p in src.rglob("*")}
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["pipeline", "--dataset", dataset, "--data-dir", str(path), "--run-dir", str(run_dir),
+                                 "--no-progress"])
+    assert result.exit_code != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    import re
+
+    assert re.search(message, lines[0]), lines[0]
+    assert not run_dir.exists() and not _cache_in_tmp.exists()
+    assert {p: p.stat().st_mtime_ns for p in src.rglob("*")} == before
+
+
+# ----------------------------------------------------------------------------- whole pipelines
+
+
+@pytest.mark.parametrize(("shape", "teacher", "student"), [((1, 28, 28), "digits_cnn", "digits_small"),
+                                                          ((3, 20, 20), "digits_cnn", "digits_small"),
+                                                          ((3, 32, 32), "vgg11", "vgg5mini"),
+                                                          ((4, 64, 48), "vgg11", "vgg5mini")])
+def test_auto_architectures_follow_the_image_size(shape, teacher: str, student: str) -> None:
+    from sne_loihi.config import StudentConfig, TeacherConfig
+    from sne_loihi.students.archs import auto_student_arch, student_spec
+    from sne_loihi.teachers import build_teacher
+    from sne_loihi.teachers.registry import auto_teacher_arch
+
+    assert (auto_teacher_arch(shape), auto_student_arch(shape)) == (teacher, student)
+    model = build_teacher(TeacherConfig(arch="auto"), shape, 5).eval()
+    x = torch.rand(2, *shape)
+    assert model(x).shape == (2, 5) and model.features(x).shape == (2, model.feature_dim)
+    assert student_spec(StudentConfig(arch="auto"), shape, 7).layers[-1].out_features == 7
+
+PIPELINE = ["--teacher-epochs", "1", "--epochs", "1", "--lava-samples", "2", "--no-progress", "--threads", "2",
+            "--no-activation", "--noise", ""]
+
+
+def _gray_png(tmp: Path, split: bool) -> tuple[str, Path]:
+    return "imagefolder", make_tree(tmp / "gray", split=split, size=(28, 28), mode="L", fmt="png", per_class=6)
+
+
+def _rgb_jpeg(tmp: Path, split: bool) -> tuple[str, Path]:
+    return "imagefolder", make_tree(tmp / "rgb", split=split, size=(20, 20), mode="RGB", fmt="jpg", per_class=6)
+
+
+def _npz_rgb(tmp: Path, split: bool) -> tuple[str, Path]:
+    del split
+    rng = np.random.default_rng(0)
+    x = np.stack([np.asarray(_image(i % 3, (20, 20), "RGB", rng)) for i in range(18)])
+    return "npz", _npz(tmp / "d.npz", x_train=x[:12], y_train=np.arange(12) % 3, x_test=x[12:], y_test=np.arange(6) % 3)
+
+
+@pytest.mark.parametrize(("make", "split"), [(_gray_png, True), (_gray_png, False), (_rgb_jpeg, True),
+                                             (_rgb_jpeg, False), (_npz_rgb, True)],
+                         ids=["gray28-png-split", "gray28-png-tree", "rgb20-jpeg-split", "rgb20-jpeg-tree", "npz"])
+def test_pipeline_end_to_end_with_default_architectures(tmp_path: Path, make, split: bool) -> None:
+    dataset, path = make(tmp_path, split)
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["pipeline", "--dataset", dataset, "--data-dir", str(path), "--run-dir", str(run_dir),
+                                 *PIPELINE])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    lava = json.loads((run_dir / "lava.json").read_text())
+    assert lava["samples"] == 2 and lava["evaluations"]
+    for ev in lava["evaluations"]:
+        assert ev["torch"]["spike_mismatches"] == 0 and ev["torch"]["op_mismatches"] == 0
+        assert ev["torch"].get("decision_mismatches", 0) == 0
+    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+    assert manifest["class_names"] == (list(CLASSES) if dataset == "imagefolder" else ["0", "1", "2"])
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["data"]["class_names"] == manifest["class_names"]
+    assert "classes (label: name) 0 " in (run_dir / "report.md").read_text()
+    assert (run_dir / "export" / "loihi2.md").is_file()  # the Loihi 2 readiness report took the shape
+    if dataset == "npz":  # NIR export + snnTorch re-import on the new shape (once: it costs ~10 s)
+        nir = runner.invoke(app, ["export", str(run_dir), "--format", "nir", "--verify-samples", "2"])
+        assert nir.exit_code == 0, nir.stderr + nir.stdout
+        assert "ensemble predictions differing from torch: 0" in nir.stdout
