@@ -29,7 +29,7 @@ class TorchCheck:
     """Lava against the torch model for the same samples and active set.
 
     Attributes:
-        accuracy: Torch accuracy on the same samples.
+        accuracy: Torch accuracy on the same samples (``None`` without labels).
         spike_mismatches: Output (student, sample, neuron, step) entries that differ.
         op_mismatches: (student, sample, layer) op counts that differ (inactive students
             must count 0 in Lava).
@@ -39,7 +39,7 @@ class TorchCheck:
             run differs between Lava's in-graph decision and torch's cascade.
     """
 
-    accuracy: float
+    accuracy: float | None
     spike_mismatches: int
     op_mismatches: int
     ops_per_sample: float
@@ -64,6 +64,7 @@ class LavaEvaluation:
         backend: The backend that ran.
         torch: The comparison with torch, when it was made.
         mean_active: Students run per sample, averaged (per-sample activation varies it).
+        predictions: Lava's class per sample, kept for a user's own inputs (no labels).
     """
 
     active: list[int]
@@ -80,6 +81,7 @@ class LavaEvaluation:
     backend: str
     torch: TorchCheck | None = field(default=None)
     mean_active: float | None = None
+    predictions: list[int] | None = None
 
     @property
     def ops(self) -> float:
@@ -149,14 +151,25 @@ def ran_mask(result: Any, num_students: int) -> np.ndarray:
     return (np.asarray(mask, dtype=bool) & active) if mask is not None else np.broadcast_to(active, (n, num_students))
 
 
-def compare_with_torch(model: Any, x_nchw: np.ndarray, labels: np.ndarray, result: Any) -> TorchCheck:
+def _accuracy(pred: np.ndarray, labels: np.ndarray | None) -> float | None:
+    return None if labels is None else float((pred == np.asarray(labels)).mean())
+
+
+def _keep_predictions(ev: LavaEvaluation, result: Any, labels: np.ndarray | None) -> LavaEvaluation:
+    """A user's own inputs (no labels): the evaluation keeps Lava's class per sample."""
+    if labels is None and result.predictions is not None:
+        ev.predictions = [int(p) for p in np.asarray(result.predictions)]
+    return ev
+
+
+def compare_with_torch(model: Any, x_nchw: np.ndarray, labels: np.ndarray | None, result: Any) -> TorchCheck:
     """Run the torch ensemble on the same samples and active set (or per-sample mask) and
     count every difference.
 
     Args:
         model: The trained :class:`~sne_loihi.ensemble.Ensemble` the export came from.
         x_nchw: The simulated images in [0, 1].
-        labels: Their labels.
+        labels: Their labels (``None``: a user's own inputs; no accuracy).
         result: The Lava :class:`~sne_loihi.sim.simulator.SimResult`.
     """
     import torch
@@ -171,7 +184,7 @@ def compare_with_torch(model: Any, x_nchw: np.ndarray, labels: np.ndarray, resul
     spikes_bad, ops_bad, ops_total = _mismatches(model, out, ran, result)
     pred = logits.argmax(dim=1).cpu().numpy()
     agree = float((pred == result.predictions).mean()) if result.predictions is not None else float("nan")
-    return TorchCheck(accuracy=float((pred == np.asarray(labels)).mean()), spike_mismatches=spikes_bad,
+    return TorchCheck(accuracy=_accuracy(pred, labels), spike_mismatches=spikes_bad,
                       op_mismatches=ops_bad, ops_per_sample=ops_total / max(len(x), 1), prediction_agreement=agree)
 
 
@@ -201,7 +214,8 @@ def _mismatches(model: Any, out: Any, ran_nk: np.ndarray, result: Any | None) ->
     return spikes_bad, ops_bad, ops_total
 
 
-def compare_cascade_with_torch(model: Any, head: Any, x_nchw: np.ndarray, labels: np.ndarray, result: Any) -> TorchCheck:
+def compare_cascade_with_torch(model: Any, head: Any, x_nchw: np.ndarray, labels: np.ndarray | None,
+                               result: Any) -> TorchCheck:
     """Torch's per-sample activation (:func:`~sne_loihi.ensemble.policies.cascade_mask` with
     the same head, order and threshold) against a Lava :class:`~sne_loihi.sim.simulator.
     CascadeResult`: samples decided differently, and every spike and op-count difference
@@ -210,7 +224,7 @@ def compare_cascade_with_torch(model: Any, head: Any, x_nchw: np.ndarray, labels
     Args:
         model: The torch :class:`~sne_loihi.ensemble.Ensemble` the export came from.
         head: The :class:`~sne_loihi.export.CascadeHead` Lava ran with.
-        x_nchw: The simulated images in [0, 1]; ``labels``: their labels.
+        x_nchw: The simulated images in [0, 1]; ``labels``: their labels (``None``: no accuracy).
         result: The Lava cascade result.
     """
     import torch
@@ -227,12 +241,13 @@ def compare_cascade_with_torch(model: Any, head: Any, x_nchw: np.ndarray, labels
     with torch.no_grad():
         out = model(x, None)
     empty = torch.zeros(len(x), model.num_students, dtype=torch.float64)
-    table = StudentTable([r.float().cpu() for r in out.rates], empty, empty, torch.as_tensor(np.asarray(labels)))
+    y = torch.as_tensor(np.asarray(labels)) if labels is not None else torch.zeros(len(x), dtype=torch.int64)
+    table = StudentTable([r.float().cpu() for r in out.rates], empty, empty, y)
     mask = cascade_mask(linear, table, result.threshold, result.order).numpy()
     pred = head_logits(linear, table, torch.as_tensor(mask)).argmax(-1).numpy()
     spikes_bad, ops_bad, _ = _mismatches(model, out, np.asarray(result.ran_nk, dtype=bool), result)
     _, _, torch_ops = _mismatches(model, out, mask, None)
-    return TorchCheck(accuracy=float((pred == np.asarray(labels)).mean()), spike_mismatches=spikes_bad,
+    return TorchCheck(accuracy=_accuracy(pred, labels), spike_mismatches=spikes_bad,
                       op_mismatches=ops_bad, ops_per_sample=torch_ops / max(len(x), 1),
                       prediction_agreement=float((pred == result.predictions).mean()),
                       decision_mismatches=int(np.count_nonzero((mask != result.ran_nk).any(axis=1))))
@@ -259,9 +274,9 @@ def evaluate_active_sets(sim: Any, x_nchw: np.ndarray, labels: np.ndarray | None
     for choice in tqdm(active_sets, desc="lava", unit="set", disable=not progress):
         result = sim.run(x_nchw, active=choice.indices)
         ev = summarise(result, sim.graph.layers, enc.time_steps, enc.bits, profile, labels, choice.label)
-        if model is not None and labels is not None:
+        if model is not None:
             ev.torch = compare_with_torch(model, x_nchw, labels, result)
-        out.append(ev)
+        out.append(_keep_predictions(ev, result, labels))
     return out
 
 
@@ -294,7 +309,7 @@ def evaluate_cascade(sim: Any, x_nchw: np.ndarray, labels: np.ndarray | None, th
         result = sim.run_cascade(x_nchw, threshold, head)
         ev = summarise(result, sim.graph.layers, enc.time_steps, enc.bits, profile, labels,
                        f"per-sample thr={threshold:g}")
-        if model is not None and labels is not None:
+        if model is not None:
             ev.torch = compare_cascade_with_torch(model, head, x_nchw, labels, result)
-        out.append(ev)
+        out.append(_keep_predictions(ev, result, labels))
     return out

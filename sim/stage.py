@@ -151,9 +151,15 @@ class SimulationReport:
 def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, active: list[str] | None = None,
                     backend: Backend | str = Backend.AUTO, energy: str = DEFAULT_ENERGY_PROFILE, capacity: int = DEFAULT_LAVA_CAPACITY,
                     seed: int = 0, data_dir: str | None = None, torch_checkpoint: Path | None = None,
-                    cascade: list[float] | None = None, progress: bool = True, engine: str = "fast") -> SimulationReport:
-    """Simulate an export on the first test samples of its data set, for every active set
-    on one compiled graph; compare with the torch ensemble in ``torch_checkpoint`` if given.
+                    cascade: list[float] | None = None, progress: bool = True, engine: str = "fast",
+                    inputs: Path | None = None) -> SimulationReport:
+    """Simulate an export on the first test samples of its data set (or on the user's
+    ``inputs``), for every active set on one compiled graph; compare with the torch ensemble
+    in ``torch_checkpoint`` if given.
+
+    ``inputs``: an ``.npy`` of images ``[N, C, H, W]`` or ``[N, H, W, C]`` in the export's
+    shape, uint8 (0..255) or float in [0, 1]; there are no labels, so no accuracy, and every
+    evaluation keeps Lava's predicted class per image (``LavaEvaluation.predictions``).
     ``cascade`` thresholds add per-sample activation runs (the export's cascade head decides
     in the graph which students each sample gets). ``engine``: ``fast`` or ``reference``
     CPU process models (same spikes).
@@ -180,7 +186,10 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
     n = len(manifest.students)
     choices = [parse_active(a, n, seed) for a in (active or ["all"])]
     profile = resolve_profile(energy)
-    x, y, _ = first_test_samples(cfg, samples)
+    if inputs is not None:
+        x, y = load_user_images(Path(inputs), tuple(manifest.input.shape_chw)), None
+    else:
+        x, y, _ = first_test_samples(cfg, samples)
     if list(x.shape[1:]) != list(manifest.input.shape_chw):
         raise SimulationError(f"data set images are {list(x.shape[1:])}, the export expects {manifest.input.shape_chw}")
     model = None
@@ -198,6 +207,45 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
             evaluations=evaluations, parity=asdict(manifest.parity) if manifest.parity else None,
             engine=sim.graph.engine.value, compile_seconds=round(sim.graph.compile_seconds, 3),
         )
+
+
+#: Most images ``--input`` may hold for an export (a Lava run of more is for the test set).
+MAX_USER_IMAGES = 100_000
+
+
+def load_user_images(path: Path, shape_chw: tuple[int, int, int]) -> np.ndarray:
+    """A user's images for an export: float32 ``[N, C, H, W]`` in [0, 1].
+
+    The ``.npy`` header is read first (memory-mapped, checked against the file's size) and the
+    shape checked before anything is copied; pickles are never loaded.
+
+    Raises:
+        SimulationError: Not an ``.npy``, a shape that is not the export's, a dtype other than
+            uint8 or float, NaN or values outside [0, 1].
+    """
+    if path.suffix.lower() != ".npy" or not path.is_file():
+        raise SimulationError(f"--input {path}: expected an existing .npy of images [N, C, H, W] or [N, H, W, C] "
+                              f"with (C, H, W) = {tuple(shape_chw)}")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SimulationError(f"--input {path} is not a readable .npy array ({' '.join(str(exc).split())})") from None
+    c, h, w = shape_chw
+    if arr.ndim == 3 and c == 1 and tuple(arr.shape[1:]) == (h, w):
+        arr = arr[:, None]
+    if arr.ndim != 4 or tuple(arr.shape[1:]) not in ((c, h, w), (h, w, c)) or not 1 <= len(arr) <= MAX_USER_IMAGES:
+        raise SimulationError(f"--input {path} holds shape {tuple(arr.shape)}; the export takes [N, {c}, {h}, {w}] "
+                              f"or [N, {h}, {w}, {c}] with 1 <= N <= {MAX_USER_IMAGES}")
+    nhwc = tuple(arr.shape[1:]) != (c, h, w)
+    if arr.dtype == np.uint8:
+        x = np.asarray(arr, dtype=np.float32) / 255.0
+    elif arr.dtype.kind == "f":
+        x = np.asarray(arr, dtype=np.float32)
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+            raise SimulationError(f"--input {path}: float images must be finite and in [0, 1]")
+    else:
+        raise SimulationError(f"--input {path}: images must be uint8 (0..255) or float in [0, 1], got {arr.dtype}")
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if nhwc else x)
 
 
 def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,

@@ -264,3 +264,49 @@ def test_simulate_fails_when_torch_and_lava_disagree(export_dir: Path, tmp_path:
     assert len(errors) == 1 and "Lava and torch disagree (all:" in errors[0], result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("error: ")
     assert "spike / op mismatches" in result.stdout  # the table was still shown
+
+
+# ---- your own images through an exported ensemble (sne simulate EXPORT --input x.npy) --------
+
+
+def test_simulate_export_on_your_images_prints_torchs_predictions(tiny_run: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+    from sne_loihi.run import Run
+
+    x_nchw = Run(tiny_run).data().x_test_nchw[10:14].numpy()
+    images = tmp_path / "mine.npy"
+    np.save(images, (x_nchw * 255).round().astype(np.uint8).transpose(0, 2, 3, 1))  # NHWC uint8, as a user has them
+    out = tmp_path / "pred.json"
+    result = runner.invoke(app, ["simulate", str(tiny_run / "export"), "--input", str(images), "--json", str(out)])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    loaded = load_ensemble(tiny_run / "ensemble.pt")
+    with torch.no_grad():
+        x = torch.from_numpy(np.load(images).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+        want = loaded.model(x).logits.argmax(-1).tolist()
+    (ev,) = json.loads(out.read_text())["evaluations"]
+    assert ev["predictions"] == want and ev["samples"] == 4 and ev["accuracy"] is None
+    assert ev["torch"]["spike_mismatches"] == 0 and ev["torch"]["op_mismatches"] == 0
+    names = loaded.class_names
+    assert f"predictions [all] 0: {names[want[0]]}, 1: {names[want[1]]}" in result.stdout
+
+
+@pytest.mark.parametrize(("make", "extra", "message"), [
+    (lambda p: np.savez(p.with_suffix(".npz"), x=np.zeros((2, 1, 8, 8))) or p.with_suffix(".npz"), [], "expected an existing .npy"),
+    (lambda p: np.save(p, np.zeros((2, 3, 8, 8), np.uint8)) or p, [], r"holds shape \(2, 3, 8, 8\)"),
+    (lambda p: np.save(p, np.full((2, 1, 8, 8), np.nan, np.float32)) or p, [], r"finite and in \[0, 1\]"),
+    (lambda p: np.save(p, np.zeros((2, 1, 8, 8), np.int32)) or p, [], "uint8"),
+    (lambda p: np.save(p, np.zeros((2, 1, 8, 8), np.uint8)) or p, ["--input-bits", "4"], "--input-bits applies to a single"),
+    (lambda p: np.save(p, np.zeros((2, 1, 8, 8), np.uint8)) or p, ["--data-dir", "x"], "with --input your images"),
+])
+def test_simulate_export_refuses_inputs_that_do_not_fit(tiny_run: Path, tmp_path: Path, make, extra, message) -> None:
+    path = make(tmp_path / "in.npy")
+    result = runner.invoke(app, ["simulate", str(tiny_run / "export"), "--input", str(path), *extra])
+    assert result.exit_code == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    import re
+
+    assert re.search(message, lines[0]), lines[0]

@@ -87,7 +87,8 @@ class ConfigFlag:
 F = ConfigFlag
 #: ``sne teacher``.
 TEACHER_FLAGS: tuple[ConfigFlag, ...] = (
-    F("arch", "--arch", "teacher.arch", str, "Teacher: digits_cnn, vgg11, vgg19, resnet18, external."),
+    F("arch", "--arch", "teacher.arch", str,
+      "Teacher: airbench, digits_cnn, vgg11, vgg19, resnet18, auto (from the image size), external."),
     F("epochs", "--epochs", "teacher.epochs", int, "Teacher epochs."),
     F("lr", "--lr", "teacher.lr", float),
     F("batch_size", "--batch-size", "teacher.batch_size", int),

@@ -30,8 +30,9 @@ def simulate(
     data_dir: DataDirOpt = None,
     compare: Annotated[Optional[Path], typer.Option(
         "--compare", help="Ensemble checkpoint to compare spikes and ops with (default: ensemble.pt beside the export, if any).")] = None,
-    input_file: Annotated[Optional[Path], typer.Option("--input", help="Single network: input .npy, integers [N, ..., T] "
-        "(real values for an input layer driven by its bias).")] = None,
+    input_file: Annotated[Optional[Path], typer.Option("--input", help="Your images, .npy. Export: [N, C, H, W] or "
+        "[N, H, W, C], uint8 or float in [0, 1]; prints and writes (--json) the predicted classes. Single "
+        "network: integers [N, ..., T] (real values for an input layer driven by its bias).")] = None,
     input_bits: Annotated[int, typer.Option("--input-bits", help="Single network: graded input bits (0 = binary spikes).")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON (a new file).")] = None,
     cascade: Annotated[Optional[str], typer.Option(
@@ -85,15 +86,20 @@ def simulate(
                                  retime=retime, output=output)
     elif target.is_dir():
         single = [name for name, used in (("--layers", layers is not None), ("--output", output is not None),
-                                          ("--reset-interval", reset != "T"), ("--no-retime", not retime)) if used]
+                                          ("--reset-interval", reset != "T"), ("--no-retime", not retime),
+                                          ("--input-bits", input_bits != 0)) if used]
         if single:
             raise SneError(f"{single[0]} applies to a single netx network, not to an export folder")
         if compare is None and (target.parent / ENSEMBLE_FILE).is_file():
             compare = target.parent / ENSEMBLE_FILE
+        if input_file is not None and data_dir is not None:
+            raise SneError("--data-dir names the test set to simulate; with --input your images are simulated instead")
         rep = simulate_export(target, samples=samples, active=active, backend=backend, energy=energy,
                               capacity=capacity, seed=seed, data_dir=str(data_dir) if data_dir else None,
                               torch_checkpoint=compare, cascade=thresholds,
-                              engine=engine)
+                              engine=engine, inputs=input_file)
+        if input_file is not None:
+            _echo_predictions(rep, target)
     else:
         raise SneError(f"{target} not found (expected an export folder or a netx file)")
     print_table(rep.rows(), f"Lava, backend {rep.backend}: {rep.samples} samples, energy profile {energy}", LAVA_COLUMNS)
@@ -123,6 +129,18 @@ def simulate(
     disagreements = rep.disagreements()
     if disagreements:  # the contract is 0 and 0: a difference is a failure, not a table entry
         raise SneError(f"Lava and torch disagree ({'; '.join(disagreements)}); the results above are not exact")
+
+
+def _echo_predictions(rep: object, export_dir: Path) -> None:
+    """Print the predicted class of every image (the first 20) per active set."""
+    from sne_loihi.run import Run
+
+    names = Run(export_dir.parent).manifest(export_dir).class_names
+    for ev in rep.evaluations:
+        preds = ev.predictions or []
+        shown = ", ".join(f"{i}: {names[p] if 0 <= p < len(names) else p}" for i, p in enumerate(preds[:20]))
+        more = f", ... ({len(preds) - 20} more in --json)" if len(preds) > 20 else ""
+        typer.echo(f"predictions [{ev.label}] {shown}{more}")
 
 
 def _reset_interval(text: str) -> int | str | None:

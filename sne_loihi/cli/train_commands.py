@@ -10,7 +10,8 @@ import typer
 
 from sne_loihi.cli.app import app, friendly, teacher_app
 from sne_loihi.cli.flags import (
-    DATA_FLAGS, DEVICE, FINETUNE_FLAGS, PARTITION_FLAGS, SEED, STUDENT_FLAGS, TEACHER_FLAGS, TRAIN_FLAGS, config_flags,
+    DATA_FLAGS, DEVICE, FINETUNE_FLAGS, PARTITION_FLAGS, SEED, STUDENT_FLAGS, TEACHER_FLAGS, THREADS, TRAIN_FLAGS,
+    config_flags,
 )
 from sne_loihi.cli.options import (
     ConfigOpt, TrustFactoryOpt, default_run_dir, echo_engine, echo_preset, job_options, new_run_options, run_config,
@@ -21,7 +22,7 @@ from sne_loihi.errors import SneError
 
 @teacher_app.callback()
 @friendly
-@config_flags(DATA_FLAGS, TEACHER_FLAGS, (SEED, DEVICE))
+@config_flags(DATA_FLAGS, TEACHER_FLAGS, (SEED, DEVICE, THREADS))
 @new_run_options
 @job_options
 def teacher(ctx: typer.Context, new_run: Any = None, overrides: Any = None, job: Any = None) -> None:
