@@ -195,8 +195,9 @@ def seed_report(run_dir: Path, cfg: Any, opts: Options) -> dict[str, Any] | None
 #: Keys that may differ between a seed's report and the harness config: where and how the
 #: run executed (a resumed run keeps its checkpoint's values), never what it trained; and the
 #: report/pipeline sections, which the pipeline records from the harness's options and
-#: :func:`seed_report` checks one by one (dropout K, noise, energy profile).
-EXECUTION_KEYS = ("train.device", "train.threads", "student.engine", "lava.", "report.", "pipeline.")
+#: :func:`seed_report` checks one by one (dropout K, noise, energy profile); and the class names
+#: a run records from its data (the data loader checks them).
+EXECUTION_KEYS = ("train.device", "train.threads", "student.engine", "lava.", "report.", "pipeline.", "data.class_names")
 
 
 def same_run_config(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:

@@ -178,6 +178,10 @@ class DataConfig:
         cache_dir: Where decoded image trees are cached (``None``: ``$SNE_CACHE_DIR``, else
             ``$XDG_CACHE_HOME/sne-loihi``, else ``~/.cache/sne-loihi``).
         cache: Cache decoded image trees (plain ``.npy`` arrays + a manifest of the source).
+        class_names: The data's class names, label order (``None``: not recorded). A run
+            records them in its ``config.toml`` when it is made; data whose classes differ (a
+            class folder added, removed or renamed) is then refused instead of read with labels
+            that mean other classes.
     """
 
     name: str = "digits"
@@ -191,6 +195,7 @@ class DataConfig:
     layout: ArrayLayout = ArrayLayout.AUTO
     cache_dir: str | None = None
     cache: bool = True
+    class_names: list[str] | None = None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,9 +83,13 @@ def load_data(cfg: RunConfig) -> Any:  # -> Dataset
     """The data set named by the config, loaded once per process for each data section and
     seed (the dropout variants and every later stage share it)."""
     from sne_loihi.data import load_dataset
+    from sne_loihi.data.dataset import check_class_names
 
-    key = (tuple(sorted(asdict(cfg.data).items())), cfg.train.seed)
-    return _cached("data", key, lambda: load_dataset(cfg.data, seed=cfg.train.seed))
+    data_cfg = asdict(cfg.data)
+    data_cfg.pop("class_names")  # not which data it is: checked against the data loaded
+    key = (tuple(sorted(data_cfg.items())), cfg.train.seed)
+    return check_class_names(cfg.data, _cached("data", key, lambda: load_dataset(replace(cfg.data, class_names=None),
+                                                                                  seed=cfg.train.seed)))
 
 
 def first_test_samples(cfg: RunConfig, samples: int) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -366,3 +366,28 @@ def test_pipeline_end_to_end_with_default_architectures(tmp_path: Path, make, sp
         nir = runner.invoke(app, ["export", str(run_dir), "--format", "nir", "--verify-samples", "2"])
         assert nir.exit_code == 0, nir.stderr + nir.stdout
         assert "ensemble predictions differing from torch: 0" in nir.stdout
+
+
+def test_the_run_records_class_names_and_refuses_other_classes(tmp_path: Path) -> None:
+    import tomli
+
+    root = make_tree(tmp_path / "t", split=True, size=(8, 8), per_class=3)
+    run_dir = tmp_path / "run"
+    args = ["teacher", "--dataset", "imagefolder", "--data-dir", str(root), "--run-dir", str(run_dir),
+            "--epochs", "1", "--no-progress"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.stderr
+    config = tomli.loads((run_dir / "config.toml").read_text())
+    assert config["data"]["class_names"] == list(CLASSES)
+    (root / "train" / "ant").mkdir()  # a new class sorts first: every label would shift
+    _image(0, (8, 8), "L", np.random.default_rng(0)).save(root / "train" / "ant" / "0.png")
+    before = (run_dir / "config.toml").read_bytes()
+    from sne_loihi.run import clear_cache
+
+    clear_cache()  # a later command is a new process: nothing loaded in this one carries over
+    again = runner.invoke(app, ["teacher", "--run-dir", str(run_dir), "--resume", "--epochs", "2", "--no-progress"])
+    assert again.exit_code == 1
+    errors = [ln for ln in again.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "not the ones this run recorded in data.class_names" in errors[0], again.stderr
+    assert "Traceback" not in again.stderr
+    assert (run_dir / "config.toml").read_bytes() == before

@@ -213,6 +213,9 @@ RESUME_MAY_CHANGE: tuple[str, ...] = (
     "teacher.channels_last", "teacher.tta",
     "train.frozen_teacher", "lava.",
     "report.", "pipeline.",
+    # recorded from the data when the run is made (older runs have none); the data loader
+    # itself refuses data whose classes differ from a recorded list
+    "data.class_names",
 )
 
 

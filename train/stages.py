@@ -46,6 +46,8 @@ def prepare_run_dir(
     for name in checkpoints:
         check_resumable(run_dir / name, cfg, resume=resume)
     dist.barrier()  # under torchrun every rank has checked the folder before rank 0 alone writes
+    if cfg.data.class_names is None:  # record the label order with the run (load_dataset checks it)
+        cfg.data.class_names = list(run.data().class_names)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_toml(cfg, run_dir / CONFIG_FILE)

@@ -106,6 +106,23 @@ def stratified_subset(labels: torch.Tensor, limit: int, seed: int) -> torch.Tens
     return torch.sort(order[:limit]).values
 
 
+def _names(names: object) -> str:
+    names = list(names)  # type: ignore[call-overload]
+    return ", ".join(map(str, names[:6])) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+
+
+def check_class_names(cfg: DataConfig, data: Dataset) -> Dataset:
+    """``data``, if its classes are the ones ``cfg.class_names`` recorded (or none are).
+
+    Raises:
+        DataError: Other classes, or the same in another order.
+    """
+    if cfg.class_names is not None and tuple(cfg.class_names) != tuple(data.class_names):
+        raise DataError(f"{cfg.name}: the data's classes ({_names(data.class_names)}) are not the ones this run "
+                        f"recorded in data.class_names ({_names(cfg.class_names)}); labels would mean other classes")
+    return data
+
+
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     """Load the data set ``cfg.name`` and apply ``cfg.max_train`` / ``cfg.max_test``.
 
@@ -115,10 +132,11 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
 
     Raises:
         ConfigError: Unknown data set name or negative limits.
-        DataError: The data cannot be read (see the loaders).
+        DataError: The data cannot be read (see the loaders), or its classes are not
+            ``cfg.class_names`` (when recorded).
     """
     check_section(cfg, "data")  # the config's own rules (a DataConfig may come without a RunConfig)
-    data = DATASETS.get(cfg.name)(cfg, seed)
+    data = check_class_names(cfg, DATASETS.get(cfg.name)(cfg, seed))
     for part, labels in (("training", data.y_train), ("test", data.y_test)):
         if len(labels) == 0:
             raise DataError(f"{cfg.name}: the data set has no {part} images")
