@@ -14,7 +14,7 @@ from sne_loihi.config import DataConfig, TeacherConfig
 from sne_loihi.errors import CheckpointError, ConfigError
 from sne_loihi.teachers import TEACHERS, ExternalTeacher, build_teacher, teacher_macs
 
-EXPECTED_DIMS = {"airbench": 256, "auto": 512, "digits_cnn": 64, "vgg11": 512, "vgg19": 512, "resnet18": 512}
+EXPECTED_DIMS = {"airbench": 256, "airbench95": 384, "auto": 512, "digits_cnn": 64, "vgg11": 512, "vgg19": 512, "resnet18": 512}
 
 
 def _shape(name: str) -> tuple[int, int, int]:
