@@ -64,11 +64,13 @@ def _cfg(path: Path, **kw) -> DataConfig:
 # ----------------------------------------------------------------------------- loaders
 
 
-def test_split_tree_labels_follow_sorted_class_names(tmp_path: Path) -> None:
+def test_split_tree_labels_follow_sorted_class_names(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     root = make_tree(tmp_path / "t", split=True)
     (root / "train" / "notes.txt").write_text("not an image")
     (root / "train" / "cat" / ".DS_Store").write_bytes(b"\0")
+    (root / "test" / "dog" / "labels.csv").write_text("a,b")
     data = load_dataset(_cfg(root))
+    assert "skipped 3 files that are not an image in a class folder" in capfd.readouterr().err
     assert data.class_names == CLASSES and data.in_shape == (1, 28, 28)
     assert torch.bincount(data.y_train).tolist() == [10, 10, 10] and torch.bincount(data.y_test).tolist() == [3, 3, 3]
     # the band of class k sits in rows [9k, 9k + 9): its mean brightness names the label
