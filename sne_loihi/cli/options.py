@@ -12,12 +12,13 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sne_loihi.cli.flags import option_group
-from sne_loihi.config import Backend, NeuronLibrary, RunConfig, StudentEngine, resolve
+from sne_loihi.config import Backend, NeuronLibrary, RunConfig, StudentEngine, preset_names, resolve
 
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="digits (embedded), cifar10 (python batches), imagefolder (class folders or an archive of them) or npz.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config (flags override it).")]
 PresetOpt = Annotated[Optional[str], typer.Option(
-    "--preset", help="Named preset shipped with sne-loihi: cpu-cifar10, paper-cifar10 (--config and flags override it).")]
+    "--preset", help=f"Named preset shipped with sne-loihi: {', '.join(preset_names())} (--config and flags "
+    "override it).")]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder (default: runs/<dataset>-<time>).")]
 RunArg = Annotated[Path, typer.Argument(help="Run folder written by 'sne train' or 'sne pipeline'.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --run-dir.")]
