@@ -201,6 +201,9 @@ class LavaGraph:
     def _build_nets(self) -> None:
         """Build the members' netx networks (``self.nets``) and check they share one input
         shape (``self.in_shape``)."""
+        from sne_loihi.students.slayer_student import import_slayer
+
+        import_slayer()  # netx imports SLAYER: quietly first (no CUDA / Prophesee chatter on stdout)
         from lava.lib.dl.netx import hdf5
 
         bits = self.input_bits

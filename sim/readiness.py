@@ -139,6 +139,9 @@ def weight_encoding(kind: str, weight: np.ndarray) -> tuple[int, int, bool]:
     Dense: netx's own ``optimize_weight_bits``. Conv: netx passes the weights unchanged with
     8 bits and exponent 0.
     """
+    from sne_loihi.students.slayer_student import import_slayer
+
+    import_slayer()  # netx imports SLAYER: quietly first (no CUDA / Prophesee chatter on stdout)
     from lava.lib.dl.netx.utils import optimize_weight_bits
     from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 

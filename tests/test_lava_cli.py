@@ -310,3 +310,24 @@ def test_simulate_export_refuses_inputs_that_do_not_fit(tiny_run: Path, tmp_path
     import re
 
     assert re.search(message, lines[0]), lines[0]
+
+
+def test_the_simulator_used_from_python_prints_no_third_party_chatter(tiny_run: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from pathlib import Path\n"
+        "from sne_loihi.run import Run\n"
+        "from sne_loihi.sim import EnsembleSimulator\n"
+        f"run = Run(Path({str(tiny_run)!r}))\n"
+        "m = run.manifest(run.dir / 'export')\n"
+        "with EnsembleSimulator(m, capacity=1) as sim:\n"
+        "    r = sim.run(np.zeros((1, *m.input.shape_chw), np.float32), active=[0])\n"
+        "print('predictions', list(r.predictions))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [proc.stdout.splitlines()[0]] and proc.stdout.startswith("predictions [")
+    assert "Prophesee" not in proc.stdout + proc.stderr and "CUDA" not in proc.stdout + proc.stderr
