@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -32,15 +30,10 @@ SUBSET = REPO.parent / "shared" / "data" / "cifar10-subset"
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``lscpu``), or the platform's processor string."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    """The CPU's model name (``lscpu``)."""
+    from machine import cpu_name
+
+    return cpu_name()
 
 
 def main() -> None:

@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -89,12 +88,9 @@ DATA_SOURCES = {
 
 def cpu_model() -> str:
     """The CPU's model name as lscpu reports it, with the number of CPUs."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        name = platform.processor() or "unknown CPU"
-    return f"{name}, {os.cpu_count()} CPUs"
+    from machine import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} CPUs"
 
 
 def parse_value(text: str) -> tuple[str, Any]:

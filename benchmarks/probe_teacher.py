@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,13 +40,10 @@ CLOCK_FILE = "probe_clock.json"
 
 
 def cpu_model() -> str:
-    """The CPU's model name as lscpu reports it, with the core count."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        name = platform.processor() or "unknown CPU"
-    return f"{name} ({torch.get_num_threads()} threads)"
+    """The CPU's model name as lscpu reports it, with the thread count."""
+    from machine import cpu_name
+
+    return f"{cpu_name()} ({torch.get_num_threads()} threads)"
 
 
 def load_arrays(probe_dir: Path, max_train: int, max_test: int):  # -> Dataset
