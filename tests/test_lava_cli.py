@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -307,8 +308,6 @@ def test_simulate_export_refuses_inputs_that_do_not_fit(tiny_run: Path, tmp_path
     assert result.exit_code == 1
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    import re
-
     assert re.search(message, lines[0]), lines[0]
 
 

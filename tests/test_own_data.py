@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import os
 import tarfile
 import zipfile
@@ -299,8 +300,6 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, case: str, _ca
     assert result.exit_code != 0
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    import re
-
     assert re.search(message, lines[0]), lines[0]
     assert not run_dir.exists() and not _cache_in_tmp.exists()
     assert {p: p.stat().st_mtime_ns for p in src.rglob("*")} == before

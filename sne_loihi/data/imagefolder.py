@@ -322,6 +322,7 @@ def write_cache(folder: Path, source: Path, channels: ImageChannels, size: int, 
 
     A failure to write is reported on stderr (the data set is still returned).
     """
+    tmp: Path | None = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
@@ -343,7 +344,7 @@ def write_cache(folder: Path, source: Path, channels: ImageChannels, size: int, 
     except OSError as exc:
         print(f"warning: could not write the decoded-image cache ({exc}); the next run decodes again",
               file=sys.stderr)
-        if "tmp" in locals() and Path(tmp).exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
