@@ -76,6 +76,7 @@ RULES: dict[str, Rule] = {
     **_optimiser_rules("train", 1),
     "train.threads": (_at_least(0), ">= 0 (0 = torch's default)"),
     "train.fold_epochs": (_count_from(0), "an integer >= 0"),
+    "train.translate": (_count_from(0), "an integer >= 0 (pixels)"),
     "lava.samples": (_at_least(0), ">= 0 (0 = no Lava stage)"),
     "lava.capacity": (_at_least(1), ">= 1"),
     "finetune.beta": (_negative, "a negative number (L_sim is maximised)"),

@@ -351,6 +351,8 @@ class TrainConfig:
             teacher optimised for CPU inference (:mod:`sne_loihi.teachers.frozen`): the same
             features up to float rounding, a faster step. ``false``: the eager teacher, the
             targets bit for bit as runs before this option computed them.
+        translate: Largest shift in pixels of the students' training crop (zero padding;
+            with ``data.augment``, which also flips at random). 0: flips only.
     """
 
     epochs: int = 20
@@ -363,6 +365,7 @@ class TrainConfig:
     threads: int = 0
     fold_epochs: int = 0
     frozen_teacher: bool = True
+    translate: int = 4
 
 
 class Backend(str, enum.Enum):

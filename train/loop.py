@@ -103,9 +103,12 @@ def start_optimisation(
     return Optimisation(optimizer, sched, state, per_step(schedule))
 
 
-def augmenter(enabled: bool, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The training augmentation drawing from ``generator``, or ``None`` when off."""
-    return (lambda x_nchw: augment_nchw(x_nchw, generator)) if enabled else None
+def augmenter(
+    enabled: bool, generator: torch.Generator, translate: int = 4
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The training augmentation (random flip + crop shifted by up to ``translate`` pixels)
+    drawing from ``generator``, or ``None`` when off."""
+    return (lambda x_nchw: augment_nchw(x_nchw, generator, pad=translate)) if enabled else None
 
 
 def epoch_bar(

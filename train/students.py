@@ -145,7 +145,7 @@ def train_students(
     extra = {**ensemble_extra(model, partition, feature_scale, data.in_shape, data.num_classes, data.class_names),
              **(provenance or {})}
     checkpoints = EpochCheckpoints(path, metrics, cfg.to_dict(), model, opt, start, extra)
-    augment = augmenter(cfg.data.augment, gen)
+    augment = augmenter(cfg.data.augment, gen, cfg.train.translate)
     bar = epoch_bar(len(data.x_train_nchw), tcfg, opt.state.epoch,
                     f"students {partition.num_groups}x{cfg.student.arch}", progress and dist.is_main)
     loop = _DistillLoop(data, kd_teacher, feature_scale, groups, ecfg.alpha, ecfg.train_active, tcfg.batch_size,
