@@ -32,6 +32,7 @@ import numpy as np
 
 from sne_loihi.errors import ExportError
 from sne_loihi.layers import LayerKind
+from sne_loihi.netx_format.limits import check_conv_geometry, check_file_objects, check_layer_group, check_weights
 from sne_loihi.netx_format.neuron_bias import BIAS_MANT_MAX, BIAS_MANT_MIN, read_layer_bias
 
 #: Layer types netx's ``hdf5.Network`` can build (platform notes).
@@ -324,6 +325,7 @@ def _dense_delay(g: object, path: Path, key: str, weight: np.ndarray) -> int:
 
 
 def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxNetwork:
+    check_file_objects(fh, path)  # links, external storage, declared sizes: before any read
     if "layer" not in fh:
         raise ExportError(f"{path} has no 'layer' group: not a netx network")
     group = fh["layer"]
@@ -351,6 +353,7 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
             hint = f"; run the {key} layer groups before it with --layers {key}" if int(key) > 0 else ""
             raise ExportError(f"{path}: layer/{key} has type {kind!r}, which netx cannot build "
                               f"(it builds {', '.join(SUPPORTED_TYPES)}){hint}")
+        check_layer_group(g, path, key, kind)
         if kind == "input":
             if out or input_neuron:
                 raise ExportError(f"{path}: layer/{key} is an input layer after other layers")
@@ -375,6 +378,7 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
             flattened = True
             continue
         weight = np.asarray(g["weight"][()])
+        check_weights(weight, kind, path, key)
         out_shape = tuple(int(v) for v in np.atleast_1d(g["shape"][()]))
         last_type = _check_neuron(g, path, key, notes)
         if last_type == "SDNN" and sdnn_layer is None:
@@ -400,6 +404,7 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
             if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or groups < 1:
                 raise ExportError(f"{path}: layer/{key} conv stride {list(stride)}, dilation {list(dilation)} and "
                                   f"groups {groups} must be >= 1 and padding {list(padding)} >= 0")
+            check_conv_geometry(weight.shape, shape, out_shape, stride, padding, dilation, groups, path, key)
             fan = conv_fanout_chw(weight, shape, out_shape[1:], stride, padding, dilation, groups)
             kind_e = LayerKind.CONV
             port = _chw_to_xyz(fan)

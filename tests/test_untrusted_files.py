@@ -1,0 +1,201 @@
+"""Every file a user hands over is untrusted: netx networks, manifests, input arrays, configs.
+
+Each crafted file must give one ``error:`` line (exit code != 0 on the CLI, no traceback),
+refused before anything large is allocated where the file declares more than it holds.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sne_loihi.cli import app
+from sne_loihi.errors import ExportError
+from sne_loihi.netx_format import read_netx_network
+
+runner = CliRunner()
+
+NEURON = {"type": b"CUBA", "iDecay": 1024, "vDecay": 410, "vThMant": 16, "refDelay": 1, "gradedSpike": False}
+
+
+def one_error_line(result: Any, needle: str) -> None:
+    """Exit code != 0, no traceback, stderr exactly one ``error:`` line containing ``needle``."""
+    assert result.exit_code not in (0, None), result.stdout + result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert needle in result.stderr, result.stderr
+
+
+def _neuron(group: h5py.Group, **values: Any) -> None:
+    for name, value in {**NEURON, **values}.items():
+        if name == "type":
+            group.create_dataset("neuron/type", data=value, dtype=h5py.string_dtype())
+        else:
+            group.create_dataset(f"neuron/{name}", data=value)
+
+
+def write_net(path: Path, mutate: Callable[[h5py.File], None] | None = None) -> Path:
+    """Input [1, 4, 4] -> conv 3x3 -> [2, 2, 2] -> flatten -> dense [3], as lava-dl writes it
+    (float32 weights on the even 8-bit grid); ``mutate`` edits the open file before it closes."""
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as fh:
+        layer = fh.create_group("layer")
+        g = layer.create_group("0")
+        g.create_dataset("type", (1,), "S10", [b"input"])
+        g.create_dataset("shape", data=np.array([1, 4, 4]))
+        g = layer.create_group("1")
+        g.create_dataset("type", (1,), "S10", [b"conv"])
+        g.create_dataset("shape", data=np.array([2, 2, 2]))
+        g.create_dataset("weight", data=(2 * rng.integers(-40, 40, (2, 1, 3, 3))).astype(np.float32))
+        for name, value in (("stride", [1, 1]), ("padding", [0, 0]), ("dilation", [1, 1]), ("groups", 1)):
+            g.create_dataset(name, data=np.array(value))
+        _neuron(g)
+        g = layer.create_group("2")
+        g.create_dataset("type", (1,), "S10", [b"flatten"])
+        g.create_dataset("shape", data=np.array([8, 1, 1]))
+        g = layer.create_group("3")
+        g.create_dataset("type", (1,), "S10", [b"dense"])
+        g.create_dataset("shape", data=np.array([3]))
+        g.create_dataset("weight", data=(2 * rng.integers(-40, 40, (3, 8))).astype(np.float32))
+        _neuron(g)
+        if mutate is not None:
+            mutate(fh)
+    return path
+
+
+def _replace(name: str, value: Any, **kwargs: Any) -> Callable[[h5py.File], None]:
+    def mutate(fh: h5py.File) -> None:
+        del fh[name]
+        fh.create_dataset(name, data=value, **kwargs)
+    return mutate
+
+
+def _set_weight(layer: str, index: tuple[int, ...], value: float) -> Callable[[h5py.File], None]:
+    def mutate(fh: h5py.File) -> None:
+        w = fh[f"layer/{layer}/weight"][()]
+        w[index] = value
+        fh[f"layer/{layer}/weight"][...] = w
+    return mutate
+
+
+# ---- 1. declared sizes and values ------------------------------------------------------------
+VALUE_CASES: dict[str, tuple[Callable[[h5py.File], None], str]] = {
+    "weight 0.4 (netx truncates to 0)": (_set_weight("3", (0, 0), 0.4), "layer/3 weight holds 0.4, not an integer"),
+    "weight NaN": (_set_weight("1", (0, 0, 0, 0), np.nan), "layer/1 weight holds nan"),
+    "weight inf": (_set_weight("3", (1, 1), np.inf), "layer/3 weight holds inf"),
+    "conv weight 1e9 (int32 overflow)": (_set_weight("1", (1, 0, 1, 1), 1e9), "layer/1 weight holds 1e+09, outside"),
+    "dense weight 255 beside negatives (netx clips)": (_set_weight("3", (2, 3), 255), "netx clips a dense layer"),
+    "dense weight -300": (_set_weight("3", (2, 3), -300), "layer/3 weight holds -300, outside"),
+    "vThMant above 17 bits": (_replace("layer/1/neuron/vThMant", 2 ** 17), "layer/1 neuron/vThMant holds 131072"),
+    "vThMant wraps int32": (_replace("layer/3/neuron/vThMant", 2 ** 40), "layer/3 neuron/vThMant holds"),
+    "vThMant negative": (_replace("layer/3/neuron/vThMant", -5), "layer/3 neuron/vThMant holds -5, outside 0..131071"),
+    "vThMant non-integer": (_replace("layer/3/neuron/vThMant", 16.5), "neuron/vThMant holds 16.5, not an integer"),
+    "vThMant NaN": (_replace("layer/3/neuron/vThMant", np.nan), "neuron/vThMant holds NaN"),
+    "iDecay 5000": (_replace("layer/1/neuron/iDecay", 5000), "layer/1 neuron/iDecay holds 5000, outside 0..4096"),
+    "vDecay -1": (_replace("layer/3/neuron/vDecay", -1), "layer/3 neuron/vDecay holds -1, outside 0..4096"),
+    "refDelay 100": (_replace("layer/3/neuron/refDelay", 100), "layer/3 neuron/refDelay holds 100, outside 0..63"),
+    "missing vThMant": (lambda fh: fh.__delitem__("layer/3/neuron/vThMant"), "layer/3 CUBA neuron has no neuron/vThMant"),
+    "stride 1.5": (_replace("layer/1/stride", np.array([1.5, 1.5])), "layer/1 stride holds 1.5, not an integer"),
+    "groups 2 for 1 input channel": (_replace("layer/1/groups", 2), "layer/1 groups 2 with weight"),
+    "conv output size wrong": (_replace("layer/1/shape", np.array([2, 3, 3])), "is not what the convolution gives"),
+    "zero-size shape": (_replace("layer/3/shape", np.array([0])), "layer/3 shape holds 0, outside"),
+    "shape of 10**12 neurons": (_replace("layer/0/shape", np.array([10 ** 4, 10 ** 4, 10 ** 4])),
+                                "layer/0 shape [10000, 10000, 10000] declares 1,000,000,000,000 neurons"),
+    "input transform weight 64.5": (lambda fh: fh["layer/0"].create_dataset("weight", data=64.5),
+                                    "layer/0 input weight holds 64.5, not an integer"),
+    "compound dataset": (_replace("layer/3/neuron/vDecay", np.zeros(1, dtype=[("a", "i4"), ("b", "f4")])),
+                         "layer/3/neuron/vDecay has type"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(VALUE_CASES))
+def test_values_netx_or_lava_would_change_are_refused(tmp_path: Path, case: str) -> None:
+    mutate, needle = VALUE_CASES[case]
+    path = write_net(tmp_path / "bad.net", mutate)
+    with pytest.raises(ExportError) as info:
+        read_netx_network(path)
+    assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_the_well_formed_file_reads(tmp_path: Path) -> None:
+    """The crafted cases differ from a file the reader accepts only by what they break."""
+    net = read_netx_network(write_net(tmp_path / "good.net"))
+    assert [layer.out_shape_xyz for layer in net.layers] == [(2, 2, 2), (3,)]
+
+
+def _bomb(fh: h5py.File) -> None:
+    del fh["layer/3/weight"]
+    fh["layer/3"].create_dataset("weight", shape=(10 ** 9,), dtype=np.int8, chunks=(2 ** 20,), compression="gzip")
+
+
+def test_a_small_file_declaring_a_huge_dataset_is_refused_unread(tmp_path: Path) -> None:
+    path = write_net(tmp_path / "bomb.net", _bomb)
+    assert path.stat().st_size < 64 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(ExportError, match=r"layer/3/weight declares shape \[1000000000\] .* refused before reading"):
+            read_netx_network(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2 ** 20, peak
+
+
+# ---- 2. no file outside the one named -------------------------------------------------------
+def _external_link(fh: h5py.File) -> None:
+    other = Path(fh.filename).with_name("other.h5")
+    with h5py.File(other, "w") as oh:
+        oh.create_dataset("w", data=np.zeros((3, 8), dtype=np.float32))
+    del fh["layer/3/weight"]
+    fh["layer/3/weight"] = h5py.ExternalLink(other.name, "/w")
+
+
+def _external_raw(fh: h5py.File) -> None:
+    raw = Path(fh.filename).with_name("raw.bin")
+    raw.write_bytes(np.zeros((3, 8), dtype=np.float32).tobytes())
+    del fh["layer/3/weight"]
+    fh["layer/3"].create_dataset("weight", shape=(3, 8), dtype=np.float32, external=[(str(raw), 0, 3 * 8 * 4)])
+
+
+def _virtual(fh: h5py.File) -> None:
+    other = Path(fh.filename).with_name("source.h5")
+    with h5py.File(other, "w") as oh:
+        oh.create_dataset("w", data=np.zeros((3, 8), dtype=np.float32))
+    layout = h5py.VirtualLayout(shape=(3, 8), dtype=np.float32)
+    layout[:] = h5py.VirtualSource(str(other), "w", shape=(3, 8))
+    del fh["layer/3/weight"]
+    fh["layer/3"].create_virtual_dataset("weight", layout)
+
+
+OUTSIDE_CASES = {
+    "external link": (_external_link, "layer/3/weight is a link to another file (other.h5:/w)"),
+    "external raw storage": (_external_raw, "layer/3/weight stores its data in a raw file outside the netx file"),
+    "virtual dataset": (_virtual, "layer/3/weight is a virtual dataset"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUTSIDE_CASES))
+def test_data_outside_the_named_file_is_refused(tmp_path: Path, case: str) -> None:
+    mutate, needle = OUTSIDE_CASES[case]
+    path = write_net(tmp_path / "bad.net", mutate)
+    with pytest.raises(ExportError) as info:
+        read_netx_network(path)
+    assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("case", ["external link", "weight 0.4 (netx truncates to 0)", "bomb"])
+def test_sne_simulate_refuses_a_crafted_network_in_one_line(tmp_path: Path, case: str) -> None:
+    mutate, needle = {**OUTSIDE_CASES, **VALUE_CASES, "bomb": (_bomb, "refused before reading")}[case]
+    path = write_net(tmp_path / "bad.net", mutate)
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 1, 4, 4, 3), dtype=np.int64))
+    result = runner.invoke(app, ["simulate", str(path), "--input", str(x)])
+    one_error_line(result, needle)
