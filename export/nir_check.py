@@ -89,7 +89,7 @@ def import_snntorch(graph: Any) -> Any:
         from snntorch.import_nir import import_from_nir
     except ImportError as exc:
         raise ExportError(f"the NIR re-import check needs snnTorch and nirtorch ({exc}); install the 'interop' "
-                          "extra (uv sync installs them with the dev group) or pass --verify-samples 0") from None
+                          "extra (uv sync installs them with the dev group) or pass --check-samples 0") from None
     with contextlib.redirect_stdout(io.StringIO()):
         return import_from_nir(graph)
 

@@ -8,7 +8,7 @@ as a framed multi-line box. :class:`OneLineErrorGroup` prints it like every othe
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
@@ -29,7 +29,14 @@ def usage_error_line(exc: ClickException) -> str:
 
 
 class OneLineErrorGroup(TyperGroup):
-    """The ``sne`` group: runs like Typer's, but usage errors are one ``error:`` line."""
+    """The ``sne`` group: runs like Typer's, but usage errors are one ``error:`` line.
+
+    Attributes:
+        upgrade_args: Rewrites a command line before it is parsed (old option names to new
+            ones) and returns the notices to print on stderr; set by the application.
+    """
+
+    upgrade_args: Callable[[Sequence[str]], tuple[list[str], list[str]]] | None = None
 
     def main(
         self,
@@ -39,6 +46,10 @@ class OneLineErrorGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        if type(self).upgrade_args is not None:
+            args, notices = type(self).upgrade_args(sys.argv[1:] if args is None else list(args))
+            for notice in notices:
+                typer.echo(notice, err=True)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:

@@ -11,7 +11,7 @@ CIFAR_SUBSET = REPO.parent / "shared" / "data" / "cifar10-subset"
 
 #: CLI flags for a tiny digits pipeline (seconds, not minutes).
 TINY_PIPELINE = [
-    "--dataset", "digits", "--teacher-epochs", "2", "--epochs", "1", "--max-train", "300",
+    "--dataset", "digits", "--teacher-epochs", "2", "--student-epochs", "1", "--max-train", "300",
     "--max-test", "100", "--student-arch", "digits_tiny", "--time-steps", "2", "--no-progress",
     "--threads", "2", "--lava-samples", "6",
 ]

@@ -79,7 +79,7 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
     ("args", "code", "message"),
     [
         (["pipeline", "--config", "BAD_TOML"], 1, "cannot read config file"),
-        (["pipeline", "--epochs", "-1"], 1, "train.epochs must be >= 1, got -1"),
+        (["pipeline", "--student-epochs", "-1"], 1, "train.epochs must be >= 1, got -1"),
         (["pipeline", "--teacher-epochs", "-2"], 1, "teacher.epochs must be >= 0"),
         (["pipeline", "--student-arch", "nosuch"], 1, "unknown student 'nosuch'"),
         (["pipeline", "--teacher-arch", "nosuch"], 1, "unknown teacher 'nosuch'"),
@@ -101,8 +101,8 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
         (["pipeline", "--config", "DATA_TOML"], 1, "config section 'data' must be a table"),
         (["pipeline", "--backend", "loihi2"], 1, "lava.backend loihi2 needs Intel's lava-loihi extension"),
         (["pipeline", "--students", "1000"], 1, "ensemble.num_students 1000 exceeds teacher digits_cnn's 64 features"),
-        (["teacher", "--arch", "nosuch"], 1, "unknown teacher 'nosuch'"),
-        (["pipeline", "--epochs", "abc"], 2, "Invalid value for '--epochs'"),
+        (["teacher", "--teacher-arch", "nosuch"], 1, "unknown teacher 'nosuch'"),
+        (["pipeline", "--student-epochs", "abc"], 2, "Invalid value for '--student-epochs'"),
         (["pipeline", "--nosuch"], 2, "No such option: --nosuch"),
         (["nosuchcommand"], 2, "No such command"),
     ],
@@ -133,7 +133,7 @@ def test_cuda_on_a_cpu_only_machine_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_train_refuses_zero_epochs_before_looking_for_a_teacher(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["train", "--run-dir", str(tmp_path), "--epochs", "0"])
+    result = runner.invoke(app, ["train", "--run-dir", str(tmp_path), "--student-epochs", "0"])
     assert result.exit_code == 1
     assert result.stderr == "error: train.epochs must be >= 1, got 0\n"
 
@@ -175,7 +175,7 @@ def test_interrupted_pipeline_resumes_from_its_checkpoint(
     from sne_loihi.train.common import batch_indices
 
     run = tmp_path / "run"
-    args = ["pipeline", "--run-dir", str(run), *tiny_pipeline_args, "--epochs", "2", "--no-lava"]
+    args = ["pipeline", "--run-dir", str(run), *tiny_pipeline_args, "--student-epochs", "2", "--no-lava"]
     calls = {"epochs": 0}
 
     def interrupt_in_epoch_2(n: int, batch_size: int, generator):  # noqa: ANN001, ANN202
@@ -250,11 +250,11 @@ def test_students_refuse_a_teacher_trained_on_another_split(tmp_path: Path) -> N
     """digits has no official split: another seed would put the teacher's training images into
     the students' test set, so `sne train --seed 7` on a seed-0 teacher is refused up front."""
     run = tmp_path / "run"
-    result = runner.invoke(app, ["teacher", "--run-dir", str(run), "--dataset", "digits", "--epochs", "1",
+    result = runner.invoke(app, ["teacher", "--run-dir", str(run), "--dataset", "digits", "--teacher-epochs", "1",
                                  "--max-train", "200", "--max-test", "50", "--no-progress"])
     assert result.exit_code == 0, result.stdout + result.stderr
     before = (run / "config.toml").read_bytes()
-    refused = runner.invoke(app, ["train", "--run-dir", str(run), "--seed", "7", "--epochs", "1",
+    refused = runner.invoke(app, ["train", "--run-dir", str(run), "--seed", "7", "--student-epochs", "1",
                                   "--student-arch", "digits_tiny", "--no-progress"])
     assert refused.exit_code == 1, refused.stdout + refused.stderr
     assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, refused.stderr
@@ -270,9 +270,9 @@ def test_resume_refuses_an_ensemble_distilled_from_another_teacher(tmp_path: Pat
     common = ["--dataset", "digits", "--max-train", "200", "--max-test", "50", "--no-progress"]
     run, other = tmp_path / "run", tmp_path / "other"
     for folder, epochs in ((run, "1"), (other, "2")):
-        result = runner.invoke(app, ["teacher", "--run-dir", str(folder), "--epochs", epochs, *common])
+        result = runner.invoke(app, ["teacher", "--run-dir", str(folder), "--teacher-epochs", epochs, *common])
         assert result.exit_code == 0, result.stdout + result.stderr
-    train = ["train", "--run-dir", str(run), "--epochs", "1", "--student-arch", "digits_tiny", "--time-steps", "2",
+    train = ["train", "--run-dir", str(run), "--student-epochs", "1", "--student-arch", "digits_tiny", "--time-steps", "2",
              "--no-progress"]
     result = runner.invoke(app, train)
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -293,7 +293,7 @@ def _teachers_and_ensemble(tmp_path: Path, teacher_flags: tuple[list[str], list[
     for folder, flags in zip((a, b), teacher_flags):
         result = runner.invoke(app, ["teacher", "--run-dir", str(folder), *flags, *common])
         assert result.exit_code == 0, result.stdout + result.stderr
-    result = runner.invoke(app, ["train", "--run-dir", str(a), "--epochs", "1", "--student-arch", "digits_tiny",
+    result = runner.invoke(app, ["train", "--run-dir", str(a), "--student-epochs", "1", "--student-arch", "digits_tiny",
                                  "--time-steps", "2", "--no-progress"])
     assert result.exit_code == 0, result.stdout + result.stderr
     return a, b
@@ -305,7 +305,7 @@ def test_evaluate_refuses_an_ensemble_from_another_split(tmp_path: Path) -> None
     images, so `sne evaluate` refuses in one line."""
     import shutil
 
-    a, b = _teachers_and_ensemble(tmp_path, (["--epochs", "1", "--seed", "0"], ["--epochs", "1", "--seed", "7"]))
+    a, b = _teachers_and_ensemble(tmp_path, (["--teacher-epochs", "1", "--seed", "0"], ["--teacher-epochs", "1", "--seed", "7"]))
     shutil.copy2(a / "ensemble.pt", b / "ensemble.pt")
     refused = runner.invoke(app, ["evaluate", str(b), "--no-activation"])
     assert refused.exit_code == 1, refused.stdout + refused.stderr
@@ -319,7 +319,7 @@ def test_evaluate_refuses_a_swapped_teacher_of_the_same_split(tmp_path: Path) ->
     saw, so `sne evaluate` refuses in one line and writes no report."""
     import shutil
 
-    a, b = _teachers_and_ensemble(tmp_path, (["--epochs", "1"], ["--epochs", "2"]))
+    a, b = _teachers_and_ensemble(tmp_path, (["--teacher-epochs", "1"], ["--teacher-epochs", "2"]))
     shutil.copy2(b / "teacher.pt", a / "teacher.pt")
     refused = runner.invoke(app, ["evaluate", str(a), "--no-activation"])
     assert refused.exit_code == 1, refused.stdout + refused.stderr

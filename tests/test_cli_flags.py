@@ -76,8 +76,8 @@ def test_every_config_flag_defaults_to_none_in_every_command() -> None:
 @pytest.mark.parametrize(("command", "flag", "expected"), [
     ("export", "--capacity", LavaConfig().capacity),
     ("simulate", "--capacity", LavaConfig().capacity),
-    ("export", "--verify-samples", LavaConfig().samples),
-    ("simulate", "--samples", LavaConfig().samples),
+    ("export", "--check-samples", LavaConfig().samples),
+    ("simulate", "--lava-samples", LavaConfig().samples),
     ("simulate", "--energy", DEFAULT_ENERGY_PROFILE),
     ("simulate", "--backend", LavaConfig().backend),
 ])
@@ -144,8 +144,9 @@ def test_config_flags_hand_over_only_what_was_given() -> None:
     converted (a comma list to numbers)."""
     got: dict[str, Any] = {}
     demo = typer.Typer()
-    table = (ConfigFlag("epochs", "--epochs", "train.epochs", int), ConfigFlag(
-        "cascade", "--cascade", "lava.cascade", str, to_config=lambda t: cli_flags.float_list(t, "--cascade")))
+    table = cli_flags.FlagGroup("Demo", (ConfigFlag("epochs", "--epochs", "train.epochs", int, "Epochs."), ConfigFlag(
+        "cascade", "--cascade", "lava.cascade", str, "Thresholds.",
+        to_config=lambda t: cli_flags.float_list(t, "--cascade"))))
 
     @demo.command()
     @config_flags(table)

@@ -170,7 +170,7 @@ def test_a_killed_rank_resumes_from_the_last_checkpoint_on_another_world_size(
 @slow
 def test_a_world_size_that_does_not_divide_the_batch_fails_in_one_line(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    out = _launch(["-m", "sne_loihi", "teacher", "--run-dir", str(run), "--batch-size", "33", "--epochs", "1",
+    out = _launch(["-m", "sne_loihi", "teacher", "--run-dir", str(run), "--teacher-batch-size", "33", "--teacher-epochs", "1",
                    "--device", "cpu", "--no-progress"], 2)
     assert out.returncode != 0
     ours = [line for line in out.stderr.splitlines() if line.startswith("error")]

@@ -277,7 +277,7 @@ def test_reset_every_sample_and_retimed_output_equal_netx_with_the_same_reset(co
     offset that lines the resets up with the samples (0 behind an input neuron block). The
     conv layer stores delays that are all zero (netx ignores conv delays: nothing lost)."""
     x = graded_input(1, (2, 6, 6))
-    got, rep = run_cli(conv_net_no_delays, x, tmp_path, "--input-bits", "8", "--engine", "reference")
+    got, rep = run_cli(conv_net_no_delays, x, tmp_path, "--input-bits", "8", "--lava-engine", "reference")
     spikes, ops = expected(conv_net_no_delays, x, input_bits=8, reset_interval=T, retime=True, reset_offset=0)
     assert spikes.sum() > 0
     np.testing.assert_array_equal(got["spikes"], spikes)

@@ -74,7 +74,7 @@ def export_dir(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     shutil.copy2(tiny_run / "config.toml", run / "config.toml")
     shutil.copy2(tiny_run / "cascade_head.pt", run / "cascade_head.pt")  # exported for --cascade
     out = run / "export"
-    result = runner.invoke(app, ["export", str(run), "--out", str(out), "--verify-samples", "4"])
+    result = runner.invoke(app, ["export", str(run), "--out", str(out), "--check-samples", "4"])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "4 samples, 0 mismatches" in result.stdout
     assert "cascade head: included" in result.stdout
@@ -90,7 +90,7 @@ def test_export_leaves_out_a_cascade_head_older_than_the_ensemble(tiny_run: Path
         shutil.copy2(tiny_run / name, tmp_path / name)
     st = os.stat(tmp_path / "ensemble.pt")
     os.utime(tmp_path / "ensemble.pt", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # "retrained"
-    result = runner.invoke(app, ["export", str(tmp_path), "--verify-samples", "0"])
+    result = runner.invoke(app, ["export", str(tmp_path), "--check-samples", "0"])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "cascade head: none current" in result.stdout
     assert load_manifest(tmp_path / "export").cascade is None
@@ -98,14 +98,14 @@ def test_export_leaves_out_a_cascade_head_older_than_the_ensemble(tiny_run: Path
 
 def test_export_refuses_to_overwrite_and_keeps_the_old_export(export_dir: Path) -> None:
     before = {p.name: p.read_bytes() for p in export_dir.iterdir()}
-    result = runner.invoke(app, ["export", str(export_dir.parent), "--out", str(export_dir), "--verify-samples", "0"])
+    result = runner.invoke(app, ["export", str(export_dir.parent), "--out", str(export_dir), "--check-samples", "0"])
     one_line_error(result, "already holds an export")
     assert {p.name: p.read_bytes() for p in export_dir.iterdir()} == before
 
 
 def test_simulate_switches_active_sets_on_one_graph(export_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sim.json"
-    result = runner.invoke(app, ["simulate", str(export_dir), "--samples", "5", "--capacity", "3", "--backend", "cpu",
+    result = runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "5", "--capacity", "3", "--backend", "cpu",
                                  "--active", "all", "--active", "1,3", "--active", "k=1", "--energy", "loihi",
                                  "--json", str(out)])
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -125,7 +125,7 @@ def test_simulate_switches_active_sets_on_one_graph(export_dir: Path, tmp_path: 
     # loihi profile: every synaptic event 23.6 pJ plus 81 pJ per neuron update
     assert full["energy_pj"] == pytest.approx(23.6 * (full["macs"] + full["acs"]) + 81.0 * full["neuron_updates"])
     assert "ops/sample per layer" in result.stdout
-    again = runner.invoke(app, ["simulate", str(export_dir), "--samples", "2", "--json", str(out)])
+    again = runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "2", "--json", str(out)])
     one_line_error(again, "exists")
 
 
@@ -133,7 +133,7 @@ def test_simulate_switches_active_sets_on_one_graph(export_dir: Path, tmp_path: 
     ("4", "out of range"), ("k=9", "K must be in 1..4"), ("zero", "expected 'all'"), ("1,1", "repeats"),
 ])
 def test_simulate_rejects_bad_active_sets(export_dir: Path, active: str, needle: str) -> None:
-    one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--samples", "2", "--active", active]), needle)
+    one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "2", "--active", active]), needle)
 
 
 def test_simulate_loihi2_without_the_extension_is_refused(export_dir: Path) -> None:
@@ -141,7 +141,7 @@ def test_simulate_loihi2_without_the_extension_is_refused(export_dir: Path) -> N
 
     if loihi_available():
         pytest.skip("lava-loihi is installed here")
-    one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--samples", "2", "--backend", "loihi2"]), "lava-loihi")
+    one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "2", "--backend", "loihi2"]), "lava-loihi")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "manifest", "nan head", "file outside"])
@@ -168,7 +168,7 @@ def test_simulate_damaged_export_is_a_one_line_error(export_dir: Path, tmp_path:
         manifest["students"][1]["out_features"] += 1
         (broken / "manifest.json").write_text(json.dumps(manifest))
         needle = "do not match"
-    one_line_error(runner.invoke(app, ["simulate", str(broken), "--samples", "2"]), needle)
+    one_line_error(runner.invoke(app, ["simulate", str(broken), "--lava-samples", "2"]), needle)
 
 
 def test_simulate_a_single_netx_file_with_its_input(export_dir: Path, tmp_path: Path) -> None:
@@ -210,7 +210,7 @@ def test_evaluate_keeps_the_lava_section_and_flags_it_stale(tiny_run: Path, tmp_
 
 def test_simulate_per_sample_cascade_matches_torch(export_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "cascade.json"
-    result = runner.invoke(app, ["simulate", str(export_dir), "--samples", "4", "--capacity", "4", "--backend", "cpu",
+    result = runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "4", "--capacity", "4", "--backend", "cpu",
                                  "--cascade", "0,1.01", "--json", str(out)])
     assert result.exit_code == 0, result.stdout + result.stderr
     rep = json.loads(out.read_text())
@@ -258,7 +258,7 @@ def test_simulate_fails_when_torch_and_lava_disagree(export_dir: Path, tmp_path:
     ckpt["model"][key] = ckpt["model"][key] * 3.0
     other = tmp_path / "other.pt"
     torch.save(ckpt, other)
-    result = runner.invoke(app, ["simulate", str(export_dir), "--samples", "3", "--backend", "cpu",
+    result = runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "3", "--backend", "cpu",
                                  "--compare", str(other)])
     assert result.exit_code == 1, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if "error:" in line]  # progress bars share stderr

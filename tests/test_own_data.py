@@ -324,7 +324,7 @@ def test_auto_architectures_follow_the_image_size(shape, teacher: str, student: 
     assert model(x).shape == (2, 5) and model.features(x).shape == (2, model.feature_dim)
     assert student_spec(StudentConfig(arch="auto"), shape, 7).layers[-1].out_features == 7
 
-PIPELINE = ["--teacher-epochs", "1", "--epochs", "1", "--lava-samples", "2", "--no-progress", "--threads", "2",
+PIPELINE = ["--teacher-epochs", "1", "--student-epochs", "1", "--lava-samples", "2", "--no-progress", "--threads", "2",
             "--no-activation", "--noise", ""]
 
 
@@ -364,7 +364,7 @@ def test_pipeline_end_to_end_with_default_architectures(tmp_path: Path, make, sp
     assert "classes (label: name) 0 " in (run_dir / "report.md").read_text()
     assert (run_dir / "export" / "loihi2.md").is_file()  # the Loihi 2 readiness report took the shape
     if dataset == "npz":  # NIR export + snnTorch re-import on the new shape (once: it costs ~10 s)
-        nir = runner.invoke(app, ["export", str(run_dir), "--format", "nir", "--verify-samples", "2"])
+        nir = runner.invoke(app, ["export", str(run_dir), "--format", "nir", "--check-samples", "2"])
         assert nir.exit_code == 0, nir.stderr + nir.stdout
         assert "ensemble predictions differing from torch: 0" in nir.stdout
 
@@ -375,7 +375,7 @@ def test_the_run_records_class_names_and_refuses_other_classes(tmp_path: Path) -
     root = make_tree(tmp_path / "t", split=True, size=(8, 8), per_class=3)
     run_dir = tmp_path / "run"
     args = ["teacher", "--dataset", "imagefolder", "--data-dir", str(root), "--run-dir", str(run_dir),
-            "--epochs", "1", "--no-progress"]
+            "--teacher-epochs", "1", "--no-progress"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.stderr
     config = tomli.loads((run_dir / "config.toml").read_text())
@@ -386,7 +386,7 @@ def test_the_run_records_class_names_and_refuses_other_classes(tmp_path: Path) -
     from sne_loihi.run import clear_cache
 
     clear_cache()  # a later command is a new process: nothing loaded in this one carries over
-    again = runner.invoke(app, ["teacher", "--run-dir", str(run_dir), "--resume", "--epochs", "2", "--no-progress"])
+    again = runner.invoke(app, ["teacher", "--run-dir", str(run_dir), "--resume", "--teacher-epochs", "2", "--no-progress"])
     assert again.exit_code == 1
     errors = [ln for ln in again.stderr.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and "not the ones this run recorded in data.class_names" in errors[0], again.stderr

@@ -18,7 +18,7 @@ from sne_loihi.partition import Partition, group_widths
 runner = CliRunner()
 
 #: A tiny digits run without the Lava stage and the activation analysis (seconds).
-FAST = ["--dataset", "digits", "--teacher-epochs", "1", "--epochs", "1", "--max-train", "300", "--max-test", "100",
+FAST = ["--dataset", "digits", "--teacher-epochs", "1", "--student-epochs", "1", "--max-train", "300", "--max-test", "100",
         "--student-arch", "digits_tiny", "--time-steps", "2", "--no-progress", "--threads", "2", "--no-lava",
         "--no-activation"]
 
@@ -40,7 +40,7 @@ def invoke_error(args: list[str]) -> str:
 def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder holding only a (1-epoch) digits teacher; D = 64 features."""
     run = tmp_path_factory.mktemp("teacher") / "run"
-    invoke_ok(["teacher", "--run-dir", str(run), "--dataset", "digits", "--epochs", "1", "--max-train", "300",
+    invoke_ok(["teacher", "--run-dir", str(run), "--dataset", "digits", "--teacher-epochs", "1", "--max-train", "300",
                "--max-test", "100", "--no-progress"])
     return run
 
@@ -90,7 +90,7 @@ def test_unequal_groups_get_capacity_in_proportion_to_their_share(teacher_run: P
     run = tmp_path / "run"
     shutil.copytree(teacher_run, run)
     invoke_ok(["train", "--run-dir", str(run), "--partition", "agglomerative", "--student-arch", "digits_tiny",
-               "--epochs", "1", "--time-steps", "2", "--no-progress", "--threads", "2"])
+               "--student-epochs", "1", "--time-steps", "2", "--no-progress", "--threads", "2"])
     ckpt = load_checkpoint(run / "ensemble.pt")
     part = Partition.from_dict(ckpt["partition"])
     assert len(set(part.sizes)) > 1, part.sizes  # agglomerative on these features gives unequal groups
@@ -106,9 +106,9 @@ def test_unequal_groups_get_capacity_in_proportion_to_their_share(teacher_run: P
     ("args", "message"),
     [
         (["partition", "--students", "65"], "cannot split 64 teacher features among 65 students"),
-        (["partition", "--strategy", "spectral"], "'spectral' is not one of fixed, agglomerative"),
-        (["partition", "--strategy", "balanced-kmeans", "--students", "5"], "must be divisible by the number of students (5)"),
-        (["partition", "--strategy", "finetune"], "needs a fine-tuned teacher"),
+        (["partition", "--partition", "spectral"], "'spectral' is not one of fixed, agglomerative"),
+        (["partition", "--partition", "balanced-kmeans", "--students", "5"], "must be divisible by the number of students (5)"),
+        (["partition", "--partition", "finetune"], "needs a fine-tuned teacher"),
         (["train", "--partition", "spectral"], "'spectral' is not one of"),
         (["teacher", "finetune", "--beta", "0.5"], "finetune.beta must be a negative number"),
         (["teacher", "finetune", "--students", "65"], "not divisible by 65"),
@@ -152,7 +152,7 @@ def test_partition_command_stores_each_strategy(teacher_run: Path, tmp_path: Pat
     for strategy in ("fixed", "agglomerative", "kmeans", "balanced-kmeans", "balanced-optimal"):
         run = tmp_path / strategy
         shutil.copytree(teacher_run, run)
-        result = runner.invoke(app, ["partition", "--run-dir", str(run), "--strategy", strategy, "--students", "4"])
+        result = runner.invoke(app, ["partition", "--run-dir", str(run), "--partition", strategy, "--students", "4"])
         assert result.exit_code == 0, result.stderr
         part = Partition.load(run / "partition.json", feature_dim=64)
         assert part.strategy.value == strategy and part.num_groups == 4
@@ -167,7 +167,7 @@ def test_teacher_finetune_command_then_contiguous_partition(teacher_run: Path, t
     # an interrupted earlier fine-tune: the original was kept, teacher.pt is garbage
     shutil.copy2(run / "teacher.pt", run / "teacher_pre_finetune.pt")
     (run / "teacher.pt").write_bytes(b"half-written")
-    ft = ["teacher", "--run-dir", str(run), "--no-progress", "finetune", "--students", "4", "--beta", "-1", "--epochs", "1", "--lr", "1e-3"]
+    ft = ["teacher", "--run-dir", str(run), "--no-progress", "finetune", "--students", "4", "--beta", "-1", "--finetune-epochs", "1", "--finetune-lr", "1e-3"]
     result = runner.invoke(app, ft)
     assert result.exit_code == 0, result.stderr
     summary = json.loads((run / "finetune.json").read_text())
@@ -176,13 +176,13 @@ def test_teacher_finetune_command_then_contiguous_partition(teacher_run: Path, t
     assert load_checkpoint(run / "teacher.pt")["finetune"]["students"] == 4
     assert "already fine-tuned" in invoke_error(ft)
     assert "fine-tuned for 4 chunks, not 2 students" in invoke_error(
-        ["partition", "--run-dir", str(run), "--strategy", "finetune", "--students", "2"])
-    invoke_ok(["partition", "--run-dir", str(run), "--strategy", "finetune", "--students", "4"])
+        ["partition", "--run-dir", str(run), "--partition", "finetune", "--students", "2"])
+    invoke_ok(["partition", "--run-dir", str(run), "--partition", "finetune", "--students", "4"])
     assert Partition.load(run / "partition.json").sizes == (16, 16, 16, 16)
 
 
 def test_partition_without_strategy_follows_the_run_config(teacher_run: Path, tmp_path: Path) -> None:
-    """`sne partition --run-dir R` with no --strategy uses R/config.toml's strategy (it used fixed)."""
+    """`sne partition --run-dir R` with no --partition uses R/config.toml's strategy (it used fixed)."""
     import tomli
     import tomli_w
 

@@ -71,7 +71,7 @@ def test_paper_preset_runs_end_to_end_for_a_few_batches(tmp_path: Path) -> None:
     lava.write_text('[lava]\nsamples = 1\nactive = ["all"]\n')
     result = CliRunner().invoke(app, [
         "pipeline", "--preset", "paper-cifar10", "--config", str(lava), "--data-dir", str(data_dir),
-        "--run-dir", str(run_dir), "--teacher-epochs", "1", "--epochs", "1", "--lava-cascade", "none",
+        "--run-dir", str(run_dir), "--teacher-epochs", "1", "--student-epochs", "1", "--lava-cascade", "none",
         "--repeats", "1", "--no-progress", "--threads", "2",
     ])
     assert result.exit_code == 0, result.stderr + result.stdout

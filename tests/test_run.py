@@ -18,7 +18,7 @@ from sne_loihi.data.dataset import DATASETS
 #: A default-like digits pipeline (export + Lava + report with activation and noise) with one
 #: dropout variant, shrunk to seconds.
 PIPELINE = [
-    "--dataset", "digits", "--teacher-epochs", "1", "--epochs", "1", "--students", "3", "--max-train", "150",
+    "--dataset", "digits", "--teacher-epochs", "1", "--student-epochs", "1", "--students", "3", "--max-train", "150",
     "--max-test", "40", "--student-arch", "digits_tiny", "--time-steps", "2", "--no-progress", "--threads", "1",
     "--lava-samples", "3", "--dropout-k", "2", "--noise", "0.1", "--repeats", "1", "--seed", "1",
 ]

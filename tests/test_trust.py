@@ -146,10 +146,10 @@ LOAD_PATHS = [
     ("ensemble.pt", ["evaluate", "{run}", "--no-activation"], "checkpoint", []),
     ("ensemble.pt", ["train", "--run-dir", "{run}", "--resume", "--no-progress"], "checkpoint", []),
     ("teacher.pt", ["partition", "--run-dir", "{run}"], "checkpoint", []),
-    ("teacher_pre_finetune.pt", ["teacher", "--run-dir", "{run}", "finetune", "--students", "2", "--epochs", "1"],
+    ("teacher_pre_finetune.pt", ["teacher", "--run-dir", "{run}", "finetune", "--students", "2", "--finetune-epochs", "1"],
      "checkpoint", ["ensemble.pt"]),
     ("teacher_features.pt", ["partition", "--run-dir", "{run}"], "teacher feature cache", []),
-    ("cascade_head.pt", ["export", "{run}", "--out", "{tmp}/exp", "--verify-samples", "0"], "cascade head", []),
+    ("cascade_head.pt", ["export", "{run}", "--out", "{tmp}/exp", "--check-samples", "0"], "cascade head", []),
 ]
 
 
@@ -176,7 +176,7 @@ def test_compare_checkpoint_is_loaded_without_running_code(tiny_run: Path, tmp_p
     marker, bad = tmp_path / "marker", tmp_path / "compare.pt"
     CRAFTED[kind](bad, marker)
     before = snapshot(tiny_run)
-    result = runner.invoke(app, ["simulate", str(tiny_run / "export"), "--samples", "2", "--compare", str(bad)])
+    result = runner.invoke(app, ["simulate", str(tiny_run / "export"), "--lava-samples", "2", "--compare", str(bad)])
     one_error_line(result, f"cannot load checkpoint {bad}")
     assert not marker.exists()
     assert snapshot(tiny_run) == before
@@ -262,8 +262,8 @@ def test_external_teacher_checkpoint_is_loaded_without_running_code(
     marker, bad = tmp_path / "marker", tmp_path / "weights.pt"
     CRAFTED[kind](bad, marker)
     result = runner.invoke(app, [
-        "teacher", "--dataset", "digits", "--run-dir", str(tmp_path / "run"), "--arch", "external",
-        "--factory", factory, "--feature-layer", "2", "--checkpoint", str(bad), "--epochs", "0",
+        "teacher", "--dataset", "digits", "--run-dir", str(tmp_path / "run"), "--teacher-arch", "external",
+        "--factory", factory, "--feature-layer", "2", "--checkpoint", str(bad), "--teacher-epochs", "0",
         "--max-train", "50", "--max-test", "20", "--no-progress",
     ])
     one_error_line(result, f"cannot load external teacher checkpoint {bad}")
@@ -294,7 +294,7 @@ def test_export_overwrite_replaces_only_an_earlier_export(run_copy: Path, tmp_pa
     else:
         out = run_copy if where == "run" else run_copy.parent
     before = snapshot(tmp_path)
-    result = runner.invoke(app, ["export", str(run_copy), "--out", str(out), "--overwrite", "--verify-samples", "0"])
+    result = runner.invoke(app, ["export", str(run_copy), "--out", str(out), "--overwrite", "--check-samples", "0"])
     one_error_line(result, str(out))
     assert snapshot(tmp_path) == before
 
@@ -309,7 +309,7 @@ def test_export_overwrite_replaces_an_export_and_cleans_leftovers(run_copy: Path
         folder.mkdir()
         (folder / "student_0.net").write_bytes(b"partial")
         (folder / LEFTOVER_MARKER).write_text("made by sne export")  # what a killed export leaves
-    result = runner.invoke(app, ["export", str(run_copy), "--overwrite", "--verify-samples", "0"])
+    result = runner.invoke(app, ["export", str(run_copy), "--overwrite", "--check-samples", "0"])
     assert result.exit_code == 0, result.stderr
     assert not any(p.exists() for p in dead)
     assert alive.is_dir()  # a running export's folder is not touched
@@ -320,11 +320,11 @@ def test_export_overwrite_replaces_an_export_and_cleans_leftovers(run_copy: Path
 @pytest.mark.parametrize(
     "args",
     [
-        ["train", "--run-dir", "{run}", "--epochs", "3"],
+        ["train", "--run-dir", "{run}", "--student-epochs", "3"],
         ["train", "--run-dir", "{run}", "--resume", "--seed", "7"],
         ["pipeline", "--run-dir", "{run}", "--resume", "--students", "2", "--no-progress"],
-        ["teacher", "--run-dir", "{run}", "--resume", "--lr", "0.5", "--no-progress"],
-        ["teacher", "--run-dir", "{run}", "finetune", "--students", "2", "--epochs", "1"],  # students distilled
+        ["teacher", "--run-dir", "{run}", "--resume", "--teacher-lr", "0.5", "--no-progress"],
+        ["teacher", "--run-dir", "{run}", "finetune", "--students", "2", "--finetune-epochs", "1"],  # students distilled
     ],
 )
 def test_refused_commands_leave_config_toml_byte_identical(run_copy: Path, args: list[str]) -> None:
@@ -392,7 +392,7 @@ def test_bad_run_settings_fail_before_any_work(tmp_path: Path, toml: str, args: 
 )
 def test_bad_simulate_options_are_one_line_errors(tiny_run: Path, args: list[str], message: str) -> None:
     before = snapshot(tiny_run)
-    result = runner.invoke(app, ["simulate", str(tiny_run / "export"), "--samples", "2", *args])
+    result = runner.invoke(app, ["simulate", str(tiny_run / "export"), "--lava-samples", "2", *args])
     one_error_line(result, message)
     assert snapshot(tiny_run) == before
 
@@ -407,7 +407,7 @@ def test_bad_simulate_options_are_one_line_errors(tiny_run: Path, args: list[str
         ("", ["--students", "1000"], "ensemble.num_students 1000 exceeds teacher digits_cnn's 64 features"),
         ("[student]\ninput_bits = 99\n", [], "student.input_bits must be in 1..8, got 99"),
         ("data = 5\n", [], "config section 'data' must be a table"),
-        ("train = \"x\"\n", ["--epochs", "1"], "config section 'train' must be a table, got 'x'"),
+        ("train = \"x\"\n", ["--student-epochs", "1"], "config section 'train' must be a table, got 'x'"),
         ("[train]\nbatch_size = \"big\"\n", [], "train.batch_size"),
     ],
     ids=["lava-active-range", "lava-active-empty", "loihi2-without-loihi", "students-1000", "input-bits-99",
@@ -516,7 +516,7 @@ def test_damaged_exports_are_one_line_errors(run_copy: Path, case: str) -> None:
     damage, args, message = DAMAGED[case]
     target = damage(run_copy)
     before = snapshot(run_copy)
-    result = runner.invoke(app, ["simulate", str(target), "--samples", "2", *[a.format(run=run_copy) for a in args]])
+    result = runner.invoke(app, ["simulate", str(target), "--lava-samples", "2", *[a.format(run=run_copy) for a in args]])
     one_error_line(result, message)
     assert snapshot(run_copy) == before
 

@@ -12,21 +12,34 @@ from typing import Any
 
 import typer
 
+from sne_loihi.cli.deprecations import upgrade_args
 from sne_loihi.cli_errors import OneLineErrorGroup
 from sne_loihi.errors import ConfigError, SneError
 
+
+class SneGroup(OneLineErrorGroup):
+    """The ``sne`` group: one-line usage errors, old option names upgraded with a notice
+    (:mod:`sne_loihi.cli.deprecations`)."""
+
+    upgrade_args = staticmethod(upgrade_args)
+
+
+#: Help text is Markdown (``code`` in docstrings shows as code, not as literal backquotes).
+MARKUP = "markdown"
 app = typer.Typer(
     name="sne",
     help="Distil an ANN teacher into spiking students, export them to netx and run them in Lava.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    cls=OneLineErrorGroup,
+    cls=SneGroup,
+    rich_markup_mode=MARKUP,
 )
 teacher_app = typer.Typer(
     help="Train a teacher (no sub-command) or fine-tune it ('finetune').",
     invoke_without_command=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=MARKUP,
 )
 app.add_typer(teacher_app, name="teacher")
 
@@ -41,7 +54,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, metavar="",
                                  help="Print the version and exit."),
 ) -> None:
     """Distil an ANN teacher into spiking students, export them to netx and run them in Lava."""
@@ -67,7 +80,7 @@ def friendly(fn: Callable) -> Callable:
             with contextlib.ExitStack() as stack:
                 if rank:
                     stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
-                run_folder = kwargs.get("run_dir", kwargs.get("run"))
+                run_folder = kwargs.get("run_dir") or kwargs.get("run")
                 if isinstance(run_folder, Path) and not rank:  # one writer per run folder
                     from sne_loihi.io import run_lock
 

@@ -8,7 +8,7 @@ import typer
 
 from sne_loihi.cli.app import app, friendly
 from sne_loihi.cli.flags import EVALUATE_FLAGS, REPORT_FLAGS, config_flags
-from sne_loihi.cli.options import RunArg, TrustFactoryOpt, stored_config
+from sne_loihi.cli.options import ExistingRunDirOpt, RunArg, TrustFactoryOpt, one_run_folder, stored_config
 from sne_loihi.run_files import REPORT_FILE
 
 
@@ -16,7 +16,8 @@ from sne_loihi.run_files import REPORT_FILE
 @friendly
 @config_flags(REPORT_FLAGS, EVALUATE_FLAGS)
 def evaluate(
-    run: RunArg,
+    run: RunArg = None,
+    run_dir: ExistingRunDirOpt = None,
     overrides: Any = None,
     trust_factory: TrustFactoryOpt = False,
 ) -> None:
@@ -27,6 +28,7 @@ def evaluate(
     from sne_loihi.pipeline import report_run
     from sne_loihi.report import print_table
 
+    run = one_run_folder(run, run_dir)
     options = ReportOptions.from_config(stored_config(run, overrides).report)  # checks them
     if options.neurobench:
         from sne_loihi.cost.neurobench_check import import_neurobench

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sne_loihi.cli.app import app, friendly
-from sne_loihi.cli.options import CapacityOpt, RunArg
+from sne_loihi.cli.options import CapacityOpt, CheckSamplesOpt, ExistingRunDirOpt, RunArg, one_run_folder
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
 from sne_loihi.errors import SneError
 
@@ -24,11 +24,11 @@ class ExportFormat(str, Enum):
 @app.command()
 @friendly
 def export(
-    run: RunArg,
+    run: RunArg = None,
+    run_dir: ExistingRunDirOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Export folder (default: RUN/export, RUN/nir for NIR).")] = None,
-    samples: Annotated[int, typer.Option("--verify-samples", help="Test samples of the Lava parity check, or of the "
-                                         "snnTorch re-import check for NIR (0 skips it).")] = DEFAULT_LAVA_SAMPLES,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
+    samples: CheckSamplesOpt = DEFAULT_LAVA_SAMPLES,
+    overwrite: Annotated[bool, typer.Option("--overwrite", metavar="", help="Replace an existing export.")] = False,
     capacity: CapacityOpt = DEFAULT_LAVA_CAPACITY,
     fmt: Annotated[ExportFormat, typer.Option("--format", help="netx (Lava / Loihi 2) or nir (one NIR graph per "
                                               "student + the head, re-imported in snnTorch).")] = ExportFormat.NETX,
@@ -38,15 +38,16 @@ def export(
     graph per student plus the head, re-imported in snnTorch and compared spike for spike."""
     from sne_loihi.export.stage import export_run
 
+    run = one_run_folder(run, run_dir)
     if samples < 0:
-        raise SneError(f"--verify-samples must be >= 0, got {samples}")
+        raise SneError(f"--check-samples must be >= 0, got {samples}")
     if fmt is ExportFormat.NIR:
         _export_nir(run, out, samples, overwrite)
         return
     typer.echo(f"exporting {run} and checking Lava against torch on {samples} test samples ...")
     manifest = export_run(run, out, samples=samples, overwrite=overwrite, capacity=capacity)
     check = (f"parity: {manifest.parity.samples} samples, {manifest.parity.mismatches} mismatches"
-             if manifest.parity else "parity check skipped (--verify-samples 0)")
+             if manifest.parity else "parity check skipped (--check-samples 0)")
     typer.echo(f"{len(manifest.students)} students -> {manifest.directory} ({check})")
     if manifest.loihi2:
         from sne_loihi.netx_format.manifest import LOIHI2_REPORT
@@ -70,7 +71,7 @@ def _export_nir(run: Path, out: Path | None, samples: int, overwrite: bool) -> N
 def _echo_nir_check(check: dict[str, Any] | None) -> None:
     """The re-import check's totals, as the export and ``sne nir`` print them."""
     if check is None:
-        typer.echo("re-import check skipped (--verify-samples 0)")
+        typer.echo("re-import check skipped (--check-samples 0)")
         return
     n = check["neuron_steps"]
     typer.echo(f"{check['importer']}: {check['samples']} samples, {n:,} neuron-steps; spikes differing from the "
@@ -86,23 +87,23 @@ def _echo_nir_check(check: dict[str, Any] | None) -> None:
 @friendly
 def nir_read(
     target: Annotated[Path, typer.Argument(help="NIR export folder (from 'sne export --format nir') or one .nir file.")],
-    samples: Annotated[int, typer.Option("--samples", help="Export folder: re-import it in snnTorch and compare on the "
-                                         "first N test samples with the run's ensemble (0: only read it).")] = 0,
+    samples: Annotated[int, typer.Option("--check-samples", help="Export folder: re-import it in snnTorch and compare "
+                                         "on the first N test samples with the run's ensemble (0: only read it).")] = 0,
     compare: Annotated[Optional[Path], typer.Option(
         "--compare", help="Ensemble checkpoint to compare with (default: ensemble.pt beside the export).")] = None,
 ) -> None:
     """Read a NIR export or graph back (nir.read): nodes, shapes, neuron parameters, dt; with
-    --samples, run it in snnTorch and compare every layer's spikes with the torch students."""
+    --check-samples, run it in snnTorch and compare every layer's spikes with the torch students."""
     from sne_loihi.export.nir_export import describe_graph, read_nir_export, read_nir_graph
     from sne_loihi.report import print_table
 
     if samples < 0:
-        raise SneError(f"--samples must be >= 0, got {samples}")
+        raise SneError(f"--check-samples must be >= 0, got {samples}")
     columns = (("node", "node", str), ("type", "type", str), ("shape", "output shape", str),
                ("parameters", "parameters", str))
     if target.is_file():
         if samples:
-            raise SneError("--samples applies to an export folder (it needs the head and the input encoding)")
+            raise SneError("--check-samples applies to an export folder (it needs the head and the input encoding)")
         graph = read_nir_graph(target)
         print_table(describe_graph(graph), f"{target} (dt {graph.metadata.get('dt', 'not recorded')})", columns)
         return

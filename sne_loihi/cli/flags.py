@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+import enum
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from sne_loihi.config import Backend, PartitionStrategy, StudentEngine, parse_override
+from sne_loihi.config import Backend, PartitionStrategy, RunConfig, StudentEngine, parse_override
 from sne_loihi.errors import SneError
 
 #: Strategies are plain strings on the command line, so an unknown one is a one-line
@@ -70,12 +71,15 @@ class ConfigFlag:
     flag: str
     key: str
     type: Any
-    help: str = ""
+    help: str
     to_config: Callable[[Any], Any] | None = None
 
-    def annotation(self) -> Any:
-        """The Typer annotation of the parameter."""
-        return Annotated[Optional[self.type], typer.Option(*self.flag.split(" "), help=self.help)]
+    def annotation(self, panel: str | None = None) -> Any:
+        """The Typer annotation of the parameter, shown in the help panel ``panel``."""
+        switch = self.type is bool
+        return Annotated[Optional[self.type], typer.Option(
+            *self.flag.split(" "), help=self.help, rich_help_panel=panel, show_default=builtin_default(self.key),
+            metavar="" if switch else None)]
 
     def value(self, given: Any) -> Any:
         """The config value for what the user typed (``None`` stays ``None``)."""
@@ -84,50 +88,80 @@ class ConfigFlag:
         return self.to_config(given)
 
 
+@dataclass(frozen=True)
+class FlagGroup:
+    """Config flags shown together under one heading of a command's ``--help``.
+
+    Attributes:
+        panel: The heading.
+        flags: The flags, in the order shown.
+    """
+
+    panel: str
+    flags: tuple[ConfigFlag, ...]
+
+    def __iter__(self) -> Iterator[ConfigFlag]:
+        return iter(self.flags)
+
+
+def builtin_default(key: str) -> str | bool:
+    """What ``--help`` shows as a config flag's default: the config's value wins, the built-in
+    (digits) value is shown for orientation; ``False`` (nothing shown) where there is none."""
+    value: Any = RunConfig()
+    for part in key.split("."):
+        value = getattr(value, part, None)
+    if value is None or value == "" or value == []:
+        return False
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    return f"config; digits: {value}"
+
+
 F = ConfigFlag
-#: ``sne teacher``.
-TEACHER_FLAGS: tuple[ConfigFlag, ...] = (
-    F("arch", "--arch", "teacher.arch", str,
-      "Teacher: airbench, digits_cnn, vgg11, vgg19, resnet18, auto (from the image size), external."),
-    F("epochs", "--epochs", "teacher.epochs", int, "Teacher epochs."),
-    F("lr", "--lr", "teacher.lr", float),
-    F("batch_size", "--batch-size", "teacher.batch_size", int),
+#: ``sne teacher`` (and the teacher of ``sne pipeline``).
+TEACHER_FLAGS = FlagGroup("Teacher", (
+    F("teacher_arch", "--teacher-arch", "teacher.arch", str,
+      "Teacher: airbench, airbench95, digits_cnn, vgg11, vgg19, resnet18, auto (from the image size), external."),
+    F("teacher_epochs", "--teacher-epochs", "teacher.epochs", int, "Teacher training epochs."),
+    F("teacher_lr", "--teacher-lr", "teacher.lr", float, "Teacher learning rate."),
+    F("teacher_batch_size", "--teacher-batch-size", "teacher.batch_size", int, "Teacher batch size."),
     F("factory", "--factory", "teacher.factory", str, "external: 'pkg.module:function' building your model."),
     F("feature_layer", "--feature-layer", "teacher.feature_layer", str, "external: module whose output is f_T."),
     F("checkpoint", "--checkpoint", "teacher.checkpoint", str, "external: your state_dict file."),
-)
+))
 #: Data-set size and location (``sne teacher``, ``sne pipeline``).
-DATA_FLAGS: tuple[ConfigFlag, ...] = (
+DATA_FLAGS = FlagGroup("Data", (
     F("data_dir", "--data-dir", "data.data_dir", Path, "Where the data is: CIFAR-10 python batches, an image tree (folder, .tar, .tar.gz, .zip) or an .npz.", str),
     F("max_train", "--max-train", "data.max_train", int, "Use at most N training samples (0 = all)."),
     F("max_test", "--max-test", "data.max_test", int, "Use at most N test samples (0 = all)."),
-)
+))
 SEED = F("seed", "--seed", "train.seed", int, "Random seed.")
 DEVICE = F("device", "--device", "train.device", str, "auto (CUDA if present), cpu, cuda[:i].")
-THREADS = F("threads", "--threads", "train.threads", int, "torch CPU threads (0 = default).")
+THREADS = F("threads", "--threads", "train.threads", int, "torch CPU threads (0 = torch's default).")
+#: Where and how reproducibly training runs.
+EXECUTION_FLAGS = FlagGroup("Execution", (SEED, DEVICE, THREADS))
 #: The students and their distillation: ``sne train`` and ``sne pipeline`` share these.
-STUDENT_FLAGS: tuple[ConfigFlag, ...] = (
-    F("students", "--students", "ensemble.num_students", int, "N students."),
-    F("student_arch", "--student-arch", "student.arch", str, "Student architecture."),
-    F("epochs", "--epochs", "train.epochs", int, "Student epochs."),
+STUDENT_FLAGS = FlagGroup("Students", (
+    F("students", "--students", "ensemble.num_students", int, "N: number of students."),
+    F("student_arch", "--student-arch", "student.arch", str, "Student architecture: digits_small, vgg5mini, auto."),
+    F("student_epochs", "--student-epochs", "train.epochs", int, "Student training epochs."),
     F("alpha", "--alpha", "ensemble.alpha", float, "KD weight (0 = no distillation)."),
-    F("time_steps", "--time-steps", "student.time_steps", int, "T."),
+    F("time_steps", "--time-steps", "student.time_steps", int, "T: time steps per sample."),
     F("partition", "--partition", "ensemble.partition", str, f"Partition strategy: {STRATEGY_NAMES}."),
     F("train_active", "--train-active", "ensemble.train_active", int,
       "Dropout training: K random active students per batch."),
     F("student_engine", "--student-engine", "student.engine", StudentEngine,
-      "How SLAYER students run: fast (default; same spikes, several times faster) or slayer."),
-    SEED, DEVICE, THREADS,
-)
-#: ``sne train`` only (the pipeline's teacher and students keep the config's).
-TRAIN_FLAGS: tuple[ConfigFlag, ...] = (
-    F("lr", "--lr", "train.lr", float),
-    F("batch_size", "--batch-size", "train.batch_size", int),
-)
-#: ``sne pipeline`` beyond the student flags.
-PIPELINE_FLAGS: tuple[ConfigFlag, ...] = (
-    F("teacher_arch", "--teacher-arch", "teacher.arch", str),
-    F("teacher_epochs", "--teacher-epochs", "teacher.epochs", int),
+      "How SLAYER students run: fast (same spikes, several times faster) or slayer."),
+))
+#: ``sne train`` only (the pipeline's students keep the config's).
+TRAIN_FLAGS = FlagGroup("Students", (
+    F("student_lr", "--student-lr", "train.lr", float, "Student learning rate."),
+    F("student_batch_size", "--student-batch-size", "train.batch_size", int, "Student batch size."),
+))
+#: ``sne pipeline``: the export and Lava stage, dropout variants.
+PIPELINE_FLAGS = FlagGroup("Export and Lava", (
     F("lava", "--lava/--no-lava", "lava.enabled", bool, "End with netx export and a Lava simulation."),
     F("lava_samples", "--lava-samples", "lava.samples", int, "Test samples for the parity check and the Lava run."),
     F("backend", "--backend", "lava.backend", Backend, "Lava backend: auto, cpu, loihi2."),
@@ -136,9 +170,9 @@ PIPELINE_FLAGS: tuple[ConfigFlag, ...] = (
       lambda text: float_list(text, "--lava-cascade") if text else None),
     F("dropout_k", "--dropout-k", "pipeline.dropout_k", str, "Also train dropout variants with these K, e.g. 1,2,3.",
       lambda text: int_list(text, "--dropout-k")),
-)
+))
 #: The report: ``sne evaluate`` and ``sne pipeline`` share these.
-REPORT_FLAGS: tuple[ConfigFlag, ...] = (
+REPORT_FLAGS = FlagGroup("Report", (
     F("energy", "--energy", "report.energy_profile", str, "Energy profile: cmos45nm, loihi, or a TOML file."),
     F("activation", "--activation/--no-activation", "report.activation", bool,
       "Random-K, subset and per-sample analysis."),
@@ -146,29 +180,29 @@ REPORT_FLAGS: tuple[ConfigFlag, ...] = (
       lambda text: float_list(text, "--noise")),
     F("repeats", "--repeats", "report.repeats", int, "Noise draws per level."),
     F("draw_batch", "--draw-batch", "report.draw_batch", int, "Random K: a new draw of K students every N test samples."),
-)
+))
 #: ``sne evaluate`` beyond the report flags.
-EVALUATE_FLAGS: tuple[ConfigFlag, ...] = (
+EVALUATE_FLAGS = FlagGroup("NeuroBench", (
     F("neurobench", "--neurobench/--no-neurobench", "report.neurobench", bool,
       "Also count synaptic ops, activation sparsity and footprint with NeuroBench and put them next to ours in the "
       "report (needs the 'interop' extra)."),
     F("neurobench_samples", "--neurobench-samples", "report.neurobench_samples", int,
       "Test samples for --neurobench (0 = all)."),
-)
+))
 #: ``sne partition``.
-PARTITION_FLAGS: tuple[ConfigFlag, ...] = (
-    F("strategy", "--strategy", "ensemble.partition", str,
+PARTITION_FLAGS = FlagGroup("Partition", (
+    F("partition", "--partition", "ensemble.partition", str,
       f"Partition strategy: {STRATEGY_NAMES} (default: the run's config, else fixed)."),
     F("students", "--students", "ensemble.num_students", int, "N groups."),
     SEED,
-)
+))
 #: ``sne teacher finetune`` (the run's config.toml, else the config defaults, below the flags).
-FINETUNE_FLAGS: tuple[ConfigFlag, ...] = (
+FINETUNE_FLAGS = FlagGroup("Fine-tuning", (
     F("students", "--students", "ensemble.num_students", int, "N: number of contiguous chunks/students."),
     F("beta", "--beta", "finetune.beta", float, "Weight of L_sim (must be < 0)."),
-    F("epochs", "--epochs", "finetune.epochs", int),
-    F("lr", "--lr", "finetune.lr", float),
-)
+    F("finetune_epochs", "--finetune-epochs", "finetune.epochs", int, "Fine-tuning epochs."),
+    F("finetune_lr", "--finetune-lr", "finetune.lr", float, "Fine-tuning learning rate (Adam)."),
+))
 del F
 
 
@@ -205,12 +239,13 @@ def option_group(name: str, params: Sequence[inspect.Parameter],
 #: ``--set section.key=value`` (repeatable) on every command that takes config flags.
 SET_PARAM = "set_values"
 SET_OPTION = Annotated[Optional[list[str]], typer.Option(
-    "--set", metavar="KEY=VALUE",
+    "--set", metavar="KEY=VALUE", rich_help_panel="Config",
     help="Set any config key, e.g. --set data.image_size=32 (TOML value; repeatable; named flags win).")]
 
 
-def config_flags(*groups: Sequence[ConfigFlag]) -> Callable[[Callable], Callable]:
-    """Give a command the flags of ``groups``; it receives them as ``overrides``.
+def config_flags(*groups: FlagGroup) -> Callable[[Callable], Callable]:
+    """Give a command the flags of ``groups`` (each under its help panel); it receives them as
+    ``overrides``.
 
     The decorated function declares a parameter ``overrides`` where the flags go in its
     signature (and its ``--help``); the command Typer sees has one optional parameter per flag
@@ -218,8 +253,9 @@ def config_flags(*groups: Sequence[ConfigFlag]) -> Callable[[Callable], Callable
     ``None``, which :func:`sne_loihi.config.resolve` ignores).
     """
     flags = [f for group in groups for f in group]
-    params = [inspect.Parameter(f.param, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=f.annotation())
-              for f in flags]
+    params = [inspect.Parameter(f.param, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                annotation=f.annotation(group.panel))
+              for group in groups for f in group]
     params.append(inspect.Parameter(SET_PARAM, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SET_OPTION))
 
     def build(given: dict[str, Any]) -> dict[str, Any]:

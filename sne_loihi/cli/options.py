@@ -13,26 +13,64 @@ import typer
 
 from sne_loihi.cli.flags import option_group
 from sne_loihi.config import Backend, NeuronLibrary, RunConfig, StudentEngine, preset_names, resolve
+from sne_loihi.errors import SneError
 
-DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="digits (embedded), cifar10 (python batches), imagefolder (class folders or an archive of them) or npz.")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config (flags override it).")]
+#: Help panels of the options that set no config key.
+RUN_PANEL = "Run folder and config"
+JOB_PANEL = "Job"
+LAVA_PANEL = "Lava"
+
+DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", rich_help_panel=RUN_PANEL, help="digits (embedded), cifar10 (python batches), imagefolder (class folders or an archive of them) or npz.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", rich_help_panel=RUN_PANEL,
+                                                  help="TOML config (flags override it).")]
 PresetOpt = Annotated[Optional[str], typer.Option(
-    "--preset", help=f"Named preset shipped with sne-loihi: {', '.join(preset_names())} (--config and flags "
+    "--preset", rich_help_panel=RUN_PANEL, help=f"Named preset shipped with sne-loihi: {', '.join(preset_names())} (--config and flags "
     "override it).")]
-RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder (default: runs/<dataset>-<time>).")]
-RunArg = Annotated[Path, typer.Argument(help="Run folder written by 'sne train' or 'sne pipeline'.")]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --run-dir.")]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")]
+RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", rich_help_panel=RUN_PANEL,
+                                                   help="Run folder (default: runs/<dataset>-<time>).")]
+#: A command on an existing run folder takes it as its argument or as ``--run-dir`` (the same
+#: name every command uses); :func:`one_run_folder` picks the one given.
+RunArg = Annotated[Optional[Path], typer.Argument(
+    metavar="RUN", help="Run folder written by 'sne teacher', 'sne train' or 'sne pipeline' (or give it as --run-dir).",
+    show_default=False)]
+ExistingRunDirOpt = Annotated[Optional[Path], typer.Option(
+    "--run-dir", rich_help_panel=RUN_PANEL, help="Run folder (the same as the RUN argument).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", rich_help_panel=JOB_PANEL, metavar="",
+                                         help="Continue an interrupted run in --run-dir.")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", rich_help_panel=JOB_PANEL, metavar="",
+                                           help="Progress bars.")]
 TrustFactoryOpt = Annotated[bool, typer.Option(
-    "--trust-factory", help="Let the external teacher factory named by the run's config or checkpoint be "
-    "imported (it runs that module's code).")]
-DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of CIFAR-10 python batches.")]
+    "--trust-factory", rich_help_panel=JOB_PANEL, metavar="",
+    help="Let the external teacher factory named by the run's config or checkpoint be imported (it runs that "
+    "module's code).")]
+DataDirOpt = Annotated[Optional[Path], typer.Option(
+    "--data-dir", help="Where the export's data set is, to take its test samples from (default: the run's "
+    "data.data_dir).")]
 
 # export and simulate (the Lava section's defaults are the defaults)
-SamplesOpt = Annotated[int, typer.Option("--samples", help="The first N test samples (parity check / simulation).")]
-CapacityOpt = Annotated[int, typer.Option("--capacity", help="Samples per Lava run of the one compiled graph.")]
+LavaSamplesOpt = Annotated[int, typer.Option("--lava-samples", rich_help_panel=LAVA_PANEL,
+                                             help="The first N test samples to simulate in Lava.")]
+CheckSamplesOpt = Annotated[int, typer.Option(
+    "--check-samples", help="Test samples of the export's check: Lava against torch for netx, snnTorch against "
+    "torch for NIR (0 skips it).")]
+CapacityOpt = Annotated[int, typer.Option("--capacity", rich_help_panel=LAVA_PANEL,
+                                          help="Samples per Lava run of the one compiled graph.")]
 EnergyOpt = Annotated[str, typer.Option("--energy", help="Energy profile: cmos45nm, loihi, or a TOML file.")]
-BackendOpt = Annotated[Backend, typer.Option("--backend", help="auto (Loihi 2 if lava-loihi is installed, else CPU), cpu, loihi2.")]
+BackendOpt = Annotated[Backend, typer.Option("--backend", rich_help_panel=LAVA_PANEL,
+                                             help="auto (Loihi 2 if lava-loihi is installed, else CPU), cpu, loihi2.")]
+
+
+def one_run_folder(run: Path | None, run_dir: Path | None) -> Path:
+    """The run folder given as the argument or as ``--run-dir``.
+
+    Raises:
+        SneError: Neither, or two different folders.
+    """
+    if run is None and run_dir is None:
+        raise SneError("give the run folder: RUN or --run-dir RUN")
+    if run is not None and run_dir is not None and Path(run) != Path(run_dir):
+        raise SneError(f"two run folders given ({run} and --run-dir {run_dir}); give one")
+    return Path(run if run is not None else run_dir)
 
 
 def _keyword_params(*items: tuple[str, Any, Any]) -> tuple[inspect.Parameter, ...]:

@@ -7,14 +7,16 @@ from typing import Any
 import typer
 
 from sne_loihi.cli.app import app, friendly
-from sne_loihi.cli.flags import DATA_FLAGS, PIPELINE_FLAGS, REPORT_FLAGS, STUDENT_FLAGS, config_flags
+from sne_loihi.cli.flags import (
+    DATA_FLAGS, EXECUTION_FLAGS, PIPELINE_FLAGS, REPORT_FLAGS, STUDENT_FLAGS, TEACHER_FLAGS, config_flags,
+)
 from sne_loihi.cli.options import default_run_dir, echo_engine, echo_preset, job_options, new_run_options, run_config
 from sne_loihi.run_files import REPORT_FILE
 
 
 @app.command()
 @friendly
-@config_flags(DATA_FLAGS, STUDENT_FLAGS, PIPELINE_FLAGS, REPORT_FLAGS)
+@config_flags(DATA_FLAGS, TEACHER_FLAGS, STUDENT_FLAGS, EXECUTION_FLAGS, PIPELINE_FLAGS, REPORT_FLAGS)
 @new_run_options
 @job_options
 def pipeline(new_run: Any = None, overrides: Any = None, job: Any = None) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from sne_loihi.cli.app import app, friendly
 from sne_loihi.cli.flags import float_list
-from sne_loihi.cli.options import BackendOpt, CapacityOpt, DataDirOpt, EnergyOpt, SamplesOpt
+from sne_loihi.cli.options import LAVA_PANEL, BackendOpt, CapacityOpt, DataDirOpt, EnergyOpt, LavaSamplesOpt, ProgressOpt
 from sne_loihi.config import DEFAULT_ENERGY_PROFILE, DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES, Backend
 from sne_loihi.errors import SneError
 
@@ -22,7 +22,7 @@ def simulate(
     active: Annotated[Optional[list[str]], typer.Option(
         "--active", help="Students to switch on: all, indices like 0,2, or k=K (K drawn at random). "
         "Repeat the option to run several sets on the same compiled graph.")] = None,
-    samples: SamplesOpt = DEFAULT_LAVA_SAMPLES,
+    samples: LavaSamplesOpt = DEFAULT_LAVA_SAMPLES,
     backend: BackendOpt = Backend.AUTO,
     energy: EnergyOpt = DEFAULT_ENERGY_PROFILE,
     capacity: CapacityOpt = DEFAULT_LAVA_CAPACITY,
@@ -39,7 +39,8 @@ def simulate(
         "--cascade", help="Per-sample activation thresholds, e.g. 0,0.9,1.01: the export's cascade head decides "
         "in the Lava graph after each student whether a sample goes on.")] = None,
     engine: Annotated[str, typer.Option(
-        "--engine", help="CPU process models: fast (vectorised, same spikes) or reference (Lava's own).")] = "fast",
+        "--lava-engine", rich_help_panel=LAVA_PANEL,
+        help="CPU process models: fast (vectorised, same spikes) or reference (Lava's own).")] = "fast",
     layers: Annotated[Optional[int], typer.Option(
         "--layers", help="Single network: run only its first K layer groups (as netx's num_layers), e.g. to "
         "leave out a readout layer netx cannot build.")] = None,
@@ -52,6 +53,7 @@ def simulate(
     output: Annotated[Optional[Path], typer.Option(
         "--output", help="Single network: write the last layer's spikes [N, F, T], counts [N, F] and ops [N, L] "
         "to this .npz (a new file).")] = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Run an exported ensemble (or any netx network) as Lava processes: per-student input,
     students (spike counts in the neurons), readouts. Prints accuracy, ops per student and layer, energy, speed;
@@ -97,7 +99,7 @@ def simulate(
         rep = simulate_export(target, samples=samples, active=active, backend=backend, energy=energy,
                               capacity=capacity, seed=seed, data_dir=str(data_dir) if data_dir else None,
                               torch_checkpoint=compare, cascade=thresholds,
-                              engine=engine, inputs=input_file)
+                              engine=engine, inputs=input_file, progress=progress)
         if input_file is not None:
             _echo_predictions(rep, target)
     else:

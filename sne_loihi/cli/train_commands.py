@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
 from sne_loihi.cli.app import app, friendly, teacher_app
 from sne_loihi.cli.flags import (
-    DATA_FLAGS, DEVICE, FINETUNE_FLAGS, PARTITION_FLAGS, SEED, STUDENT_FLAGS, TEACHER_FLAGS, THREADS, TRAIN_FLAGS,
+    DATA_FLAGS, EXECUTION_FLAGS, FINETUNE_FLAGS, PARTITION_FLAGS, STUDENT_FLAGS, TEACHER_FLAGS, TRAIN_FLAGS,
     config_flags,
 )
 from sne_loihi.cli.options import (
-    ConfigOpt, TrustFactoryOpt, default_run_dir, echo_engine, echo_preset, job_options, new_run_options, run_config,
-    stored_config,
+    ConfigOpt, ExistingRunDirOpt, ProgressOpt, RunArg, TrustFactoryOpt, default_run_dir, echo_engine, echo_preset,
+    job_options, new_run_options, one_run_folder, run_config, stored_config,
 )
 from sne_loihi.errors import SneError
 
 
 @teacher_app.callback()
 @friendly
-@config_flags(DATA_FLAGS, TEACHER_FLAGS, (SEED, DEVICE, THREADS))
+@config_flags(DATA_FLAGS, TEACHER_FLAGS, EXECUTION_FLAGS)
 @new_run_options
 @job_options
 def teacher(ctx: typer.Context, new_run: Any = None, overrides: Any = None, job: Any = None) -> None:
@@ -49,11 +49,20 @@ def teacher(ctx: typer.Context, new_run: Any = None, overrides: Any = None, job:
 @teacher_app.command("finetune")
 @friendly
 @config_flags(FINETUNE_FLAGS)
-def teacher_finetune(ctx: typer.Context, overrides: Any = None) -> None:
+def teacher_finetune(
+    ctx: typer.Context,
+    run_dir: ExistingRunDirOpt = None,
+    overrides: Any = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto (CUDA if present), cpu, cuda[:i].")] = None,
+    progress: ProgressOpt = True,
+    trust_factory: TrustFactoryOpt = False,
+) -> None:
     """Disentangle the teacher: fine-tune with CE + beta * L_sim (method.md section 4).
 
     Settings not given as flags come from the run's config.toml (``ensemble.num_students``
-    and the ``finetune`` section), else from the config defaults.
+    and the ``finetune`` section), else from the config defaults. The run folder, device,
+    progress and trust options may also come before ``finetune`` (``sne teacher --run-dir R
+    finetune``).
     """
     from dataclasses import asdict
 
@@ -63,12 +72,17 @@ def teacher_finetune(ctx: typer.Context, overrides: Any = None) -> None:
     from sne_loihi.teachers.external import trusted_factories
     from sne_loihi.train.finetune_stage import finetune_stage
 
-    opts = ctx.obj or {}
+    locked_by_friendly = run_dir is not None  # this command's own --run-dir: friendly holds its lock
+    opts = dict(ctx.obj or {})
+    given = {"run_dir": run_dir, "device": device, "progress": None if progress else False,
+             "trust_factory": trust_factory or None}
+    opts.update({k: v for k, v in given.items() if v is not None})
     if opts.get("run_dir") is None:
-        raise SneError("teacher finetune needs --run-dir (before 'finetune') holding teacher.pt")
+        raise SneError("teacher finetune needs --run-dir RUN, a run folder holding teacher.pt")
     run_dir = Path(opts["run_dir"])
     cfg = stored_config(run_dir, overrides)  # reads no code; finetune_stage checks the finetune values
-    lock = run_lock(run_dir) if is_main_process() else contextlib.nullcontext()  # torchrun: rank 0
+    own_lock = is_main_process() and not locked_by_friendly  # torchrun: rank 0
+    lock = run_lock(run_dir) if own_lock else contextlib.nullcontext()
     with lock, trusted_factories([opts.get("factory")], trust_all=bool(opts.get("trust_factory"))):
         summary = finetune_stage(Run(run_dir), students=cfg.ensemble.num_students, **asdict(cfg.finetune),
                                  device=opts.get("device"), progress=opts.get("progress", True))
@@ -81,7 +95,8 @@ def teacher_finetune(ctx: typer.Context, overrides: Any = None) -> None:
 @friendly
 @config_flags(PARTITION_FLAGS)
 def partition(
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder holding teacher.pt.")],
+    run: RunArg = None,
+    run_dir: ExistingRunDirOpt = None,
     overrides: Any = None,
     trust_factory: TrustFactoryOpt = False,
 ) -> None:
@@ -89,24 +104,27 @@ def partition(
     from sne_loihi.run import Run
     from sne_loihi.train.stages import partition_stage
 
+    run_dir = one_run_folder(run, run_dir)
     part = partition_stage(Run(run_dir, run_config(None, None, run_dir, overrides)))
     typer.echo(f"{part.strategy.value} partition of {part.feature_dim} features, group sizes {list(part.sizes)}")
 
 
 @app.command()
 @friendly
-@config_flags(STUDENT_FLAGS, TRAIN_FLAGS)
+@config_flags(STUDENT_FLAGS, TRAIN_FLAGS, EXECUTION_FLAGS)
 @job_options
 def train(
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder holding teacher.pt (from 'sne teacher').")],
+    run: RunArg = None,
+    run_dir: ExistingRunDirOpt = None,
     config: ConfigOpt = None,
     overrides: Any = None,
     job: Any = None,
 ) -> None:
-    """Distil the run's teacher into an ensemble of SLAYER students."""
+    """Distil the run's teacher (teacher.pt, from 'sne teacher') into an ensemble of SLAYER students."""
     from sne_loihi.run import Run
     from sne_loihi.train.stages import students_stage
 
+    run_dir = one_run_folder(run, run_dir)
     cfg = run_config(None, config, run_dir, overrides)
     echo_engine(cfg)
     result = students_stage(Run(run_dir, cfg), resume=job.resume, progress=job.progress)

@@ -1,0 +1,106 @@
+"""One command-line vocabulary: renamed options keep working with a one-line notice, every
+option has help text, and a run folder is given the same way to every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.core import TyperArgument, TyperOption
+from typer.testing import CliRunner
+
+from sne_loihi.cli import app
+from sne_loihi.cli.deprecations import DEPRECATED_OPTIONS, upgrade_args
+
+runner = CliRunner()
+
+
+def _commands() -> dict[str, Any]:
+    """``"teacher finetune"`` etc. -> the click command."""
+    out: dict[str, Any] = {}
+
+    def walk(cmd: Any, path: str) -> None:
+        if path:
+            out[path] = cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+
+    walk(typer.main.get_command(app), "")
+    return out
+
+
+def _options(command: str) -> set[str]:
+    return {o for p in _commands()[command].params if isinstance(p, TyperOption) for o in (*p.opts, *p.secondary_opts)}
+
+
+@pytest.mark.parametrize("renamed", DEPRECATED_OPTIONS, ids=lambda r: f"{r.command}:{r.old}")
+def test_a_renamed_option_maps_to_one_the_command_has(renamed: Any) -> None:
+    options = _options(renamed.command)
+    assert renamed.new in options, f"sne {renamed.command} has no {renamed.new}"
+    assert renamed.old not in options, f"sne {renamed.command} still declares {renamed.old} itself"
+
+
+def test_upgrade_rewrites_names_not_values_and_says_so() -> None:
+    args, notices = upgrade_args(["teacher", "--epochs", "3", "--run-dir", "--epochs", "finetune", "--lr=0.1",
+                                  "--", "--epochs"])
+    # a value that looks like an option is still rewritten only where it stands as an option name:
+    assert args == ["teacher", "--teacher-epochs", "3", "--run-dir", "--teacher-epochs", "finetune",
+                    "--finetune-lr=0.1", "--", "--epochs"]
+    assert notices == [
+        "warning: 'sne teacher --epochs' is deprecated and will be removed; use --teacher-epochs",
+        "warning: 'sne teacher --epochs' is deprecated and will be removed; use --teacher-epochs",
+        "warning: 'sne teacher finetune --lr' is deprecated and will be removed; use --finetune-lr",
+    ]
+    same, none = upgrade_args(["train", "--student-epochs", "2", "--threads", "1"])
+    assert same == ["train", "--student-epochs", "2", "--threads", "1"] and none == []
+
+
+def test_an_old_name_still_runs_with_one_notice(tmp_path: Path) -> None:
+    """``sne train --epochs`` (the students' epochs) still reaches train.epochs: the config check
+    refuses 0 under its key, after one deprecation line."""
+    result = runner.invoke(app, ["train", "--run-dir", str(tmp_path), "--epochs", "0"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "warning: 'sne train --epochs' is deprecated and will be removed; use --student-epochs"
+    assert len(lines) == 2 and lines[1].startswith("error: ") and "train.epochs must be >= 1, got 0" in lines[1]
+
+
+@pytest.mark.parametrize("command", sorted(_commands()))
+def test_every_option_and_argument_has_help_text(command: str) -> None:
+    cmd = _commands()[command]
+    if not hasattr(cmd, "params"):
+        return
+    missing = [p.name for p in cmd.params if isinstance(p, (TyperOption, TyperArgument)) and not (p.help or "").strip()]
+    assert not missing, f"sne {command}: no help text for {missing}"
+    assert (cmd.help or "").strip(), f"sne {command} has no help text"
+
+
+@pytest.mark.parametrize("command", ["train", "partition", "evaluate", "export", "teacher finetune"])
+def test_every_command_on_a_run_takes_run_dir(command: str) -> None:
+    assert "--run-dir" in _options(command)
+
+
+@pytest.mark.parametrize("command", ["train", "partition", "evaluate", "export"])
+def test_two_different_run_folders_are_refused(tmp_path: Path, command: str) -> None:
+    result = runner.invoke(app, [command, str(tmp_path / "a"), "--run-dir", str(tmp_path / "b")])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: two run folders given ({tmp_path / 'a'} and --run-dir {tmp_path / 'b'}); give one"
+
+
+@pytest.mark.parametrize("command", ["train", "partition", "evaluate", "export"])
+def test_no_run_folder_is_a_one_line_error(command: str) -> None:
+    result = runner.invoke(app, [command])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: give the run folder: RUN or --run-dir RUN"
+
+
+def test_help_shows_no_literal_backquotes_and_no_bool_metavars() -> None:
+    for command in ("pipeline", "train", "evaluate", "export", "simulate", "teacher"):
+        text = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "80"}).stdout
+        assert "``" not in text, command
+        for line in text.splitlines():
+            if "--resume" in line or "--progress" in line or "--overwrite" in line:
+                assert "<bool>" not in line, line
+        assert max(len(line) for line in text.splitlines()) <= 80, command
