@@ -157,7 +157,8 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
     ``inputs``), for every active set on one compiled graph; compare with the torch ensemble
     in ``torch_checkpoint`` if given.
 
-    ``inputs``: an ``.npy`` of images ``[N, C, H, W]`` or ``[N, H, W, C]`` in the export's
+    ``inputs``: an ``.npy`` (or an ``.npz`` holding one array, or ``FILE.npz:KEY``) of images
+    ``[N, C, H, W]`` or ``[N, H, W, C]`` in the export's
     shape, uint8 (0..255) or float in [0, 1]; there are no labels, so no accuracy, and every
     evaluation keeps Lava's predicted class per image (``LavaEvaluation.predictions``).
     ``cascade`` thresholds add per-sample activation runs (the export's cascade head decides
@@ -211,26 +212,27 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
 
 #: Most images ``--input`` may hold for an export (a Lava run of more is for the test set).
 MAX_USER_IMAGES = 100_000
+#: Largest input array ``--input`` may hold for a single netx network (bytes, as stored).
+MAX_INPUT_BYTES = 4 * 2 ** 30
 
 
 def load_user_images(path: Path, shape_chw: tuple[int, int, int]) -> np.ndarray:
     """A user's images for an export: float32 ``[N, C, H, W]`` in [0, 1].
 
-    The ``.npy`` header is read first (memory-mapped, checked against the file's size) and the
-    shape checked before anything is copied; pickles are never loaded.
+    ``path``: an ``.npy``, an ``.npz`` holding one array, or ``FILE.npz:KEY``
+    (:func:`sne_loihi.user_arrays.load_user_array`). The header is read first and checked
+    against the bytes stored before anything is allocated (an ``.npy`` is memory-mapped), and
+    the shape checked before anything is copied; pickles are never loaded.
 
     Raises:
-        SimulationError: Not an ``.npy``, a shape that is not the export's, a dtype other than
-            uint8 or float, NaN or values outside [0, 1].
+        SimulationError: Not an ``.npy`` / ``.npz``, an empty file, a header the file does not
+            hold, a shape that is not the export's, a dtype other than uint8 or float, NaN or
+            values outside [0, 1].
     """
-    if path.suffix.lower() != ".npy" or not path.is_file():
-        raise SimulationError(f"--input {path}: expected an existing .npy of images [N, C, H, W] or [N, H, W, C] "
-                              f"with (C, H, W) = {tuple(shape_chw)}")
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise SimulationError(f"--input {path} is not a readable .npy array ({' '.join(str(exc).split())})") from None
+    from sne_loihi.user_arrays import load_user_array
+
     c, h, w = shape_chw
+    arr = load_user_array(path, f"--input {path}", MAX_USER_IMAGES * c * h * w * 8, error=SimulationError)
     if arr.ndim == 3 and c == 1 and tuple(arr.shape[1:]) == (h, w):
         arr = arr[:, None]
     if arr.ndim != 4 or tuple(arr.shape[1:]) not in ((c, h, w), (h, w, c)) or not 1 <= len(arr) <= MAX_USER_IMAGES:
@@ -284,10 +286,10 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
     net_path, input_path = Path(net_path), Path(input_path)
     if not net_path.is_file():
         raise ExportError(f"network file not found: {net_path}")
-    try:
-        x = np.load(input_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise SimulationError(f"cannot read input {input_path} (a .npy array of integers): {exc}") from None
+    from sne_loihi.user_arrays import load_user_array
+
+    x = np.array(load_user_array(input_path, f"--input {input_path}", MAX_INPUT_BYTES, allow_npz=False,
+                                 error=SimulationError))
     if not np.issubdtype(x.dtype, np.number) or x.ndim < 3:
         raise SimulationError(f"input {input_path} must be a numeric array [N, ..., T], got {x.dtype} {list(x.shape)}")
     if output is not None and Path(output).exists():

@@ -186,7 +186,7 @@ def test_simulate_a_single_netx_file_with_its_input(export_dir: Path, tmp_path: 
     assert ev["accuracy"] is None and ev["macs"] > 0 and len(ev["ops_per_student_layer"]) == 1
     one_line_error(runner.invoke(app, ["simulate", str(net)]), "--input")
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
-    one_line_error(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "bad.npy")]), "cannot read input")
+    one_line_error(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "bad.npy")]), "is not an .npy array")
     np.save(tmp_path / "complex.npy", x.astype(np.complex64))
     one_line_error(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "complex.npy"), "--input-bits",
                                        str(enc["bits"])]), "real integers")
@@ -295,7 +295,8 @@ def test_simulate_export_on_your_images_prints_torchs_predictions(tiny_run: Path
 
 
 @pytest.mark.parametrize(("make", "extra", "message"), [
-    (lambda p: np.savez(p.with_suffix(".npz"), x=np.zeros((2, 1, 8, 8))) or p.with_suffix(".npz"), [], "expected an existing .npy"),
+    (lambda p: np.savez(p.with_suffix(".npz"), x=np.zeros((2, 1, 8, 8)), y=np.zeros(2)) or p.with_suffix(".npz"), [],
+     r"holds 2 arrays \(x, y\); name one as in.npz:KEY"),
     (lambda p: np.save(p, np.zeros((2, 3, 8, 8), np.uint8)) or p, [], r"holds shape \(2, 3, 8, 8\)"),
     (lambda p: np.save(p, np.full((2, 1, 8, 8), np.nan, np.float32)) or p, [], r"finite and in \[0, 1\]"),
     (lambda p: np.save(p, np.zeros((2, 1, 8, 8), np.int32)) or p, [], "uint8"),

@@ -199,3 +199,113 @@ def test_sne_simulate_refuses_a_crafted_network_in_one_line(tmp_path: Path, case
     np.save(x, np.zeros((2, 1, 4, 4, 3), dtype=np.int64))
     result = runner.invoke(app, ["simulate", str(path), "--input", str(x)])
     one_error_line(result, needle)
+
+
+# ---- 4. input arrays ------------------------------------------------------------------------
+def _lying_npy(path: Path, shape: tuple[int, ...] = (10 ** 11,)) -> Path:
+    """An .npy whose header claims ``shape`` of float32 but holds 16 bytes of data."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        fh.write(b"\0" * 16)
+    return path
+
+
+def _object_npy(path: Path) -> Path:
+    np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    return path
+
+
+def _empty(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def _lying_npz(path: Path) -> Path:
+    """An .npz whose only member's header claims 10**11 elements."""
+    import zipfile
+
+    inner = _lying_npy(path.with_suffix(".tmp"))
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.write(inner, "x.npy")
+    inner.unlink()
+    return path
+
+
+INPUT_CASES: dict[str, tuple[Callable[[Path], Path], str, str]] = {
+    "header of 10**11 elements": (_lying_npy, "x.npy", "declares shape [100000000000] of float32 (400,000,000,000 "
+                                                       "bytes), which its 144-byte file does not hold"),
+    "object dtype": (_object_npy, "x.npy", "holds object values; only numbers are read"),
+    "empty .npy": (_empty, "x.npy", "is empty (0 bytes), not an .npy array"),
+    "empty .npz": (_empty, "x.npz", "is empty (0 bytes), not an .npz archive"),
+    "npz member header of 10**11 elements": (_lying_npz, "x.npz", "array 'x' declares shape [100000000000]"),
+    "npz without the named key": (lambda p: np.savez(p, a=np.zeros(3)) or p, "x.npz", "has no array 'images' (it holds a)"),
+    "not an array": (lambda p: p.write_bytes(b"PK\x03\x04 not a zip") and p, "x.npz", "is not a readable .npz archive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INPUT_CASES))
+def test_crafted_input_arrays_are_one_line_before_any_allocation(tmp_path: Path, case: str) -> None:
+    from sne_loihi.errors import SimulationError
+    from sne_loihi.sim.stage import load_user_images
+
+    make, name, needle = INPUT_CASES[case]
+    path = make(tmp_path / name)
+    given = Path(f"{path}:images") if "named key" in case else path
+    tracemalloc.start()
+    try:
+        with pytest.raises(SimulationError) as info:
+            load_user_images(given, (1, 8, 8))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
+    assert peak < 16 * 2 ** 20, peak
+
+
+@pytest.mark.parametrize("case", ["header of 10**11 elements", "object dtype", "empty .npy"])
+def test_sne_simulate_single_network_refuses_crafted_input_in_one_line(tmp_path: Path, case: str) -> None:
+    make, name, needle = INPUT_CASES[case]
+    path = make(tmp_path / name)
+    result = runner.invoke(app, ["simulate", str(write_net(tmp_path / "good.net")), "--input", str(path)])
+    one_error_line(result, needle.split(" (")[0] if case.startswith("header") else needle)
+
+
+def test_a_single_network_refuses_an_npz_input_in_one_line(tmp_path: Path) -> None:
+    x = tmp_path / "x.npz"
+    np.savez(x, x=np.zeros((2, 1, 4, 4, 3), dtype=np.int64))
+    result = runner.invoke(app, ["simulate", str(write_net(tmp_path / "good.net")), "--input", str(x)])
+    one_error_line(result, "expected an .npy array, got an .npz archive")
+
+
+def test_an_npz_input_is_read_as_its_only_array_or_a_named_key(tmp_path: Path) -> None:
+    from sne_loihi.sim.stage import load_user_images
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (3, 8, 8, 1), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", images)
+    np.savez(tmp_path / "one.npz", anything=images)
+    np.savez_compressed(tmp_path / "two.npz", images=images, labels=np.arange(3))
+    want = load_user_images(tmp_path / "x.npy", (1, 8, 8))
+    assert want.shape == (3, 1, 8, 8)
+    np.testing.assert_array_equal(load_user_images(tmp_path / "one.npz", (1, 8, 8)), want)
+    np.testing.assert_array_equal(load_user_images(Path(f"{tmp_path / 'two.npz'}:images"), (1, 8, 8)), want)
+
+
+def test_sne_simulate_export_runs_an_npz_key_and_refuses_a_lying_npy(tiny_run: Path, tmp_path: Path) -> None:
+    import json
+
+    from sne_loihi.run import Run
+
+    x_nchw = Run(tiny_run).data().x_test_nchw[:3].numpy()
+    np.savez_compressed(tmp_path / "mine.npz", images=(x_nchw * 255).round().astype(np.uint8), labels=np.arange(3))
+    out = tmp_path / "pred.json"
+    result = runner.invoke(app, ["simulate", str(tiny_run / "export"), "--input", f"{tmp_path / 'mine.npz'}:images",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    (ev,) = json.loads(out.read_text())["evaluations"]
+    assert ev["samples"] == 3 and len(ev["predictions"]) == 3
+    assert ev["torch"]["spike_mismatches"] == 0 and ev["torch"]["op_mismatches"] == 0
+    shape = tuple(json.loads((tiny_run / "export" / "manifest.json").read_text())["input"]["shape_chw"])
+    lying = _lying_npy(tmp_path / "lying.npy", (10 ** 11, *shape))
+    one_error_line(runner.invoke(app, ["simulate", str(tiny_run / "export"), "--input", str(lying)]),
+                   "which its 144-byte file does not hold")
