@@ -104,7 +104,7 @@ class DistContext:
 
     def record(self) -> dict[str, Any]:
         """What the metrics record about the world (never the config: a run may resume on another)."""
-        return {"world_size": self.world_size, "backend": self.backend or "none"}
+        return {"world_size": self.world_size, "dist_backend": self.backend or "none"}
 
     def shard(self, total: int) -> Shard:
         """This rank's contiguous part of ``total`` rows (equal parts; the first ``total % world``

@@ -125,8 +125,8 @@ def test_two_processes_give_the_one_process_weights_and_accuracy(one_process: Pa
         got, want = _lines(two / metrics), _lines(one_process / metrics)
         assert [r["test_accuracy"] for r in got] == [r["test_accuracy"] for r in want]
         assert [r["train_accuracy"] for r in got] == [r["train_accuracy"] for r in want]
-        assert all(r["world_size"] == 2 and r["backend"] == "gloo" for r in got)
-        assert all(r["world_size"] == 1 and r["backend"] == "none" for r in want)
+        assert all(r["world_size"] == 2 and r["dist_backend"] == "gloo" for r in got)
+        assert all(r["world_size"] == 1 and r["dist_backend"] == "none" for r in want)
     one_ft, two_ft = (json.loads((d / "finetune.json").read_text()) for d in (one_process, two))
     assert two_ft["after"]["test_accuracy"] == one_ft["after"]["test_accuracy"]
     assert (two / "partition.json").read_text() == (one_process / "partition.json").read_text()

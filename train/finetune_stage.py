@@ -71,7 +71,7 @@ def finetune_stage(
     after = measure()
     settings = {"students": students, "beta": beta, "epochs": epochs, "lr": lr}
     summary = {"before": before, "after": after, **settings, "history": history,
-               **({"world_size": dist.world_size, "backend": dist.backend} if dist.distributed else {})}
+               **({"world_size": dist.world_size, "dist_backend": dist.backend} if dist.distributed else {})}
     if dist.is_main:
         ckpt = load_checkpoint(backup)
         ckpt["model"] = model.state_dict()

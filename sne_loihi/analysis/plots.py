@@ -31,8 +31,10 @@ def save_figure(plt, fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _finish(plt, fig, ax, path: Path, xlabel: str, *, grid_which: str = "major", legend_size: float | None = None) -> Path:
-    """Label the axes (accuracy on y), add grid and legend, and save the figure as ``path``."""
+def _finish(plt, fig, ax, path: Path, xlabel: str, title: str, *, grid_which: str = "major",
+            legend_size: float | None = None) -> Path:
+    """Title the figure, label the axes (accuracy on y), add grid and legend, and save it as ``path``."""
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which=grid_which)
@@ -50,26 +52,44 @@ def plot_active_students(curves: dict[str, Sequence[tuple[int, float]]], path: P
         ks, accs = zip(*sorted(pts))
         ax.plot(ks, [100 * a for a in accs], marker="o", label=name)
     ax.set_xticks(sorted({k for pts in curves.values() for k, _ in pts}))
-    return _finish(plt, fig, ax, path, "active students K")
+    return _finish(plt, fig, ax, path, "active students K (of N)", "Test accuracy vs number of active students")
+
+
+#: How a policy point's series is drawn: ``policy name -> (legend label, colour, line style)``.
+#: One colour per policy, the line style says which head reads the rates (solid: the ensemble's
+#: head trained with every student; dashed: the cascade head refit under random prefix masks).
+POLICY_STYLES: dict[str, tuple[str, str, str]] = {
+    "random": ("random K, ensemble head", "C0", "-"),
+    "random (cascade head)": ("random K, cascade head", "C0", "--"),
+    "per-sample (ensemble head)": ("per-sample, ensemble head", "C1", "-"),
+    "per-sample": ("per-sample, cascade head", "C1", "--"),
+    "subset": ("each fixed subset, ensemble head", "C2", "none"),
+    "dropout-trained": ("dropout-trained at its K, own head", "C3", "none"),
+}
 
 
 def plot_pareto(
     points: Sequence[PolicyPoint], energies_nj: Sequence[float], path: Path,
-    teacher: tuple[float, float] | None = None,
+    teacher: tuple[float, float] | None = None, profile: str = "",
 ) -> Path:
-    """Accuracy vs energy per inference for every policy point; the teacher as a star."""
+    """Accuracy vs energy per inference for every policy point (legend entries pair each
+    policy's two heads by colour); the teacher as a star; ``profile`` names the energy profile."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     by_policy: dict[str, list[tuple[float, float]]] = {}
     for p, e in zip(points, energies_nj):
         by_policy.setdefault(p.policy, []).append((e, 100 * p.accuracy))
-    for name, pts in by_policy.items():
-        pts.sort()
-        ax.plot(*zip(*pts), marker="o", linestyle="-" if name != "subset" else "none", label=name, alpha=0.85)
+    order = [name for name in POLICY_STYLES if name in by_policy] + sorted(set(by_policy) - set(POLICY_STYLES))
+    for name in order:
+        pts = sorted(by_policy[name])
+        label, colour, style = POLICY_STYLES.get(name, (name, None, "-"))
+        ax.plot(*zip(*pts), marker="o", markersize=4, linestyle=style, color=colour, label=label, alpha=0.85)
     if teacher is not None:
         ax.scatter([teacher[0]], [100 * teacher[1]], marker="*", s=160, color="k", label="teacher", zorder=5)
         ax.set_xscale("log")
-    return _finish(plt, fig, ax, path, "energy per inference (nJ)", grid_which="both", legend_size=8)
+    unit = f"energy per inference (nJ, profile {profile})" if profile else "energy per inference (nJ)"
+    return _finish(plt, fig, ax, path, unit, "Test accuracy vs energy per inference", grid_which="both",
+                   legend_size=7)
 
 
 def plot_noise(results: Sequence[NoiseResult], path: Path) -> Path:
@@ -83,4 +103,5 @@ def plot_noise(results: Sequence[NoiseResult], path: Path) -> Path:
         rs.sort(key=lambda r: r.sigma)
         ax.errorbar([r.sigma for r in rs], [100 * r.mean for r in rs], yerr=[100 * r.sem for r in rs],
                     marker="o", capsize=3, label=name)
-    return _finish(plt, fig, ax, path, "Gaussian noise sigma (pixels in [0, 1])")
+    return _finish(plt, fig, ax, path, "Gaussian noise sigma (pixels in [0, 1])",
+                   "Test accuracy under Gaussian input noise (mean +/- SEM)")

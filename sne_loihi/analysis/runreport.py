@@ -36,6 +36,18 @@ def _data_line(data_cfg: Any, data: Any) -> str:
             f"{len(data.y_test):,} test; classes (label: name) {names}.")
 
 
+def first_layer_sentence(choices: Sequence[dict[str, str]]) -> str:
+    """How the students' first layers are counted (``Evaluation.meta["first_layer"]``), as a sentence."""
+    bias = [i for i, c in enumerate(choices) if c["first_layer"] == "bias"]
+    notes = [f"student {i}: {c['first_layer_note']}" for i, c in enumerate(choices) if c.get("first_layer_note")]
+    if not bias and not notes:
+        return ""
+    text = (f" The first layer of student(s) {', '.join(map(str, bias))} is driven by a per-sample neuron bias "
+            "(`lava.first_layer`): the host computes its W * x + b once per sample, so its MACs are counted once, "
+            "not T times." if bias else " Every first layer is driven through its synapses (MACs counted every step).")
+    return text + (" " + "; ".join(notes) + "." if notes else "")
+
+
 def build_report(run: Run | Path, title: str, options: ReportOptions, timings: dict[str, float] | None = None,
                  stage_sections: Sequence[tuple[str, str, str, Any]] = ()) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` and write ``report.md``, ``report.json`` and PNGs.
@@ -63,7 +75,8 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
         ("Accuracy and cost per sample (test set)", markdown_table(evaluation.rows)
          + f"\n\nEnergy profile `{profile.name}` ({profile.source}). MACs: synaptic ops on graded "
          "(pixel) input; ACs: on binary spikes. Student ops are counted exactly: non-zero inputs "
-         "x fan-out of non-zero quantised weights, summed over layers and time steps."),
+         "x fan-out of non-zero quantised weights, summed over layers and time steps."
+         + first_layer_sentence(evaluation.meta["first_layer"])),
     ]
     out: dict[str, Any] = {"config": cfg.to_dict(), "evaluation": evaluation.to_dict(), "energy_profile": asdict(profile)}
     out["data"] = {"name": data.name, "in_shape_chw": list(data.in_shape), "class_names": list(data.class_names),
@@ -81,12 +94,14 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
         sections.append((NEUROBENCH_SECTION, referee_markdown(referee)))
         out["neurobench"] = [r.to_dict() for r in referee]
 
+    head_lines: list[str] = []
     if options.activation:
         from sne_loihi.ensemble.cascade import ensure_cascade_head
 
         cascade_head, _ = ensure_cascade_head(run_dir, loaded.model, data.x_train_nchw, data.y_train, config=cfg.to_dict(),
                                               batch_size=options.batch_size, seed=cfg.train.seed)
-        analysis = analyse_activation(loaded.model, test_table(loaded.model, data, options.batch_size), cascade_head,
+        modes = [c["first_layer"] for c in evaluation.meta["first_layer"]]
+        analysis = analyse_activation(loaded.model, test_table(loaded.model, data, options.batch_size, modes), cascade_head,
                                       batch_size=options.draw_batch, seed=cfg.train.seed)
         dropout = _dropout_points(run, data, options.draw_batch)
         rows = []
@@ -104,6 +119,12 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
                          + "\n\nStudents run in order 0..N-1; after each, a head trained with random prefix "
                          "masks stops the sample when its top softmax probability reaches the threshold."))
         sections.append(("Per-sample vs random K at equal cost, both heads", _compare(analysis)))
+        if analysis.random_k_cascade_head:
+            every = analysis.random_k_cascade_head[-1]  # K = N: every student, read by the cascade head
+            head_lines.append(
+                f"- The same {int(every.mean_active)} students read by the cascade head (the ensemble's head refit "
+                f"with random prefix masks, which per-sample activation uses): **{100 * every.accuracy:.2f}%** at "
+                "the same cost; the threshold sweep below uses this head.")
         out["activation"] = analysis.to_dict()
         out["dropout"] = {str(k): asdict(v) for k, v in dropout.items()}
         curves = {"random K": [(r["k"], r["random"].accuracy) for r in rows],
@@ -114,7 +135,8 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
         pareto = (analysis.random_k + analysis.cascade + analysis.random_k_cascade_head + analysis.cascade_ensemble_head)
         pareto += [p for k in analysis.subsets for p in analysis.subsets[k]] + list(dropout.values())
         teacher_pt = (teacher_row["energy_pj"] / 1000.0, teacher_row["accuracy"]) if teacher_row else None
-        plots.plot_pareto(pareto, [point_energy_nj(p, profile) for p in pareto], run_dir / "accuracy_vs_energy.png", teacher_pt)
+        plots.plot_pareto(pareto, [point_energy_nj(p, profile) for p in pareto], run_dir / "accuracy_vs_energy.png", teacher_pt,
+                          profile=profile.name)
         sections.append(("Plots", "![accuracy vs active students](accuracy_vs_active.png)\n\n"
                          "![accuracy vs energy](accuracy_vs_energy.png)"))
 
@@ -139,8 +161,9 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
     if timings:
         out["timings"] = timings
         sections.append(("Timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in timings.items())))
+    sections.append(("Files in this run folder", _index_markdown(run_dir)))
     sections.append(("Config", "```toml\n" + (run_dir / CONFIG_FILE).read_text() + "```"))
-    summary = _summary(evaluation.rows) + "\n" + data_line
+    summary = "\n".join([_summary(evaluation.rows), *head_lines, *_readiness_link(run_dir), data_line])
     write_report(run_dir, title, [("Summary", summary), *sections], out)
     out["rows"] = evaluation.rows
     return out
@@ -148,6 +171,7 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
 
 def _dropout_points(run: Run, data: Any, batch_size: int) -> dict[int, Any]:
     """Dropout-trained ensembles in ``RUN/dropout-k*/``, each evaluated at its own K."""
+    from sne_loihi.analysis.evaluation import first_layer_choices
     from sne_loihi.ensemble.evaluate import evaluate_ensemble
     from sne_loihi.cost.ops import neuron_updates_per_sample
     from sne_loihi.ensemble.policies import PolicyPoint
@@ -158,8 +182,9 @@ def _dropout_points(run: Run, data: Any, batch_size: int) -> dict[int, Any]:
             continue
         loaded = run.ensemble(sub)
         k = loaded.config.ensemble.train_active
+        modes = [c.mode for c in first_layer_choices(run, loaded.model)]  # counted like the main ensemble
         r = evaluate_ensemble(loaded.model, data.x_test_nchw, data.y_test, active=k, batch_size=batch_size,
-                              seed=loaded.config.train.seed)
+                              seed=loaded.config.train.seed, first_layer=modes)
         per_student = [neuron_updates_per_sample(st.spec) for st in loaded.model.students]
         neurons = k * sum(per_student) / len(per_student)  # K random students: K x the mean student
         points[k] = PolicyPoint("dropout-trained", f"K={k}", r.accuracy, r.macs_per_sample, r.acs_per_sample, float(k),
@@ -252,6 +277,27 @@ def finetune_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
     return text, data
 
 
+def _index_markdown(run_dir: Path) -> str:
+    """The run folder's index: each file present, what it is, which command wrote it."""
+    from sne_loihi.run_files import REPORT_FILE, run_folder_index
+
+    rows = run_folder_index(run_dir, about_to_write=(REPORT_FILE,))
+    lines = ["| file | what it is | written by |", "| --- | --- | --- |"]
+    lines += [f"| `{r.pattern}` | {r.what} | `{r.made_by}` |" for r in rows]
+    return "\n".join(lines)
+
+
+def _readiness_link(run_dir: Path) -> list[str]:
+    """A summary line pointing to the export's Loihi 2 readiness report, where there is one."""
+    from sne_loihi.netx_format.manifest import LOIHI2_REPORT
+    from sne_loihi.run_files import EXPORT_DIR
+
+    report = run_dir / EXPORT_DIR / LOIHI2_REPORT
+    if not report.is_file():
+        return []
+    return [f"- Loihi 2 readiness of the exported students: [{EXPORT_DIR}/{LOIHI2_REPORT}]({EXPORT_DIR}/{LOIHI2_REPORT})."]
+
+
 def _summary(rows: list[dict[str, Any]]) -> str:
     lines = []
     for r in rows:
@@ -259,7 +305,8 @@ def _summary(rows: list[dict[str, Any]]) -> str:
             lines.append(f"- Teacher ({r['model'].split(' ', 1)[1]}): test accuracy **{100 * r['accuracy']:.2f}%**, "
                          f"{r['macs']:,.0f} MACs per sample, {r['energy_pj'] / 1000:,.2f} nJ.")
         elif r["model"].startswith("ensemble"):
-            lines.append(f"- Ensemble ({r['model'].split(' ', 1)[1]}, {r['active']} active): test accuracy "
+            lines.append(f"- Ensemble ({r['model'].split(' ', 1)[1]}, {r['active']} active, read by its own linear head "
+                         "trained with the students): test accuracy "
                          f"**{100 * r['accuracy']:.2f}%**, {r['acs']:,.0f} ACs + {r['macs']:,.0f} MACs per sample, "
                          f"{r['energy_pj'] / 1000:,.2f} nJ.")
     return "\n".join(lines)
