@@ -1,0 +1,44 @@
+"""A run explains itself: report.md indexes the run folder, says which head each summary
+number uses, links the Loihi 2 readiness report; every index entry names a real command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+
+from sne_loihi.cli import app
+from sne_loihi.run_files import RUN_FOLDER_INDEX, run_folder_index
+
+
+def test_report_indexes_the_files_of_the_run(tiny_run: Path) -> None:
+    text = (tiny_run / "report.md").read_text()
+    index = text.split("## Files in this run folder", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([^`]+)` \|", index, flags=re.M))
+    names = {n.strip() for entry in listed for n in entry.split(",")}
+    for must in ("config.toml", "teacher.pt", "ensemble.pt", "export", "report.md", "accuracy_vs_energy.png"):
+        assert must in names, f"{must} missing from the index: {sorted(names)}"
+    for name in names:  # nothing listed that is not there
+        assert (tiny_run / name).exists(), name
+
+
+def test_summary_names_the_heads_and_links_the_readiness_report(tiny_run: Path) -> None:
+    summary = (tiny_run / "report.md").read_text().split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert "read by its own linear head trained with the students" in summary
+    assert "cascade head" in summary
+    assert "[export/loihi2.md](export/loihi2.md)" in summary and (tiny_run / "export" / "loihi2.md").is_file()
+
+
+def test_index_entries_name_real_commands() -> None:
+    root = typer.main.get_command(app)
+    commands = set(root.commands) | {f"teacher {n}" for n in root.commands["teacher"].commands}
+    for entry in RUN_FOLDER_INDEX:
+        for made_by in entry.made_by.split(" / "):
+            command = made_by.removeprefix("sne ").split(" --")[0]
+            assert command in commands, f"{entry.pattern}: no command 'sne {command}'"
+
+
+def test_index_of_an_empty_folder_is_empty(tmp_path: Path) -> None:
+    assert run_folder_index(tmp_path) == []
+    assert [e.pattern for e in run_folder_index(tmp_path, about_to_write=("report.md",))] == ["report.md"]
