@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from sne_loihi.config import Backend, NeuronLibrary, Optimizer, RunConfig, StudentConfig, StudentNorm
+from sne_loihi.config import Backend, FirstLayer, NeuronLibrary, Optimizer, RunConfig, StudentConfig, StudentNorm
 from sne_loihi.distributed import check_divides
 from sne_loihi.errors import ConfigError, SneError
 from sne_loihi.indices import parse_active
@@ -125,20 +125,52 @@ def check_student_norm(student: StudentConfig) -> None:
     """Refuse a ``student.norm`` that cannot train and fold (see :class:`StudentNorm`).
 
     Raises:
-        ConfigError: ``folded`` asked for as a training choice, batch norm for SpikingJelly
-            students, or batch norm with a current decay below 1.
+        ConfigError: ``folded`` asked for as a training choice, or batch norm for SLAYER
+            students with a current decay below 1 (SpikingJelly students keep a float batch
+            norm; nothing of theirs is folded).
     """
     norm = StudentNorm(student.norm)
     if norm is StudentNorm.FOLDED:
         raise ConfigError("student.norm 'folded' is the stored form of a trained 'batch' student; "
                           "train with 'batch' or 'none'")
-    if norm is StudentNorm.BATCH and NeuronLibrary(student.neuron_library) is not NeuronLibrary.SLAYER:
-        raise ConfigError("student.norm 'batch' needs student.neuron_library 'slayer' (it is folded into "
-                          "the Loihi network)")
-    if norm is StudentNorm.BATCH and student.neuron.current_decay != 1.0:
+    slayer = NeuronLibrary(student.neuron_library) is NeuronLibrary.SLAYER
+    if norm is StudentNorm.BATCH and slayer and student.neuron.current_decay != 1.0:
         raise ConfigError(f"student.norm 'batch' needs student.neuron.current_decay = 1.0, got "
                           f"{student.neuron.current_decay}: the folded mean becomes a neuron bias, which Loihi "
                           "adds to the voltage, equal to a constant current only without current memory")
+
+
+def first_layer_refusal(student: StudentConfig) -> str | None:
+    """Why students built from ``student`` cannot take their first layer's input as a
+    per-sample neuron bias (``lava.first_layer = "bias"``), or ``None`` when they can.
+
+    The bias holds ``W * x + b`` exactly only when the CUBA current has no memory
+    (``current_decay = 1``: the current is the step's synaptic input) and the input is the
+    same graded image every step (SLAYER's encoding; a 1-bit input is binary spikes).
+    """
+    if NeuronLibrary(student.neuron_library) is not NeuronLibrary.SLAYER:
+        return "only SLAYER students are exported to netx"
+    if student.neuron.current_decay != 1.0:
+        return (f"student.neuron.current_decay is {student.neuron.current_decay}, not 1: the current keeps "
+                "memory, so a constant input is no constant drive")
+    if student.input_bits == 1:
+        return "student.input_bits is 1: the input is binary spikes, not a graded image"
+    return None
+
+
+def check_first_layer(cfg: RunConfig) -> None:
+    """Refuse ``lava.first_layer = "bias"`` for students that cannot take it (``auto`` falls
+    back per student at export and says so).
+
+    Raises:
+        ConfigError: One line naming the reason.
+    """
+    if FirstLayer(cfg.lava.first_layer) is not FirstLayer.BIAS:
+        return
+    why = first_layer_refusal(cfg.student)
+    if why is not None:
+        raise ConfigError(f"lava.first_layer 'bias' drives the first layer by a per-sample neuron bias, but {why}; "
+                          "use 'synaptic' or 'auto'")
 
 
 def check_config(cfg: RunConfig) -> None:
@@ -183,6 +215,7 @@ def check_config(cfg: RunConfig) -> None:
     bad = [t for t in cfg.lava.cascade if not _at_least(0)(t)]
     if bad:
         raise ConfigError(f"lava.cascade thresholds must be numbers >= 0, got {bad[0]!r}")
+    check_first_layer(cfg)
     if cfg.teacher.arch != EXTERNAL:
         TEACHERS.get(cfg.teacher.arch)
     STUDENT_ARCHS.get(cfg.student.arch)

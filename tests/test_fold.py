@@ -91,8 +91,6 @@ def test_old_specs_without_a_norm_load_as_none() -> None:
 @pytest.mark.parametrize("student,match", [
     (StudentConfig(norm=StudentNorm.FOLDED, neuron=NeuronConfig(current_decay=1.0)), "stored form"),
     (StudentConfig(norm=StudentNorm.BATCH), "current_decay = 1.0, got 0.25"),
-    (StudentConfig(norm=StudentNorm.BATCH, neuron_library="spikingjelly", neuron=NeuronConfig(current_decay=1.0)),
-     "neuron_library 'slayer'"),
 ])
 def test_impossible_norm_settings_are_one_line_errors(student: StudentConfig, match: str) -> None:
     with pytest.raises(ConfigError, match=match) as err:
@@ -230,3 +228,23 @@ def test_resuming_a_finished_folded_run_returns_it_unchanged(folded_run: tuple[P
     result = students_stage(Run(run, cfg), resume=True, progress=False)
     assert (run / "ensemble.pt").read_bytes() == before
     assert all(s.spec.norm is StudentNorm.FOLDED for s in result.model.students)
+
+
+def test_spikingjelly_students_train_with_a_float_batch_norm() -> None:
+    """The same recipe for the paper's float LIF students: a batch norm between synapse and
+    neurons of every layer but the last (kept, never folded), trained by backprop."""
+    import torch
+
+    from sne_loihi.students.build import build_student
+
+    from sne_loihi.config import NeuronLibrary
+
+    spec = dataclasses.replace(_spec(StudentNorm.NONE), neuron_library=NeuronLibrary.SPIKINGJELLY,
+                               norm=StudentNorm.BATCH)
+    check_student_norm(StudentConfig(norm=StudentNorm.BATCH, neuron_library="spikingjelly"))  # allowed
+    student = build_student(spec)
+    norms = [m for m in student.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == len(norm_layers(spec)) >= 1
+    out = student(torch.rand(4, *spec.in_shape, spec.time_steps))  # direct encoding: float pixels every step
+    student.rates(out).sum().backward()
+    assert all(n.weight.grad is not None for n in norms)

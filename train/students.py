@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sne_loihi.config import RunConfig, StudentNorm
+from sne_loihi.config import NeuronLibrary, RunConfig, StudentNorm
 from sne_loihi.data import Dataset
 from sne_loihi.distributed import DistContext, backward_step, to_device
 from sne_loihi.ensemble import LossTerms, ensemble_loss, scale_features
@@ -156,8 +156,8 @@ def train_students(
         checkpoints.end_epoch({**record, "lr": opt.scheduler.get_last_lr()[0], **dist.record()})
     bar.close()
     fold = None
-    if cfg.student.norm is StudentNorm.BATCH:
-        model, fold = _fold(model, loop, tcfg, checkpoints, progress)
+    if cfg.student.norm is StudentNorm.BATCH and NeuronLibrary(cfg.student.neuron_library) is NeuronLibrary.SLAYER:
+        model, fold = _fold(model, loop, tcfg, checkpoints, progress)  # SpikingJelly students keep their float norm
     dist.barrier()  # the checkpoint is on disk before any rank goes on
     model.eval()
     return StudentsResult(model, opt.state.history, path, fold)

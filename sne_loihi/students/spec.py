@@ -135,9 +135,10 @@ class StudentSpec:
             raise ConfigError(f"student input_bits must be in 1..{MAX_INPUT_BITS}, got {self.input_bits}")
         if not self.layers or self.layers[-1].kind is not LayerKind.DENSE:
             raise ConfigError("a student's last layer must be DENSE")
-        if self.norm is not StudentNorm.NONE and self.neuron_library is not NeuronLibrary.SLAYER:
+        slayer = self.neuron_library is NeuronLibrary.SLAYER
+        if self.norm is StudentNorm.FOLDED and not slayer:
             raise ConfigError(f"student norm {self.norm.value!r} needs the SLAYER neuron library")
-        if self.norm is not StudentNorm.NONE and self.neuron.current_decay != 1.0:
+        if self.norm is not StudentNorm.NONE and slayer and self.neuron.current_decay != 1.0:
             raise ConfigError(f"student norm {self.norm.value!r} needs current_decay = 1.0 (got "
                               f"{self.neuron.current_decay}): the folded mean is a neuron bias, which Loihi adds "
                               "to the voltage, and only without current memory is that a constant on the current")

@@ -6,6 +6,12 @@ The same :class:`LayerSpec` list as the SLAYER students, built from
 ``neuron.LIFNode(tau=2.0, v_threshold=1.0, v_reset=0.0, surrogate=Sigmoid(alpha=4.0))``,
 and ``layer.Flatten``. Input is direct encoding: the float [0, 1] image repeated T times
 (no quantisation). The spec's :class:`NeuronConfig` (CUBA parameters) does not apply here.
+With ``student.norm = "batch"`` every weighted layer but the last gets a float batch norm
+between its synapse and its neurons (torch's ``BatchNorm2d``/``1d`` in SpikingJelly's
+``SeqToANNContainer``), as the
+SLAYER students train before their fold: the same recipe, so the two neuron models can be
+compared (the SpikingJelly students keep the batch norm, applied over time x batch; nothing is
+folded or quantised).
 
 These students are for comparison only; they cannot be exported to netx.
 Import this module only when building one (SpikingJelly pulls in cv2/torchvision).
@@ -16,7 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sne_loihi.config import StudentNorm
 from sne_loihi.students.base import Student, StudentOutput
+from sne_loihi.students.norms import norm_layers
 from sne_loihi.layers import LayerKind
 from sne_loihi.students.spec import StudentSpec
 
@@ -62,8 +70,9 @@ def build_spikingjelly_student(spec: StudentSpec) -> SpikingJellyStudent:
                               surrogate_function=surrogate.Sigmoid(alpha=SIGMOID_ALPHA),
                               step_mode="m", backend="torch")
 
+    normed = set(norm_layers(spec)) if StudentNorm(spec.norm) is StudentNorm.BATCH else set()
     blocks: list[nn.Module] = []
-    for layer, (in_shape, _) in zip(spec.layers, spec.layer_shapes()):
+    for index, (layer, (in_shape, _)) in enumerate(zip(spec.layers, spec.layer_shapes())):
         if layer.kind is LayerKind.FLATTEN:
             blocks.append(sj_layer.Flatten(step_mode="m"))
             continue
@@ -74,5 +83,9 @@ def build_spikingjelly_student(spec: StudentSpec) -> SpikingJellyStudent:
             synapse = sj_layer.Linear(in_shape[0], layer.out_features, bias=False, step_mode="m")
         with torch.no_grad():
             synapse.weight.mul_(INIT_WEIGHT_SCALE)
-        blocks.append(nn.Sequential(synapse, lif()))
+        if index in normed:
+            bn = nn.BatchNorm2d if layer.kind is LayerKind.CONV else nn.BatchNorm1d
+            blocks.append(nn.Sequential(synapse, sj_layer.SeqToANNContainer(bn(layer.out_features)), lif()))
+        else:
+            blocks.append(nn.Sequential(synapse, lif()))
     return SpikingJellyStudent(spec, nn.ModuleList(blocks))
