@@ -7,7 +7,6 @@ Lava is imported only inside these functions, so importing this module stays lig
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,9 +331,13 @@ def load_lava_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
     path = Path(run_dir) / LAVA_FILE
     if not path.is_file():
         return None
+    from sne_loihi.json_files import read_json_file
+
     try:
-        rep = SimulationReport.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        rep = SimulationReport.from_dict(read_json_file(path, "Lava results", SimulationError))
+    except SimulationError as exc:
+        return (f"{exc}; rerun the pipeline's Lava stage", {})
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return (f"{path} is unreadable ({type(exc).__name__}); rerun the pipeline's Lava stage", {})
     body = rep.markdown()
     ckpt = Path(run_dir) / ENSEMBLE_FILE

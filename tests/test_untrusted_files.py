@@ -309,3 +309,121 @@ def test_sne_simulate_export_runs_an_npz_key_and_refuses_a_lying_npy(tiny_run: P
     lying = _lying_npy(tmp_path / "lying.npy", (10 ** 11, *shape))
     one_error_line(runner.invoke(app, ["simulate", str(tiny_run / "export"), "--input", str(lying)]),
                    "which its 144-byte file does not hold")
+
+
+# ---- 3. manifests, partition.json, lava.json --------------------------------------------------
+@pytest.fixture()
+def export_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny run's export folder."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_run / "export", tmp_path / "export"))
+
+
+def _edit(export: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    import json
+
+    d = json.loads((export / "manifest.json").read_text())
+    change(d)
+    (export / "manifest.json").write_text(json.dumps(d))
+
+
+def _set(*keys: Any, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(d: dict[str, Any]) -> None:
+        for k in keys[:-1]:
+            d = d[k]
+        d[keys[-1]] = value
+    return change
+
+
+def _spec_without_in_shape(d: dict[str, Any]) -> None:
+    for s in d["students"]:
+        del s["spec"]["in_shape"]
+    d["input"]["shape_chw"] = [8, 8, 1]
+
+
+MANIFEST_CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "format_version a string": (_set("format_version", value="1"), "manifest format_version must be a JSON int"),
+    "format_version huge": (_set("format_version", value=10 ** 30), "format_version must be an integer in 1..1000"),
+    "time_steps 10**9": (_set("input", "time_steps", value=10 ** 9), "input.time_steps must be an integer in 1..1024"),
+    "input bits 99": (_set("input", "bits", value=99), "input.bits must be an integer in 1..8"),
+    "shape_chw of 2": (_set("input", "shape_chw", value=[1, 8]), "input.shape_chw must be a list of 3 positive integers"),
+    "shape_chw negative": (_set("input", "shape_chw", value=[1, -8, 8]), "input.shape_chw must be a list of 3 positive"),
+    "sha256 short": (_set("students", 0, "sha256", value="abc"), "student 0 sha256 must be 64 lowercase hex digits"),
+    "student file twice": (lambda d: d["students"].__setitem__(1, dict(d["students"][0])),
+                           "student 1 file 'student_0.net' is listed twice"),
+    "no students": (_set("students", value=[]), "manifest must list 1..1024 students"),
+    "head NaN": (lambda d: d["head_weight"][0].__setitem__(0, float("nan")), "head weight row 0 holds the non-finite value nan"),
+    "out_features a float": (_set("students", 0, "out_features", value=16.0), "student 0 out_features must be an integer"),
+    "time steps the specs contradict": (_set("input", "time_steps", value=5),
+                                        "spec time_steps 2 contradicts the manifest's input.time_steps 5"),
+    "input bits the specs contradict": (_set("input", "bits", value=8),
+                                        "spec input_bits 4 contradicts the manifest's input.bits 8"),
+    "input shape the specs contradict": (_set("input", "shape_chw", value=[8, 8, 1]),
+                                         "spec in_shape [1, 8, 8] contradicts the manifest's input.shape_chw [8, 8, 1]"),
+    "input shape the netx file contradicts": (_spec_without_in_shape, "its first (conv) layer takes [8, 8, 1] (x, y, f), "
+                                                                      "the manifest's input.shape_chw [8, 8, 1] is"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MANIFEST_CASES))
+def test_manifest_schema_and_claims_are_checked_before_use(export_copy: Path, case: str) -> None:
+    from sne_loihi.netx_format import load_manifest
+
+    change, needle = MANIFEST_CASES[case]
+    _edit(export_copy, change)
+    with pytest.raises(ExportError) as info:
+        load_manifest(export_copy)
+    assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_the_untouched_export_loads(export_copy: Path) -> None:
+    from sne_loihi.netx_format import load_manifest
+
+    import json
+
+    want = json.loads((export_copy / "manifest.json").read_text())
+    m = load_manifest(export_copy)
+    assert [s.file for s in m.students] == [s["file"] for s in want["students"]]
+    assert m.input.time_steps == want["input"]["time_steps"] == 2
+
+
+def _deep(path: Path) -> None:
+    path.write_text("[" * 200_000 + "]" * 200_000)
+
+
+@pytest.mark.parametrize("damage", ["deep", "not utf-8", "huge"])
+def test_sne_simulate_refuses_a_damaged_manifest_in_one_line(export_copy: Path, damage: str) -> None:
+    path = export_copy / "manifest.json"
+    if damage == "deep":
+        _deep(path)
+        needle = "it nests 200,000 levels deep, more than the 64 accepted"
+    elif damage == "not utf-8":
+        path.write_bytes(b'{"students": "\xff\xfe"}')
+        needle = "not UTF-8 text (byte 14)"
+    else:
+        with open(path, "wb") as fh:  # sparse: 65 MiB on paper, nothing read
+            fh.truncate(65 * 2 ** 20)
+        needle = "68,157,440 bytes, more than the 67,108,864 read"
+    result = runner.invoke(app, ["simulate", str(export_copy)])
+    one_error_line(result, f"cannot read manifest {path}: {needle}")
+
+
+def test_sne_simulate_refuses_a_schema_violation_in_one_line(export_copy: Path) -> None:
+    _edit(export_copy, _set("input", "time_steps", value=10 ** 9))
+    result = runner.invoke(app, ["simulate", str(export_copy)])
+    one_error_line(result, "input.time_steps must be an integer in 1..1024, got 1000000000")
+
+
+def test_deep_partition_and_lava_files_are_one_line(tmp_path: Path) -> None:
+    from sne_loihi.errors import CheckpointError
+    from sne_loihi.partition.base import Partition
+    from sne_loihi.sim.stage import load_lava_section
+
+    _deep(tmp_path / "partition.json")
+    with pytest.raises(CheckpointError, match="cannot read partition file .* it nests 200,000 levels deep") as info:
+        Partition.load(tmp_path / "partition.json")
+    assert "\n" not in str(info.value)
+    _deep(tmp_path / "lava.json")
+    section, data = load_lava_section(tmp_path)
+    assert "it nests 200,000 levels deep" in section and data == {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ from sne_loihi.config import NeuronConfig
 from sne_loihi.errors import ConfigError, ExportError
 from sne_loihi.indices import check_student_indices
 from sne_loihi.io import sha256_file
+from sne_loihi.json_files import read_json_file
+from sne_loihi.netx_format.manifest_schema import check_manifest_schema, check_student_claims
 from sne_loihi.netx_format.netx_file import read_netx_layers
 from sne_loihi.students.spec import check_neuron
 
@@ -226,6 +227,8 @@ def validate_manifest(m: Manifest, directory: Path) -> None:
         first_in = layers[0].in_shape_xyz
         if int(np.prod(first_in)) != int(np.prod(in_xyz)):
             raise ExportError(f"{path}: input shape {list(first_in)} does not match the manifest's {list(in_xyz)}")
+        check_student_claims(s.spec, m.input.bits, m.input.time_steps, m.input.shape_chw, s.out_features,
+                             layers[0].kind, first_in, str(path))
     w, b = m.head_arrays()
     total = sum(s.out_features for s in m.students)
     n_cls = len(m.class_names) if m.class_names else w.shape[0]
@@ -267,12 +270,8 @@ def load_manifest(directory: Path) -> Manifest:
     path = directory / MANIFEST_FILE
     if not path.is_file():
         raise ExportError(f"no export at {directory} ({MANIFEST_FILE} not found)")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ExportError(f"{path} does not hold a JSON object")
+    raw = read_json_file(path, "manifest", ExportError)  # size and nesting bounded before parsing
+    check_manifest_schema(raw, path)
     m = Manifest.from_dict(raw)
     validate_manifest(m, directory)
     m.directory = directory

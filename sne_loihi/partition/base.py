@@ -8,7 +8,6 @@ group and groups ordered by their smallest index, so equal partitions compare eq
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,11 +137,9 @@ class Partition:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"partition file not found: {path}")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CheckpointError(f"cannot read partition file {path}: {first}") from None
+        from sne_loihi.json_files import read_json_file
+
+        data = read_json_file(path, "partition file", CheckpointError)  # size and nesting bounded
         try:
             part = cls.from_dict(data)
         except ConfigError as exc:
