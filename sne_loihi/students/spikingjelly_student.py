@@ -37,6 +37,10 @@ SIGMOID_ALPHA = 4.0
 #: [0, 1] pixels (measured on digits: no spikes in any layer at scale 1-2); at 6 the hidden
 #: layers fire at 3-13 % at the start of training, like the SLAYER students do.
 INIT_WEIGHT_SCALE = 6.0
+#: Initial batch-norm scale of a normed layer: a LIF neuron (tau 2, threshold 1) at rest reaches
+#: its threshold in one step from an input of tau * threshold = 2, so a normalised input starts
+#: spread over that (the SLAYER students' norms likewise start at their threshold).
+BN_INIT_SCALE = LIF_TAU * 1.0
 
 
 def _to_time_last(x_t: torch.Tensor) -> torch.Tensor:
@@ -81,11 +85,14 @@ def build_spikingjelly_student(spec: StudentSpec) -> SpikingJellyStudent:
                                       padding=layer.padding, bias=False, step_mode="m")
         else:
             synapse = sj_layer.Linear(in_shape[0], layer.out_features, bias=False, step_mode="m")
-        with torch.no_grad():
-            synapse.weight.mul_(INIT_WEIGHT_SCALE)
+        if index not in normed:  # a batch norm sets the scale itself (and Adam's steps stay relative to it)
+            with torch.no_grad():
+                synapse.weight.mul_(INIT_WEIGHT_SCALE)
         if index in normed:
-            bn = nn.BatchNorm2d if layer.kind is LayerKind.CONV else nn.BatchNorm1d
-            blocks.append(nn.Sequential(synapse, sj_layer.SeqToANNContainer(bn(layer.out_features)), lif()))
+            bn = (nn.BatchNorm2d if layer.kind is LayerKind.CONV else nn.BatchNorm1d)(layer.out_features)
+            with torch.no_grad():
+                bn.weight.fill_(BN_INIT_SCALE)
+            blocks.append(nn.Sequential(synapse, sj_layer.SeqToANNContainer(bn), lif()))
         else:
             blocks.append(nn.Sequential(synapse, lif()))
     return SpikingJellyStudent(spec, nn.ModuleList(blocks))
