@@ -41,6 +41,7 @@ from sne_loihi.config_sections import (  # noqa: F401  (re-exported: the config'
     FinetuneConfig,
     TrainConfig,
     Backend,
+    FirstLayer,
     DEFAULT_ENERGY_PROFILE,
     DEFAULT_LAVA_CAPACITY,
     DEFAULT_LAVA_SAMPLES,
@@ -52,7 +53,7 @@ from sne_loihi.errors import ConfigError
 
 __all__ = [
     "AUTO_ARCH", "OWN_DATA_SETS", "ArrayLayout", "ImageChannels", "DEFAULT_ENERGY_PROFILE", "DEFAULT_LAVA_CAPACITY", "DEFAULT_LAVA_SAMPLES", "PRESET_DIR", "RENAMED_KEYS", "Backend",
-    "DataConfig", "EnsembleConfig", "FeatureScaling", "FinetuneConfig", "FlipMode", "LavaConfig", "LrSchedule", "NeuronConfig", "NeuronLibrary",
+    "DataConfig", "EnsembleConfig", "FeatureScaling", "FinetuneConfig", "FirstLayer", "FlipMode", "LavaConfig", "LrSchedule", "NeuronConfig", "NeuronLibrary",
     "Optimizer", "PartitionStrategy", "PipelineConfig", "ReportConfig", "RunConfig", "StudentBackend", "StudentConfig",
     "StudentEngine", "StudentNorm", "TeacherConfig", "TestTimeAugment", "TrainConfig", "dump_toml", "field_types", "load_toml", "merge", "named_preset", "parse_override", "preset",
     "preset_names", "resolve", "set_dotted", "upgrade_tree",

@@ -368,6 +368,25 @@ class TrainConfig:
     translate: int = 4
 
 
+class FirstLayer(str, enum.Enum):
+    """How an exported student's first weighted layer receives the input (``lava.first_layer``).
+
+    ``SYNAPTIC``: through its synapses: the graded image is sent every time step and the
+    first layer's synaptic MACs are paid T times per sample (netx's usual network).
+    ``BIAS``: through its neurons' bias: with ``current_decay = 1`` the CUBA current holds no
+    memory and the repeated image gives the same current every step, so the host computes
+    the integer ``W * x + b`` once per sample and writes it into the first layer's
+    ``bias_mant``; the first layer's MACs are charged once per sample (see docs/energy.md).
+    An export refuses it, in one line, for a student that does not allow it.
+    ``AUTO``: ``BIAS`` for every student that allows it, ``SYNAPTIC`` for the others, with
+    the reason recorded in the manifest and the report.
+    """
+
+    SYNAPTIC = "synaptic"
+    BIAS = "bias"
+    AUTO = "auto"
+
+
 class Backend(str, enum.Enum):
     """Where the Lava graph runs: ``auto`` (Loihi 2 when Intel's lava-loihi extension is
     installed, else the CPU), ``cpu`` (``Loihi2SimCfg`` fixed point) or ``loihi2``."""
@@ -403,6 +422,10 @@ class LavaConfig:
             graph: the run's cascade head (trained before the export) decides in the graph,
             after each student, whether a sample goes on (0: the first student only; > 1:
             every student). Empty: no per-sample runs.
+        first_layer: How the export drives every student's first weighted layer: its
+            synapses every step (``synaptic``), its neurons' bias once per sample (``bias``;
+            needs ``student.neuron.current_decay = 1`` and graded input), or ``auto`` (bias
+            where a student allows it, saying why not elsewhere); see :class:`FirstLayer`.
     """
 
     enabled: bool = True
@@ -411,6 +434,7 @@ class LavaConfig:
     capacity: int = DEFAULT_LAVA_CAPACITY
     active: list[str] = field(default_factory=lambda: ["all", "0"])
     cascade: list[float] = field(default_factory=lambda: [0.6, 0.9])
+    first_layer: FirstLayer = FirstLayer.SYNAPTIC
 
 
 @dataclass
