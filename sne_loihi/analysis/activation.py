@@ -152,6 +152,7 @@ def point_energy_nj(point: PolicyPoint, profile: EnergyProfile) -> float:
     return energy_pj(profile, macs=point.macs, acs=point.acs, neuron_updates=point.neuron_updates) / 1000.0
 
 
-def test_table(model: Ensemble, data: Any, batch_size: int = 256) -> StudentTable:
-    """The student table of the test set."""
-    return student_table(model, data.x_test_nchw, data.y_test, batch_size)
+def test_table(model: Ensemble, data: Any, batch_size: int = 256, first_layer: Any = None) -> StudentTable:
+    """The student table of the test set (``first_layer``: per student how its first layer
+    is driven, see :func:`~sne_loihi.ensemble.policies.student_table`)."""
+    return student_table(model, data.x_test_nchw, data.y_test, batch_size, first_layer)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,35 @@ class Evaluation:
         return {"rows": self.rows, **self.meta}
 
 
-def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFILE, batch_size: int = 256) -> Evaluation:
+def first_layer_choices(run: Run, model: Any, option: Any = None) -> list[Any]:
+    """Per student how its first layer is driven (:func:`sne_loihi.cost.first_layer.resolve_first_layer`)
+    for ``option``, default the run's ``lava.first_layer`` (``config.toml``, else the
+    ensemble's stored config).
+
+    Raises:
+        ConfigError: ``bias`` for a student that does not allow it.
+    """
+    from sne_loihi.cost.first_layer import resolve_first_layer
+
+    if option is None:
+        try:
+            option = run.config.lava.first_layer
+        except ConfigError:
+            option = run.ensemble().config.lava.first_layer
+    return resolve_first_layer(option, list(model.students), ConfigError)
+
+
+def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFILE, batch_size: int = 256,
+                 first_layer: Any = None) -> Evaluation:
     """Teacher, each student alone (head with only its share), and the full ensemble.
 
     Accuracy on the test set; per-sample cost: teacher MACs; student MACs (graded first
     layer) and ACs counted by :func:`sne_loihi.cost.count_student_ops`; energy from the
     named profile; the full ensemble's spiking activity per layer (same pass).
+    ``first_layer`` (default: the run's ``lava.first_layer``): a first layer driven by a
+    per-sample bias has its MACs counted once per sample; every student row says how
+    (``first_layer``: ``bias`` / ``synaptic`` per student) and the meta data why not
+    (``first_layer`` entries with a ``first_layer_note``).
     """
     from sne_loihi.cost import teacher_macs
     from sne_loihi.cost.energy import energy_pj, resolve_profile
@@ -67,21 +91,25 @@ def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFIL
         })
     model = loaded.model
     n = model.num_students
+    choices = first_layer_choices(run, model, first_layer)
+    modes = [c.mode for c in choices]
     n_params = [sum(p.numel() for p in s.parameters()) for s in model.students]
     head_params = sum(p.numel() for p in model.head.parameters())
     for i in range(n):
-        r = evaluate_ensemble(model, data.x_test_nchw, data.y_test, active=[i], batch_size=batch_size)
-        rows.append(_student_row(f"student {i} alone", str(i), r, n_params[i] + head_params, profile))
+        r = evaluate_ensemble(model, data.x_test_nchw, data.y_test, active=[i], batch_size=batch_size, first_layer=modes)
+        rows.append(_student_row(f"student {i} alone", str(i), r, n_params[i] + head_params, profile, modes[i:i + 1]))
     activity = ActivityCounter(model.students)
     full = evaluate_ensemble(model, data.x_test_nchw, data.y_test, active=None, batch_size=batch_size,
-                             on_student_output=activity.add)
-    rows.append(_student_row(f"ensemble {n}x{cfg.student.arch}", f"{n}/{n}", full, sum(n_params) + head_params, profile))
+                             on_student_output=activity.add, first_layer=modes)
+    rows.append(_student_row(f"ensemble {n}x{cfg.student.arch}", f"{n}/{n}", full, sum(n_params) + head_params, profile,
+                             modes))
     meta = {
         "dataset": cfg.data.name,
         "test_samples": len(data.y_test),
         "energy_profile": energy_profile,
         "partition": loaded.partition.to_dict(),
         "student_ops": full.student_ops,
+        "first_layer": [c.to_dict() for c in choices],
         "time_steps": cfg.student.time_steps,
         "input_bits": cfg.student.input_bits,
         "alpha": cfg.ensemble.alpha,
@@ -90,11 +118,13 @@ def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFIL
     return Evaluation(rows, meta, activity.rows())
 
 
-def _student_row(name: str, active: str, r: Any, params: int, profile: Any) -> dict[str, Any]:
+def _student_row(name: str, active: str, r: Any, params: int, profile: Any, modes: Sequence[Any]) -> dict[str, Any]:
     from sne_loihi.cost.energy import energy_pj
 
+    kinds = sorted({m.value for m in modes})
     return {
         "model": name, "active": active, "accuracy": r.accuracy, "params": params,
         "macs": r.macs_per_sample, "acs": r.acs_per_sample,
         "energy_pj": energy_pj(profile, macs=r.macs_per_sample, acs=r.acs_per_sample),
+        "first_layer": kinds[0] if len(kinds) == 1 else "mixed",
     }

@@ -9,6 +9,12 @@ weight is no synapse on Loihi, so it costs nothing.
 A layer fed graded values (the first weighted layer, fed pixels; unless SLAYER's input is
 1 bit) performs multiply-accumulates (MAC); layers fed binary spikes perform accumulates (AC).
 
+A first layer driven by a per-sample neuron bias (``lava.first_layer = "bias"``,
+:mod:`sne_loihi.cost.first_layer`) receives the same image every step and the host computes
+its ``W * x + b`` once per sample: its MACs are counted for one time step, not T
+(:func:`count_student_ops` with ``first_layer=FirstLayer.BIAS``; the Lava op counter counts
+the same once per sample).
+
 Fan-out layouts (:func:`fanout_per_input`): ``[C, H, W]`` for a convolution's input,
 ``[F]`` for a dense layer's input, with ``F`` in torch's flatten order (C, H, W row-major,
 what ``slayer.block.cuba.Flatten`` produces). Lava's ``(x, y, f)`` order is the transpose
@@ -31,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.weight_norm import WeightNorm
 
-from sne_loihi.config import NeuronLibrary
+from sne_loihi.config import FirstLayer, NeuronLibrary
+from sne_loihi.errors import ConfigError
 from sne_loihi.students.base import Student, StudentOutput
 from sne_loihi.layers import LayerKind
 from sne_loihi.students.spec import StudentSpec
@@ -161,10 +168,13 @@ class StudentOps:
     Attributes:
         ops_nl: ``[N, L]`` float64 counts (exact integers), on the input's device.
         kinds: The op kind of each of the L weighted layers.
+        first_layer: ``BIAS``: the first layer's ops are one time step's (computed once per
+            sample); ``SYNAPTIC``: every step's.
     """
 
     ops_nl: torch.Tensor
     kinds: list[OpKind]
+    first_layer: FirstLayer = FirstLayer.SYNAPTIC
 
     def _of_kind(self, kind: OpKind) -> torch.Tensor:
         cols = [i for i, k in enumerate(self.kinds) if k is kind]
@@ -203,21 +213,50 @@ def count_layer_ops(x_in: torch.Tensor, fanout: torch.Tensor) -> torch.Tensor:
     return (active * fanout.to(active.device)).flatten(1).sum(dim=1)
 
 
+def once_per_sample(x_in: torch.Tensor) -> torch.Tensor:
+    """A bias-driven first layer's input for its op count: step 0 of ``[N, *in_shape, T]``,
+    which stands for every step.
+
+    Raises:
+        ConfigError: The input changes over the steps (the bias holds one value per sample).
+    """
+    first = x_in[..., :1]
+    if not torch.equal(x_in, first.expand_as(x_in)):
+        raise ConfigError("a first layer driven by a per-sample bias needs the same input at every time step; this "
+                          "input changes over the steps (use lava.first_layer 'synaptic')")
+    return first
+
+
 @torch.no_grad()
-def count_student_ops(student: Student, out: StudentOutput) -> StudentOps:
+def count_student_ops(student: Student, out: StudentOutput,
+                      first_layer: FirstLayer = FirstLayer.SYNAPTIC) -> StudentOps:
     """Count the synaptic ops of the forward pass that produced ``out``.
 
     Uses the weights the blocks actually multiply with (SLAYER: quantised by the synapse's
     ``pre_hook_fx``; SpikingJelly: float, so only exact zeros are absent synapses).
 
+    Args:
+        student: The student.
+        out: Its forward pass.
+        first_layer: ``BIAS``: the first layer is driven by a per-sample bias, its MACs
+            counted once per sample (one step's); ``SYNAPTIC`` (default): every step's.
+
     Raises:
         ValueError: ``out`` does not come from a student of this spec.
+        ConfigError: ``BIAS`` with an input that changes over the steps, or ``AUTO`` (resolve
+            it per student first, :func:`sne_loihi.cost.first_layer.resolve_first_layer`).
     """
+    first_layer = FirstLayer(first_layer)
+    if first_layer is FirstLayer.AUTO:
+        raise ConfigError("count_student_ops takes a resolved first layer (bias or synaptic), not 'auto'")
     fanouts = student_fanouts(student)
     if len(out.layer_inputs) != len(fanouts):
         raise ValueError(f"{len(out.layer_inputs)} layer inputs for {len(fanouts)} weighted layers")
-    cols = [count_layer_ops(x, fan) for x, fan in zip(out.layer_inputs, fanouts)]
-    return StudentOps(ops_nl=torch.stack(cols, dim=1), kinds=layer_op_kinds(student.spec))
+    inputs = list(out.layer_inputs)
+    if first_layer is FirstLayer.BIAS:
+        inputs[0] = once_per_sample(inputs[0])
+    cols = [count_layer_ops(x, fan) for x, fan in zip(inputs, fanouts)]
+    return StudentOps(ops_nl=torch.stack(cols, dim=1), kinds=layer_op_kinds(student.spec), first_layer=first_layer)
 
 
 def neuron_updates_per_sample(spec: StudentSpec) -> int:

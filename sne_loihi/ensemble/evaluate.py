@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sne_loihi.config import FirstLayer
 from sne_loihi.distributed import to_device
 from sne_loihi.ensemble.model import Ensemble
 from sne_loihi.students.base import StudentOutput
@@ -70,6 +71,7 @@ def evaluate_ensemble(
     count_ops: bool = True,
     seed: int = 0,
     on_student_output: Callable[[int, StudentOutput], None] | None = None,
+    first_layer: FirstLayer | Sequence[FirstLayer] = FirstLayer.SYNAPTIC,
 ) -> EvalResult:
     """Evaluate with a fixed subset, random K per batch, or all students.
 
@@ -82,6 +84,9 @@ def evaluate_ensemble(
         seed: Seed of the per-batch draws for ``int K``.
         on_student_output: Called with ``(student index, its output)`` for every batch a
             student ran (e.g. :class:`sne_loihi.analysis.activity.ActivityCounter.add`).
+        first_layer: How each student's first layer is driven (one value for all, or one
+            per student): ``BIAS`` counts its MACs once per sample (see
+            :func:`sne_loihi.cost.count_student_ops`).
     """
     from sne_loihi.cost import count_student_ops
 
@@ -89,6 +94,12 @@ def evaluate_ensemble(
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     n_students = model.num_students
+    modes = [FirstLayer(first_layer)] * n_students if isinstance(first_layer, (str, FirstLayer)) else \
+        [FirstLayer(m) for m in first_layer]
+    if len(modes) != n_students:
+        from sne_loihi.errors import ConfigError
+
+        raise ConfigError(f"first_layer: {len(modes)} values for {n_students} students")
     logits_all, macs, acs = [], 0.0, 0.0
     per_layer: list[torch.Tensor | None] = [None] * n_students
     ran = torch.zeros(n_students)
@@ -107,7 +118,7 @@ def evaluate_ensemble(
         for i, (student, sout) in enumerate(zip(model.students, out.student_outputs)):
             if sout is None:
                 continue
-            ops = count_student_ops(student, sout)
+            ops = count_student_ops(student, sout, modes[i])
             layer_tot = ops.ops_nl.sum(0).double().cpu()
             per_layer[i] = layer_tot if per_layer[i] is None else per_layer[i] + layer_tot
             for l, kind in enumerate(ops.kinds):

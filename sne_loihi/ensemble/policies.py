@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -46,9 +47,15 @@ class StudentTable:
 
 
 @torch.no_grad()
-def student_table(model: Ensemble, x_nchw: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> StudentTable:
-    """Run every student on every sample once, keeping rates and exact op counts."""
+def student_table(model: Ensemble, x_nchw: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
+                  first_layer: Sequence[Any] | None = None) -> StudentTable:
+    """Run every student on every sample once, keeping rates and exact op counts
+    (``first_layer``: per student how its first layer is driven, default all synaptic; a
+    bias-driven one counts its MACs once per sample, :func:`sne_loihi.cost.count_student_ops`)."""
+    from sne_loihi.config import FirstLayer
     from sne_loihi.cost import OpKind, count_student_ops, neuron_updates_per_sample
+
+    modes = [FirstLayer.SYNAPTIC] * model.num_students if first_layer is None else [FirstLayer(m) for m in first_layer]
 
     device = next(model.parameters()).device
     model.eval()
@@ -62,7 +69,7 @@ def student_table(model: Ensemble, x_nchw: torch.Tensor, y: torch.Tensor, batch_
         a = torch.zeros(len(x), n, dtype=torch.float64)
         for i, (student, sout) in enumerate(zip(model.students, out.student_outputs)):
             rates[i].append(out.rates[i].float().cpu())
-            ops = count_student_ops(student, sout)
+            ops = count_student_ops(student, sout, modes[i])
             for l, kind in enumerate(ops.kinds):
                 target = m if kind == OpKind.MAC else a
                 target[:, i] += ops.ops_nl[:, l].double().cpu()

@@ -44,13 +44,20 @@ class InputEncoding:
 
 @dataclass
 class StudentEntry:
-    """One exported student."""
+    """One exported student.
+
+    ``first_layer``: ``bias`` when its first layer is driven by a per-sample neuron bias
+    (the file's ``inputDrive`` marker, :mod:`sne_loihi.netx_format.bias_layer`), else
+    ``synaptic``; ``first_layer_note``: why ``lava.first_layer = auto`` fell back to synaptic.
+    """
 
     file: str
     sha256: str
     spec: dict[str, Any]
     out_features: int
     num_layers: int
+    first_layer: str = "synaptic"
+    first_layer_note: str = ""
 
 
 @dataclass
@@ -220,6 +227,7 @@ def validate_manifest(m: Manifest, directory: Path) -> None:
                               "the file changed after export")
         _check_spec_neuron(s.spec, f"{directory}: student {i} spec neuron")
         layers = read_netx_layers(path)
+        _check_first_layer(s.first_layer, path)
         if len(layers) != s.num_layers:
             raise ExportError(f"{path}: {len(layers)} weighted layers, manifest says {s.num_layers}")
         if int(np.prod(layers[-1].out_shape_xyz)) != s.out_features:
@@ -239,6 +247,16 @@ def validate_manifest(m: Manifest, directory: Path) -> None:
         raise ExportError(f"{directory}: the head holds non-finite values")
     if m.cascade is not None:
         validate_cascade_head(m.cascade, w.shape, len(m.students), str(directory))
+
+
+def _check_first_layer(first_layer: str, path: Path) -> None:
+    """The manifest's ``first_layer`` must name the file's drive (its ``inputDrive`` marker)."""
+    from sne_loihi.netx_format.bias_layer import read_bias_driven_layer
+
+    if first_layer not in ("bias", "synaptic"):
+        raise ExportError(f"{path}: manifest first_layer {first_layer!r} is neither 'bias' nor 'synaptic'")
+    if (read_bias_driven_layer(path) is not None) != (first_layer == "bias"):
+        raise ExportError(f"{path}: manifest says first_layer {first_layer!r}, the file's first layer says otherwise")
 
 
 def validate_cascade_head(head: CascadeHead, head_shape: tuple[int, ...], num_students: int, where: str) -> None:
