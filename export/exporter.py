@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
+from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES, FirstLayer
+from sne_loihi.cost.first_layer import FirstLayerChoice, resolve_first_layer
 from sne_loihi.errors import ExportError, ParityError
 from sne_loihi.export.netx_write import write_student_hdf5
 from sne_loihi.io import atomic_write_json, sha256_file
@@ -100,12 +101,13 @@ def write_readiness(directory: Path, net_paths: Sequence[Path], input_bits: int,
     return report.to_dict()
 
 
-def _student_entry(directory: Path, i: int, student: Any) -> StudentEntry:
+def _student_entry(directory: Path, i: int, student: Any, choice: FirstLayerChoice) -> StudentEntry:
     name = f"student_{i}.net"
-    write_student_hdf5(student, directory / name)
+    write_student_hdf5(student, directory / name, first_layer=choice.mode)
     layers = read_netx_layers(directory / name)
     return StudentEntry(file=name, sha256=sha256_file(directory / name), spec=student.spec.to_dict(),
-                        out_features=int(np.prod(layers[-1].out_shape_xyz)), num_layers=len(layers))
+                        out_features=int(np.prod(layers[-1].out_shape_xyz)), num_layers=len(layers),
+                        first_layer=choice.mode.value, first_layer_note=choice.note)
 
 
 def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_FILE) -> None:
@@ -204,10 +206,14 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_shape_chw: Sequence[int],
                  class_names: Sequence[str], config: dict[str, Any], x_verify_nchw: Any = None,
                  verify_samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False, capacity: int = DEFAULT_LAVA_CAPACITY,
-                 cascade_head: CascadeHead | None = None) -> Manifest:
+                 cascade_head: CascadeHead | None = None, first_layer: FirstLayer | str = FirstLayer.SYNAPTIC) -> Manifest:
     """Export an in-memory :class:`~sne_loihi.ensemble.Ensemble` (see :func:`export_ensemble`).
 
     ``cascade_head`` (optional) is stored in the manifest for per-sample activation in Lava.
+    ``first_layer`` (``lava.first_layer``): ``bias`` drives every student's first layer by a
+    per-sample neuron bias (refused in one line for a student that does not allow it),
+    ``auto`` where a student allows it (the manifest's ``first_layer_note`` says why not
+    elsewhere); the parity check and the readiness report then run that path.
     """
     import torch
 
@@ -220,6 +226,7 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
     if verify_samples > 0 and x_verify_nchw is None:
         raise ExportError("the parity check needs samples: pass x_verify_nchw (or verify_samples=0 to skip it)")
     students = list(model.students)
+    choices = resolve_first_layer(first_layer, students)  # a refused 'bias' fails before any file is written
     specs = [s.spec for s in students]
     bits, steps = {int(s.input_bits) for s in specs}, {int(s.time_steps) for s in specs}
     if len(bits) != 1 or len(steps) != 1:
@@ -229,7 +236,7 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
     clean_leftovers(out_dir)
     tmp = make_build_dir(out_dir)
     try:
-        entries = [_student_entry(tmp, i, s) for i, s in enumerate(students)]
+        entries = [_student_entry(tmp, i, s, c) for i, (s, c) in enumerate(zip(students, choices))]
         parity, x_nchwt, input_bits = None, None, bits.pop()
         paths = [tmp / e.file for e in entries]
         if verify_samples > 0:
@@ -259,7 +266,8 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
 
 
 def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = DEFAULT_LAVA_SAMPLES,
-                    overwrite: bool = False, capacity: int = DEFAULT_LAVA_CAPACITY, cascade_head: Path | None = None) -> Manifest:
+                    overwrite: bool = False, capacity: int = DEFAULT_LAVA_CAPACITY, cascade_head: Path | None = None,
+                    first_layer: FirstLayer | str = FirstLayer.SYNAPTIC) -> Manifest:
     """Export ``RUN/ensemble.pt`` to ``out_dir``: ``student_{i}.net`` files + ``manifest.json``.
 
     Written into a temporary folder beside ``out_dir`` and renamed into place only after the
@@ -275,6 +283,8 @@ def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = 
         capacity: Samples per Lava run during the check.
         cascade_head: ``RUN/cascade_head.pt`` (written by the report) to store in the
             manifest, so ``sne simulate`` can run per-sample activation from the export alone.
+        first_layer: How the students' first layers are driven (``lava.first_layer``, see
+            :func:`export_model`).
 
     Raises:
         ExportError: Existing export without ``overwrite``, SpikingJelly students, missing
@@ -291,11 +301,12 @@ def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = 
         head, order = load_cascade_head(Path(cascade_head), loaded.model.num_students)
         cascade = CascadeHead.from_linear(head, order, source=str(cascade_head))
     return export_loaded(loaded, out_dir, x_verify_nchw=x_verify_nchw, verify_samples=verify_samples,
-                         overwrite=overwrite, capacity=capacity, cascade_head=cascade)
+                         overwrite=overwrite, capacity=capacity, cascade_head=cascade, first_layer=first_layer)
 
 
 def export_loaded(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = DEFAULT_LAVA_SAMPLES,
-                  overwrite: bool = False, capacity: int = DEFAULT_LAVA_CAPACITY, cascade_head: CascadeHead | None = None) -> Manifest:
+                  overwrite: bool = False, capacity: int = DEFAULT_LAVA_CAPACITY, cascade_head: CascadeHead | None = None,
+                  first_layer: FirstLayer | str = FirstLayer.SYNAPTIC) -> Manifest:
     """:func:`export_model` of an already loaded checkpoint
     (:class:`~sne_loihi.ensemble.checkpoint.LoadedEnsemble`), with its partition, input
     shape, class names and config."""
@@ -303,4 +314,5 @@ def export_loaded(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, veri
         loaded.model, out_dir, partition=loaded.partition.to_dict(), in_shape_chw=loaded.in_shape,
         class_names=loaded.class_names, config=loaded.config.to_dict(), x_verify_nchw=x_verify_nchw,
         verify_samples=verify_samples, overwrite=overwrite, capacity=capacity, cascade_head=cascade_head,
+        first_layer=first_layer,
     )

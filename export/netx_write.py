@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from sne_loihi.errors import ExportError
-from sne_loihi.config import StudentNorm
+from sne_loihi.config import FirstLayer, StudentNorm
+from sne_loihi.netx_format.bias_layer import mark_bias_driven
 from sne_loihi.netx_format.neuron_bias import bias_mantissas
 
 
@@ -44,7 +45,8 @@ def check_norm_folded(student: object) -> None:
                           "folds it at the end (student.norm = 'batch' stopped before the fold), then export")
 
 
-def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int, int] | None = None) -> Path:
+def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int, int] | None = None,
+                       first_layer: FirstLayer = FirstLayer.SYNAPTIC) -> Path:
     """Write a SLAYER student as a netx HDF5 file, without touching the student.
 
     Each block's ``export_hdf5`` runs on a deep copy (it removes weight normalisation in
@@ -55,6 +57,9 @@ def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int
         student: A ``Student`` with ``.blocks`` (SLAYER cuba Conv/Flatten/Dense) and ``.spec``.
         path: Output file (overwritten).
         in_shape_chw: Input shape; defaults to ``student.spec.in_shape``.
+        first_layer: ``BIAS``: mark the first weighted layer as driven by a per-sample
+            neuron bias (``inputDrive = "bias"``, :mod:`sne_loihi.netx_format.bias_layer`);
+            ``SYNAPTIC`` (default): an ordinary netx network.
 
     A block's synapse bias (a folded batch norm's per-channel neuron bias, real units) is
     written as the layer's ``bias`` dataset, ``64 * bias``: netx reads it into the neuron's
@@ -62,7 +67,8 @@ def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int
 
     Raises:
         ExportError: SpikingJelly students (no netx export), a student whose batch norm was
-            not folded, unsupported blocks, or a bias Loihi cannot store.
+            not folded, unsupported blocks, a bias Loihi cannot store, or ``BIAS`` for a
+            student whose first layer does not allow it.
     """
     import h5py
 
@@ -71,6 +77,16 @@ def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int
     if library.lower() != "slayer":
         raise ExportError(f"only SLAYER students can be exported to netx (this student uses {library!r})")
     check_norm_folded(student)
+    first_layer = FirstLayer(first_layer)
+    if first_layer is FirstLayer.AUTO:
+        raise ExportError("write_student_hdf5 takes a resolved first layer (bias or synaptic), not 'auto'")
+    if first_layer is FirstLayer.BIAS:
+        from sne_loihi.cost.first_layer import student_bias_refusal
+
+        why = student_bias_refusal(student)
+        if why is not None:
+            raise ExportError(f"this student's first layer cannot be driven by a per-sample bias: {why}")
+    marked = first_layer is not FirstLayer.BIAS
     if in_shape_chw is None:
         in_shape_chw = tuple(int(v) for v in spec.in_shape)
     import torch
@@ -102,6 +118,9 @@ def write_student_hdf5(student: object, path: Path, in_shape_chw: tuple[int, int
             if bias is not None:
                 group.create_dataset("bias", data=bias_mantissas(bias.detach().cpu().double().numpy(),
                                                                  f"student block {i - 1}"))
+            if not marked and name != "Flatten":  # the first weighted layer
+                mark_bias_driven(group)
+                marked = True
             if name != "Flatten":
                 shape = [int(v) for v in np.atleast_1d(layers[str(i)]["shape"][()])]
     return path

@@ -8,15 +8,17 @@ from typing import Any
 
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
 from sne_loihi.errors import ExportError
-from sne_loihi.run import CASCADE_HEAD_FILE, EXPORT_DIR, Run, as_run, first_test_samples, remember_manifest
+from sne_loihi.run import CASCADE_HEAD_FILE, CONFIG_FILE, EXPORT_DIR, Run, as_run, first_test_samples, remember_manifest
 
 
 def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False,
-               capacity: int = DEFAULT_LAVA_CAPACITY) -> Any:
+               capacity: int = DEFAULT_LAVA_CAPACITY, first_layer: Any = None) -> Any:
     """Export ``RUN/ensemble.pt`` to netx files + manifest, verified in Lava on the first
     ``samples`` test samples (0 skips the check, which the manifest then records as null).
     ``RUN/cascade_head.pt`` goes into the manifest only if it is current for this ensemble
-    (:func:`~sne_loihi.ensemble.cascade.current_cascade_head`).
+    (:func:`~sne_loihi.ensemble.cascade.current_cascade_head`). ``first_layer`` (a
+    :class:`~sne_loihi.config.FirstLayer`; default the run's ``lava.first_layer``) says how
+    the students' first layers are driven (:func:`~sne_loihi.export.exporter.export_model`).
 
     Returns:
         The loaded, validated :class:`~sne_loihi.export.Manifest`.
@@ -35,8 +37,11 @@ def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = D
     n = loaded.model.num_students
     head = run.current_cascade_head(n)  # lets `sne simulate --cascade` run from the export alone
     cascade = CascadeHead.from_linear(head, range(n), source=str(run.file(CASCADE_HEAD_FILE))) if head is not None else None
+    if first_layer is None:
+        first_layer = run.config.lava.first_layer if run.file(CONFIG_FILE).is_file() else loaded.config.lava.first_layer
     return remember_manifest(export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples,
-                                           overwrite=overwrite, capacity=capacity, cascade_head=cascade))
+                                           overwrite=overwrite, capacity=capacity, cascade_head=cascade,
+                                           first_layer=first_layer))
 
 
 def _export_folder(run_dir: Path, out_dir: Path | None, default: str) -> Path:

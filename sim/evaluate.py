@@ -65,6 +65,8 @@ class LavaEvaluation:
         torch: The comparison with torch, when it was made.
         mean_active: Students run per sample, averaged (per-sample activation varies it).
         predictions: Lava's class per sample, kept for a user's own inputs (no labels).
+        first_layer: Per student ``bias`` (first layer driven by a per-sample neuron bias,
+            its MACs counted once per sample) or ``synaptic`` (every step).
     """
 
     active: list[int]
@@ -82,6 +84,7 @@ class LavaEvaluation:
     torch: TorchCheck | None = field(default=None)
     mean_active: float | None = None
     predictions: list[int] | None = None
+    first_layer: list[str] = field(default_factory=list)
 
     @property
     def ops(self) -> float:
@@ -129,6 +132,7 @@ def summarise(result: Any, layers: Sequence[Sequence[Any]], time_steps: int, inp
         energy_profile=profile.name, energy_pj=energy_pj(profile, macs=macs, acs=acs, neuron_updates=neurons),
         samples_per_second=float(result.samples_per_second), backend=result.backend_used.value,
         mean_active=float(ran_nk.sum(axis=1).mean()) if len(ran_nk) else 0.0,
+        first_layer=list(getattr(result, "first_layer", ()) or ["synaptic"] * len(layers)),
     )
 
 
@@ -181,17 +185,28 @@ def compare_with_torch(model: Any, x_nchw: np.ndarray, labels: np.ndarray | None
         ran = ran_mask(result, model.num_students)
         keep = torch.tensor(np.asarray(ran), dtype=torch.float32)  # a copy: ran may be a read-only view
         logits = model.head(torch.cat([r * keep[:, k : k + 1] for k, r in enumerate(out.rates)], dim=1))
-    spikes_bad, ops_bad, ops_total = _mismatches(model, out, ran, result)
+    spikes_bad, ops_bad, ops_total = _mismatches(model, out, ran, result, _modes(result, model))
     pred = logits.argmax(dim=1).cpu().numpy()
     agree = float((pred == result.predictions).mean()) if result.predictions is not None else float("nan")
     return TorchCheck(accuracy=_accuracy(pred, labels), spike_mismatches=spikes_bad,
                       op_mismatches=ops_bad, ops_per_sample=ops_total / max(len(x), 1), prediction_agreement=agree)
 
 
-def _mismatches(model: Any, out: Any, ran_nk: np.ndarray, result: Any | None) -> tuple[int, int, float]:
+def _modes(result: Any, model: Any) -> list[Any]:
+    """Per student how Lava drove its first layer (the result's ``first_layer``), as torch's
+    op counter takes it."""
+    from sne_loihi.config import FirstLayer
+
+    given = tuple(getattr(result, "first_layer", ()) or ())
+    return [FirstLayer(m) for m in given] if given else [FirstLayer.SYNAPTIC] * model.num_students
+
+
+def _mismatches(model: Any, out: Any, ran_nk: np.ndarray, result: Any | None,
+                modes: Sequence[Any]) -> tuple[int, int, float]:
     """Spike and op differences of every (student, sample) between Lava's ``result`` and
     torch's all-students run ``out`` masked by ``ran_nk`` (students that did not run must
-    show zero spikes and ops in Lava), and torch's total ops under ``ran_nk``.
+    show zero spikes and ops in Lava), and torch's total ops under ``ran_nk``; torch counts
+    each first layer as Lava drove it (``modes``: a bias-driven one once per sample).
     ``result=None`` only totals the ops."""
     from sne_loihi.cost import count_student_ops
 
@@ -199,7 +214,8 @@ def _mismatches(model: Any, out: Any, ran_nk: np.ndarray, result: Any | None) ->
     ops_total = 0.0
     for k, student in enumerate(model.students):
         on = ran_nk[:, k]
-        ref_ops = count_student_ops(student, out.student_outputs[k]).ops_nl.cpu().numpy().round().astype(np.int64)
+        ops = count_student_ops(student, out.student_outputs[k], modes[k])
+        ref_ops = ops.ops_nl.cpu().numpy().round().astype(np.int64)
         ref_ops = ref_ops * on[:, None]
         ops_total += float(ref_ops.sum())
         if result is None:
@@ -245,8 +261,9 @@ def compare_cascade_with_torch(model: Any, head: Any, x_nchw: np.ndarray, labels
     table = StudentTable([r.float().cpu() for r in out.rates], empty, empty, y)
     mask = cascade_mask(linear, table, result.threshold, result.order).numpy()
     pred = head_logits(linear, table, torch.as_tensor(mask)).argmax(-1).numpy()
-    spikes_bad, ops_bad, _ = _mismatches(model, out, np.asarray(result.ran_nk, dtype=bool), result)
-    _, _, torch_ops = _mismatches(model, out, mask, None)
+    modes = _modes(result, model)
+    spikes_bad, ops_bad, _ = _mismatches(model, out, np.asarray(result.ran_nk, dtype=bool), result, modes)
+    _, _, torch_ops = _mismatches(model, out, mask, None, modes)
     return TorchCheck(accuracy=_accuracy(pred, labels), spike_mismatches=spikes_bad,
                       op_mismatches=ops_bad, ops_per_sample=torch_ops / max(len(x), 1),
                       prediction_agreement=float((pred == result.predictions).mean()),

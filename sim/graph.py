@@ -60,6 +60,17 @@ Networks exported by lava-dl itself (``sne simulate NET.net``), see
   index ``t - 1`` (the raw netx timing).
 * Axonal delays: only as netx runs them (``retime=False``, no per-sample reset), see
   :func:`~sne_loihi.sim.foreign_netx.check_networks`.
+
+The toolkit's bias-driven first layer (``lava.first_layer = "bias"``, the file's
+``inputDrive`` marker, :mod:`sne_loihi.netx_format.bias_layer`): the gate's output for that
+network goes to a :class:`~sne_loihi.sim.lava_processes.bias_input.ConvBiasDriver` (host),
+which computes the first conv layer's integer ``W * x + b`` from the sample's image and
+writes it into the layer's ``bias_mant``; the network's ``inp`` (its conv synapse) receives
+nothing. The driver writes in the management phase of the step the gate plays data ``j``,
+and the neurons integrate it at the next step, when the conv synapse (which sends the
+previous step's sum) would have delivered it: the offsets, delays and the step -> sample
+rule are those of the synaptic path (no ``input_lag``). The op counter charges the first
+layer at a sample's first step only (the input must be the same every step). CPU only.
 """
 
 from __future__ import annotations
@@ -73,6 +84,7 @@ import numpy as np
 
 from sne_loihi.errors import SimulationError
 from sne_loihi.indices import check_student_indices
+from sne_loihi.netx_format.bias_layer import BiasDrivenLayer, read_bias_driven_layer
 from sne_loihi.netx_format.netx_file import NetxNetwork, read_netx_network
 from sne_loihi.sim.bias_gate import BiasSwitch
 from sne_loihi.sim.foreign_netx import bias_stream, check_networks
@@ -152,7 +164,14 @@ class LavaGraph:
         check_networks(self.paths, self.networks, retime=self.retime, reset_interval=schedule.reset_interval,
                        backend=self.backend_used)
         self.bias_input = self.networks[0].bias_input
+        #: Per network its bias-driven first layer (``None``: driven through its synapses).
+        self.bias_layers: list[BiasDrivenLayer | None] = [read_bias_driven_layer(p) for p in self.paths]
         loihi = self.backend_used is Backend.LOIHI2
+        if loihi and any(self.bias_layers):
+            p = self.paths[next(k for k, b in enumerate(self.bias_layers) if b is not None)]
+            raise SimulationError(f"{p}: its first layer takes the input as a per-sample neuron bias, which only the "
+                                  "CPU backend can write (a RefPort into a chip Var needs the lava-loihi extension); "
+                                  "run it with --backend cpu or export it with lava.first_layer 'synaptic'")
         self.plan: GraphPlan = plan_graph(self.networks, layout=self.LAYOUT, adapters=loihi,
                                           latency=adapter_latency if loihi else AdapterLatency(),
                                           reset_interval=self.reset_interval, retime=self.retime,
@@ -165,9 +184,17 @@ class LavaGraph:
         self.compile_seconds = 0.0
         self.probe_layers = probe_layers
         self.decision_classes = int(decision_classes)
+        self._drivers: dict[int, object] = {}  # network -> its ConvBiasDriver
+        self._drivers_on: dict[int, bool] = {}
         self._gate_mask_ones = True
         self._started = False
         self._build()
+
+    @property
+    def first_layer(self) -> tuple[str, ...]:
+        """Per network how its first layer is driven: ``"bias"`` (per-sample neuron bias,
+        counted once per sample) or ``"synaptic"``."""
+        return tuple("bias" if b is not None else "synaptic" for b in self.bias_layers)
 
     def _check_options(self, schedule: LavaSchedule, probe_layers: bool) -> None:
         """Refuse what this layout cannot run (the tapped graph runs every schedule)."""
@@ -241,10 +268,13 @@ class LavaGraph:
             raise SimulationError(f"{self.paths[k]}: netx built {len(net.layers)} blocks, expected {desc.num_blocks}")
         first = int(desc.input_neuron)  # index in net.layers of weighted layer 0
         fanouts = [lay.port_fanout for lay in layers]
-        counter = OpCounter(fanouts, delays=self.plan.tap_delays[k], timing=self.timing)
+        once = [self.bias_layers[k] is not None] + [False] * (len(layers) - 1)
+        counter = OpCounter(fanouts, delays=self.plan.tap_delays[k], timing=self.timing, once=once)
         link = self._link
         gate_out = getattr(self.gate, f"out_{k}")
-        if desc.bias_input is not None:
+        if self.bias_layers[k] is not None:
+            self._drive_first_layer(k, gate_out, net)
+        elif desc.bias_input is not None:
             from sne_loihi.sim.lava_processes.bias_input import BiasDriver
 
             driver = BiasDriver(tuple(net.layers[0].neuron.bias_mant.shape))
@@ -270,6 +300,17 @@ class LavaGraph:
             probes.append(Readout(tuple(block.out.shape), delay=self.plan.tap_delays[k][j + 1], timing=self.timing))
             self._link(block.out, probes[-1].inp, to_chip=False)
         self.probes.append(probes)
+
+    def _drive_first_layer(self, k: int, source: object, net: object) -> None:
+        """Network ``k``'s first layer by a per-sample bias: ``source`` (its gated image) ->
+        :class:`~sne_loihi.sim.lava_processes.bias_input.ConvBiasDriver` -> the layer's ``bias_mant``."""
+        from sne_loihi.sim.lava_processes.bias_input import ConvBiasDriver
+
+        driver = ConvBiasDriver(self.in_shape, self.bias_layers[k])
+        source.connect(driver.inp)
+        driver.drive(net.layers[0].neuron.bias_mant)
+        self._drivers[k] = driver
+        self._drivers_on[k] = True
 
     def _link(self, src: object, dst: object, to_chip: bool) -> None:
         """Connect a host port with a netx port: directly on the CPU, through an adapter of
@@ -298,6 +339,10 @@ class LavaGraph:
         self._active_mask = mask
         self._write(self.gate.active, mask)
         self._bias_switch.apply(mask, self._set_var)  # a switched-off network's neuron biases are 0
+        for k, driver in self._drivers.items():  # and a bias-driven first layer gets none of its own
+            if self._drivers_on[k] != bool(mask[k]):
+                self._set_var(driver.bias_on, np.array([int(mask[k])], dtype=np.int32))
+                self._drivers_on[k] = bool(mask[k])
 
     def _biased(self) -> bool:
         """Whether any network has neuron biases (they drive neurons with no input)."""
@@ -387,6 +432,10 @@ class LavaGraph:
             raise SimulationError(f"input must be [N, ..., T={self.time_steps}], got shape {list(x_n_in_t.shape)}")
         if self.bias_input is not None:  # real values, through the file's input transform
             return bias_stream(self.bias_input, x_n_in_t)
+        if any(self.bias_layers) and x_n_in_t.size and not np.array_equal(x_n_in_t, np.broadcast_to(
+                x_n_in_t[..., :1], x_n_in_t.shape)):
+            raise SimulationError("a first layer driven by a per-sample bias needs the same input at every time step; "
+                                  "this input changes over the steps (export with lava.first_layer 'synaptic')")
         if self.signed_input:  # a sigma-delta input neuron takes signed 24-bit values
             lo, hi, what = -2 ** 23, 2 ** 23 - 1, "signed 24-bit values for a sigma-delta input layer"
         else:

@@ -29,6 +29,12 @@ subclasses for everything else (input checks, chunking, the gate's ``active`` / 
   ``HARDWARE``) adds it to the reset offsets and the readout delay; the spike counters'
   delay adds the input latency (0 on the CPU).
 
+* A bias-driven first layer (``lava.first_layer = "bias"``): the student's masked image goes
+  to a host-side :class:`~sne_loihi.sim.lava_processes.bias_input.ConvBiasDriver` instead of
+  the network's input, which writes the integer ``W * x + b`` into the first layer's
+  ``bias_mant`` (on the chip the host would write it once per sample; CPU only here); the
+  first layer's ops are counted at the sample's first step only.
+
 It runs the toolkit's own exports (CUBA neurons, reset every sample, re-timed outputs, no
 input neuron, no axonal delays); other netx files run in the tapped graph
 (``sne simulate NET.net``), which also keeps the per-layer probes of the export's parity check.
@@ -109,7 +115,11 @@ class HardwareGraph(LavaGraph):
             try:
                 for j, neuron in enumerate(neurons):
                     add_spike_counter(neuron, j + 1 + shift_in, self.timing, pipe=on_cpu)
-                self._link(getattr(self.injector, f"out_{k}"), net.inp, to_chip=True)
+                source = getattr(self.injector, f"out_{k}")
+                if self.bias_layers[k] is not None:  # the host computes the first layer's input as its bias
+                    self._drive_first_layer(k, source, net)
+                else:
+                    self._link(source, net.inp, to_chip=True)
                 readout = Readout(tuple(net.out.shape), delay=self.plan.readout_delays[k], timing=self.timing)
                 self._link(net.out, readout.inp, to_chip=False)
             except (AssertionError, ValueError) as exc:  # Lava's port shape checks, a non-CUBA neuron
@@ -163,6 +173,8 @@ class HardwareGraph(LavaGraph):
         for k, (desc, neurons) in enumerate(zip(self.networks, self.count_neurons)):
             ops_nl = np.zeros((n, len(desc.layers)), dtype=np.int64)
             x_fnt = (streams[k][..., : n * t] != 0).reshape(*self.in_shape, n, t)
+            if self.bias_layers[k] is not None:  # the host computes it once per sample (constant input, checked)
+                x_fnt = x_fnt[..., :1]
             fan0 = desc.layers[0].port_fanout.astype(np.int64)
             ops_nl[:, 0] = (x_fnt.sum(axis=-1) * fan0[..., None]).sum(axis=axes)
             counts = [self._read_counts(neuron)[:n].astype(np.int64) for neuron in neurons]

@@ -66,6 +66,9 @@ THRESHOLD_MAX = Limit("threshold mantissa vth", 2 ** 17 - 1, LAVA_LIF + ": vth u
 BIAS_MANT_RANGE = (BIAS_MANT_MIN, BIAS_MANT_MAX)
 BIAS_MANT = Limit("neuron bias |bias_mant| (exponent 6)", -BIAS_MANT_MIN,
                   LAVA_LIF + ": bias_mant signed 13 bits (-4096..4095); " + NETX + ", get_neuron_params: bias_exp 6", True)
+#: Neuron bias exponent: unsigned 3 bits; netx always writes 6. A per-sample bias (a first layer
+#: driven by it) wider than 13 bits needs a larger exponent, exact only on a coarser grid.
+BIAS_EXP_MAX = Limit("neuron bias exponent bias_exp", 7, LAVA_LIF + ": bias_exp unsigned 3 bits (0..7)", True)
 #: Current and voltage decays: unsigned 12 bits.
 DECAY_MAX = Limit("decay du / dv", 2 ** 12 - 1, LAVA_LIF + ": du, dv unsigned 12 bits", True)
 #: State u and v: signed 24 bits (u wraps, v saturates beyond it).
@@ -83,7 +86,7 @@ NEURONS_PER_CORE = Limit("neurons per core", 8192, BRIEF + "; 1M / 128 cores, ro
 SYNAPSES_PER_CORE = Limit("synapses per core", 120_000_000 // 128, BRIEF + "; 120M / 128 cores", False)
 
 ALL_LIMITS: tuple[Limit, ...] = (
-    WEIGHT_BITS, WEIGHT_EXP_MIN, WEIGHT_EXP_MAX, THRESHOLD_MAX, BIAS_MANT, DECAY_MAX, STATE_MAX, DELAY_MAX, MESSAGE_BITS,
+    WEIGHT_BITS, WEIGHT_EXP_MIN, WEIGHT_EXP_MAX, THRESHOLD_MAX, BIAS_MANT, BIAS_EXP_MAX, DECAY_MAX, STATE_MAX, DELAY_MAX, MESSAGE_BITS,
     CORES_PER_CHIP, NEURONS_PER_CHIP, SYNAPSES_PER_CHIP, NEURONS_PER_CORE, SYNAPSES_PER_CORE,
 )
 

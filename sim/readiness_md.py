@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sne_loihi.sim.readiness import ReadinessReport, ReadinessRow
+from sne_loihi.sim.readiness import FirstLayerDrive, ReadinessReport, ReadinessRow
+
+#: Loihi 1's energy per synaptic op (Davies et al. 2018), the one published per-op figure, to
+#: put the bias path's extra input values into perspective (no per-value I/O energy is public).
+LOIHI1_PJ_PER_SYNOP = 23.6
 
 #: What this report cannot check without Loihi 2 hardware (or the non-public extension).
 HARDWARE_ONLY: tuple[str, ...] = (
@@ -30,6 +34,60 @@ def _where(r: ReadinessRow) -> str:
     if r.student is None:
         return "ensemble"
     return f"student {r.student} layer {r.layer}"
+
+
+def _num(v: float | None, fmt: str = ",.0f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def first_layer_markdown(drives: Sequence[FirstLayerDrive], time_steps: int) -> list[str]:
+    """The section comparing a first layer driven by a per-sample bias with the synaptic one."""
+    if not drives:
+        return []
+    lines = ["", "## First layer: per-sample bias or synaptic input", "",
+             f"Per sample. Synaptic path: the graded image is sent every step (C*H*W x T = {time_steps} frames) and "
+             "the first layer's synapses work every step on the chip. Bias path (`lava.first_layer = \"bias\"`): "
+             "the host computes the first layer's integer W * x + b once and writes one bias mantissa per "
+             "first-layer neuron; the chip's first-layer synapses do nothing. Mantissas at netx's bias_exp 6 must "
+             "fit the signed 13-bit register (-4096..4095).", ""]
+    lines += _table(
+        ["student", "exported", "bias path exact", "values written (bias, once)", "input values (synaptic, T frames)",
+         "first-layer ops on chip (synaptic)", "host MACs (bias)", "measured mantissas", "outside 13 bits",
+         "bias_exp needed (measured / any input)"],
+        [[d.student, d.exported, "yes" if d.applies else "no (current keeps memory)", f"{d.neurons:,}",
+          f"{d.input_values:,}", _num(d.chip_ops), _num(d.host_macs),
+          "-" if d.mant_min is None else f"{d.mant_min:,}..{d.mant_max:,}",
+          "-" if d.mant_over is None else f"{d.mant_over:,} of {d.mant_values:,}",
+          (("-" if d.exp_measured is None else f"{d.exp_measured} ({'exact' if d.exact_measured else 'not exact'})")
+           + f" / {d.exp_worst} ({'exact' if d.exact_worst else 'not exact'})") if d.applies else "-"]
+         for d in drives])
+    if any(d.exported == "bias" for d in drives):
+        lines += ["", "(The host <-> chip table above counts every student's image per step, the synaptic path's "
+                  "input; the bias path's writes are these.)"]
+    ok = [d for d in drives if d.applies]
+    if not ok:
+        return lines + ["", "No student's first layer allows the bias path (its current keeps memory)."]
+    bias_values = sum(d.neurons for d in ok)
+    syn_values = sum(d.input_values for d in ok)
+    lines += ["", f"Ensemble ({len(ok)} student(s) whose first layer allows it): the bias path writes "
+              f"{bias_values:,} values per sample, the synaptic path sends {syn_values:,} "
+              f"({bias_values / max(syn_values, 1):.2f}x)."]
+    if any(d.chip_ops is None for d in ok):
+        return lines + ["First-layer ops not measured (export without parity samples)."]
+    saved = sum(d.chip_ops for d in ok)
+    host = sum(d.host_macs for d in ok)
+    lines.append(f"On the chip the bias path saves {saved:,.0f} first-layer synaptic ops per sample (the host does "
+                 f"{host:,.0f} MACs instead, once).")
+    extra = bias_values - syn_values
+    if extra <= 0:
+        lines.append("The bias path wins on both counts: fewer values into the chip and no first-layer synaptic ops.")
+    else:
+        per_value = saved / extra
+        lines.append(f"Which wins depends on the cost of a value into the chip: the bias path moves {extra:,} more "
+                     f"values to save {saved:,.0f} ops, so it wins while one value costs less than {per_value:,.1f} "
+                     f"synaptic ops (at Loihi 1's {LOIHI1_PJ_PER_SYNOP} pJ per op: {per_value * LOIHI1_PJ_PER_SYNOP:,.0f} "
+                     "pJ per value). No per-value host-to-chip energy of Loihi 2 is published; measure it (docs/energy.md).")
+    return lines
 
 
 def readiness_markdown(report: ReadinessReport, title: str = "Loihi 2 readiness") -> str:
@@ -80,5 +138,6 @@ def readiness_markdown(report: ReadinessReport, title: str = "Loihi 2 readiness"
               f"offsets {hardware['reset_offsets']}, readout delays {hardware['readout_delays']} (on the CPU: offsets 1, "
               "delays = depth).", "", "## Placement (the hardware-shaped graph on Loihi 2)", ""]
     lines += _table(["where", "processes"], [[k, ", ".join(v)] for k, v in hardware["placement"].items()])
+    lines += first_layer_markdown(report.first_layer, report.time_steps)
     lines += ["", "## Only hardware can check", ""] + [f"- {x}" for x in HARDWARE_ONLY] + [""]
     return "\n".join(lines)

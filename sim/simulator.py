@@ -36,6 +36,8 @@ class SimResult:
         backend_used: The backend that ran.
         compile_seconds: Time this call spent compiling the graph and starting Lava's
             processes (0 when the graph was already running).
+        first_layer: Per student ``"bias"`` (its first layer driven by a per-sample neuron
+            bias: its ops in ``ops_nl`` are one step's) or ``"synaptic"``.
     """
 
     spikes_nft: list[np.ndarray]
@@ -48,6 +50,7 @@ class SimResult:
     backend_used: Backend
     mask_nk: np.ndarray | None = None
     compile_seconds: float = 0.0
+    first_layer: tuple[str, ...] = ()
 
     def ops_per_student(self) -> np.ndarray:
         """Mean synaptic events per sample of every student ``[K]``."""
@@ -74,6 +77,7 @@ class CascadeResult:
         samples_per_second: Samples / wall time of all stages (compilation excluded).
         backend_used: The backend that ran.
         compile_seconds: Time this call spent compiling and starting the graph.
+        first_layer: Per student ``"bias"`` or ``"synaptic"`` (see :class:`SimResult`).
     """
 
     threshold: float
@@ -89,6 +93,7 @@ class CascadeResult:
     samples_per_second: float
     backend_used: Backend
     compile_seconds: float = 0.0
+    first_layer: tuple[str, ...] = ()
 
     @property
     def students_run(self) -> np.ndarray:
@@ -214,7 +219,7 @@ class EnsembleSimulator:
         return SimResult(spikes_nft=raw.spikes_nft, rates_nd=rates, logits_nc=logits, predictions=logits.argmax(axis=1),
                          ops_nl=raw.ops_nl, active=self.active, samples_per_second=_rate(len(x_nchwt), raw.seconds),
                          backend_used=self.backend_used, mask_nk=None if mask_nk is None else np.asarray(mask_nk),
-                         compile_seconds=raw.compile_seconds)
+                         compile_seconds=raw.compile_seconds, first_layer=self.graph.first_layer)
 
     def run_cascade(self, x_nchw: np.ndarray, threshold: float, head: CascadeHead | None = None,
                     on_host: bool = False) -> CascadeResult:
@@ -264,7 +269,7 @@ class EnsembleSimulator:
             threshold=float(threshold), order=tuple(head.order), ran_nk=raw.ran_nk, spikes_nft=raw.spikes_nft,
             rates_nd=rates, logits_nc=logits, predictions=logits.argmax(axis=1), confidence_n=top_probability(logits),
             ops_nl=raw.ops_nl, stages=raw.stages, samples_per_second=_rate(len(rates), raw.seconds),
-            backend_used=self.backend_used, compile_seconds=raw.compile_seconds,
+            backend_used=self.backend_used, compile_seconds=raw.compile_seconds, first_layer=self.graph.first_layer,
         )
 
     @property
@@ -324,4 +329,4 @@ def simulate_network(net_path: Path | str, x_input: np.ndarray, *, input_bits: i
     rates = raw.spikes_nft[0].reshape(len(x), -1, t).sum(axis=-1) / t
     return SimResult(spikes_nft=raw.spikes_nft, rates_nd=rates, logits_nc=None, predictions=None, ops_nl=raw.ops_nl,
                      active=(0,), samples_per_second=_rate(len(x), raw.seconds), backend_used=graph.backend_used,
-                     compile_seconds=raw.compile_seconds)
+                     compile_seconds=raw.compile_seconds, first_layer=graph.first_layer)

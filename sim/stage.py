@@ -95,7 +95,8 @@ class SimulationReport:
 
     def layer_rows(self) -> list[dict[str, Any]]:
         """Synaptic ops per sample of every student and layer, per active set."""
-        return [{"active": ev.label, "student": k, "ops_per_layer": [round(v, 2) for v in per]}
+        return [{"active": ev.label, "student": k, "ops_per_layer": [round(v, 2) for v in per],
+                 "first_layer": ev.first_layer[k] if k < len(ev.first_layer) else "synaptic"}
                 for ev in self.evaluations for k, per in enumerate(ev.ops_per_student_layer)]
 
     #: Size and modification time of the ensemble checkpoint the run compared with, so a
@@ -126,8 +127,8 @@ class SimulationReport:
         from sne_loihi.report import markdown_table
 
         per_layer = "\n".join(
-            f"| {r['active']} | {r['student']} | " + ", ".join(f"{v:,.1f}" for v in r["ops_per_layer"]) + " |"
-            for r in self.layer_rows()
+            f"| {r['active']} | {r['student']} | {r['first_layer']} | " + ", ".join(f"{v:,.1f}" for v in r["ops_per_layer"])
+            + " |" for r in self.layer_rows()
         )
         parity = (f"Export parity check: {self.parity['samples']} samples, {self.parity['compared']}, "
                   f"{self.parity['mismatches']} mismatches." if self.parity else "Export parity check: not run.")
@@ -143,7 +144,10 @@ class SimulationReport:
                "student, whether a sample goes on; decisions counts samples whose set of students "
                "differs from torch's cascade." if any(e.label.startswith("per-sample") for e in self.evaluations) else "")
             + "\n\n" + parity
-            + "\n\n| active | student | synaptic ops per sample, per layer |\n|---|---|---|\n" + per_layer
+            + "\n\n| active | student | first layer | synaptic ops per sample, per layer |\n|---|---|---|---|\n"
+            + per_layer + ("\n\nFirst layer `bias`: driven by a per-sample neuron bias (the host computes W * x + b "
+                           "once per sample), its ops counted once per sample, not T times."
+                           if any(r["first_layer"] == "bias" for r in self.layer_rows()) else "")
         )
 
 

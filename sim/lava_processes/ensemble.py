@@ -91,18 +91,24 @@ class OpCounter(AbstractProcess):
     """Counts one student's synaptic events per weighted layer and sample.
 
     Port ``in_k`` receives the spikes (graded for layer 0) entering weighted layer ``k``;
-    every step it adds ``sum(fanout_k[spikes != 0])`` to ``ops[k, sample]``.
+    every step it adds ``sum(fanout_k[spikes != 0])`` to ``ops[k, sample]`` (a layer marked
+    ``once``: at the sample's first step only, e.g. a first layer driven by a per-sample bias,
+    whose MACs the host performs once per sample).
 
     Args:
         fanouts: Per layer the fan-out array, shaped like that layer's input port.
         delays: Per layer how many steps its input lags the source (``k`` for layer ``k``).
         timing: T, samples per run (capacity) and steps of one run (all samples plus the flush).
+        once: Per layer, count only a sample's first step (default: every step).
     """
 
-    def __init__(self, fanouts: Sequence[np.ndarray], delays: Sequence[int], timing: RunTiming) -> None:
+    def __init__(self, fanouts: Sequence[np.ndarray], delays: Sequence[int], timing: RunTiming,
+                 once: Sequence[bool] | None = None) -> None:
         if not 1 <= len(fanouts) <= MAX_LAYERS:
             raise ValueError(f"the op counter handles 1..{MAX_LAYERS} layers, got {len(fanouts)}")
-        super().__init__(fanouts=[np.asarray(f, dtype=np.int64) for f in fanouts], delays=list(delays), timing=timing)
+        once = [False] * len(fanouts) if once is None else [bool(v) for v in once]
+        super().__init__(fanouts=[np.asarray(f, dtype=np.int64) for f in fanouts], delays=list(delays), timing=timing,
+                         once=once)
         capacity = timing.capacity
         for k in range(MAX_LAYERS):  # unused ports stay unconnected (see Gate)
             setattr(self, f"in_{k}", InPort(shape=np.shape(fanouts[k]) if k < len(fanouts) else (1,)))
@@ -296,10 +302,10 @@ class PyOpCounterModel(PyLoihiProcessModel):
 
     def _count(self) -> None:
         p = self.proc_params
-        for k, (fan, delay) in enumerate(zip(p["fanouts"], p["delays"])):
+        for k, (fan, delay, once) in enumerate(zip(p["fanouts"], p["delays"], p["once"])):
             data = getattr(self, f"in_{k}").recv()
             where = p["timing"].sample_step(self.time_step, delay)
-            if where is not None:
+            if where is not None and not (once and where[1] > 0):
                 self.ops[k, where[0]] += int(fan[data != 0].sum())
 
 
