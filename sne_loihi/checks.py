@@ -43,6 +43,20 @@ def _levels(value: Any) -> bool:
 
 Rule = tuple[Callable[[Any], bool], str]
 
+#: Most epochs a training section may ask for (days on any machine this runs on).
+MAX_EPOCHS = 10_000
+#: Widest student channel multiplier (64x an architecture's base widths).
+MAX_STUDENT_WIDTH = 64
+#: Most torch threads (more than any CPU this runs on has cores).
+MAX_THREADS = 1024
+#: Seeds numpy, torch and Python's random all take.
+MAX_SEED = 2 ** 32 - 1
+#: Time steps a student may take per sample (equal to the manifest's bound,
+#: :data:`sne_loihi.netx_format.limits.MAX_TIME_STEPS`, not imported: the config front door stays light).
+MAX_TIME_STEPS = 1024
+#: ``data.test_fraction`` range: both splits keep at least 1% of the data.
+TEST_FRACTION_RANGE = (0.01, 0.99)
+
 
 def _optimiser_rules(section: str, min_epochs: int) -> dict[str, Rule]:
     """The rules of a section that says how to optimise (``teacher``, ``train``)."""
@@ -58,7 +72,8 @@ def _optimiser_rules(section: str, min_epochs: int) -> dict[str, Rule]:
 RULES: dict[str, Rule] = {
     "data.max_train": (_at_least(0), ">= 0 (0 = all)"),
     "data.max_test": (_at_least(0), ">= 0 (0 = all)"),
-    "data.test_fraction": (lambda v: _number(v) and 0 < v < 1, "in (0, 1)"),
+    "data.test_fraction": (lambda v: _number(v) and TEST_FRACTION_RANGE[0] <= v <= TEST_FRACTION_RANGE[1],
+                           f"in [{TEST_FRACTION_RANGE[0]}, {TEST_FRACTION_RANGE[1]}] (both splits non-empty)"),
     "data.image_size": (lambda v: _count_from(0)(v) and v <= 4096, "an integer in 0..4096 (0 = keep the size)"),
     **_optimiser_rules("teacher", 0),
     "teacher.momentum": (lambda v: _number(v) and 0 <= v < 1, "in [0, 1)"),
@@ -75,6 +90,7 @@ RULES: dict[str, Rule] = {
     "ensemble.train_active": (_at_least(0), ">= 0 (0 = all students)"),
     **_optimiser_rules("train", 1),
     "train.threads": (_at_least(0), ">= 0 (0 = torch's default)"),
+    "train.seed": (_count_from(0), "an integer >= 0"),
     "train.fold_epochs": (_count_from(0), "an integer >= 0"),
     "train.translate": (_count_from(0), "an integer >= 0 (pixels)"),
     "lava.samples": (_at_least(0), ">= 0 (0 = no Lava stage)"),
@@ -88,6 +104,19 @@ RULES: dict[str, Rule] = {
     "report.draw_batch": (_count_from(1), ">= 1"),
     "report.neurobench_samples": (_count_from(0), ">= 0 (0 = all)"),
     "pipeline.dropout_k": (lambda v: isinstance(v, list) and all(_count_from(1)(k) for k in v), "integers >= 1"),
+}
+
+#: ``dotted key -> largest value``: what a run can use, checked after :data:`RULES` (a value
+#: beyond it would overflow a seed, exhaust memory or run for years, not fail at once).
+BOUNDS: dict[str, float] = {
+    "teacher.epochs": MAX_EPOCHS,
+    "student.width": MAX_STUDENT_WIDTH,
+    "student.time_steps": MAX_TIME_STEPS,
+    "train.epochs": MAX_EPOCHS,
+    "train.threads": MAX_THREADS,
+    "train.seed": MAX_SEED,
+    "train.fold_epochs": MAX_EPOCHS,
+    "finetune.epochs": MAX_EPOCHS,
 }
 
 
@@ -104,6 +133,8 @@ def check_section(section: Any, name: str) -> None:
             value = getattr(section, field_name)
             if not ok(value):
                 raise ConfigError(f"{key} must be {want}, got {value!r}")
+            if key in BOUNDS and value > BOUNDS[key]:
+                raise ConfigError(f"{key} must be at most {BOUNDS[key]:,}, got {value!r}")
     if name == "report":  # an unknown profile fails now, not after hours of training
         from sne_loihi.cost.energy import resolve_profile
 

@@ -250,15 +250,43 @@ def named_preset(name: str) -> dict[str, Any]:
     return tree
 
 
+#: Largest TOML file read (a config is a few KB).
+MAX_TOML_BYTES = 1 << 20
+#: Deepest table / array nesting accepted in a TOML file (a config nests 3 levels).
+MAX_TOML_DEPTH = 16
+
+
 def load_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file, turning every failure into a one-line :class:`ConfigError`."""
+    """Read a TOML file, turning every failure into a one-line :class:`ConfigError`: a file
+    over :data:`MAX_TOML_BYTES`, not UTF-8, or nested deeper than :data:`MAX_TOML_DEPTH`
+    (checked without recursion) is refused like a syntax error."""
     try:
         with open(path, "rb") as fh:
-            return tomli.load(fh)
+            data = fh.read(MAX_TOML_BYTES + 1)
+        if len(data) > MAX_TOML_BYTES:
+            raise ConfigError(f"cannot read config file {path}: more than {MAX_TOML_BYTES:,} bytes")
+        tree = tomli.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config file {path}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise ConfigError(f"cannot read config file {path}: nested deeper than a config goes") from None
     except (OSError, tomli.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        raise ConfigError(f"cannot read config file {path}: {' '.join(str(exc).split())}") from None
+    _check_depth(tree, f"config file {path}")
+    return tree
+
+
+def _check_depth(tree: Any, where: str) -> None:
+    """Refuse tables and arrays nested deeper than :data:`MAX_TOML_DEPTH` (iteratively)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TOML_DEPTH:
+            raise ConfigError(f"cannot read {where}: tables or arrays nested more than {MAX_TOML_DEPTH} levels deep")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -283,9 +311,13 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"--set expects KEY=VALUE (e.g. --set train.epochs=3), got {text!r}")
     try:
-        return key.strip(), tomli.loads(f"v = {value.strip()}")["v"]
+        parsed = tomli.loads(f"v = {value.strip()}")
     except tomli.TOMLDecodeError:
         return key.strip(), value.strip()
+    except RecursionError:
+        raise ConfigError(f"--set {key.strip()}: the value is nested deeper than a config goes") from None
+    _check_depth(parsed, f"--set {key.strip()}")
+    return key.strip(), parsed["v"]
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

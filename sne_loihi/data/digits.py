@@ -6,7 +6,7 @@ import torch
 
 from sne_loihi.config import DataConfig
 from sne_loihi.data.dataset import DATASETS, Dataset
-from sne_loihi.errors import ConfigError
+from sne_loihi.errors import ConfigError, DataError
 
 
 @DATASETS.register("digits")
@@ -18,6 +18,7 @@ def load_digits_dataset(cfg: DataConfig, seed: int) -> Dataset:
 
     Raises:
         ConfigError: ``cfg.test_fraction`` outside (0, 1).
+        DataError: A split that leaves a class without images on one side.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -27,9 +28,13 @@ def load_digits_dataset(cfg: DataConfig, seed: int) -> Dataset:
     bunch = load_digits()
     x = bunch.images.astype("float32") / 16.0
     y = bunch.target.astype("int64")
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=cfg.test_fraction, stratify=y, random_state=seed
-    )
+    try:
+        x_tr, x_te, y_tr, y_te = train_test_split(
+            x, y, test_size=cfg.test_fraction, stratify=y, random_state=seed
+        )
+    except ValueError as exc:  # a split too small for every class on both sides
+        raise DataError(f"digits: cannot split {len(y)} images with test_fraction {cfg.test_fraction}: "
+                        f"{' '.join(str(exc).split())}") from None
     return Dataset(
         name="digits",
         x_train_nchw=torch.from_numpy(x_tr).unsqueeze(1).contiguous(),

@@ -26,6 +26,8 @@ from sne_loihi.errors import DataError
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 #: Largest array an ``.npz`` member may declare (bytes), checked before it is read.
 MAX_MEMBER_BYTES = 32 * 2**30
+#: Most classes a data set may have (labels are 0 .. MAX_CLASSES - 1).
+MAX_CLASSES = 100_000
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -142,6 +144,9 @@ def _labels(y: np.ndarray, n: int, key: str, path: Path) -> torch.Tensor:
         raise DataError(f"npz: {path}: {key} has shape {y.shape} for {n} images (expected [{n}])")
     if len(y) and int(y.min()) < 0:
         raise DataError(f"npz: {path}: {key} holds a negative label ({int(y.min())})")
+    if len(y) and int(y.max()) >= MAX_CLASSES:  # before any cast (a uint64 label would wrap) or class list
+        raise DataError(f"npz: {path}: {key} holds label {int(y.max())}, beyond the {MAX_CLASSES:,} classes a data "
+                        "set may have")
     return torch.from_numpy(y.astype(np.int64))
 
 
