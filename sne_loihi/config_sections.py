@@ -207,8 +207,11 @@ class TeacherConfig:
         factory: For ``external``: ``"package.module:function"`` returning the nn.Module.
         feature_layer: For ``external``: name of the module whose output is f_T.
         checkpoint: For ``external``: path to the user's state_dict.
-        epochs, lr, batch_size, optimizer, weight_decay: Training settings (``batch_size`` is
-            the global batch: under torchrun each of P processes takes ``batch_size / P``).
+        epochs: Teacher training epochs.
+        lr: Learning rate (with ``warmup-linear``: its peak).
+        batch_size: The global batch (under torchrun each of P processes takes ``batch_size / P``).
+        optimizer: Optimiser of the teacher.
+        weight_decay: Weight decay of that optimiser.
         amp: Train in mixed precision (float16 + loss scaling on CUDA, bfloat16 on CPU);
             off by default, so results are float32's.
         momentum: SGD momentum (Nesterov; ``optimizer = "sgd"`` only).
@@ -251,7 +254,17 @@ class TeacherConfig:
 
 @dataclass
 class NeuronConfig:
-    """SLAYER CUBA-LIF neuron parameters (Loihi semantics, see method.md section 2)."""
+    """SLAYER CUBA-LIF neuron parameters (Loihi semantics, see method.md section 2).
+
+    Attributes:
+        threshold: Firing threshold of the voltage (the first layer's is multiplied by
+            ``2**input_bits - 1``, as it is fed the graded integers).
+        current_decay: Share of the synaptic current lost per step (0: it never decays; 1: the
+            current is the step's input alone, no current memory).
+        voltage_decay: Share of the voltage lost per step.
+        tau_grad: Width of SLAYER's surrogate gradient of the spike function.
+        scale_grad: Height of SLAYER's surrogate gradient.
+    """
 
     threshold: float = 1.0
     current_decay: float = 0.25
@@ -300,7 +313,7 @@ class EnsembleConfig:
     """The student ensemble and its distillation loss.
 
     Attributes:
-        num_students: N.
+        num_students: N, the number of students (and of groups of teacher features).
         partition: How teacher features are split among the students.
         alpha: Weight of the distillation term (0 = no distillation).
         feature_scaling: How teacher features meet the rate range [0, 1].
@@ -342,7 +355,13 @@ class TrainConfig:
     """Student-ensemble training settings.
 
     Attributes:
+        epochs: Student training epochs.
+        lr: Learning rate of the students and the head.
         batch_size: The global batch (under torchrun each of P processes takes ``batch_size / P``).
+        optimizer: Optimiser of the students and the head.
+        weight_decay: Weight decay of that optimiser.
+        seed: Seed of everything random in a run: data split (data sets without an official
+            split), initialisation, batches, augmentation, random-K draws.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda[:i]``.
         threads: torch intra-op threads on CPU (0 = torch's default).
         fold_epochs: With ``student.norm = "batch"``: epochs of the folded students after the
