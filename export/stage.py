@@ -20,6 +20,14 @@ def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = D
     :class:`~sne_loihi.config.FirstLayer`; default the run's ``lava.first_layer``) says how
     the students' first layers are driven (:func:`~sne_loihi.export.exporter.export_model`).
 
+    Args:
+        run: The run (or its folder) holding ``ensemble.pt``.
+        out_dir: The export folder (default ``RUN/export``); not the run folder or above it.
+        samples: Test samples of the Lava-vs-torch check (0 skips it).
+        overwrite: Replace an earlier export in ``out_dir``.
+        capacity: Samples per Lava run of the check's compiled graph.
+        first_layer: How the students' first layers are driven (see above).
+
     Returns:
         The loaded, validated :class:`~sne_loihi.export.Manifest`.
 

@@ -17,6 +17,7 @@ CORE_MODULES = [
     "sne_loihi.partition",
     "sne_loihi.students",
     "sne_loihi.ensemble",
+    "sne_loihi.ensemble.predict",
     "sne_loihi.cost",
     "sne_loihi.pipeline",
     "sne_loihi.train",
@@ -67,6 +68,19 @@ PACKAGE_DIRS = {"sne_loihi": ROOT / "sne_loihi", "sne_loihi.train": ROOT / "trai
 STAGES = ("sne_loihi.train", "sne_loihi.export", "sne_loihi.sim")
 #: The top floor: the only modules that sequence stages (import more than one stage package).
 TOP_FLOOR = ("sne_loihi.pipeline", "sne_loihi.cli", "sne_loihi.__main__")
+#: The front door, ``sne_loihi/__init__.py``: the public API, each name's module imported on first
+#: use (its ``_PUBLIC`` table, read below); it may name stage modules, so it counts as top floor.
+FRONT_DOOR = "sne_loihi"
+
+
+def _public_table() -> dict[str, str]:
+    """The front door's ``_PUBLIC`` table (public name -> module), read from its source."""
+    tree = ast.parse((ROOT / "sne_loihi" / "__init__.py").read_text())
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        if isinstance(target, ast.Name) and target.id == "_PUBLIC":
+            return ast.literal_eval(node.value)
+    raise AssertionError("sne_loihi/__init__.py has no _PUBLIC table")
 
 
 def _modules() -> dict[str, Path]:
@@ -104,6 +118,8 @@ def _import_graph() -> dict[str, set[str]]:
                     up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                     base = ".".join(up + ([node.module] if node.module else []))
                 targets |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+        if name == FRONT_DOOR:  # its lazy imports are imports too
+            targets |= set(_public_table().values())
         graph[name] = {o for t in targets if t.startswith("sne_loihi") and (o := owner(t)) and o != name}
     return graph
 
@@ -113,7 +129,7 @@ def _stage(module: str) -> str | None:
 
 
 def _top(module: str) -> bool:
-    return any(module == t or module.startswith(t + ".") for t in TOP_FLOOR)
+    return module == FRONT_DOOR or any(module == t or module.startswith(t + ".") for t in TOP_FLOOR)
 
 
 def test_the_core_never_imports_a_stage_package() -> None:
@@ -181,3 +197,73 @@ def test_the_architecture_doc_lists_every_module_and_nothing_else() -> None:
     assert missing == [], f"modules missing from docs/architecture.md: {missing}"
     named = set(re.findall(r"[A-Za-z_0-9]+\.py\b", tree))
     assert named - files == set(), f"docs/architecture.md names modules that do not exist: {sorted(named - files)}"
+
+
+# ---- the public API (the front door) -------------------------------------------------------
+def _fresh(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_import_sne_loihi_loads_nothing_else() -> None:
+    """``import sne_loihi`` loads no other module of the project, no torch and no Lava."""
+    out = _fresh("import sys, sne_loihi\n"
+                 "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sne_loihi', 'torch', 'lava', 'numpy')))")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['sne_loihi']", out.stdout
+
+
+def test_every_public_name_resolves_lazily_and_quietly() -> None:
+    """Each public name is its module's object; the core names pull in no Lava, cv2 or
+    torchvision; resolving all of them prints nothing and raises no warning."""
+    public = _public_table()
+    core = sorted(n for n, m in public.items() if not _stage(m))
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('error')\n"
+        "import importlib, sne_loihi\n"
+        f"public = {public!r}\n"
+        f"for n in {core!r}: getattr(sne_loihi, n)\n"
+        f"print(','.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN!r}))))\n"
+        "for n, m in public.items():\n"
+        "    assert getattr(sne_loihi, n) is getattr(importlib.import_module(m), n), n\n"
+        "assert sorted(sne_loihi.__all__) == sorted(['__version__', *public])\n"
+        "assert set(public) <= set(dir(sne_loihi))\n"
+        "print('ok')\n"
+    )
+    out = _fresh(code)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines() == ["", "ok"], out.stdout
+    assert out.stderr == "", out.stderr
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    import sne_loihi
+
+    try:
+        sne_loihi.no_such_name  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("sne_loihi.no_such_name resolved")
+
+
+def test_public_names_have_google_style_docstrings() -> None:
+    """Every public function and class says what it does; every function documents its
+    arguments (Args:) and what it raises or returns where it does."""
+    import importlib
+    import inspect
+
+    import sne_loihi
+
+    missing = []
+    for name, module in _public_table().items():
+        obj = getattr(importlib.import_module(module), name)
+        doc = inspect.getdoc(obj) or ""
+        if not doc.strip():
+            missing.append(f"{name}: no docstring")
+        elif inspect.isfunction(obj):
+            params = [p for p in inspect.signature(obj).parameters if p not in ("self",)]
+            if params and "Args:" not in doc:
+                missing.append(f"{name}: no Args section")
+    assert missing == [], missing
+    assert sne_loihi.__doc__ and "predict" in sne_loihi.__doc__

@@ -113,6 +113,13 @@ def load_energy_profile(path: Path) -> EnergyProfile:
 def energy_pj(profile: EnergyProfile, macs: float, acs: float, neuron_updates: float = 0) -> float:
     """Energy estimate in pJ for the given operation counts (see the module doc).
 
+    Args:
+        profile: The prices (:func:`resolve_profile`).
+        macs: Synaptic ops on graded input (multiply-accumulates).
+        acs: Synaptic ops on binary spikes (accumulates).
+        neuron_updates: Neuron updates (one per neuron per time step); charged only by profiles
+            with ``pj_per_neuron_update``.
+
     Raises:
         ConfigError: A negative or non-finite count.
     """
@@ -129,6 +136,10 @@ def energy_pj(profile: EnergyProfile, macs: float, acs: float, neuron_updates: f
 
 def resolve_profile(name: str) -> EnergyProfile:
     """A registered energy profile by name, or a user TOML file.
+
+    Args:
+        name: ``cmos45nm``, ``loihi`` (:data:`ENERGY_PROFILES`), or the path of a TOML file
+            (:func:`load_energy_profile`).
 
     Raises:
         ConfigError: Unknown name, or a file that is no valid profile.

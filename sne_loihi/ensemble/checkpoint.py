@@ -87,6 +87,14 @@ class LoadedEnsemble:
 def load_ensemble(path: Path, device: str | torch.device = "cpu") -> LoadedEnsemble:
     """Load ``RUN/ensemble.pt`` (no code executed) and rebuild the model from it.
 
+    Args:
+        path: The checkpoint, or the run folder holding ``ensemble.pt``.
+        device: Where the model goes (``"cpu"``, ``"cuda"``, a ``torch.device``).
+
+    Returns:
+        The model in eval mode with its config, partition, feature scale, input shape, class
+        names and training history.
+
     Raises:
         CheckpointError: Missing/corrupt file or one that is not an ensemble checkpoint.
     """
