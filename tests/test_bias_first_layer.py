@@ -243,3 +243,24 @@ def test_loihi2_backend_refuses_a_bias_driven_first_layer(bias_export: Path, mon
     with pytest.raises(SimulationError, match="per-sample neuron bias, which only the CPU backend") as exc:
         LavaGraph([bias_export / "student_0.net"], BITS, LavaSchedule(T, 2), backend=Backend.LOIHI2)
     assert "\n" not in str(exc.value)
+
+
+def test_sne_export_takes_first_layer_from_the_flag_else_the_run_config(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    import sne_loihi.export.stage as stage
+    from sne_loihi.cli import app
+
+    seen: list[object] = []
+    manifest = SimpleNamespace(parity=None, students=[], directory=tmp_path / "export", loihi2=None, cascade=None)
+    monkeypatch.setattr(stage, "export_run", lambda run, out, **kw: seen.append(kw["first_layer"]) or manifest)
+    (tmp_path / "config.toml").write_text('[lava]\nfirst_layer = "auto"\n')
+    for extra, want in (([], FirstLayer.AUTO), (["--first-layer", "bias"], FirstLayer.BIAS)):
+        result = CliRunner().invoke(app, ["export", str(tmp_path), *extra])
+        assert result.exit_code == 0, result.output
+        assert seen[-1] is want
+    result = CliRunner().invoke(app, ["export", str(tmp_path), "--first-layer", "sideways"])
+    assert result.exit_code != 0 and "sideways" in result.output

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sne_loihi.cli.app import app, friendly
+from sne_loihi.cli.flags import EXPORT_FLAGS, config_flags
 from sne_loihi.cli.options import CapacityOpt, CheckSamplesOpt, ExistingRunDirOpt, RunArg, one_run_folder
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
 from sne_loihi.errors import SneError
@@ -23,9 +24,11 @@ class ExportFormat(str, Enum):
 
 @app.command()
 @friendly
+@config_flags(EXPORT_FLAGS)
 def export(
     run: RunArg = None,
     run_dir: ExistingRunDirOpt = None,
+    overrides: Any = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Export folder (default: RUN/export, RUN/nir for NIR).")] = None,
     samples: CheckSamplesOpt = DEFAULT_LAVA_SAMPLES,
     overwrite: Annotated[bool, typer.Option("--overwrite", metavar="", help="Replace an existing export.")] = False,
@@ -35,20 +38,30 @@ def export(
 ) -> None:
     """Write one netx HDF5 file per student and manifest.json, verified in Lava (fixed_pt)
     against torch spike for spike on the first test samples; or, with --format nir, one NIR
-    graph per student plus the head, re-imported in snnTorch and compared spike for spike."""
+    graph per student plus the head, re-imported in snnTorch and compared spike for spike.
+    --first-layer (else the run's lava.first_layer) says how each student's first layer is
+    driven on the chip: through its synapses every step, or by a per-sample neuron bias."""
+    from sne_loihi.cli.options import stored_config
     from sne_loihi.export.stage import export_run
 
     run = one_run_folder(run, run_dir)
+    first_layer = stored_config(run, overrides or {}).lava.first_layer
     if samples < 0:
         raise SneError(f"--check-samples must be >= 0, got {samples}")
     if fmt is ExportFormat.NIR:
+        if (overrides or {}).get("lava.first_layer") is not None:
+            raise SneError("--first-layer applies to netx exports (NIR graphs have no neuron-bias input)")
         _export_nir(run, out, samples, overwrite)
         return
     typer.echo(f"exporting {run} and checking Lava against torch on {samples} test samples ...")
-    manifest = export_run(run, out, samples=samples, overwrite=overwrite, capacity=capacity)
+    manifest = export_run(run, out, samples=samples, overwrite=overwrite, capacity=capacity, first_layer=first_layer)
     check = (f"parity: {manifest.parity.samples} samples, {manifest.parity.mismatches} mismatches"
              if manifest.parity else "parity check skipped (--check-samples 0)")
     typer.echo(f"{len(manifest.students)} students -> {manifest.directory} ({check})")
+    for i, s in enumerate(manifest.students):
+        if s.first_layer == "bias" or s.first_layer_note:
+            typer.echo(f"student {i} first layer: {s.first_layer}" + (f" ({s.first_layer_note})" if s.first_layer_note else
+                                                                     " (a per-sample neuron bias, MACs once per sample)"))
     if manifest.loihi2:
         from sne_loihi.netx_format.manifest import LOIHI2_REPORT
 

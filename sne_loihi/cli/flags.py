@@ -20,7 +20,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from sne_loihi.config import Backend, PartitionStrategy, RunConfig, StudentEngine, parse_override
+from sne_loihi.config import Backend, FirstLayer, PartitionStrategy, RunConfig, StudentEngine, parse_override
 from sne_loihi.errors import SneError
 
 #: Strategies are plain strings on the command line, so an unknown one is a one-line
@@ -160,6 +160,11 @@ TRAIN_FLAGS = FlagGroup("Students", (
     F("student_lr", "--student-lr", "train.lr", float, "Student learning rate."),
     F("student_batch_size", "--student-batch-size", "train.batch_size", int, "Student batch size."),
 ))
+FIRST_LAYER = F("first_layer", "--first-layer", "lava.first_layer", FirstLayer,
+                "How the export drives each student's first layer: synaptic (the image every step), bias (a "
+                "per-sample neuron bias the host computes once; needs current_decay 1), auto (bias where allowed).")
+#: ``sne export`` (netx).
+EXPORT_FLAGS = FlagGroup("Export", (FIRST_LAYER,))
 #: ``sne pipeline``: the export and Lava stage, dropout variants.
 PIPELINE_FLAGS = FlagGroup("Export and Lava", (
     F("lava", "--lava/--no-lava", "lava.enabled", bool, "End with netx export and a Lava simulation."),
@@ -168,6 +173,7 @@ PIPELINE_FLAGS = FlagGroup("Export and Lava", (
     F("lava_cascade", "--lava-cascade", "lava.cascade", str,
       "Per-sample activation thresholds to simulate in Lava, e.g. 0.6,0.9 ('none': skip).",
       lambda text: float_list(text, "--lava-cascade") if text else None),
+    FIRST_LAYER,
     F("dropout_k", "--dropout-k", "pipeline.dropout_k", str, "Also train dropout variants with these K, e.g. 1,2,3.",
       lambda text: int_list(text, "--dropout-k")),
 ))
