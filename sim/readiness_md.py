@@ -45,7 +45,7 @@ def first_layer_markdown(drives: Sequence[FirstLayerDrive], time_steps: int) -> 
     if not drives:
         return []
     lines = ["", "## First layer: per-sample bias or synaptic input", "",
-             f"Per sample. Synaptic path: the graded image is sent every step (C*H*W x T = {time_steps} frames) and "
+             f"Per sample. Synaptic path: the graded image (C*H*W values) is sent at each of the T = {time_steps} steps and "
              "the first layer's synapses work every step on the chip. Bias path (`lava.first_layer = \"bias\"`): "
              "the host computes the first layer's integer W * x + b once and writes one bias mantissa per "
              "first-layer neuron; the chip's first-layer synapses do nothing. Mantissas at netx's bias_exp 6 must "
