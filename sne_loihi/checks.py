@@ -82,6 +82,7 @@ RULES: dict[str, Rule] = {
     "teacher.bias_lr_scale": (_positive, "> 0"),
     "teacher.lookahead_every": (_count_from(0), "an integer >= 0 (0 = off)"),
     "teacher.translate": (_count_from(0), "an integer >= 0 (pixels)"),
+    "teacher.cutout": (_count_from(0), "an integer >= 0 (pixels; 0 = off)"),
     "student.width": (_positive, "> 0"),
     "student.time_steps": (_at_least(1), ">= 1"),
     "ensemble.num_students": (_at_least(1), ">= 1"),

@@ -225,6 +225,8 @@ class TeacherConfig:
             the model ends on the slow copy. 0: off.
         flip: Flip policy of the training augmentation (see :class:`FlipMode`).
         translate: Largest shift in pixels of the training augmentation's crop.
+        cutout: Side in pixels of a square zeroed at a random place of every training image,
+            after flip and shift (DeVries & Taylor 2017; airbench96 uses 12). 0: off.
         tta: Views averaged for the final test accuracy (see :class:`TestTimeAugment`).
         channels_last: Train and evaluate in channels-last memory layout (faster oneDNN
             convolutions on CPUs; same numbers up to rounding).
@@ -248,6 +250,7 @@ class TeacherConfig:
     lookahead_every: int = 0
     flip: FlipMode = FlipMode.RANDOM
     translate: int = 4
+    cutout: int = 0
     tta: TestTimeAugment = TestTimeAugment.NONE
     channels_last: bool = False
 

@@ -16,6 +16,7 @@ from sne_loihi.train.teacher_recipe import (
     AlternatingFlips,
     Lookahead,
     param_groups,
+    random_cutout,
     random_translate,
     tta_forward,
     warmup_linear,
@@ -163,3 +164,19 @@ def test_recipe_trains_and_a_resumed_run_equals_an_uninterrupted_one(tmp_path) -
     for key, value in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
     assert resumed.test_accuracy == whole.test_accuracy
+
+
+def test_cutout_zeroes_one_clipped_square_per_image() -> None:
+    x = torch.ones(64, 3, 8, 8)
+    cut = random_cutout(x, torch.Generator().manual_seed(0), 4)
+    holes = (cut == 0).all(dim=1)  # [N, H, W]: every channel zeroed at the same pixels
+    assert torch.equal((cut == 0).any(dim=1), holes)
+    sizes = holes.sum(dim=(1, 2))
+    assert sizes.max() == 16 and sizes.min() >= 4  # a full 4x4 square, or clipped at a corner (>= 2x2)
+    for n in range(64):  # the zeroed pixels form one rectangle
+        rows, cols = holes[n].nonzero(as_tuple=True)
+        assert (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1) == sizes[n]
+    assert torch.equal(random_cutout(x, torch.Generator(), 0), x) and torch.equal(x, torch.ones(64, 3, 8, 8))
+    bad = RunConfig(teacher=TeacherConfig(cutout=-1))
+    with pytest.raises(ConfigError, match="teacher.cutout"):
+        check_config(bad)

@@ -155,6 +155,23 @@ def random_translate(x_nchw: torch.Tensor, generator: torch.Generator, pad: int)
     return padded[batch, chan, rows, cols]
 
 
+def random_cutout(x_nchw: torch.Tensor, generator: torch.Generator, size: int) -> torch.Tensor:
+    """Zero a ``size`` x ``size`` square of every image, centred at a uniformly random pixel
+    (clipped at the borders, as DeVries & Taylor's cutout); a new tensor."""
+    if size == 0:
+        return x_nchw
+    n, _, h, w = x_nchw.shape
+    cy = torch.randint(0, h, (n,), generator=generator).to(x_nchw.device)
+    cx = torch.randint(0, w, (n,), generator=generator).to(x_nchw.device)
+    top, left = cy - size // 2, cx - size // 2
+    rows = torch.arange(h, device=x_nchw.device)[None, :]
+    cols = torch.arange(w, device=x_nchw.device)[None, :]
+    inside_nh = (rows >= top[:, None]) & (rows < top[:, None] + size)
+    inside_nw = (cols >= left[:, None]) & (cols < left[:, None] + size)
+    hole = (inside_nh[:, :, None] & inside_nw[:, None, :])[:, None]  # [N, 1, H, W]
+    return x_nchw.masked_fill(hole, 0.0)
+
+
 def teacher_augmenter(
     tcfg: TeacherConfig, enabled: bool, generator: torch.Generator
 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -162,13 +179,18 @@ def teacher_augmenter(
 
     ``RANDOM`` flips: :func:`sne_loihi.data.augment_nchw` with ``pad = translate`` (zero
     padding; today's augmentation at the default 4). ``ALTERNATING``: the flips come from
-    :class:`AlternatingFlips` when the batch is indexed; this only translates.
+    :class:`AlternatingFlips` when the batch is indexed; this only translates. Then
+    ``cutout`` (:func:`random_cutout`) when it is > 0.
     """
     if not enabled:
         return None
     if FlipMode(tcfg.flip) is FlipMode.RANDOM:
-        return lambda x_nchw: augment_nchw(x_nchw, generator, pad=tcfg.translate)
-    return lambda x_nchw: random_translate(x_nchw, generator, tcfg.translate)
+        shift = lambda x_nchw: augment_nchw(x_nchw, generator, pad=tcfg.translate)  # noqa: E731
+    else:
+        shift = lambda x_nchw: random_translate(x_nchw, generator, tcfg.translate)  # noqa: E731
+    if tcfg.cutout == 0:
+        return shift
+    return lambda x_nchw: random_cutout(shift(x_nchw), generator, tcfg.cutout)
 
 
 def tta_forward(model: nn.Module, mode: TestTimeAugment) -> Callable[[torch.Tensor], torch.Tensor]:
