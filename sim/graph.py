@@ -188,6 +188,7 @@ class LavaGraph:
         self._drivers_on: dict[int, bool] = {}
         self._gate_mask_ones = True
         self._started = False
+        self._failed = False  # a Lava process raised: stop() terminates instead of waiting
         self._build()
 
     @property
@@ -404,19 +405,12 @@ class LavaGraph:
         """One Lava run over ``x_n_in_t`` (at most ``capacity`` samples, checked input); returns
         per network its output spikes, ops and (with ``probe_layers``) layer spikes, and the
         seconds spent compiling (first run)."""
-        from lava.magma.core.run_conditions import RunSteps
-
         n = x_n_in_t.shape[0]
         stream = np.zeros((*self.in_shape, self.steps), dtype=np.int32)
         stream[..., : n * self.time_steps] = to_lava_input(x_n_in_t, self.in_shape)
         compile_s = self._compile() if not self._started else 0.0
         self.gate.send_stream(stream)
-        try:
-            self.gate.run(condition=RunSteps(num_steps=self.steps))
-        except Exception as exc:  # a Lava process failed: its message is multi-line, from another process
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            names = ", ".join(str(p) for p in self.paths)
-            raise SimulationError(f"Lava stopped while running {names}: {type(exc).__name__}: {first}") from exc
+        self._run_steps(self.gate, self.steps)
         # Every readout and counter sent its record at the run's last step: read them all.
         spikes = [r.receive()[:n].astype(np.int32 if desc.graded_output else np.int8)
                   for r, desc in zip(self.readouts, self.networks)]
@@ -585,11 +579,34 @@ class LavaGraph:
                                   f"({int(np.count_nonzero(counts_nf != readout))} differing counts): a network "
                                   "fires while switched off (a neuron bias), so per-sample gating is not exact")
 
+    def _run_steps(self, process: object, steps: int) -> None:
+        """Run the graph ``steps`` steps through ``process``. A Lava process that raises ends
+        the run with one line naming its error; the runtime is then torn down without waiting
+        on the failed processes (:meth:`stop`), where Lava's own ``stop`` would wait forever.
+
+        Raises:
+            SimulationError: A Lava process raised.
+        """
+        from lava.magma.core.run_conditions import RunSteps
+
+        try:
+            process.run(condition=RunSteps(num_steps=steps))
+        except Exception as exc:  # a Lava process failed: its message is multi-line, from another process
+            self._failed = True
+            cause = _actor_error(process.runtime) or exc
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            names = ", ".join(str(p) for p in self.paths)
+            raise SimulationError(f"Lava stopped while running {names}: {type(cause).__name__}: {first}") from exc
+
     def stop(self) -> None:
-        """Stop the Lava runtime (its OS processes). Safe to call twice."""
+        """Stop the Lava runtime (its OS processes). Safe to call twice; after a failed run the
+        processes are terminated instead of asked to stop (the failed ones never answer)."""
         if self._started:
             try:
-                self._root().stop()
+                if self._failed:
+                    _abort_runtime(self._root().runtime)
+                else:
+                    self._root().stop()
             finally:
                 self._started = False
 
@@ -598,3 +615,45 @@ class LavaGraph:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _actor_error(runtime: object) -> BaseException | None:
+    """The first exception a Lava OS process of ``runtime`` reported (Lava only logs them)."""
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    for actor in getattr(infra, "actors", ()):
+        try:
+            error = actor.exception
+        except (OSError, ValueError, EOFError):  # its pipe is closed already
+            continue
+        if error:
+            return error[0]
+    return None
+
+
+def _abort_runtime(runtime: object) -> None:
+    """Tear down a Lava runtime whose run failed: terminate the OS processes still alive,
+    release the shared memory and mark the runtime stopped (so neither ``stop`` nor its
+    ``__del__`` waits on processes that will never answer). Lava internals, guarded."""
+    if runtime is None:
+        return
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    for actor in getattr(infra, "actors", ()):
+        if getattr(actor, "_is_done", False):
+            continue
+        try:
+            if actor.is_alive():
+                actor.terminate()
+            actor.join()
+        except (OSError, ValueError, AssertionError):
+            pass
+    for name in ("smm", "_watchdog_manager"):
+        owner = infra if name == "smm" else runtime
+        part = getattr(owner, name, None)
+        stop = getattr(part, "shutdown" if name == "smm" else "stop", None)
+        if stop is not None:
+            try:
+                stop()
+            except Exception:  # best effort: the processes are gone already
+                pass
+    runtime._is_running = False
+    runtime._is_started = False

@@ -156,8 +156,6 @@ class HardwareGraph(LavaGraph):
     def run_chunk(self, x_n_in_t: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray]], float]:
         """One Lava run over ``x_n_in_t`` (at most ``capacity`` samples), as
         :meth:`LavaGraph.run_chunk` (no layer spikes)."""
-        from lava.magma.core.run_conditions import RunSteps
-
         n, t, k_all = x_n_in_t.shape[0], self.time_steps, self.num_members
         stream = np.zeros((*self.in_shape, self.steps), dtype=np.int32)
         stream[..., : n * t] = to_lava_input(x_n_in_t, self.in_shape)
@@ -166,7 +164,7 @@ class HardwareGraph(LavaGraph):
         streams = stream[None] * np.moveaxis(on_step_k, 0, -1).reshape(k_all, *([1] * len(self.in_shape)), self.steps)
         compile_s = self._compile() if not self._started else 0.0
         self.injector.send_streams(streams)
-        self.injector.run(condition=RunSteps(num_steps=self.steps))
+        self._run_steps(self.injector, self.steps)
         spikes = [r.receive()[:n].astype(np.int8) for r in self.readouts]
         ops = []
         axes = tuple(range(len(self.in_shape)))

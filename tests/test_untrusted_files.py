@@ -515,3 +515,70 @@ def test_the_test_fraction_bounds_leave_both_digits_splits_non_empty(fraction: f
 
     data = load_dataset(DataConfig(name="digits", test_fraction=fraction))
     assert len(data.y_train) >= 10 and len(data.y_test) >= 10
+
+
+# ---- 6. the Lava graph: its size before it is built, a failing process ------------------------
+def test_the_graph_estimate_counts_what_lava_stores(tmp_path: Path) -> None:
+    from sne_loihi.sim.graph_size import BYTES_PER_NEURON, estimate_graph
+
+    net = read_netx_network(write_net(tmp_path / "good.net"))
+    one, four = estimate_graph([net], 1, 3), estimate_graph([net], 4, 3)
+    assert one.neurons == 8 + 3  # conv [2, 2, 2] + dense [3]; a plain input layer has no neurons
+    conv_kernel = int(np.count_nonzero(h5py.File(tmp_path / "good.net")["layer/1/weight"][()]))
+    assert one.synapses == conv_kernel + 8 * 3
+    assert (one.steps, four.steps) == (3 + 3, 12 + 3)  # capacity * T plus a flush of T (depth 3)
+    assert four.bytes > one.bytes > BYTES_PER_NEURON * one.neurons
+
+
+def test_sne_simulate_refuses_a_graph_larger_than_the_memory_available(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sne_loihi.sim import graph_size
+
+    monkeypatch.setattr(graph_size, "available_memory", lambda: 1024)  # this graph needs a few KB
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 1, 4, 4, 3), dtype=np.int64))
+    result = runner.invoke(app, ["simulate", str(write_net(tmp_path / "good.net")), "--input", str(x)])
+    one_error_line(result, "the Lava graph (11 neurons, ")
+    assert "more than the 0.0 GiB available; use a smaller --capacity" in result.stderr
+
+
+def test_sne_simulate_export_checks_the_graph_size_first(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sne_loihi.sim import graph_size
+
+    monkeypatch.setattr(graph_size, "available_memory", lambda: 2 ** 16)
+    result = runner.invoke(app, ["simulate", str(tiny_run / "export")])
+    one_error_line(result, f"{tiny_run / 'export'}: the Lava graph (")
+
+
+def test_a_lava_process_that_raises_ends_the_run_in_one_line(tmp_path: Path) -> None:
+    """A conv layer whose sums leave int32 (4096 channels x 3x3 kernel of 254 x 8-bit input 255):
+    the fast Conv model raises inside its Lava process. Lava's own stop() would then wait
+    forever on the failed processes; the run must end with one line, in seconds."""
+    import subprocess
+    import sys
+    import time
+
+    channels = 4096
+    path = tmp_path / "wide.net"
+    with h5py.File(path, "w") as fh:
+        layer = fh.create_group("layer")
+        g = layer.create_group("0")
+        g.create_dataset("type", (1,), "S10", [b"input"])
+        g.create_dataset("shape", data=np.array([channels, 3, 3]))
+        g = layer.create_group("1")
+        g.create_dataset("type", (1,), "S10", [b"conv"])
+        g.create_dataset("shape", data=np.array([1, 1, 1]))
+        g.create_dataset("weight", data=np.full((1, channels, 3, 3), 254.0, np.float32))
+        for name, value in (("stride", [1, 1]), ("padding", [0, 0]), ("dilation", [1, 1]), ("groups", 1)):
+            g.create_dataset(name, data=np.array(value))
+        _neuron(g)
+    x = tmp_path / "x.npy"
+    np.save(x, np.full((1, channels, 3, 3, 2), 255, dtype=np.int64))
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "sne_loihi", "simulate", str(path), "--input", str(x), "--input-bits",
+                           "8"], capture_output=True, text=True, timeout=240)
+    assert time.monotonic() - t0 < 240
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: Lava stopped while running"), proc.stderr
+    assert "a Conv synapse sum left the int32 range" in lines[0] and "Traceback" not in proc.stderr

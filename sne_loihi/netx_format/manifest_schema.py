@@ -52,10 +52,11 @@ def _numbers(row: Any, length: int, where: str, path: Path) -> None:
     if not isinstance(row, list):
         raise ExportError(f"{path}: {where} must be a list of {length} numbers, got {_show(row)}")
     if len(row) != length:
-        raise ExportError(f"{path}: {where} has {len(row)} values, which do not match the {length} expected")
+        raise ExportError(f"{path}: {where} has {len(row)} values, which do not match the ensemble head ({length} "
+                          "expected)")
     for v in row:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ExportError(f"{path}: {where} holds {_show(v)}, not a number")
+            raise ExportError(f"{path}: {where} holds {_show(v)}, not numeric")
         if not math.isfinite(v):
             raise ExportError(f"{path}: {where} holds the non-finite value {v}")
 
@@ -128,7 +129,7 @@ def check_manifest_schema(raw: Any, path: Path) -> None:
     cascade = raw.get("cascade")
     if cascade is not None:
         if not isinstance(cascade.get("weight"), list) or len(cascade["weight"]) != rows:
-            raise ExportError(f"{path}: cascade.weight must have the head's {rows} rows")
+            raise ExportError(f"{path}: cascade.weight rows do not match the ensemble head's {rows}")
         for r, row in enumerate(cascade["weight"]):
             _numbers(row, total, f"cascade.weight row {r}", path)
         _numbers(cascade.get("bias"), rows, "cascade.bias", path)
