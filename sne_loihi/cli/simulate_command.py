@@ -30,9 +30,10 @@ def simulate(
     data_dir: DataDirOpt = None,
     compare: Annotated[Optional[Path], typer.Option(
         "--compare", help="Ensemble checkpoint to compare spikes and ops with (default: ensemble.pt beside the export, if any).")] = None,
-    input_file: Annotated[Optional[Path], typer.Option("--input", help="Your images, .npy. Export: [N, C, H, W] or "
-        "[N, H, W, C], uint8 or float in [0, 1]; prints and writes (--json) the predicted classes. Single "
-        "network: integers [N, ..., T] (real values for an input layer driven by its bias).")] = None,
+    input_file: Annotated[Optional[Path], typer.Option("--input", help="Your images. Export: .npy, an .npz holding one "
+        "array or FILE.npz:KEY, [N, C, H, W] or [N, H, W, C], uint8 or float in [0, 1]; prints and writes (--json) the "
+        "predicted classes. Single network: .npy of integers [N, ..., T] (real values for an input layer driven by "
+        "its bias).")] = None,
     input_bits: Annotated[int, typer.Option("--input-bits", help="Single network: graded input bits (0 = binary spikes).")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON (a new file).")] = None,
     cascade: Annotated[Optional[str], typer.Option(
