@@ -500,14 +500,14 @@ def _stride_zero(run: Path) -> Path:
 
 
 DAMAGED = {
-    "head-nan": (_manifest("head_weight", _nan_head), [], "the head holds non-finite values"),
-    "too-few-class-names": (_manifest("class_names", lambda names: names[:3]), [], "and 3 classes"),
+    "head-nan": (_manifest("head_weight", _nan_head), [], "head weight row 0 holds the non-finite value nan"),
+    "too-few-class-names": (_manifest("class_names", lambda names: names[:3]), [], "rows for 3 classes"),
     "file-outside-export": (_manifest("students", _outside), [], "is not a file name inside the export folder"),
     "negative-threshold": (_manifest("students", _negative_threshold), [],
                            "student 0 spec neuron.threshold must be > 0, got -1.0"),
     "partition-of-1e13-features": (_manifest("partition", lambda part: {**part, "feature_dim": 10 ** 13}), [],
                                    "manifest partition: partition leaves 9999999999936"),
-    "netx-stride-0": (_stride_zero, ["--input", "{run}/x.npy", "--input-bits", "4"], "layer/1 conv stride [0, 0]"),
+    "netx-stride-0": (_stride_zero, ["--input", "{run}/x.npy", "--input-bits", "4"], "layer/1 stride holds 0, outside 1..127"),
 }
 
 
