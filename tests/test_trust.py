@@ -507,7 +507,8 @@ DAMAGED = {
                            "student 0 spec neuron.threshold must be > 0, got -1.0"),
     "partition-of-1e13-features": (_manifest("partition", lambda part: {**part, "feature_dim": 10 ** 13}), [],
                                    "manifest partition: partition leaves 9999999999936"),
-    "netx-stride-0": (_stride_zero, ["--input", "{run}/x.npy", "--input-bits", "4"], "layer/1 stride holds 0, outside 1..127"),
+    "netx-stride-0": (_stride_zero, ["--input", "{run}/x.npy", "--input-bits", "4"],
+                      "layer/1 stride holds 0, outside 1..127"),
 }
 
 
