@@ -23,7 +23,7 @@ def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("entry", [".sne.lock", "accuracy_vs_active.png", "export/extra.txt"])
-@pytest.mark.parametrize("command", [["evaluate"], ["export", "--overwrite", "--verify-samples", "0"]])
+@pytest.mark.parametrize("command", [["evaluate"], ["export", "--overwrite", "--check-samples", "0"]])
 def test_a_link_out_of_the_run_folder_is_refused(run_copy: Path, tmp_path: Path, entry: str,
                                                  command: list[str]) -> None:
     outside = tmp_path / "precious.txt"
