@@ -14,6 +14,7 @@ import numpy as np
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES, FirstLayer
 from sne_loihi.cost.first_layer import FirstLayerChoice, resolve_first_layer
 from sne_loihi.errors import ExportError, ParityError
+from sne_loihi.json_files import read_json_file
 from sne_loihi.export.netx_write import write_student_hdf5
 from sne_loihi.io import atomic_write_json, sha256_file
 from sne_loihi.netx_format.manifest import (
@@ -130,8 +131,10 @@ def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_
     if not overwrite:
         raise ExportError(f"{out_dir} already holds an export; pass overwrite=True (--overwrite) to replace it")
     refuse = "--overwrite replaces only a folder holding an earlier export; choose a new or empty --out"
+    if not (out_dir / manifest_file).is_file():
+        raise ExportError(f"{out_dir} holds no export ({manifest_file} not found): {refuse}")
     try:
-        manifest = json.loads((out_dir / manifest_file).read_text())
+        manifest = read_json_file(out_dir / manifest_file, manifest_file, ExportError)
         listed = {str(e["file"]) for e in manifest["students"]}
         if isinstance(manifest.get("head"), dict):  # a NIR export's head graph
             listed.add(str(manifest["head"]["file"]))

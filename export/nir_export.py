@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from sne_loihi.errors import ExportError
+from sne_loihi.json_files import read_json_file
 from sne_loihi.export.netx_write import check_norm_folded
 from sne_loihi.export.nir_params import DECAY_SCALE, NIR_DT, WEIGHT_SCALE, cuba_params, synapse_bias
 
@@ -218,8 +219,10 @@ def read_nir_export(directory: Path) -> NirExport:
     from sne_loihi.io import sha256_file
 
     directory = Path(directory)
+    if not (directory / NIR_MANIFEST_FILE).is_file():
+        raise ExportError(f"{directory} holds no NIR export ({NIR_MANIFEST_FILE} not found)")
     try:
-        manifest = json.loads((directory / NIR_MANIFEST_FILE).read_text())
+        manifest = read_json_file(directory / NIR_MANIFEST_FILE, NIR_MANIFEST_FILE, ExportError)
         files = [str(e["file"]) for e in manifest["students"]] + [str(manifest["head"]["file"])]
         hashes = [str(e["sha256"]) for e in manifest["students"]] + [str(manifest["head"]["sha256"])]
     except FileNotFoundError:

@@ -198,6 +198,8 @@ def test_cifar10_refuses_object_arrays(tmp_path: Path) -> None:
         (np.zeros((4, 3072), np.float32), [0, 1, 2, 3], r"uint8 of shape \(N, 3072\)"),
         (np.zeros((4, 3072), np.uint8), [0, 1, 2], "4 images but labels"),
         (np.zeros((4, 3072), np.uint8), [0, 1, 2, 10], r"labels must be in 0\.\.9"),
+        (np.zeros((4, 3072), np.uint8), [0.7, 1.2, 2.5, 9.7], r"labels must be integers 0\.\.9, got float64"),
+        (np.zeros((4, 3072), np.uint8), [0, 1, 2, 10**30], r"labels must be integers 0\.\.9, got object"),
     ],
 )
 def test_cifar10_wrong_shapes(tmp_path: Path, data: np.ndarray, labels: list, message: str) -> None:

@@ -239,7 +239,7 @@ def test_one_process_context_changes_nothing() -> None:
         assert type(model[0]) is nn.BatchNorm1d and type(model[1]) is nn.Dropout
     assert ctx.wrap(model, torch.device("cpu")) is model
     assert ctx.sum({"a": 1.5}, torch.device("cpu")) == {"a": 1.5}
-    assert ctx.record() == {"world_size": 1, "backend": "none"}
+    assert ctx.record() == {"world_size": 1, "dist_backend": "none"}
 
 
 def test_cpu_transfers_and_amp_switch() -> None:

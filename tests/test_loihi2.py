@@ -158,7 +158,7 @@ def test_manifest_with_a_malformed_readiness_report_is_refused(export_dir: Path,
     raw = json.loads((copy / "manifest.json").read_text())
     raw["loihi2"] = [1, 2]
     (copy / "manifest.json").write_text(json.dumps(raw))
-    with pytest.raises(ExportError, match="loihi2 must be an object"):
+    with pytest.raises(ExportError, match="loihi2 must be a JSON object"):
         load_manifest(copy)
 
 

@@ -90,3 +90,16 @@ def test_paper_preset_runs_end_to_end_for_a_few_batches(tmp_path: Path) -> None:
     assert len(manifest["students"]) == 4
     lava = json.loads((run_dir / "lava.json").read_text())
     assert lava["samples"] == 1 and manifest["parity"]["mismatches"] == 0
+
+
+def test_files_a_preset_cites_exist() -> None:
+    """A preset's comments name the results they were measured with; those files exist."""
+    import re
+
+    from sne_loihi.config import PRESET_DIR
+
+    repo = PRESET_DIR.parents[1]
+    for path in PRESET_DIR.glob("*.toml"):
+        for cited in re.findall(r"((?:benchmarks|docs)/[\w./*-]+\w)", path.read_text()):
+            assert list(repo.glob(cited)), f"{path.name} cites {cited}, which does not exist"
+        assert "README \"" not in path.read_text(), f"{path.name} cites a README section"

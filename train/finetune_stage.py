@@ -9,6 +9,7 @@ from typing import Any
 from sne_loihi.config import PartitionStrategy
 from sne_loihi.device import resolve_device
 from sne_loihi.errors import ConfigError
+from sne_loihi.json_files import read_json_file
 from sne_loihi.run import CONFIG_FILE, ENSEMBLE_FILE, FINETUNE_FILE, PRE_FINETUNE_TEACHER, TEACHER_FILE, Run, load_data
 
 
@@ -106,7 +107,6 @@ def stored_finetune(run: Run) -> dict[str, Any] | None:
     Raises:
         ConfigError: Unreadable, or the teacher was fine-tuned with other settings.
     """
-    import json
     from dataclasses import asdict
 
     cfg, summary_path = run.config, run.file(FINETUNE_FILE)
@@ -114,7 +114,7 @@ def stored_finetune(run: Run) -> dict[str, Any] | None:
         return None
     want = {"students": cfg.ensemble.num_students, **asdict(cfg.finetune)}
     try:
-        done = json.loads(summary_path.read_text())
+        done = read_json_file(summary_path, FINETUNE_FILE, ConfigError)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {summary_path}: {str(exc).splitlines()[0]}") from None
     got = {k: done.get(k) for k in want} if isinstance(done, dict) else {}

@@ -18,6 +18,7 @@ from sne_loihi.config import PartitionStrategy, RunConfig, dump_toml
 from sne_loihi.device import resolve_device
 from sne_loihi.distributed import current, is_main_process
 from sne_loihi.errors import ConfigError
+from sne_loihi.json_files import read_json_file
 from sne_loihi.run import (
     CONFIG_FILE, ENSEMBLE_FILE, FEATURES_FILE, FINETUNE_FILE, PARTITION_FILE, TEACHER_FILE, Run, dropout_dir, file_sha256,
 )
@@ -170,7 +171,7 @@ def _check_finetuned(run_dir: Path, num_students: int) -> None:
             f"--students {num_students}' first (or 'sne pipeline --partition finetune')"
         )
     try:
-        chunks = json.loads(summary.read_text()).get("students")
+        chunks = read_json_file(summary, FINETUNE_FILE, ConfigError).get("students")
     except (OSError, ValueError, AttributeError) as exc:
         raise ConfigError(f"cannot read {summary}: {type(exc).__name__}") from None
     if chunks != num_students:

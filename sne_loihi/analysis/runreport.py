@@ -13,6 +13,7 @@ from sne_loihi.cost.energy import resolve_profile
 from sne_loihi.analysis.options import ReportOptions
 from sne_loihi.report import markdown_table, percent, two_decimals, whole, write_report
 from sne_loihi.run import CONFIG_FILE, DROPOUT_GLOB, ENSEMBLE_FILE, FINETUNE_FILE, TEACHER_FILE, Run, as_run, load_data
+from sne_loihi.json_files import read_json_file
 
 NEUROBENCH_SECTION = "NeuroBench cross-check of the synaptic-op counts"
 
@@ -264,7 +265,7 @@ def finetune_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = read_json_file(path, FINETUNE_FILE, CheckpointError)
         b, a = data["before"], data["after"]
         table = ["| teacher | before | after |", "|---|---|---|",
                  f"| test accuracy (%) | {100 * b['test_accuracy']:.2f} | {100 * a['test_accuracy']:.2f} |",

@@ -152,9 +152,15 @@ def _images_and_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DataError(f"cifar10: {path} data must be uint8 of shape (N, {expected}), got {got}")
     try:
-        labels_arr = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
+        raw = np.asarray(labels)
+    except (TypeError, ValueError, OverflowError):
         raise DataError(f"cifar10: {path} labels must be integers 0..9") from None
+    integral_floats = raw.dtype.kind == "f" and bool(np.all(np.isfinite(raw))) and bool(np.all(raw == np.round(raw)))
+    if raw.dtype.kind not in "iub" and not integral_floats:  # 0.7 is no class; 10**30 makes an object array
+        raise DataError(f"cifar10: {path} labels must be integers 0..9, got {raw.dtype} values")
+    if raw.size and (raw.min() < 0 or raw.max() >= NUM_CLASSES):
+        raise DataError(f"cifar10: {path} labels must be in 0..9, got {raw.min()}..{raw.max()}")
+    labels_arr = raw.astype(np.int64)
     if labels_arr.shape != (len(data),):
         raise DataError(f"cifar10: {path} has {len(data)} images but labels of shape {labels_arr.shape}")
     if len(labels_arr) and (labels_arr.min() < 0 or labels_arr.max() >= NUM_CLASSES):

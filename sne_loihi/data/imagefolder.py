@@ -49,7 +49,8 @@ from sne_loihi.data.image_tree import (
     plan_tree,
     source_kind,
 )
-from sne_loihi.errors import ConfigError, DataError
+from sne_loihi.errors import ConfigError, DataError, SneError
+from sne_loihi.json_files import read_json_file
 
 CACHE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -289,7 +290,7 @@ def read_cache(folder: Path, source: Path, channels: ImageChannels, size: int) -
     if not manifest_path.is_file():
         return None
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = read_json_file(manifest_path, "image cache manifest")
         if (manifest.get("format") != CACHE_FORMAT or manifest.get("source") != str(source)
                 or manifest.get("settings") != _settings(channels, size)
                 or manifest.get("fingerprint") != current_fingerprint(source)):
@@ -312,7 +313,7 @@ def read_cache(folder: Path, source: Path, channels: ImageChannels, size: int) -
                 return None
         return DecodedTree(names, arrays["x_train_nhwc"], arrays["y_train"], arrays["x_test_nhwc"],
                            arrays["y_test"], int(manifest.get("skipped", 0)))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SneError):  # any doubt: decode again
         return None
 
 
