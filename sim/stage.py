@@ -140,8 +140,8 @@ class SimulationReport:
             + "\n\nMismatches: output spikes (student, sample, neuron, step) and per-sample, per-layer "
             "op counts where Lava and the torch model differ on the same samples and active set "
             "(an inactive student must count 0)."
-            + (" Per-sample rows: the export's cascade head decides in the Lava graph, after each "
-               "student, whether a sample goes on; decisions counts samples whose set of students "
+            + (" Per-sample rows: the export's cascade head decides after each student (on the host "
+               "between the stage runs, as on Loihi 2) whether a sample goes on; decisions counts samples whose set of students "
                "differs from torch's cascade." if any(e.label.startswith("per-sample") for e in self.evaluations) else "")
             + "\n\n" + parity
             + "\n\n| active | student | first layer | synaptic ops per sample, per layer |\n|---|---|---|---|\n"

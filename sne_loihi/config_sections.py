@@ -441,8 +441,8 @@ class LavaConfig:
         active: Active sets to simulate on the same graph, each ``all``, indices
             ``0,2`` or ``k=K`` (K drawn at random with the run's seed).
         cascade: Confidence thresholds of per-sample activation simulated on the same
-            graph: the run's cascade head (trained before the export) decides in the graph,
-            after each student, whether a sample goes on (0: the first student only; > 1:
+            graph: the run's cascade head (trained before the export) decides after each
+            student, on the host between the stage runs (as on Loihi 2), whether a sample goes on (0: the first student only; > 1:
             every student). Empty: no per-sample runs.
         first_layer: How the export drives every student's first weighted layer: its
             synapses every step (``synaptic``), its neurons' bias once per sample (``bias``;

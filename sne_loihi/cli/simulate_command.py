@@ -38,7 +38,7 @@ def simulate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON (a new file).")] = None,
     cascade: Annotated[Optional[str], typer.Option(
         "--cascade", help="Per-sample activation thresholds, e.g. 0,0.9,1.01: the export's cascade head decides "
-        "in the Lava graph after each student whether a sample goes on.")] = None,
+        "after each student (on the host between the stage runs, as on Loihi 2) whether a sample goes on.")] = None,
     engine: Annotated[str, typer.Option(
         "--lava-engine", rich_help_panel=LAVA_PANEL,
         help="CPU process models: fast (vectorised, same spikes) or reference (Lava's own).")] = "fast",
