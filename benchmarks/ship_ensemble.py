@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import shutil
 import subprocess
@@ -36,14 +35,6 @@ from typing import Any
 #: Files of the run folder that are shipped beside the export (the ones present).
 SHIPPED_FILES = ("ensemble.pt", "report.md", "report.json", "config.toml", "metrics_students.jsonl",
                  "metrics_teacher.jsonl", "lava.json")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _git(*args: str) -> str:
@@ -84,6 +75,8 @@ def ship(run: Path, out: Path, max_mb: float) -> Path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from machine import cpu_name
 
+    from sne_loihi.io import sha256_file
+
     if out.exists():
         raise SystemExit(f"error: {out} exists; choose a new --out")
     info = check_run(run)
@@ -109,7 +102,7 @@ def ship(run: Path, out: Path, max_mb: float) -> Path:
         "accuracies": _accuracies(report),
         "energy_profile": report.get("energy_profile", {}).get("name"),
         "lava_parity": manifest.get("parity"),
-        "files": {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()},
+        "files": {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()},
     }
     (tmp / "PROVENANCE.json").write_text(json.dumps(provenance, indent=1) + "\n")
     (tmp / "README.md").write_text(_readme(out, provenance))
