@@ -51,7 +51,8 @@ def read_json_file(path: Path, what: str, error: type[SneError] = SneError, *, m
 
     Raises:
         SneError (``error``): Unreadable, larger than ``max_bytes``, not UTF-8, nested deeper
-            than ``max_depth``, or not valid JSON; one line.
+            than ``max_depth``, or not valid JSON (including an integer longer than Python's
+            4,300-digit conversion limit); one line.
     """
     path = Path(path)
     try:
@@ -72,6 +73,6 @@ def read_json_file(path: Path, what: str, error: type[SneError] = SneError, *, m
         raise error(f"cannot read {what} {path}: it nests {depth:,} levels deep, more than the {max_depth} accepted")
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, or an integer over 4,300 digits
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise error(f"cannot read {what} {path}: not valid JSON ({reason})") from None

@@ -429,6 +429,19 @@ def test_deep_partition_and_lava_files_are_one_line(tmp_path: Path) -> None:
     assert "it nests 200,000 levels deep" in section and data == {}
 
 
+def test_a_json_integer_beyond_the_digit_limit_is_one_line(tmp_path: Path) -> None:
+    """Python refuses to parse an integer of more than 4,300 digits with a plain ValueError
+    (not a JSONDecodeError); it once escaped the bounded reader as a traceback."""
+    from sne_loihi.errors import CheckpointError
+    from sne_loihi.partition.base import Partition
+
+    path = tmp_path / "partition.json"
+    path.write_text('{"feature_dim": ' + "9" * 5000 + "}")
+    with pytest.raises(CheckpointError, match=r"cannot read partition file .*: not valid JSON \(") as info:
+        Partition.load(path)
+    assert "\n" not in str(info.value)
+
+
 # ---- 5. config values and labels at the front door -----------------------------------------
 CONFIG_CASES = [
     ({"train": {"seed": 2 ** 32}}, "train.seed must be at most 4,294,967,295, got 4294967296"),
