@@ -363,6 +363,10 @@ MANIFEST_CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
                                          "spec in_shape [1, 8, 8] contradicts the manifest's input.shape_chw [8, 8, 1]"),
     "input shape the netx file contradicts": (_spec_without_in_shape, "its first (conv) layer takes [8, 8, 1] (x, y, f), "
                                                                       "the manifest's input.shape_chw [8, 8, 1] is"),
+    "partition groups a number": (_set("partition", "groups", value=5),
+                                  "manifest partition groups must be a list of lists of feature indices, got 5"),
+    "partition sizes of null": (_set("partition", "sizes", value=[None, None]),
+                                "manifest partition sizes must be a list of integers, got [None, None]"),
 }
 
 

@@ -166,12 +166,23 @@ def _optional_dict(value: Any, key: str) -> dict[str, Any] | None:
     return value
 
 
-def _partition_sizes(partition: dict[str, Any]) -> list[int] | None:
-    if "sizes" in partition:
-        return [int(s) for s in partition["sizes"]]
-    if "groups" in partition:
-        return [len(g) for g in partition["groups"]]
-    return None
+def _partition_sizes(partition: dict[str, Any], directory: Path) -> list[int] | None:
+    """The students' sizes the manifest's partition records (``sizes``, else the length of
+    each of its ``groups``), or ``None`` when it records neither.
+
+    Raises:
+        ExportError: ``sizes`` or ``groups`` that are not lists of numbers / of lists.
+    """
+    key = "sizes" if "sizes" in partition else "groups" if "groups" in partition else None
+    if key is None:
+        return None
+    try:
+        return [int(s) for s in partition["sizes"]] if key == "sizes" else [len(g) for g in partition["groups"]]
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(partition[key])
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise ExportError(f"{directory}: manifest partition {key} must be a list of "
+                          f"{'integers' if key == 'sizes' else 'lists of feature indices'}, got {shown}") from None
 
 
 def _check_spec_neuron(spec: Any, where: str) -> None:
@@ -203,7 +214,7 @@ def validate_manifest(m: Manifest, directory: Path) -> None:
         raise ExportError(f"{directory}: manifest format {m.format_version}, this version reads {FORMAT_VERSION}")
     if not m.students:
         raise ExportError(f"{directory}: manifest lists no students")
-    sizes = _partition_sizes(m.partition)
+    sizes = _partition_sizes(m.partition, directory)
     if sizes is not None and sizes != [s.out_features for s in m.students]:
         raise ExportError(f"{directory}: partition sizes {sizes} do not match the students' outputs "
                           f"{[s.out_features for s in m.students]}")
