@@ -473,6 +473,21 @@ def test_config_values_beyond_what_a_run_can_use_are_refused(section: dict[str, 
     assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
 
 
+def test_a_neuron_parameter_beyond_the_float_range_is_one_line() -> None:
+    """A stored spec (manifest, checkpoint) may hold any JSON / pickle integer; 10**400 once
+    raised OverflowError in math.isfinite / float()."""
+    from sne_loihi.errors import ConfigError
+    from sne_loihi.netx_format.manifest import _check_spec_neuron
+    from sne_loihi.students import StudentSpec
+
+    with pytest.raises(ExportError, match="student 0 spec neuron.threshold must be > 0"):
+        _check_spec_neuron({"neuron": {"threshold": 10 ** 400}}, "student 0 spec neuron")
+    spec = {"layers": [], "in_shape": [1], "out_features": 1, "time_steps": 1, "input_bits": 1,
+            "neuron": {"threshold": 10 ** 400}}
+    with pytest.raises(ConfigError, match="a value beyond the float range"):
+        StudentSpec.from_dict(spec)
+
+
 def test_the_time_step_bounds_agree() -> None:
     from sne_loihi import checks
     from sne_loihi.netx_format import limits

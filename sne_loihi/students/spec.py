@@ -240,7 +240,10 @@ class StudentSpec:
                 raise ConfigError(f"student spec {key} must be an integer, got {data[key]!r}")
         if not isinstance(data["layers"], (list, tuple)) or not isinstance(data["in_shape"], (list, tuple)):
             raise ConfigError("student spec layers and in_shape must be lists")
-        neuron = NeuronConfig(**{k: float(v) for k, v in neuron_data.items()})
+        try:
+            neuron = NeuronConfig(**{k: float(v) for k, v in neuron_data.items()})
+        except OverflowError:  # an integer beyond float's range (a stored file may hold any integer)
+            raise ConfigError("bad neuron parameters in student spec: a value beyond the float range") from None
         check_neuron(neuron, "student spec neuron")
         return cls(
             layers=tuple(LayerSpec.from_dict(d) for d in data["layers"]),
@@ -253,6 +256,14 @@ class StudentSpec:
             engine=engine,
             norm=norm,
         )
+
+
+def _finite(value: int | float) -> bool:
+    """``math.isfinite``, False for an integer beyond float's range (where it raises)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def check_neuron(neuron: NeuronConfig, where: str = "student.neuron") -> None:
@@ -269,7 +280,7 @@ def check_neuron(neuron: NeuronConfig, where: str = "student.neuron") -> None:
     for name, decay in (("threshold", False), ("current_decay", True), ("voltage_decay", True),
                         ("tau_grad", False), ("scale_grad", False)):
         value = getattr(neuron, name)
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
         if not decay and not (number and value > 0):
             raise ConfigError(f"{where}.{name} must be > 0, got {value!r}")
         if decay and not (number and 0 <= value <= 1):
