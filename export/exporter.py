@@ -122,8 +122,6 @@ def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_
         ExportError: ``out_dir`` is a file, or a non-empty folder that is not an export (or
             ``overwrite`` is False).
     """
-    import json
-
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir} exists and is not a folder; choose another --out")
     if not out_dir.exists() or not any(out_dir.iterdir()):
@@ -138,8 +136,6 @@ def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_
         listed = {str(e["file"]) for e in manifest["students"]}
         if isinstance(manifest.get("head"), dict):  # a NIR export's head graph
             listed.add(str(manifest["head"]["file"]))
-    except FileNotFoundError:
-        raise ExportError(f"{out_dir} holds no export ({manifest_file} not found): {refuse}") from None
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ExportError(f"{out_dir}/{manifest_file} is not an export manifest ({type(exc).__name__}): {refuse}") from None
     others = sorted(p.name for p in out_dir.iterdir()

@@ -225,8 +225,6 @@ def read_nir_export(directory: Path) -> NirExport:
         manifest = read_json_file(directory / NIR_MANIFEST_FILE, NIR_MANIFEST_FILE, ExportError)
         files = [str(e["file"]) for e in manifest["students"]] + [str(manifest["head"]["file"])]
         hashes = [str(e["sha256"]) for e in manifest["students"]] + [str(manifest["head"]["sha256"])]
-    except FileNotFoundError:
-        raise ExportError(f"{directory} holds no NIR export ({NIR_MANIFEST_FILE} not found)") from None
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ExportError(f"{directory}/{NIR_MANIFEST_FILE} is not a NIR export manifest ({type(exc).__name__})") from None
     for name, digest in zip(files, hashes):

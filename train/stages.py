@@ -162,8 +162,6 @@ def stored_partition(run: Run, feature_dim: int | None = None):  # -> Partition 
 
 def _check_finetuned(run_dir: Path, num_students: int) -> None:
     """The ``finetune`` partition is the contiguous split of a teacher fine-tuned for N chunks."""
-    import json
-
     summary = run_dir / FINETUNE_FILE
     if not summary.is_file():
         raise ConfigError(

@@ -257,8 +257,6 @@ def finetune_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
     Raises:
         CheckpointError: The file exists but cannot be read or lacks the before/after values.
     """
-    import json
-
     from sne_loihi.errors import CheckpointError
 
     path = Path(run_dir) / FINETUNE_FILE
