@@ -7,7 +7,8 @@ conv kernels once, and a graph records its input stream and its output spikes fo
 step of a run (``capacity * T`` steps plus the flush). The estimate counts, in bytes:
 
 - ``3 * 8`` per stored synapse (a dense layer's full ``out x in`` matrix, a conv layer's
-  non-zero kernel entries) and ``8`` per im2col entry of the fast conv model's product;
+  whole kernel, zeros included: Lava stores both dense) and ``8`` per im2col entry of the fast
+  conv model's product (output positions x the kernel's ``C_in / groups x kH x kW``);
 - :data:`BYTES_PER_NEURON` per neuron (the LIF / sigma-delta state, its ports and copies);
 - ``4 * (members + 2)`` per input value and step (the stream, each member's gated copy and
   the injector's), ``8`` per neuron and step of a run for the recorded spikes.
@@ -38,7 +39,7 @@ class GraphSize:
 
     Attributes:
         neurons: Neurons of every member network.
-        synapses: Weights Lava stores (dense matrices in full, conv kernels once).
+        synapses: Weights Lava stores (dense matrices and conv kernels in full, zeros included).
         steps: Time steps of one run (``capacity * T`` plus the flush).
         bytes: The memory estimate (see the module docstring).
     """
@@ -60,8 +61,9 @@ def estimate_graph(networks: Sequence[NetxNetwork], capacity: int, time_steps: i
         for layer in net.layers:
             n_in, n_out = math.prod(layer.in_shape_xyz), math.prod(layer.out_shape_xyz)
             if layer.kind is LayerKind.CONV:
-                synapses += layer.num_weights
-                per_channel = layer.num_weights // max(layer.out_shape_xyz[-1], 1)
+                kernel = layer.stored_weights or layer.num_weights  # a sparse kernel is stored (and gathered) whole
+                synapses += kernel
+                per_channel = kernel // max(layer.out_shape_xyz[-1], 1)
                 im2col = max(im2col, math.prod(layer.out_shape_xyz[:-1]) * per_channel)
             else:
                 synapses += n_in * n_out

@@ -556,8 +556,18 @@ def test_the_graph_estimate_counts_what_lava_stores(tmp_path: Path) -> None:
     net = read_netx_network(write_net(tmp_path / "good.net"))
     one, four = estimate_graph([net], 1, 3), estimate_graph([net], 4, 3)
     assert one.neurons == 8 + 3  # conv [2, 2, 2] + dense [3]; a plain input layer has no neurons
-    conv_kernel = int(np.count_nonzero(h5py.File(tmp_path / "good.net")["layer/1/weight"][()]))
-    assert one.synapses == conv_kernel + 8 * 3
+    with h5py.File(tmp_path / "good.net") as fh:
+        kernel = fh["layer/1/weight"][()]
+    assert one.synapses == kernel.size + 8 * 3  # Lava stores the whole kernel, zeros included
+
+    def one_weight(fh: h5py.File) -> None:  # a kernel of zeros but one: stored and gathered whole all the same
+        w = np.zeros_like(fh["layer/1/weight"][()])
+        w[0, 0, 0, 0] = 2
+        fh["layer/1/weight"][...] = w
+
+    sparse = read_netx_network(write_net(tmp_path / "sparse.net", one_weight))
+    assert (sparse.layers[0].num_weights, sparse.layers[0].stored_weights) == (1, kernel.size)
+    assert estimate_graph([sparse], 1, 3).synapses == one.synapses
     assert (one.steps, four.steps) == (3 + 3, 12 + 3)  # capacity * T plus a flush of T (depth 3)
     assert four.bytes > one.bytes > BYTES_PER_NEURON * one.neurons
 

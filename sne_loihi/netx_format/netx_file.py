@@ -52,6 +52,9 @@ class NetxLayer:
         fanout_xyz: Per input neuron, the number of non-zero synapses leaving it
             (``in_shape_xyz``).
         num_weights: Number of non-zero weights.
+        stored_weights: Number of weights Lava stores for the layer: the whole conv kernel or
+            dense matrix, zeros included (what its memory and the fast conv model's im2col
+            product scale with).
         fanout_port: The fan-out shaped like the Lava port the input spikes leave from.
         max_delay: Largest axonal delay (steps).
         bias_xyz: The CUBA neurons' bias mantissas (``bias_mant``, Lava order, int64; see
@@ -65,6 +68,7 @@ class NetxLayer:
     fanout_xyz: np.ndarray
     num_weights: int
     fanout_port: np.ndarray | None = None
+    stored_weights: int = 0
     max_delay: int = 0
     bias_xyz: np.ndarray | None = None
 
@@ -428,7 +432,7 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
             kind=kind_e, index=int(key), in_shape_xyz=tuple(reversed(shape)), out_shape_xyz=tuple(reversed(out_shape)),
             fanout_xyz=np.ascontiguousarray(_chw_to_xyz(fan)), num_weights=int((weight != 0).sum()),
             fanout_port=np.ascontiguousarray(port), max_delay=delay,
-            bias_xyz=None if bias is None else np.ascontiguousarray(bias),
+            bias_xyz=None if bias is None else np.ascontiguousarray(bias), stored_weights=int(weight.size),
         ))
         shape = out_shape
         src_flat = kind_e is LayerKind.DENSE
