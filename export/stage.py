@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
+from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES, FirstLayer
 from sne_loihi.errors import ExportError
 from sne_loihi.run import CASCADE_HEAD_FILE, CONFIG_FILE, EXPORT_DIR, Run, as_run, first_test_samples, remember_manifest
 
@@ -18,7 +18,9 @@ def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = D
     ``RUN/cascade_head.pt`` goes into the manifest only if it is current for this ensemble
     (:func:`~sne_loihi.ensemble.cascade.current_cascade_head`). ``first_layer`` (a
     :class:`~sne_loihi.config.FirstLayer`; default the run's ``lava.first_layer``) says how
-    the students' first layers are driven (:func:`~sne_loihi.export.exporter.export_model`).
+    the students' first layers are driven (:func:`~sne_loihi.export.exporter.export_model`);
+    another choice than the run's is written into its ``config.toml`` after the export, so the
+    report counts the ops as the exported students run.
 
     Args:
         run: The run (or its folder) holding ``ensemble.pt``.
@@ -45,11 +47,25 @@ def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = D
     n = loaded.model.num_students
     head = run.current_cascade_head(n)  # lets `sne simulate --cascade` run from the export alone
     cascade = CascadeHead.from_linear(head, range(n), source=str(run.file(CASCADE_HEAD_FILE))) if head is not None else None
-    if first_layer is None:
-        first_layer = run.config.lava.first_layer if run.file(CONFIG_FILE).is_file() else loaded.config.lava.first_layer
-    return remember_manifest(export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples,
-                                           overwrite=overwrite, capacity=capacity, cascade_head=cascade,
-                                           first_layer=first_layer))
+    stored = run.config.lava.first_layer if run.file(CONFIG_FILE).is_file() else loaded.config.lava.first_layer
+    chosen = stored if first_layer is None else first_layer
+    manifest = remember_manifest(export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples,
+                                               overwrite=overwrite, capacity=capacity, cascade_head=cascade,
+                                               first_layer=chosen))
+    if FirstLayer(chosen) is not FirstLayer(stored) and run.file(CONFIG_FILE).is_file():
+        _record_first_layer(run, FirstLayer(chosen))
+    return manifest
+
+
+def _record_first_layer(run: Run, first_layer: Any) -> None:
+    """Write the export's ``lava.first_layer`` into the run's ``config.toml``, so that ``sne
+    evaluate`` counts the first layers' ops as the exported students run them."""
+    from dataclasses import replace
+
+    from sne_loihi.config import dump_toml
+
+    cfg = run.config
+    dump_toml(replace(cfg, lava=replace(cfg.lava, first_layer=first_layer)), run.file(CONFIG_FILE))
 
 
 def _export_folder(run_dir: Path, out_dir: Path | None, default: str) -> Path:

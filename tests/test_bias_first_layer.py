@@ -264,3 +264,34 @@ def test_sne_export_takes_first_layer_from_the_flag_else_the_run_config(tmp_path
         assert seen[-1] is want
     result = CliRunner().invoke(app, ["export", str(tmp_path), "--first-layer", "sideways"])
     assert result.exit_code != 0 and "sideways" in result.output
+
+
+def test_sne_export_first_layer_is_recorded_so_evaluate_counts_the_same(tmp_path: Path) -> None:
+    """`sne export --first-layer bias` on a run configured `synaptic`: the run's config.toml then
+    says `bias`, and `sne evaluate` counts the first layers once per sample, as the export does."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sne_loihi.cli import app
+    from sne_loihi.config import resolve
+
+    run = tmp_path / "run"
+    runner = CliRunner()
+    common = ["--no-progress", "--threads", "2"]
+    ok = runner.invoke(app, ["teacher", "--run-dir", str(run), "--dataset", "digits", "--teacher-epochs", "1",
+                             "--max-train", "200", "--max-test", "40", "--set", "student.neuron.current_decay=1.0",
+                             *common])
+    assert ok.exit_code == 0, ok.output
+    ok = runner.invoke(app, ["train", str(run), "--student-epochs", "1", "--student-arch", "digits_tiny",
+                             "--time-steps", "2", *common])
+    assert ok.exit_code == 0, ok.output
+    assert resolve(None, run / "config.toml").lava.first_layer is FirstLayer.SYNAPTIC
+    ok = runner.invoke(app, ["export", str(run), "--first-layer", "bias", "--check-samples", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert resolve(None, run / "config.toml").lava.first_layer is FirstLayer.BIAS
+    ok = runner.invoke(app, ["evaluate", str(run), "--no-activation"])
+    assert ok.exit_code == 0, ok.output
+    rows = json.loads((run / "report.json").read_text())["evaluation"]["rows"]
+    ensemble = next(r for r in rows if r["model"].startswith("ensemble"))
+    assert ensemble["first_layer"] == "bias", ensemble
