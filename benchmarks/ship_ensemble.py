@@ -17,8 +17,8 @@ parity check), ``report.md`` (``sne evaluate``). ``models/NAME`` receives:
 - ``README.md``: what it is and the commands to run it.
 
 No teacher checkpoint is shipped (the students do not need it). Refuses an incomplete run, an
-export whose parity check found mismatches or did not run, an existing ``--out`` and a folder
-over ``--max-mb``.
+export whose parity check found mismatches or did not run, an export whose files or source
+``ensemble.pt`` changed since, an existing ``--out`` and a folder over ``--max-mb``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,19 @@ def check_run(run: Path) -> dict[str, Any]:
     for name in ("ensemble.pt", "export/manifest.json", "report.json", "config.toml"):
         if not (run / name).is_file():
             raise SystemExit(f"error: {run / name} not found (train, export and evaluate the run first)")
-    manifest = json.loads((run / "export" / "manifest.json").read_text())
+    from sne_loihi.errors import SneError
+    from sne_loihi.io import sha256_file
+    from sne_loihi.netx_format.manifest import load_manifest
+
+    try:
+        checked = load_manifest(run / "export")  # every netx file present and unchanged (sha256)
+    except SneError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if checked.ensemble_sha256 is None:
+        raise SystemExit("error: the export does not record which ensemble.pt it came from; export it again")
+    if sha256_file(run / "ensemble.pt") != checked.ensemble_sha256:
+        raise SystemExit(f"error: {run / 'ensemble.pt'} is not the ensemble the export was made from; export it again")
+    manifest = checked.to_dict()
     parity = manifest.get("parity")
     if not parity or parity.get("samples", 0) < 1:
         raise SystemExit("error: the export ran no Lava parity check; export it with --check-samples N")

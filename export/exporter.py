@@ -205,8 +205,12 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_shape_chw: Sequence[int],
                  class_names: Sequence[str], config: dict[str, Any], x_verify_nchw: Any = None,
                  verify_samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False, capacity: int = DEFAULT_LAVA_CAPACITY,
-                 cascade_head: CascadeHead | None = None, first_layer: FirstLayer | str = FirstLayer.SYNAPTIC) -> Manifest:
+                 cascade_head: CascadeHead | None = None, first_layer: FirstLayer | str = FirstLayer.SYNAPTIC,
+                 ensemble_sha256: str | None = None) -> Manifest:
     """Export an in-memory :class:`~sne_loihi.ensemble.Ensemble` (see :func:`export_ensemble`).
+
+    ``ensemble_sha256`` (optional): the SHA-256 of the checkpoint the model was loaded from,
+    recorded in the manifest.
 
     ``cascade_head`` (optional) is stored in the manifest for per-sample activation in Lava.
     ``first_layer`` (``lava.first_layer``): ``bias`` drives every student's first layer by a
@@ -249,7 +253,7 @@ def export_model(model: Any, out_dir: Path, *, partition: dict[str, Any], in_sha
             head_weight=head.weight.detach().cpu().double().tolist(), head_bias=head.bias.detach().cpu().double().tolist(),
             input=InputEncoding(bits=int(specs[0].input_bits), time_steps=steps.pop(), shape_chw=[int(v) for v in in_shape_chw]),
             class_names=[str(c) for c in class_names], config=dict(config), parity=parity, cascade=cascade_head,
-            loihi2=readiness,
+            loihi2=readiness, ensemble_sha256=ensemble_sha256,
         )
         atomic_write_json(tmp / MANIFEST_FILE, manifest.to_dict())
         checked = load_manifest(tmp)  # the export must pass its own validation
@@ -305,13 +309,13 @@ def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = 
 
 def export_loaded(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = DEFAULT_LAVA_SAMPLES,
                   overwrite: bool = False, capacity: int = DEFAULT_LAVA_CAPACITY, cascade_head: CascadeHead | None = None,
-                  first_layer: FirstLayer | str = FirstLayer.SYNAPTIC) -> Manifest:
+                  first_layer: FirstLayer | str = FirstLayer.SYNAPTIC, ensemble_sha256: str | None = None) -> Manifest:
     """:func:`export_model` of an already loaded checkpoint
     (:class:`~sne_loihi.ensemble.checkpoint.LoadedEnsemble`), with its partition, input
-    shape, class names and config."""
+    shape, class names and config (and the checkpoint's ``ensemble_sha256``)."""
     return export_model(
         loaded.model, out_dir, partition=loaded.partition.to_dict(), in_shape_chw=loaded.in_shape,
         class_names=loaded.class_names, config=loaded.config.to_dict(), x_verify_nchw=x_verify_nchw,
         verify_samples=verify_samples, overwrite=overwrite, capacity=capacity, cascade_head=cascade_head,
-        first_layer=first_layer,
+        first_layer=first_layer, ensemble_sha256=ensemble_sha256,
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES, FirstLayer
 from sne_loihi.errors import ExportError
-from sne_loihi.run import CASCADE_HEAD_FILE, CONFIG_FILE, EXPORT_DIR, Run, as_run, first_test_samples, remember_manifest
+from sne_loihi.run import CASCADE_HEAD_FILE, CONFIG_FILE, ENSEMBLE_FILE, EXPORT_DIR, Run, as_run, first_test_samples, remember_manifest
 
 
 def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False,
@@ -37,6 +37,7 @@ def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = D
         ExportError / ParityError / CheckpointError: One-line reasons.
     """
     from sne_loihi.export.exporter import check_out_dir, export_loaded
+    from sne_loihi.io import sha256_file
     from sne_loihi.netx_format import CascadeHead
 
     run = as_run(run)
@@ -51,7 +52,7 @@ def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = D
     chosen = stored if first_layer is None else first_layer
     manifest = remember_manifest(export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples,
                                                overwrite=overwrite, capacity=capacity, cascade_head=cascade,
-                                               first_layer=chosen))
+                                               first_layer=chosen, ensemble_sha256=sha256_file(run.file(ENSEMBLE_FILE))))
     if FirstLayer(chosen) is not FirstLayer(stored) and run.file(CONFIG_FILE).is_file():
         _record_first_layer(run, FirstLayer(chosen))
     return manifest

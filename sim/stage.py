@@ -151,21 +151,40 @@ class SimulationReport:
         )
 
 
+def _check_source(manifest: Any, checkpoint: Path) -> None:
+    """Refuse to compare an export with a torch checkpoint it was not made from (the manifest's
+    ``ensemble_sha256``; exports made before it have none and are compared as before).
+
+    Raises:
+        SimulationError: The checkpoint's SHA-256 differs from the one the export records.
+    """
+    from sne_loihi.io import sha256_file
+
+    want = getattr(manifest, "ensemble_sha256", None)
+    if want is None or not Path(checkpoint).is_file():
+        return
+    got = sha256_file(Path(checkpoint))
+    if got != want:
+        raise SimulationError(f"{checkpoint} is not the ensemble this export was made from (sha256 {got[:12]}..., "
+                              f"the export records {want[:12]}...): export it again, or name a checkpoint with --compare")
+
+
 def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, active: list[str] | None = None,
                     backend: Backend | str = Backend.AUTO, energy: str = DEFAULT_ENERGY_PROFILE, capacity: int = DEFAULT_LAVA_CAPACITY,
                     seed: int = 0, data_dir: str | None = None, torch_checkpoint: Path | None = None,
                     cascade: list[float] | None = None, progress: bool = True, engine: str = "fast",
-                    inputs: Path | None = None) -> SimulationReport:
+                    inputs: Path | None = None, check_source: bool = False) -> SimulationReport:
     """Simulate an export on the first test samples of its data set (or on the user's
     ``inputs``), for every active set on one compiled graph; compare with the torch ensemble
-    in ``torch_checkpoint`` if given.
+    in ``torch_checkpoint`` if given (with ``check_source``, only if it is the checkpoint the
+    export records it was made from: a stale ``ensemble.pt`` beside an export is refused).
 
     ``inputs``: an ``.npy`` (or an ``.npz`` holding one array, or ``FILE.npz:KEY``) of images
     ``[N, C, H, W]`` or ``[N, H, W, C]`` in the export's
     shape, uint8 (0..255) or float in [0, 1]; there are no labels, so no accuracy, and every
     evaluation keeps Lava's predicted class per image (``LavaEvaluation.predictions``).
     ``cascade`` thresholds add per-sample activation runs (the export's cascade head decides
-    in the graph which students each sample gets). ``engine``: ``fast`` or ``reference``
+    after each student which samples go on). ``engine``: ``fast`` or ``reference``
     CPU process models (same spikes).
 
     Raises:
@@ -200,6 +219,8 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
         raise SimulationError(f"data set images are {list(x.shape[1:])}, the export expects {manifest.input.shape_chw}")
     model = None
     if torch_checkpoint is not None:
+        if check_source:
+            _check_source(manifest, Path(torch_checkpoint))
         model = Run(Path(torch_checkpoint).parent).ensemble(Path(torch_checkpoint)).model
         if model.num_students != n:
             raise SimulationError(f"{torch_checkpoint} has {model.num_students} students, the export {n}")

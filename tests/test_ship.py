@@ -58,6 +58,7 @@ def test_a_shipped_run_is_complete_and_simulates_exactly(tiny_run: Path, tmp_pat
     assert prov["lava_parity"]["mismatches"] == 0 and any(k.startswith("ensemble") for k in prov["accuracies"])
     shape = prov["data"]["in_shape_chw"]
     _simulate_without_mismatches(out, np.random.default_rng(0).random((3, *shape)), tmp_path)
+    assert prov["files"]["ensemble.pt"] == json.loads((out / "export" / "manifest.json").read_text())["ensemble_sha256"]
     with pytest.raises(SystemExit, match="exists"):
         ship.ship(tiny_run, out, max_mb=10)
     with pytest.raises(SystemExit, match="over --max-mb"):
@@ -83,3 +84,21 @@ def test_shipped_models_simulate_with_no_mismatches(folder: Path, tmp_path: Path
     else:
         x_nchw = np.random.default_rng(0).random((4, *shape))
     _simulate_without_mismatches(folder, np.asarray(x_nchw), tmp_path)
+
+
+def test_a_stale_export_is_not_shipped(tiny_run: Path, tmp_path: Path) -> None:
+    """An ensemble.pt changed after the export (retrained) is refused, and so is a torch
+    comparison of the export with it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    data = bytearray((run / "ensemble.pt").read_bytes())
+    (run / "ensemble.pt").write_bytes(bytes(data) + b"\0")  # any other bytes: another file
+    with pytest.raises(SystemExit, match="is not the ensemble the export was made from"):
+        _ship_module().ship(run, tmp_path / "models" / "stale", max_mb=10)
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, *json.loads((run / "export" / "manifest.json").read_text())["input"]["shape_chw"]),
+                        np.float32))
+    result = CliRunner().invoke(app, ["simulate", str(run / "export"), "--input", str(x)])
+    assert result.exit_code == 1 and "is not the ensemble this export was made from" in result.stderr

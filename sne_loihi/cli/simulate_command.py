@@ -93,13 +93,14 @@ def simulate(
                                           ("--input-bits", input_bits != 0)) if used]
         if single:
             raise SneError(f"{single[0]} applies to a single netx network, not to an export folder")
-        if compare is None and (target.parent / ENSEMBLE_FILE).is_file():
+        beside = compare is None and (target.parent / ENSEMBLE_FILE).is_file()
+        if beside:  # the default comparison: only with the ensemble the export was made from
             compare = target.parent / ENSEMBLE_FILE
         if input_file is not None and data_dir is not None:
             raise SneError("--data-dir names the test set to simulate; with --input your images are simulated instead")
         rep = simulate_export(target, samples=samples, active=active, backend=backend, energy=energy,
                               capacity=capacity, seed=seed, data_dir=str(data_dir) if data_dir else None,
-                              torch_checkpoint=compare, cascade=thresholds,
+                              torch_checkpoint=compare, cascade=thresholds, check_source=beside,
                               engine=engine, inputs=input_file, progress=progress)
         if input_file is not None:
             _echo_predictions(rep, target)

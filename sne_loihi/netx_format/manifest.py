@@ -103,6 +103,9 @@ class Manifest:
 
     ``loihi2`` (optional): the Loihi 2 readiness report
     (:meth:`sne_loihi.sim.readiness.ReadinessReport.to_dict`; ``EXPORT/loihi2.md`` in words).
+    ``ensemble_sha256`` (optional; exports made before it have none): the SHA-256 of the
+    ``ensemble.pt`` the students were exported from, so a torch comparison or a shipped copy
+    can tell that it belongs to this export.
 
     ``directory`` is set by :func:`load_manifest` (not stored).
     """
@@ -117,6 +120,7 @@ class Manifest:
     parity: ParityRecord | None
     cascade: CascadeHead | None = None
     loihi2: dict[str, Any] | None = None
+    ensemble_sha256: str | None = None
     format_version: int = FORMAT_VERSION
     directory: Path | None = field(default=None, compare=False)
 
@@ -151,6 +155,7 @@ class Manifest:
                 parity=ParityRecord(**d["parity"]) if d.get("parity") else None,
                 cascade=CascadeHead(**d["cascade"]) if d.get("cascade") else None,
                 loihi2=_optional_dict(d.get("loihi2"), "loihi2"),
+                ensemble_sha256=d.get("ensemble_sha256"),
                 format_version=int(d["format_version"]),
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -30,7 +30,7 @@ MAX_FORMAT_VERSION = 1000
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TOP = {"students": list, "partition": dict, "head_weight": list, "head_bias": list, "input": dict,
         "class_names": list, "config": dict, "format_version": int}
-_OPTIONAL_TOP = {"parity": dict, "cascade": dict, "loihi2": dict}
+_OPTIONAL_TOP = {"parity": dict, "cascade": dict, "loihi2": dict, "ensemble_sha256": str}
 
 
 def _is_int(value: Any) -> bool:
@@ -81,6 +81,9 @@ def check_manifest_schema(raw: Any, path: Path) -> None:
             raise ExportError(f"{path}: manifest {key} must be a JSON {'object' if kind is dict else kind.__name__}, "
                               f"got {type(value).__name__}")
     _int_in(raw["format_version"], 1, MAX_FORMAT_VERSION, "format_version", path)
+    source = raw.get("ensemble_sha256")
+    if source is not None and not re.fullmatch(r"[0-9a-f]{64}", source):
+        raise ExportError(f"{path}: manifest ensemble_sha256 must be 64 lowercase hex digits, got {_show(source)}")
     enc = raw["input"]
     _int_in(enc.get("bits"), 1, MAX_INPUT_BITS, "input.bits", path)
     _int_in(enc.get("time_steps"), 1, MAX_TIME_STEPS, "input.time_steps", path)
