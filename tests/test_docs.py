@@ -335,7 +335,7 @@ def test_predict_equals_the_ensemble_run_with_those_students(tiny_run: Path) -> 
     assert torch.equal(sne_loihi.predict(loaded, x.numpy(), threshold=1.01).predictions, everyone.predictions)
     first_only = sne_loihi.predict(loaded, x, threshold=0.0)
     assert first_only.students_per_sample() == 1 and bool(first_only.ran_sn[:, 0].all())
-    for kwargs in ({"active": [0], "threshold": 0.5}, {"active": [7]}, {"threshold": -1.0}):
+    for kwargs in ({"active": [0], "threshold": 0.5}, {"active": [7]}, {"threshold": -1.0}, {"order": [1, 0]}):
         with pytest.raises(sne_loihi.SneError):
             sne_loihi.predict(loaded, x, **kwargs)
     with pytest.raises(sne_loihi.SneError, match=r"\[0, 1\]"):

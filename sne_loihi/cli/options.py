@@ -68,7 +68,7 @@ def one_run_folder(run: Path | None, run_dir: Path | None) -> Path:
     """
     if run is None and run_dir is None:
         raise SneError("give the run folder: RUN or --run-dir RUN")
-    if run is not None and run_dir is not None and Path(run) != Path(run_dir):
+    if run is not None and run_dir is not None and Path(run).resolve() != Path(run_dir).resolve():
         raise SneError(f"two run folders given ({run} and --run-dir {run_dir}); give one")
     return Path(run if run is not None else run_dir)
 

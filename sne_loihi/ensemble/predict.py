@@ -127,7 +127,8 @@ def predict(
         The predictions, the students each sample ran, and the exact op counts.
 
     Raises:
-        ConfigError: Both ``active`` and ``threshold``, an invalid index, order or threshold.
+        ConfigError: Both ``active`` and ``threshold``, ``order`` without ``threshold``, an
+            invalid index, order or threshold.
         DataError: Images of the wrong shape or outside [0, 1].
     """
     from sne_loihi.ensemble.policies import cascade_mask, head_logits, student_table
@@ -137,6 +138,8 @@ def predict(
         raise ConfigError(f"predict needs an Ensemble or a loaded ensemble, got {type(ensemble).__name__}")
     if active is not None and threshold is not None:
         raise ConfigError("give either an active set or a per-sample threshold, not both")
+    if order is not None and threshold is None:
+        raise ConfigError("order is the per-sample policy's cascade order: give it with a threshold")
     if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
         raise ConfigError(f"the per-sample threshold must be a finite number >= 0, got {threshold}")
     if batch_size < 1:

@@ -173,6 +173,9 @@ def _open(path: Path, marked: bool) -> BiasDrivenLayer | None:
     path = Path(path)
     try:
         with h5py.File(path, "r") as fh:
+            from sne_loihi.netx_format.limits import check_file_objects
+
+            check_file_objects(fh, path)  # links, external storage, declared sizes: before any read
             return _read(fh, path) if marked else _first_conv(fh, path)
     except ExportError:
         raise
