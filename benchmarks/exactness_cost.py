@@ -19,7 +19,8 @@ ensemble is scored); SpikingJelly students take the float image, keep float weig
 
 Writes ``OUT/exactness_cost.{md,json,png}``: test accuracy per seed and library, the paired
 difference (SLAYER - SpikingJelly) with its mean, SEM and 95% t interval, the wall and CPU
-time of each run, and the learning curves.
+time of each run (summed over its attempts when it was interrupted and resumed), and the
+learning curves.
 """
 
 from __future__ import annotations
@@ -72,9 +73,14 @@ def run_one(teacher_run: Path, run_dir: Path, library: str, seed: int, args: arg
     cmd += [a for kv in args.set for a in ("--set", kv)]
     if not fresh and any(run_dir.glob(f"{ENSEMBLE_FILE}*")):
         cmd.append("--resume")
+    timing_file = run_dir / "timing.json"  # summed over every attempt (an interrupted run resumes)
+    spent = json.loads(timing_file.read_text()) if timing_file.is_file() else {"wall_s": 0.0, "cpu_s": 0.0, "attempts": 0}
     t0, c0 = time.time(), _children_cpu()
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall, cpu = time.time() - t0, _children_cpu() - c0
+    spent = {"wall_s": spent["wall_s"] + time.time() - t0, "cpu_s": spent["cpu_s"] + _children_cpu() - c0,
+             "attempts": spent["attempts"] + 1}
+    timing_file.write_text(json.dumps(spent))
+    wall, cpu = spent["wall_s"], spent["cpu_s"]
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise SystemExit(f"{library} seed {seed}: sne train failed: {tail}")
@@ -85,6 +91,7 @@ def run_one(teacher_run: Path, run_dir: Path, library: str, seed: int, args: arg
     accuracy = (float(fold.get("test_accuracy_fine_tuned", fold["test_accuracy_folded"])) if fold
                 else float(loaded.history[-1]["test_accuracy"]))
     result = {"library": library, "seed": seed, "test_accuracy": accuracy, "wall_s": wall, "cpu_s": cpu,
+              "attempts": spent["attempts"],
               "epochs": loaded.epoch, "fold": fold,
               "curve": [(h["epoch"], h.get("train_accuracy"), h.get("test_accuracy")) for h in loaded.history]}
     done.write_text(json.dumps(result, indent=1))
