@@ -180,6 +180,11 @@ class LavaGraph:
         depth = max(len(n.layers) + n.total_delay + input_lag(n) for n in self.networks) + lat
         self.timing: RunTiming = schedule.timing(depth)
         self.steps = self.timing.steps
+        from sne_loihi.sim.graph_size import check_graph_fits
+
+        folders = {p.parent for p in self.paths}  # an export: its folder; else the file(s)
+        where = str(folders.pop()) if len(self.paths) > 1 and len(folders) == 1 else ", ".join(map(str, self.paths))
+        check_graph_fits(self.networks, self.capacity, self.time_steps, where)  # before any Lava process exists
         self.compilations = 0
         self.compile_seconds = 0.0
         self.probe_layers = probe_layers

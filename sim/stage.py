@@ -191,10 +191,8 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
         ExportError: Invalid export. SimulationError: Bad active set, unavailable backend.
         ConfigError: Bad options. DataError: The data set cannot be read.
     """
-    from sne_loihi.netx_format import read_netx_network
     from sne_loihi.sim import EnsembleSimulator, resolve_engine
     from sne_loihi.sim.evaluate import evaluate_active_sets, evaluate_cascade, parse_active
-    from sne_loihi.sim.graph_size import check_graph_fits
 
     resolve_engine(engine)
     if capacity < 1:
@@ -224,8 +222,6 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
         model = Run(Path(torch_checkpoint).parent).ensemble(Path(torch_checkpoint)).model
         if model.num_students != n:
             raise SimulationError(f"{torch_checkpoint} has {model.num_students} students, the export {n}")
-    check_graph_fits([read_netx_network(p) for p in manifest.net_paths()], min(capacity, len(x)),
-                     manifest.input.time_steps, str(export_dir))  # before Lava starts
     with EnsembleSimulator(manifest, backend=Backend(backend), capacity=min(capacity, len(x)), engine=engine) as sim:
         evaluations = evaluate_active_sets(sim, x, y, choices, profile, model=model, progress=progress)
         if cascade:
@@ -309,7 +305,6 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
     """
     from sne_loihi.netx_format import read_netx_network
     from sne_loihi.sim import simulate_network
-    from sne_loihi.sim.graph_size import check_graph_fits
     from sne_loihi.sim.evaluate import summarise
 
     net_path, input_path = Path(net_path), Path(input_path)
@@ -321,11 +316,12 @@ def simulate_netx_file(net_path: Path, input_path: Path, *, input_bits: int = 0,
                                  error=SimulationError))
     if not np.issubdtype(x.dtype, np.number) or x.ndim < 3:
         raise SimulationError(f"input {input_path} must be a numeric array [N, ..., T], got {x.dtype} {list(x.shape)}")
+    if len(x) == 0:
+        raise SimulationError(f"input {input_path} holds no samples (shape {list(x.shape)})")
     if output is not None and Path(output).exists():
         raise ConfigError(f"{output} exists; choose a new output file")
     profile = resolve_profile(energy)
     network = read_netx_network(net_path, num_layers)
-    check_graph_fits([network], min(capacity, len(x)), int(x.shape[-1]), str(net_path))  # before Lava starts
     result = simulate_network(net_path, x, input_bits=input_bits, backend=Backend(backend), capacity=min(capacity, len(x)),
                               engine=engine, num_layers=num_layers, reset_interval=reset_interval, retime=retime)
     # behind an input neuron block the first synapse sees binary spikes (ACs), not the graded input
