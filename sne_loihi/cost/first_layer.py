@@ -23,9 +23,8 @@ import numpy as np
 
 from sne_loihi.config import FirstLayer, NeuronLibrary
 from sne_loihi.errors import ExportError, SneError
+from sne_loihi.netx_format.bias_layer import NO_CURRENT_MEMORY
 
-#: SLAYER's ``iDecay`` of a current without memory (``current_decay = 1`` on the 4096 scale).
-NO_CURRENT_MEMORY = 1 << 12
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from sne_loihi.errors import ExportError
+from sne_loihi.netx_format.netx_file import as_pair
 from sne_loihi.netx_format.neuron_bias import BIAS_MANT_MAX, BIAS_MANT_MIN, NETX_BIAS_EXP, read_layer_bias
 
 #: The dataset in the first weighted layer's group that marks a bias-driven first layer.
@@ -53,11 +54,6 @@ def mark_bias_driven(group: object) -> None:
 def _text(value: object) -> bytes:
     value = np.asarray(value).reshape(-1)[0] if np.ndim(value) else value
     return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _pair(value: object) -> tuple[int, int]:
-    a = np.asarray(value).reshape(-1)
-    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
 @dataclass(frozen=True)
@@ -235,6 +231,6 @@ def _layer(group: object, keys: list[str], key: str, path: Path) -> BiasDrivenLa
     out_chw = tuple(int(v) for v in np.atleast_1d(g["shape"][()]))
     bias = read_layer_bias(g["bias"][()], out_chw, where) if "bias" in g else np.zeros(out_chw, dtype=np.int64)
     return BiasDrivenLayer(
-        weight_oihw=np.rint(weight).astype(np.int64), stride=_pair(g["stride"][()]), padding=_pair(g["padding"][()]),
-        dilation=_pair(g["dilation"][()]), groups=int(np.asarray(g["groups"][()]).reshape(-1)[0]), bias_chw=bias,
+        weight_oihw=np.rint(weight).astype(np.int64), stride=as_pair(g["stride"][()]), padding=as_pair(g["padding"][()]),
+        dilation=as_pair(g["dilation"][()]), groups=int(np.asarray(g["groups"][()]).reshape(-1)[0]), bias_chw=bias,
         in_shape_chw=in_chw, out_shape_chw=out_chw)

@@ -173,7 +173,8 @@ def _scalar(v: object) -> int:
     return int(np.asarray(v).reshape(-1)[0])
 
 
-def _pair(v: object) -> tuple[int, int]:
+def as_pair(v: object) -> tuple[int, int]:
+    """A netx ``stride`` / ``padding`` / ``dilation`` entry (one value or two) as ``(y, x)``."""
     a = np.asarray(v).reshape(-1)
     return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
@@ -403,7 +404,7 @@ def _read_layers(fh: object, path: Path, num_layers: int | None = None) -> NetxN
                 raise ExportError(f"{path}: layer/{key} is a conv layer after a flat layer; netx cannot connect it")
             if len(shape) != 3 or weight.ndim != 4 or weight.shape[0] != out_shape[0]:
                 raise ExportError(f"{path}: layer/{key} conv weight {weight.shape} does not fit input {shape} -> {out_shape}")
-            stride, padding, dilation = (_pair(g[name][()]) for name in ("stride", "padding", "dilation"))
+            stride, padding, dilation = (as_pair(g[name][()]) for name in ("stride", "padding", "dilation"))
             groups = _scalar(g["groups"][()])
             if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or groups < 1:
                 raise ExportError(f"{path}: layer/{key} conv stride {list(stride)}, dilation {list(dilation)} and "
