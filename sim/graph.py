@@ -596,6 +596,9 @@ class LavaGraph:
 
         try:
             process.run(condition=RunSteps(num_steps=steps))
+        except KeyboardInterrupt:  # Ctrl-C reached Lava's processes too: tear down, do not wait on them
+            self._failed = True
+            raise
         except Exception as exc:  # a Lava process failed: its message is multi-line, from another process
             self._failed = True
             cause = _actor_error(process.runtime) or exc
