@@ -102,6 +102,8 @@ VALUE_CASES: dict[str, tuple[Callable[[h5py.File], None], str]] = {
     "iDecay 5000": (_replace("layer/1/neuron/iDecay", 5000), "layer/1 neuron/iDecay holds 5000, outside 0..4096"),
     "vDecay -1": (_replace("layer/3/neuron/vDecay", -1), "layer/3 neuron/vDecay holds -1, outside 0..4096"),
     "refDelay 100": (_replace("layer/3/neuron/refDelay", 100), "layer/3 neuron/refDelay holds 100, outside 0..63"),
+    "refDelay 5 (Lava's LIF has no refractory period)": (_replace("layer/1/neuron/refDelay", 5),
+                                                          "layer/1 neuron/refDelay holds 5: Loihi 2 would hold"),
     "missing vThMant": (lambda fh: fh.__delitem__("layer/3/neuron/vThMant"), "layer/3 CUBA neuron has no neuron/vThMant"),
     "stride 1.5": (_replace("layer/1/stride", np.array([1.5, 1.5])), "layer/1 stride holds 1.5, not an integer"),
     "groups 2 for 1 input channel": (_replace("layer/1/groups", 2), "layer/1 groups 2 with weight"),

@@ -23,8 +23,9 @@ netx would change silently:
 - ``iDecay`` / ``vDecay``: integers in ``0..4096`` (netx passes ``du = iDecay - 1`` and
   ``dv = vDecay``; Lava adds its 1-bit offset to ``du``, so both give decay constants in
   ``0..4096``);
-- ``refDelay``: an integer in ``0..63`` (Loihi's 6-bit refractory delay; Lava's LIF has no
-  refractory period and netx does not pass it);
+- ``refDelay``: an integer in ``0..1`` (Loihi's 6-bit refractory delay holds up to 63, but
+  Lava's LIF has no refractory period and netx does not pass it, so a neuron declaring more
+  would run on the chip otherwise than in every simulation; SLAYER's CUBA export writes 1);
 - ``messageBits``: an integer in ``0..24`` (Lava's ports carry 24 bits);
 - conv ``stride`` / ``dilation`` / ``groups`` in ``1..127`` and ``padding`` / kernel sizes in
   ``0..127`` / ``1..127`` (Lava's ``Conv`` stores them as int8), with a geometry that fits the
@@ -71,6 +72,9 @@ VTH_MAX = 2 ** 17 - 1
 DECAY_MAX = 4096
 #: Loihi's refractory delay: 6 bits.
 REF_DELAY_MAX = 63
+#: The longest refractory delay Lava's LIF models (none: a spike resets and the next step
+#: integrates again), which is Loihi's behaviour at a delay of 0 or 1.
+REF_DELAY_SIMULATED = 1
 #: Graded messages carry at most 24 bits.
 MESSAGE_BITS_MAX = 24
 #: Lava's ``Conv`` holds kernel size, stride, padding, dilation and groups as int8.
@@ -236,6 +240,11 @@ def check_layer_group(g: Any, path: Path, key: str, kind: str) -> None:
                     raise _refuse(path, where, f"{neuron_type} neuron has no neuron/{name}, which netx reads")
                 continue
             _integers(neuron[name][()], path, f"{where} neuron/{name}", lo, hi)
+        if "refDelay" in neuron and int(np.max(neuron["refDelay"][()])) > REF_DELAY_SIMULATED:
+            raise _refuse(path, where, f"neuron/refDelay holds {int(np.max(neuron['refDelay'][()]))}: Loihi 2 would hold "
+                                       "these neurons refractory after a spike, and Lava's LIF (what netx builds) has no "
+                                       f"refractory period, so no simulation would run what the chip runs (at most "
+                                       f"{REF_DELAY_SIMULATED}, what SLAYER's CUBA export writes)")
     if kind == "input":
         for name in ("weight", "bias"):
             if name in g:
