@@ -49,6 +49,23 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from sne_loihi.netx_format.bias_layer import BiasDrivenLayer
 
 
+class _BiasWriterModel(PyLoihiProcessModel):
+    """What both drivers share: every step, in the management phase, write the mantissas
+    ``run_spk`` left in ``self._next`` into the connected ``bias_mant`` (the neurons integrate
+    them from the next step on)."""
+
+    bias: PyRefPort
+
+    def post_guard(self) -> bool:
+        """Every step."""
+        return True
+
+    def run_post_mgmt(self) -> None:
+        """Write the mantissas; the write is done before the next step starts."""
+        self.bias.write(np.asarray(self._next, dtype=int))
+        self.bias.wait()
+
+
 class BiasDriver(AbstractProcess):
     """Writes the bias mantissas received on ``inp`` each step into a neuron's ``bias_mant``.
 
@@ -69,7 +86,7 @@ class BiasDriver(AbstractProcess):
 @implements(proc=BiasDriver, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyBiasDriverModel(PyLoihiProcessModel):
+class PyBiasDriverModel(_BiasWriterModel):
     """numpy bias driver (see :class:`BiasDriver`)."""
 
     inp: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
@@ -79,14 +96,6 @@ class PyBiasDriverModel(PyLoihiProcessModel):
         """Receive this step's bias mantissas."""
         self._next = self.inp.recv()
 
-    def post_guard(self) -> bool:
-        """Every step."""
-        return True
-
-    def run_post_mgmt(self) -> None:
-        """Write them into the neuron (it integrates them from the next step on)."""
-        self.bias.write(np.asarray(self._next, dtype=int))
-        self.bias.wait()  # the write is done before the next step starts
 
 
 class ConvBiasDriver(AbstractProcess):
@@ -118,7 +127,7 @@ class ConvBiasDriver(AbstractProcess):
 @implements(proc=ConvBiasDriver, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyConvBiasDriverModel(PyLoihiProcessModel):
+class PyConvBiasDriverModel(_BiasWriterModel):
     """numpy driver of a bias-driven first conv layer (see :class:`ConvBiasDriver`)."""
 
     inp: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
@@ -135,11 +144,3 @@ class PyConvBiasDriverModel(PyLoihiProcessModel):
             self._next = layer.mantissas_xyz(x, with_bias=on)
             self._last = (np.array(x, copy=True), on)
 
-    def post_guard(self) -> bool:
-        """Every step."""
-        return True
-
-    def run_post_mgmt(self) -> None:
-        """Write them into the neurons (they integrate them from the next step on)."""
-        self.bias.write(np.asarray(self._next, dtype=int))
-        self.bias.wait()
