@@ -65,6 +65,8 @@ def test_report_structure_and_numbers_come_from_the_runs(reproduced: tuple[Path,
         assert _per_seed(payload, "headline", "ensemble test accuracy (all students)")[seed] == pytest.approx(100 * rows["ensemble"]["accuracy"])
         assert _per_seed(payload, "headline", "energy ratio teacher / ensemble")[seed] == pytest.approx(
             rows["teacher"]["energy_pj"] / rows["ensemble"]["energy_pj"])
+        assert _per_seed(payload, "headline", "energy ratio VGG19 (398M MACs, the paper's teacher) / ensemble")[seed] == (
+            pytest.approx(398e6 * rep["energy_profile"]["pj_per_mac"] / rows["ensemble"]["energy_pj"]))
         rk = {p["setting"]: p for p in rep["activation"]["random_k"]}
         for k in (1, 2, 3, 4):
             assert _per_seed(payload, "table5", f"K={k} accuracy")[seed] == pytest.approx(100 * rk[f"K={k}"]["accuracy"])
