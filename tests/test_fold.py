@@ -198,6 +198,9 @@ def test_training_ends_with_the_folded_ensemble_on_disk(folded_run: tuple[Path, 
     ckpt = load_checkpoint(run / "ensemble.pt")
     assert {s["norm"] for s in ckpt["student_specs"]} == {"folded"}
     assert not [k for k in ckpt["model"] if "batch_norm" in k]
+    # finished: the unfolded weights' optimiser moments, schedule and RNG are not kept
+    assert not {"optimizer", "scheduler", "rng"} & set(ckpt) and {"config", "epoch", "history"} <= set(ckpt)
+    assert ckpt["finished"] is True
     fold = ckpt["fold"]
     assert fold["recalibration_samples"] == 160
     assert 0 <= fold["test_accuracy_folded"] <= 1 and 0 <= fold["test_accuracy_batch_norm"] <= 1
@@ -248,3 +251,21 @@ def test_spikingjelly_students_train_with_a_float_batch_norm() -> None:
     out = student(torch.rand(4, *spec.in_shape, spec.time_steps))  # direct encoding: float pixels every step
     student.rates(out).sum().backward()
     assert all(n.weight.grad is not None for n in norms)
+
+
+def test_drop_training_state_slims_an_older_finished_checkpoint(folded_run: tuple[Path, RunConfig], tmp_path: Path) -> None:
+    """A folded run written before the trainer dropped its optimiser state: the same rewrite,
+    and what loads from it is unchanged."""
+    from sne_loihi.io import save_checkpoint
+    from sne_loihi.train.common import drop_training_state
+
+    run, _ = folded_run
+    ckpt = load_checkpoint(run / "ensemble.pt")
+    old = tmp_path / "ensemble.pt"
+    save_checkpoint(old, {**ckpt, "optimizer": {"state": {0: {"exp_avg": torch.ones(1000)}}, "param_groups": []},
+                          "scheduler": {}, "rng": {}})
+    assert drop_training_state(old) > 4000
+    assert load_checkpoint(old).keys() == ckpt.keys() and load_checkpoint(old)["finished"] is True
+    assert drop_training_state(old) == 0  # nothing left to drop
+    a, b = load_ensemble(run / "ensemble.pt").model, load_ensemble(old).model
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

@@ -22,6 +22,7 @@ from sne_loihi.train.common import (
     resolve_device,
     restore_or_start,
     save_epoch_checkpoint,
+    save_final_checkpoint,
     seed_everything,
     set_threads,
 )
@@ -153,3 +154,8 @@ class EpochCheckpoints:
             self.path, config=self.config, model=self.model, optimizer=opt.optimizer, state=opt.state,
             generator=self.start.generator, extra={"scheduler": opt.scheduler.state_dict(), **self.extra},
         )
+
+    def save_final(self) -> None:
+        """Write the finished run's checkpoint: model, config, history and ``extra``, without the
+        optimiser, schedule and RNG state (:func:`~sne_loihi.train.common.save_final_checkpoint`)."""
+        save_final_checkpoint(self.path, config=self.config, model=self.model, state=self.opt.state, extra=self.extra)

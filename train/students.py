@@ -277,7 +277,7 @@ def _fold(model: Ensemble, loop: _DistillLoop, tcfg: Any, checkpoints: EpochChec
     checkpoints.extra = {**checkpoints.extra, "student_specs": [s.spec.to_dict() for s in folded.students],
                          "fold": record}
     if dist.is_main:
-        checkpoints.save()
+        checkpoints.save_final()  # a folded run is finished: no optimiser state for --resume
     return folded.eval(), record
 
 
