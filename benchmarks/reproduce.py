@@ -311,6 +311,26 @@ def machine_info(device: str, threads: int) -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}
 
 
+def training_time(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Per training stage of a run folder (teacher, students, each dropout variant): its
+    epochs, how many carry a ``seconds`` record and their sum. The metrics files are
+    rewritten from the checkpoint's history on every resume, so the sum covers every attempt
+    once (an epoch cut short by an interruption is not in it); runs trained before the epoch
+    timer existed have no records."""
+    from sne_loihi.run_files import DROPOUT_GLOB, STUDENT_METRICS, TEACHER_METRICS
+
+    files = {"teacher": run_dir / TEACHER_METRICS, "students": run_dir / STUDENT_METRICS}
+    files.update({d.name: d / STUDENT_METRICS for d in sorted(run_dir.glob(DROPOUT_GLOB)) if d.is_dir()})
+    out: dict[str, dict[str, float]] = {}
+    for stage, path in files.items():
+        if not path.is_file():
+            continue
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        timed = [float(r["seconds"]) for r in lines if isinstance(r.get("seconds"), (int, float))]
+        out[stage] = {"epochs": len(lines), "timed": len(timed), "seconds": sum(timed)}
+    return out
+
+
 def write_report(out: Path, cfg: Any, opts: Options, reports: dict[int, dict[str, Any]], bench: dict[str, Any] | None,
                  meta: dict[str, Any]) -> dict[str, Any]:
     """``OUT/reproduce.{md,json,png}`` from the seeds' reports and the partition benchmark."""
@@ -322,6 +342,7 @@ def write_report(out: Path, cfg: Any, opts: Options, reports: dict[int, dict[str
     png = f"{REPORT_STEM}.png"
     rr.plot(sections, out / png)
     meta = {**meta, "seeds": sorted(reports), "seed_timings": {s: r.get("timings", {}) for s, r in sorted(reports.items())},
+            "seed_training": {s: training_time(out / f"seed{s}") for s in sorted(reports)},
             "partition_wall_s": bench.get("wall_s") if bench else None}
     payload = {"config": cfg.to_dict(), "options": asdict(opts), "meta": meta,
                "sections": [s.to_dict() for s in sections],

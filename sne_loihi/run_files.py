@@ -14,12 +14,15 @@ from pathlib import Path
 
 __all__ = [
     "CASCADE_HEAD_FILE", "CONFIG_FILE", "DROPOUT_GLOB", "ENSEMBLE_FILE", "EXPORT_DIR", "FEATURES_FILE", "FINETUNE_FILE",
-    "LAVA_FILE", "PARTITION_FILE", "PRE_FINETUNE_TEACHER", "REPORT_FILE", "RUN_FOLDER_INDEX", "RunFile", "TEACHER_FILE",
+    "LAVA_FILE", "PARTITION_FILE", "PRE_FINETUNE_TEACHER", "REPORT_FILE", "RUN_FOLDER_INDEX", "RunFile", "STUDENT_METRICS",
+    "TEACHER_FILE", "TEACHER_METRICS",
     "dropout_dir", "run_folder_index",
 ]
 
 CONFIG_FILE = "config.toml"
 TEACHER_FILE = "teacher.pt"
+TEACHER_METRICS = "metrics_teacher.jsonl"
+STUDENT_METRICS = "metrics_students.jsonl"
 FEATURES_FILE = "teacher_features.pt"
 PARTITION_FILE = "partition.json"
 FINETUNE_FILE = "finetune.json"
@@ -53,14 +56,14 @@ RUN_FOLDER_INDEX: tuple[RunFile, ...] = (
     RunFile(CONFIG_FILE, "the resolved config of the run (every stage reads it; --resume checks it)",
             "sne teacher / sne pipeline"),
     RunFile(TEACHER_FILE, "the teacher checkpoint (weights + config + data split)", "sne teacher"),
-    RunFile("metrics_teacher.jsonl", "the teacher's learning curve, one JSON line per epoch", "sne teacher"),
+    RunFile(TEACHER_METRICS, "the teacher's learning curve, one JSON line per epoch", "sne teacher"),
     RunFile(FINETUNE_FILE, "teacher fine-tuning (disentanglement): accuracy and L_sim before / after",
             "sne teacher finetune"),
     RunFile(PRE_FINETUNE_TEACHER, "the teacher as it was before fine-tuning", "sne teacher finetune"),
     RunFile(FEATURES_FILE, "the teacher's features on the training set (cache for partitioning)", "sne partition / sne train"),
     RunFile(PARTITION_FILE, "which teacher features each student learns", "sne partition / sne train"),
     RunFile(ENSEMBLE_FILE, "the student ensemble: students, linear head, fold record, provenance", "sne train"),
-    RunFile("metrics_students.jsonl", "the students' learning curve, one JSON line per epoch", "sne train"),
+    RunFile(STUDENT_METRICS, "the students' learning curve, one JSON line per epoch", "sne train"),
     RunFile(CASCADE_HEAD_FILE, "the head refit with random prefix masks, used by per-sample activation",
             "sne evaluate / sne pipeline"),
     RunFile(DROPOUT_GLOB, "ensembles trained with K random active students (Table VI)", "sne pipeline --dropout-k"),

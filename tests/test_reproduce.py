@@ -92,6 +92,16 @@ def test_report_structure_and_numbers_come_from_the_runs(reproduced: tuple[Path,
     md = (out / "reproduce.md").read_text()
     for heading in ("## Claims", "Table III", "Table IV", "Table V", "Table VI", "## Machine and wall time", "## Command"):
         assert heading in md
+    # training time: every epoch record carries its wall seconds, summed per stage whatever resumed it
+    for seed in ("0", "1"):
+        stages = payload["meta"]["seed_training"][seed]
+        assert set(stages) == {"teacher", "students", "dropout-k1"}
+        for stage, t in stages.items():
+            lines = (out / f"seed{seed}" / ("" if stage in ("teacher", "students") else stage)
+                     / f"metrics_{'teacher' if stage == 'teacher' else 'students'}.jsonl").read_text().splitlines()
+            seconds = [json.loads(line)["seconds"] for line in lines]
+            assert t == {"epochs": 1, "timed": 1, "seconds": pytest.approx(sum(seconds))} and all(x > 0 for x in seconds)
+        assert f"- Seed {seed} training, the sum of its epochs' wall times" in md
 
 
 def test_rerun_reuses_everything_and_refuses_other_settings(reproduced: tuple[Path, dict]) -> None:

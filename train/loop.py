@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterable
@@ -139,8 +140,17 @@ class EpochCheckpoints:
     start: TrainingStart
     extra: dict[str, Any]
 
+    def __post_init__(self) -> None:
+        self._clock = time.perf_counter()
+
     def end_epoch(self, record: dict[str, Any]) -> None:
-        """Add an epoch's record to the history; rank 0 appends it to ``metrics`` and checkpoints."""
+        """Add an epoch's record to the history, with ``seconds``: the wall time since the
+        previous epoch's checkpoint (or since the loop started), so a run's training time is
+        the sum over its history whatever resumed it; rank 0 appends it to ``metrics`` and
+        checkpoints."""
+        now = time.perf_counter()
+        record = {**record, "seconds": round(now - self._clock, 3)}
+        self._clock = now
         state = self.opt.state
         state.epoch, state.history = record["epoch"], state.history + [record]
         if self.start.dist.is_main:

@@ -22,10 +22,9 @@ from sne_loihi.partition import Partition
 from sne_loihi.students.fold import fold_student, recalibrate
 from sne_loihi.teachers.frozen import FrozenTeacher, target_teacher
 from sne_loihi.checks import check_config
+from sne_loihi.run_files import STUDENT_METRICS
 from sne_loihi.train.common import append_jsonl, batch_indices, make_optimizer
 from sne_loihi.train.loop import EpochCheckpoints, augmenter, epoch_bar, start_optimisation, start_training
-
-STUDENT_METRICS = "metrics_students.jsonl"
 
 
 @dataclass

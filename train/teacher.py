@@ -19,6 +19,7 @@ from sne_loihi.teachers.checkpoint import TEACHER_FILE, load_teacher  # noqa: F4
 from sne_loihi.checks import check_config
 from sne_loihi.config import FlipMode, TestTimeAugment
 from sne_loihi.io import load_checkpoint
+from sne_loihi.run_files import TEACHER_METRICS
 from sne_loihi.train.common import batch_indices, recalibrate_batchnorm, sharded_accuracy
 from sne_loihi.train.loop import EpochCheckpoints, epoch_bar, start_optimisation, start_training
 from sne_loihi.train.teacher_recipe import (
@@ -29,8 +30,6 @@ from sne_loihi.train.teacher_recipe import (
     teacher_augmenter,
     tta_forward,
 )
-
-TEACHER_METRICS = "metrics_teacher.jsonl"
 
 
 @dataclass
