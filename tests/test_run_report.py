@@ -42,3 +42,25 @@ def test_index_entries_name_real_commands() -> None:
 def test_index_of_an_empty_folder_is_empty(tmp_path: Path) -> None:
     assert run_folder_index(tmp_path) == []
     assert [e.pattern for e in run_folder_index(tmp_path, about_to_write=("report.md",))] == ["report.md"]
+
+
+def test_training_section_shows_the_learning_curves_and_summed_epoch_times(tiny_run: Path) -> None:
+    """Every epoch record carries its wall seconds; the report sums them per stage and plots
+    train and test accuracy per epoch."""
+    import json
+
+    from sne_loihi.io import load_checkpoint
+
+    text = (tiny_run / "report.md").read_text()
+    section = text.split("## Training", 1)[1].split("\n## ", 1)[0]
+    assert "![learning curves](learning_curves.png)" in section and (tiny_run / "learning_curves.png").stat().st_size > 1000
+    training = json.loads((tiny_run / "report.json").read_text())["training"]
+    assert set(training) == {"teacher", "students"}
+    for stage, ckpt in (("teacher", "teacher.pt"), ("students", "ensemble.pt")):
+        history = load_checkpoint(tiny_run / ckpt)["history"]
+        seconds = [r["seconds"] for r in history]
+        assert all(s > 0 for s in seconds)
+        assert training[stage]["epochs"] == training[stage]["timed_epochs"] == len(history)
+        assert training[stage]["seconds"] == sum(seconds)
+        assert training[stage]["test_accuracy"] == history[-1]["test_accuracy"]
+        assert f"| {stage} | {len(history)} |" in section

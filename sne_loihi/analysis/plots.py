@@ -32,11 +32,11 @@ def save_figure(plt, fig, path: Path) -> None:
 
 
 def _finish(plt, fig, ax, path: Path, xlabel: str, title: str, *, grid_which: str = "major",
-            legend_size: float | None = None) -> Path:
+            legend_size: float | None = None, ylabel: str = "test accuracy (%)") -> Path:
     """Title the figure, label the axes (accuracy on y), add grid and legend, and save it as ``path``."""
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which=grid_which)
     ax.legend(fontsize=legend_size)
     fig.tight_layout()
@@ -105,3 +105,21 @@ def plot_noise(results: Sequence[NoiseResult], path: Path) -> Path:
                     marker="o", capsize=3, label=name)
     return _finish(plt, fig, ax, path, "Gaussian noise sigma (pixels in [0, 1])",
                    "Test accuracy under Gaussian input noise (mean +/- SEM)")
+
+
+def plot_learning_curves(curves: dict[str, Sequence[tuple[int, float]]], path: Path) -> Path:
+    """Accuracy per epoch, one line per stage and split: ``"<stage> train"`` dashed,
+    ``"<stage> test"`` solid, one colour per stage."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    colours: dict[str, str] = {}
+    for name, pts in curves.items():
+        if not pts:
+            continue
+        stage, _, split = name.rpartition(" ")
+        colour = colours.setdefault(stage, f"C{len(colours)}")
+        epochs, accs = zip(*pts)
+        ax.plot(epochs, [100 * a for a in accs], color=colour, linestyle="--" if split == "train" else "-",
+                marker="." if len(pts) < 60 else None, label=name)
+    return _finish(plt, fig, ax, path, "epoch", "Learning curves (train: augmented batches; test: whole test set)",
+                   ylabel="accuracy (%)")

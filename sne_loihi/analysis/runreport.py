@@ -85,6 +85,10 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
     if loaded.fold is not None:
         sections.append(("Batch norm folded into the students", fold_markdown(loaded.fold)))
         out["fold"] = loaded.fold
+    training = training_section(run_dir, loaded.history)
+    if training is not None:
+        sections.append(("Training", training[0]))
+        out["training"] = training[1]
     sections.append(("Spiking activity per layer (test set)", activity_markdown(evaluation.activity)))
     out["activity"] = [a.to_dict() for a in evaluation.activity]
     if options.neurobench:
@@ -168,6 +172,54 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
     write_report(run_dir, title, [("Summary", summary), *sections], out)
     out["rows"] = evaluation.rows
     return out
+
+
+#: The learning-curve plot's file name.
+LEARNING_CURVES_PNG = "learning_curves.png"
+#: The training table's columns: (key, header, format).
+TRAINING_COLUMNS: tuple[tuple[str, str, Any], ...] = (
+    ("stage", "stage", str), ("epochs", "epochs", whole), ("train", "last train acc. (%)", percent),
+    ("test", "last test acc. (%)", percent), ("wall", "training wall time", str),
+)
+
+
+def training_section(run_dir: Path, student_history: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """The run's learning curves (``RUN/learning_curves.png``) and training time: per stage
+    (teacher, students), its epochs, last train / test accuracy and the sum of its epochs'
+    wall seconds (over every attempt: the history is the checkpoint's); ``None`` without any
+    history. The teacher's history comes from ``teacher.pt`` (a user's external teacher may
+    have none)."""
+    from sne_loihi.analysis import plots
+    from sne_loihi.io import load_checkpoint
+
+    histories: dict[str, list[dict[str, Any]]] = {}
+    if (run_dir / TEACHER_FILE).is_file():
+        histories["teacher"] = list(load_checkpoint(run_dir / TEACHER_FILE, what="teacher checkpoint").get("history") or [])
+    histories["students"] = list(student_history or [])
+    histories = {k: [r for r in v if isinstance(r, dict) and "epoch" in r] for k, v in histories.items()}
+    histories = {k: v for k, v in histories.items() if v}
+    if not histories:
+        return None
+    rows, data, curves = [], {}, {}
+    for stage, hist in histories.items():
+        timed = [float(r["seconds"]) for r in hist if isinstance(r.get("seconds"), (int, float))]
+        last = hist[-1]
+        data[stage] = {"epochs": len(hist), "timed_epochs": len(timed), "seconds": sum(timed),
+                       "train_accuracy": last.get("train_accuracy"), "test_accuracy": last.get("test_accuracy")}
+        for split in ("train", "test"):
+            curves[f"{stage} {split}"] = [(int(r["epoch"]), float(r[f"{split}_accuracy"])) for r in hist
+                                          if isinstance(r.get(f"{split}_accuracy"), (int, float))]
+        wall = (f"{sum(timed) / 60:.1f} min" + ("" if len(timed) == len(hist) else f" ({len(timed)} of {len(hist)} "
+                "epochs timed; older ones predate the epoch timer)")) if timed else "not recorded"
+        rows.append({"stage": stage, "epochs": len(hist), "train": last.get("train_accuracy"),
+                     "test": last.get("test_accuracy"), "wall": wall})
+    plots.plot_learning_curves(curves, run_dir / LEARNING_CURVES_PNG)
+    body = (markdown_table(rows, TRAINING_COLUMNS)
+            + "\n\nTrain accuracy is measured on the epoch's (augmented) batches as they trained; test accuracy on the "
+            "whole test set after the epoch (the students' before the batch-norm fold, when there is one). Wall time: "
+            "the sum of the epochs' own times over every attempt of a resumed run (set-up, teacher features and the "
+            f"fold not included).\n\n![learning curves]({LEARNING_CURVES_PNG})")
+    return body, data
 
 
 def _dropout_points(run: Run, data: Any, batch_size: int) -> dict[int, Any]:
