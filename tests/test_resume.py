@@ -217,3 +217,25 @@ def test_a_checkpoint_older_than_a_config_section_resumes_at_its_defaults(refere
     cfg.finetune.beta = -1.0
     with pytest.raises(CheckpointError, match="config differs in finetune.beta"):
         students_stage(Run(run, cfg), resume=True, progress=False)
+
+
+def test_a_finished_teacher_is_reused_when_only_the_student_recipe_changed(reference: Path, tmp_path: Path) -> None:
+    """The teacher's checkpoint is compared on what the teacher's training reads: a later
+    student key (here train.translate, lr and epochs, the student's T) does not make it
+    stale; a teacher key or the seed does."""
+    import dataclasses
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in (TEACHER_FILE, TEACHER_METRICS):
+        shutil.copy2(reference / name, run / name)
+    before = (run / TEACHER_FILE).read_bytes()
+    cfg = _cfg()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, translate=2, lr=1e-3, epochs=7),
+                              student=dataclasses.replace(cfg.student, time_steps=3))
+    result = train_teacher(Run(run, cfg), resume=True, progress=False)
+    assert (run / TEACHER_FILE).read_bytes() == before and len(result.history) == EPOCHS
+    for changed in (dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, lr=0.5)),
+                    dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=7))):
+        with pytest.raises(CheckpointError, match="its config differs in (teacher.lr|train.seed)"):
+            train_teacher(Run(run, changed), resume=True, progress=False)

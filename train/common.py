@@ -3,6 +3,7 @@ accuracy are core code: :mod:`sne_loihi.device`, :mod:`sne_loihi.metrics`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sne_loihi.config import Optimizer, RunConfig
+from sne_loihi.config import Optimizer, RunConfig, TrainConfig
 from sne_loihi.distributed import DistContext, to_device
 from sne_loihi.errors import CheckpointError, ConfigError, one_line
 from sne_loihi.io import atomic_write_bytes, load_checkpoint, save_checkpoint
@@ -255,6 +256,14 @@ RESUME_MAY_CHANGE: tuple[str, ...] = (
 )
 
 
+#: What a teacher's checkpoint may differ in on resume besides :data:`RESUME_MAY_CHANGE`: the
+#: sections and keys the teacher's training does not read (the students', the partition's,
+#: the fine-tuning's, and every ``train`` key but the seed). A finished teacher is then reused
+#: by a run whose student recipe changed since (e.g. a key added to ``train``).
+TEACHER_RESUME_MAY_CHANGE: tuple[str, ...] = RESUME_MAY_CHANGE + ("student.", "ensemble.", "finetune.") + tuple(
+    f"train.{f.name}" for f in dataclasses.fields(TrainConfig) if f.name != "seed")
+
+
 def load_resume_checkpoint(
     path: Path, config: dict[str, Any], ignore: tuple[str, ...] = RESUME_MAY_CHANGE
 ) -> dict[str, Any]:
@@ -327,6 +336,7 @@ def restore_or_start(
     metrics: Path,
     epochs: int,
     main: bool = True,
+    may_change: tuple[str, ...] = RESUME_MAY_CHANGE,
 ) -> EpochState:
     """Start a training loop, or restore it from its epoch checkpoint ``path`` on ``--resume``.
 
@@ -342,7 +352,7 @@ def restore_or_start(
     if path.exists():
         if not resume:
             raise CheckpointError(f"{path} already exists; pass --resume to continue it or use another run folder")
-        ckpt = load_resume_checkpoint(path, config)
+        ckpt = load_resume_checkpoint(path, config, may_change)
         if ckpt.get("finished") is True:
             raise CheckpointError(f"{path} is a finished run's checkpoint (its optimiser state was not kept); "
                                   "train into another run folder to go on from it")

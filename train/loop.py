@@ -16,6 +16,7 @@ from sne_loihi.config import LrSchedule, Optimizer
 from sne_loihi.data import augment_nchw
 from sne_loihi.distributed import DistContext, setup
 from sne_loihi.train.common import (
+    RESUME_MAY_CHANGE,
     EpochState,
     append_jsonl,
     keep_freed_memory,
@@ -83,6 +84,7 @@ def start_optimisation(
     schedule: LrSchedule = LrSchedule.COSINE,
     steps_per_epoch: int = 1,
     warmup_fraction: float = 0.0,
+    may_change: tuple[str, ...] = RESUME_MAY_CHANGE,
 ) -> Optimisation:
     """Build the optimiser and schedule of ``section``; restore both from ``path`` on resume.
 
@@ -91,6 +93,8 @@ def start_optimisation(
         momentum: SGD's momentum.
         schedule, steps_per_epoch, warmup_fraction: The learning-rate schedule
             (:func:`sne_loihi.train.teacher_recipe.make_scheduler`); cosine per epoch by default.
+        may_change: Config keys a resumed checkpoint may differ in (the teacher's loop
+            passes :data:`~sne_loihi.train.common.TEACHER_RESUME_MAY_CHANGE`).
 
     Raises:
         CheckpointError: ``path`` exists without ``resume``, or does not match ``config``.
@@ -100,7 +104,7 @@ def start_optimisation(
     sched = make_scheduler(schedule, optimizer, section.epochs, steps_per_epoch, warmup_fraction)
     state = restore_or_start(
         path, config, resume=resume, model=model, optimizer=optimizer, scheduler=sched,
-        generator=start.generator, metrics=metrics, epochs=section.epochs, main=start.dist.is_main,
+        generator=start.generator, metrics=metrics, epochs=section.epochs, main=start.dist.is_main, may_change=may_change,
     )
     return Optimisation(optimizer, sched, state, per_step(schedule))
 

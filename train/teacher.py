@@ -20,7 +20,7 @@ from sne_loihi.checks import check_config
 from sne_loihi.config import FlipMode, TestTimeAugment
 from sne_loihi.io import load_checkpoint
 from sne_loihi.run_files import TEACHER_METRICS
-from sne_loihi.train.common import batch_indices, recalibrate_batchnorm, sharded_accuracy
+from sne_loihi.train.common import TEACHER_RESUME_MAY_CHANGE, batch_indices, recalibrate_batchnorm, sharded_accuracy
 from sne_loihi.train.loop import EpochCheckpoints, epoch_bar, start_optimisation, start_training
 from sne_loihi.train.teacher_recipe import (
     AlternatingFlips,
@@ -127,6 +127,7 @@ def train_teacher(
         tcfg, model, path, cfg.to_dict(), resume=resume, start=start, metrics=metrics,
         params=param_groups(model, tcfg.lr, tcfg.weight_decay, tcfg.bias_lr_scale), momentum=tcfg.momentum,
         schedule=tcfg.schedule, steps_per_epoch=steps, warmup_fraction=tcfg.warmup_fraction,
+        may_change=TEACHER_RESUME_MAY_CHANGE,
     )
     dist.check_last_batch(n_train, tcfg.batch_size, "teacher training")
     lookahead = Lookahead(model, tcfg.lookahead_every, tcfg.epochs * steps) if tcfg.lookahead_every else None
