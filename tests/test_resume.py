@@ -235,6 +235,12 @@ def test_a_finished_teacher_is_reused_when_only_the_student_recipe_changed(refer
                               student=dataclasses.replace(cfg.student, time_steps=3))
     result = train_teacher(Run(run, cfg), resume=True, progress=False)
     assert (run / TEACHER_FILE).read_bytes() == before and len(result.history) == EPOCHS
+    from sne_loihi.train.stages import check_resumable, prepare_run_dir
+
+    assert check_resumable(run / TEACHER_FILE, cfg, resume=True, teacher=True)["epoch"] == EPOCHS
+    prepare_run_dir(Run(run, cfg), resume=True, checkpoints=(TEACHER_FILE,))  # the pipeline's check before it writes
+    with pytest.raises(CheckpointError, match="train.translate"):  # as a student checkpoint it would be stale
+        check_resumable(run / TEACHER_FILE, cfg, resume=True)
     for changed in (dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, lr=0.5)),
                     dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=7))):
         with pytest.raises(CheckpointError, match="its config differs in (teacher.lr|train.seed)"):

@@ -45,7 +45,7 @@ def prepare_run_dir(
     if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()) and not (resume or allow_existing):
         raise ConfigError(f"run folder {run_dir} already holds results; pass --resume to continue it or choose another --run-dir")
     for name in checkpoints:
-        check_resumable(run_dir / name, cfg, resume=resume)
+        check_resumable(run_dir / name, cfg, resume=resume, teacher=name == TEACHER_FILE)
     dist.barrier()  # under torchrun every rank has checked the folder before rank 0 alone writes
     if cfg.data.class_names is None:  # record the label order with the run (load_dataset checks it)
         cfg.data.class_names = list(run.data().class_names)
@@ -54,8 +54,10 @@ def prepare_run_dir(
         dump_toml(cfg, run_dir / CONFIG_FILE)
 
 
-def check_resumable(path: Path, cfg: RunConfig, *, resume: bool) -> dict[str, Any] | None:
-    """Fail now, before anything is written, if the training loop would refuse ``path``.
+def check_resumable(path: Path, cfg: RunConfig, *, resume: bool, teacher: bool = False) -> dict[str, Any] | None:
+    """Fail now, before anything is written, if the training loop would refuse ``path``
+    (``teacher``: a teacher checkpoint, compared as the teacher's loop compares it,
+    :data:`~sne_loihi.train.common.TEACHER_RESUME_MAY_CHANGE`).
 
     Returns:
         The checkpoint that will be resumed, or ``None`` when there is none yet.
@@ -65,14 +67,14 @@ def check_resumable(path: Path, cfg: RunConfig, *, resume: bool) -> dict[str, An
             differs from ``cfg`` in a key that may not change on resume.
     """
     from sne_loihi.errors import CheckpointError
-    from sne_loihi.train.common import load_resume_checkpoint
+    from sne_loihi.train.common import RESUME_MAY_CHANGE, TEACHER_RESUME_MAY_CHANGE, load_resume_checkpoint
 
     path = Path(path)
     if not path.exists():
         return None
     if not resume:
         raise CheckpointError(f"{path} already exists; pass --resume to continue it or use another run folder")
-    return load_resume_checkpoint(path, cfg.to_dict())
+    return load_resume_checkpoint(path, cfg.to_dict(), TEACHER_RESUME_MAY_CHANGE if teacher else RESUME_MAY_CHANGE)
 
 
 def cached_teacher_features(teacher: torch.nn.Module, data: Any, run: Run, teacher_path: Path) -> torch.Tensor:
