@@ -53,7 +53,10 @@ def test_paired_difference_pairs_by_seed_and_ignores_unmatched() -> None:
     ([1.0, 1.2, 0.9], Claim("a beats b"), Verdict.HOLDS),
     ([-1.0, -1.2, -0.9], Claim("a beats b"), Verdict.FAILS),
     ([-1.0, 1.2, 0.1], Claim("a beats b"), Verdict.UNRESOLVED),  # interval contains 0
-    ([3.0], Claim("a beats b"), Verdict.UNRESOLVED),  # one seed: no interval
+    ([3.0], Claim("a beats b"), Verdict.ONE_SEED_FOR),  # one seed: no interval, only the side of its point
+    ([-3.0], Claim("a beats b"), Verdict.ONE_SEED_AGAINST),
+    ([8.0], Claim("within 15 points", 1, -15.0), Verdict.ONE_SEED_FOR),
+    ([9.5], Claim("10x less energy", 1, 10.0), Verdict.ONE_SEED_AGAINST),
     ([-1.0, -1.2, -0.9], Claim("a below b", direction=-1), Verdict.HOLDS),
     ([12.0, 12.5, 11.8], Claim("ratio above 10", margin=10.0), Verdict.HOLDS),
     ([8.0, 8.5, 7.9], Claim("ratio above 10", margin=10.0), Verdict.FAILS),

@@ -30,7 +30,8 @@ def _row_line(r: Row) -> str:
 
 
 def _claim_line(c: ClaimResult) -> str:
-    mark = {Verdict.HOLDS: "**holds**", Verdict.FAILS: "**does not hold**", Verdict.UNRESOLVED: "not resolved at this budget"}
+    mark = {Verdict.HOLDS: "**holds**", Verdict.FAILS: "**does not hold**", Verdict.UNRESOLVED: "not resolved at this budget",
+            Verdict.ONE_SEED_FOR: "*one seed: on the claimed side*", Verdict.ONE_SEED_AGAINST: "*one seed: on the other side*"}
     return (f"| {c.table} | {c.claim.text} | {c.quantity} ({c.unit}) | {_est(c.estimate, c.unit, True)} | "
             f"{c.estimate.n} | {_fmt(c.paper, c.unit)} | {mark[c.verdict]} |")
 
@@ -64,9 +65,14 @@ def markdown(sections: Sequence[Section], meta: Mapping[str, Any], plot_name: st
         "`bench_partition.json`. Mean +/- SEM over seeds; 95% intervals from Student's t with n - 1 degrees "
         "of freedom; differences are paired by seed. A claim **holds** when its whole interval lies on the "
         "claimed side (of 0, or of the stated margin), **does not hold** when it lies wholly on the other side, "
-        "and is *not resolved at this budget* when the interval contains the margin (or fewer than 2 seeds).", "",
+        "and is *not resolved at this budget* when the interval contains the margin. One seed gives no interval: "
+        "its claims say only on which side its value lies (*one seed: on the claimed side* / *on the other side*), "
+        "which is no verdict.", "",
         f"Verdicts: {counts[Verdict.HOLDS]} hold, {counts[Verdict.FAILS]} do not hold, "
-        f"{counts[Verdict.UNRESOLVED]} not resolved.", "",
+        f"{counts[Verdict.UNRESOLVED]} not resolved"
+        + (f"; on one seed (a point, no interval): {counts[Verdict.ONE_SEED_FOR]} on the claimed side, "
+           f"{counts[Verdict.ONE_SEED_AGAINST]} on the other side" if counts[Verdict.ONE_SEED_FOR] + counts[Verdict.ONE_SEED_AGAINST]
+           else "") + ".", "",
         "## Claims", "", claims_table(sections), "",
     ]
     lines += [section_markdown(s) + "\n" for s in sections]

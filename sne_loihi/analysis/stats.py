@@ -97,6 +97,9 @@ class Verdict(str, enum.Enum):
     HOLDS = "holds"
     FAILS = "does not hold"
     UNRESOLVED = "not resolved at this budget"
+    #: One seed gives a point and no interval: which side of the margin it lies on, said as such.
+    ONE_SEED_FOR = "one seed: on the claimed side (no interval)"
+    ONE_SEED_AGAINST = "one seed: on the other side (no interval)"
 
 
 @dataclass(frozen=True)
@@ -115,10 +118,14 @@ class Claim:
 
 def verdict(claim: Claim, est: Estimate) -> Verdict:
     """``HOLDS`` when the whole interval lies on the claimed side of the margin, ``FAILS`` when
-    it lies wholly on the other side, else (interval contains the margin, or fewer than two
-    seeds) ``UNRESOLVED``."""
+    it lies wholly on the other side, else (interval contains the margin) ``UNRESOLVED``. One
+    seed: ``ONE_SEED_FOR`` / ``ONE_SEED_AGAINST`` by the side its value lies on (``UNRESOLVED``
+    on the margin); no seed: ``UNRESOLVED``."""
     if est.ci_low is None or est.ci_high is None:
-        return Verdict.UNRESOLVED
+        if est.n != 1:
+            return Verdict.UNRESOLVED
+        side = claim.direction * (est.mean - claim.margin)
+        return Verdict.ONE_SEED_FOR if side > 0 else Verdict.ONE_SEED_AGAINST if side < 0 else Verdict.UNRESOLVED
     lo, hi = (est.ci_low - claim.margin, est.ci_high - claim.margin)
     if claim.direction < 0:
         lo, hi = -hi, -lo
