@@ -132,8 +132,9 @@ def _readme(out: Path, prov: dict[str, Any]) -> str:
     lines = [f"# {out.name}: a trained sne-loihi ensemble, exported for Lava and Loihi 2", ""]
     data = prov.get("data") or {}
     lines.append(f"Data: {data.get('name')} ({data.get('train_samples')} training / {data.get('test_samples')} test "
-                 f"images, {data.get('in_shape_chw')}); trained on {prov['cpu']} at commit `{prov['commit'][:12]}`"
-                 f"{'' if prov['tree_clean'] else ' (uncommitted changes)'}.")
+                 f"images, {data.get('in_shape_chw')}); shipped on {prov['cpu']} at commit `{prov['commit'][:12]}`"
+                 f"{'' if prov['tree_clean'] else ' (uncommitted changes)'} (the run's own config and learning curves "
+                 "are in `config.toml` and `metrics_*.jsonl`).")
     lines += ["", "| model | test accuracy (%) | MACs | ACs | energy (nJ, " + str(prov.get("energy_profile")) + ") |",
               "| --- | --- | --- | --- | --- |"]
     for name, r in acc.items():
