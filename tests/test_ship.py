@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from sne_loihi.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = sorted(p.parent for p in (REPO / "models").glob("*/export/manifest.json"))
+SHIPPED = sorted(p.parent.parent for p in (REPO / "models").glob("*/export/manifest.json"))
 
 
 def _ship_module():
@@ -80,7 +80,7 @@ def test_shipped_models_simulate_with_no_mismatches(folder: Path, tmp_path: Path
         from sne_loihi.config import DataConfig
         from sne_loihi.data.cifar10 import load_cifar10
 
-        x_nchw = load_cifar10(DataConfig(name="cifar10", data_dir=str(subset), max_test=6), seed=0).x_test_nchw.numpy()
+        x_nchw = load_cifar10(DataConfig(name="cifar10", data_dir=str(subset)), seed=0).x_test_nchw[:6].numpy()
     else:
         x_nchw = np.random.default_rng(0).random((4, *shape))
     _simulate_without_mismatches(folder, np.asarray(x_nchw), tmp_path)
