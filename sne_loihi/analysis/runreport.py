@@ -85,7 +85,7 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
     if loaded.fold is not None:
         sections.append(("Batch norm folded into the students", fold_markdown(loaded.fold)))
         out["fold"] = loaded.fold
-    training = training_section(run_dir, loaded.history)
+    training = training_section(run, loaded.history)
     if training is not None:
         sections.append(("Training", training[0]))
         out["training"] = training[1]
@@ -183,18 +183,18 @@ TRAINING_COLUMNS: tuple[tuple[str, str, Any], ...] = (
 )
 
 
-def training_section(run_dir: Path, student_history: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+def training_section(run: Run, student_history: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
     """The run's learning curves (``RUN/learning_curves.png``) and training time: per stage
     (teacher, students), its epochs, last train / test accuracy and the sum of its epochs'
     wall seconds (over every attempt: the history is the checkpoint's); ``None`` without any
-    history. The teacher's history comes from ``teacher.pt`` (a user's external teacher may
-    have none)."""
+    history. The teacher's history comes from ``teacher.pt`` (the run's cached load; a user's
+    external teacher may have none)."""
     from sne_loihi.analysis import plots
-    from sne_loihi.io import load_checkpoint
 
+    run_dir = run.dir
     histories: dict[str, list[dict[str, Any]]] = {}
-    if (run_dir / TEACHER_FILE).is_file():
-        histories["teacher"] = list(load_checkpoint(run_dir / TEACHER_FILE, what="teacher checkpoint").get("history") or [])
+    if run.file(TEACHER_FILE).is_file():
+        histories["teacher"] = list(run.teacher()[2].get("history") or [])
     histories["students"] = list(student_history or [])
     histories = {k: [r for r in v if isinstance(r, dict) and "epoch" in r] for k, v in histories.items()}
     histories = {k: v for k, v in histories.items() if v}

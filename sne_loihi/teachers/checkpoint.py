@@ -46,5 +46,5 @@ def load_teacher(path: Path, device: str = "cpu") -> tuple[nn.Module, RunConfig,
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit teacher {cfg.teacher.arch!r}: {one_line(exc)}") from None
     model.to(resolve_device(device)).eval()
-    meta = {k: ckpt[k] for k in ("in_shape", "num_classes", "class_names", "dataset", "epoch") if k in ckpt}
+    meta = {k: ckpt[k] for k in ("in_shape", "num_classes", "class_names", "dataset", "epoch", "history") if k in ckpt}
     return model, cfg, meta
