@@ -392,10 +392,30 @@ def reproduce(argv: list[str]) -> dict[str, Any]:
             continue
         reports[seed], status[str(seed)] = run_seed(cfg, opts, out, seed, progress)
     bench = run_partition(cfg, opts, out, progress, a.report_only)
+    command = " ".join(shlex.quote(x) for x in [sys.executable, "benchmarks/reproduce.py", *argv])
     meta = {"dataset": cfg.data.name, "description": describe(cfg, opts), "status": status,
             "machine": machine_info(cfg.train.device, cfg.train.threads), "wall_s": time.time() - t0,
-            "command": " ".join(shlex.quote(x) for x in [sys.executable, "benchmarks/reproduce.py", *argv])}
+            "command": command}
+    if a.report_only:  # keep the wall time and command of the invocation that ran the work
+        meta.update({k: v for k, v in _previous_meta(out).items() if k in ("wall_s", "command")}, report_only_command=command)
     return write_report(out, cfg, opts, reports, bench, meta)
+
+
+def _previous_meta(out: Path) -> dict[str, Any]:
+    """The ``meta`` of ``OUT/reproduce.json`` as an earlier invocation wrote it (empty when
+    there is none).
+
+    Raises:
+        SneError: The file exists but is not a report (one line).
+    """
+    from sne_loihi.json_files import read_json_file
+
+    path = out / f"{REPORT_STEM}.json"
+    if not path.is_file():
+        return {}
+    data = read_json_file(path, "reproduction report")
+    meta = data.get("meta") if isinstance(data, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def main() -> None:

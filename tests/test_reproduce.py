@@ -189,3 +189,15 @@ def test_headline_shows_the_batch_norm_accuracy_before_the_fold_when_the_runs_fo
     assert folded.rows[3].per_seed == pytest.approx({0: -10.0, 1: -11.0})  # the paired gap stays the stored ensemble's
     plain = headline_section({0: report(0, None), 1: report(1, None)})
     assert "ensemble test accuracy with batch norm, before the fold" not in [r.label for r in plain.rows]
+
+
+def test_report_only_keeps_the_wall_time_of_the_invocation_that_ran(reproduced: tuple[Path, dict]) -> None:
+    """Last in this file: it rewrites the shared folder's report."""
+    out, _ = reproduced
+    first = json.loads((out / "reproduce.json").read_text())  # the last invocation that ran (or reused) the seeds
+    again = _reproduce_module().reproduce([*TINY, "--out", str(out), "--report-only"])
+    assert again["meta"]["wall_s"] == first["meta"]["wall_s"] and again["meta"]["command"] == first["meta"]["command"]
+    assert "--report-only" in again["meta"]["report_only_command"]
+    assert again["claims"] == first["claims"]
+    md = (out / "reproduce.md").read_text()
+    assert f"ran it: {first['meta']['wall_s'] / 60:.1f} min" in md and "rewritten afterwards" in md

@@ -82,9 +82,11 @@ def markdown(sections: Sequence[Section], meta: Mapping[str, Any], plot_name: st
         "## Machine and wall time", "",
         f"- CPU: {m['cpu']} ({m['cores']} cores), {m['platform']}; Python {m['python']}, torch {m['torch']}; "
         f"device {m['device']}" + (f" ({m['gpu']})" if m.get("gpu") else "") + f"; torch threads {m['threads']}.",
-        f"- Wall time of this invocation: {meta['wall_s'] / 60:.1f} min (steps reused from earlier invocations "
-        "are not included)." ,
+        f"- Wall time of the invocation that ran it: {meta['wall_s'] / 60:.1f} min (steps reused from earlier "
+        "invocations are not included)." ,
     ]
+    if meta.get("report_only_command"):
+        lines.append("- This report was rewritten afterwards from the same folder (`--report-only`).")
     for seed, t in meta.get("seed_timings", {}).items():
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in t.items())
         lines.append(f"- Seed {seed} (timings of the invocation that wrote its report): {parts}.")
