@@ -64,3 +64,12 @@ def test_training_section_shows_the_learning_curves_and_summed_epoch_times(tiny_
         assert training[stage]["seconds"] == sum(seconds)
         assert training[stage]["test_accuracy"] == history[-1]["test_accuracy"]
         assert f"| {stage} | {len(history)} |" in section
+
+
+def test_a_teacher_trained_with_test_time_views_shows_both_accuracies() -> None:
+    from sne_loihi.analysis.runreport import teacher_tta_line
+
+    line = teacher_tta_line([{"epoch": 1}, {"epoch": 2, "test_accuracy_tta": 0.9095}], 0.9007)
+    assert line is not None and "90.95%" in line and "(90.07%)" in line
+    assert teacher_tta_line([{"epoch": 2, "test_accuracy": 0.9}], 0.9) is None  # trained without views
+    assert teacher_tta_line([], 0.9) is None  # an external teacher without history

@@ -100,6 +100,9 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
         out["neurobench"] = [r.to_dict() for r in referee]
 
     head_lines: list[str] = []
+    if teacher_row is not None and run.file(TEACHER_FILE).is_file():
+        tta = teacher_tta_line(run.teacher()[2].get("history") or [], teacher_row["accuracy"])
+        head_lines += [tta] if tta else []
     if options.activation:
         from sne_loihi.ensemble.cascade import ensure_cascade_head
 
@@ -347,6 +350,19 @@ def _readiness_link(run_dir: Path) -> list[str]:
     if not report.is_file():
         return []
     return [f"- Loihi 2 readiness of the exported students: [{EXPORT_DIR}/{LOIHI2_REPORT}]({EXPORT_DIR}/{LOIHI2_REPORT})."]
+
+
+def teacher_tta_line(history: Sequence[dict[str, Any]], plain_accuracy: float) -> str | None:
+    """A summary line for a teacher trained with test-time augmentation (``teacher.tta``): its
+    last epoch's averaged-views accuracy next to the single view the report scores and counts
+    (``None`` without such a record)."""
+    last = history[-1] if history else {}
+    tta = last.get("test_accuracy_tta") if isinstance(last, dict) else None
+    if not isinstance(tta, (int, float)):
+        return None
+    return (f"- The teacher averaged over its test-time views (`teacher.tta`, its training's last record): "
+            f"{100 * tta:.2f}%; the rows score and count one view ({100 * plain_accuracy:.2f}%), the like-for-like "
+            "comparison with the students' one pass.")
 
 
 def _summary(rows: list[dict[str, Any]]) -> str:
