@@ -313,7 +313,8 @@ def machine_info(device: str, threads: int) -> dict[str, Any]:
 
 def training_time(run_dir: Path) -> dict[str, dict[str, float]]:
     """Per training stage of a run folder (teacher, students, each dropout variant): its
-    epochs, how many carry a ``seconds`` record and their sum. The metrics files are
+    epochs, how many carry a ``seconds`` record, their sum and the sum of their
+    ``cpu_seconds`` (which pauses do not inflate). The metrics files are
     rewritten from the checkpoint's history on every resume, so the sum covers every attempt
     once (an epoch cut short by an interruption is not in it); runs trained before the epoch
     timer existed have no records."""
@@ -326,8 +327,9 @@ def training_time(run_dir: Path) -> dict[str, dict[str, float]]:
         if not path.is_file():
             continue
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        timed = [float(r["seconds"]) for r in lines if isinstance(r.get("seconds"), (int, float))]
-        out[stage] = {"epochs": len(lines), "timed": len(timed), "seconds": sum(timed)}
+        timed = [r for r in lines if isinstance(r.get("seconds"), (int, float))]
+        out[stage] = {"epochs": len(lines), "timed": len(timed), "seconds": sum(float(r["seconds"]) for r in timed),
+                      "cpu_seconds": sum(float(r.get("cpu_seconds") or 0.0) for r in timed)}
     return out
 
 

@@ -100,8 +100,10 @@ def test_report_structure_and_numbers_come_from_the_runs(reproduced: tuple[Path,
             lines = (out / f"seed{seed}" / ("" if stage in ("teacher", "students") else stage)
                      / f"metrics_{'teacher' if stage == 'teacher' else 'students'}.jsonl").read_text().splitlines()
             seconds = [json.loads(line)["seconds"] for line in lines]
-            assert t == {"epochs": 1, "timed": 1, "seconds": pytest.approx(sum(seconds))} and all(x > 0 for x in seconds)
-        assert f"- Seed {seed} training, the sum of its epochs' wall times" in md
+            cpu = [json.loads(line)["cpu_seconds"] for line in lines]
+            assert t == {"epochs": 1, "timed": 1, "seconds": pytest.approx(sum(seconds)), "cpu_seconds": pytest.approx(sum(cpu))}
+            assert all(x > 0 for x in seconds + cpu)
+        assert f"- Seed {seed} training, the sum of its epochs' wall and CPU times" in md
 
 
 def test_rerun_reuses_everything_and_refuses_other_settings(reproduced: tuple[Path, dict]) -> None:

@@ -44,8 +44,8 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 def _untimed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records without their wall seconds (which every epoch has, and which differ
     between an interrupted run and one that was not)."""
-    assert all(r["seconds"] >= 0 for r in records)
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    assert all(r["seconds"] >= 0 and r["cpu_seconds"] >= 0 for r in records)
+    return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")} for r in records]
 
 
 def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

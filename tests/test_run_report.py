@@ -62,6 +62,7 @@ def test_training_section_shows_the_learning_curves_and_summed_epoch_times(tiny_
         assert all(s > 0 for s in seconds)
         assert training[stage]["epochs"] == training[stage]["timed_epochs"] == len(history)
         assert training[stage]["seconds"] == sum(seconds)
+        assert training[stage]["cpu_seconds"] == sum(r["cpu_seconds"] for r in history) > 0
         assert training[stage]["test_accuracy"] == history[-1]["test_accuracy"]
         assert f"| {stage} | {len(history)} |" in section
 

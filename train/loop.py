@@ -146,15 +146,17 @@ class EpochCheckpoints:
 
     def __post_init__(self) -> None:
         self._clock = time.perf_counter()
+        self._cpu = time.process_time()
 
     def end_epoch(self, record: dict[str, Any]) -> None:
         """Add an epoch's record to the history, with ``seconds``: the wall time since the
-        previous epoch's checkpoint (or since the loop started), so a run's training time is
-        the sum over its history whatever resumed it; rank 0 appends it to ``metrics`` and
-        checkpoints."""
-        now = time.perf_counter()
-        record = {**record, "seconds": round(now - self._clock, 3)}
-        self._clock = now
+        previous epoch's checkpoint (or since the loop started), and ``cpu_seconds``: the
+        process's CPU time (all its threads) in that span, which a paused (SIGSTOPped) or
+        crowded run does not inflate; a run's training time is the sum over its history
+        whatever resumed it. Rank 0 appends it to ``metrics`` and checkpoints."""
+        now, cpu = time.perf_counter(), time.process_time()
+        record = {**record, "seconds": round(now - self._clock, 3), "cpu_seconds": round(cpu - self._cpu, 3)}
+        self._clock, self._cpu = now, cpu
         state = self.opt.state
         state.epoch, state.history = record["epoch"], state.history + [record]
         if self.start.dist.is_main:

@@ -91,11 +91,11 @@ def markdown(sections: Sequence[Section], meta: Mapping[str, Any], plot_name: st
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in t.items())
         lines.append(f"- Seed {seed} (timings of the invocation that wrote its report): {parts}.")
     for seed, stages in meta.get("seed_training", {}).items():
-        parts = ", ".join(f"{k} {v['seconds'] / 60:.1f} min ({v['timed']} of {v['epochs']} epochs timed)"
-                          for k, v in stages.items())
+        parts = ", ".join(f"{k} {v['seconds'] / 60:.1f} min wall, {v.get('cpu_seconds', 0.0) / 60:.1f} min CPU "
+                          f"({v['timed']} of {v['epochs']} epochs timed)" for k, v in stages.items())
         if parts:
-            lines.append(f"- Seed {seed} training, the sum of its epochs' wall times over every attempt (an epoch "
-                         f"without a record predates the epoch timer): {parts}.")
+            lines.append(f"- Seed {seed} training, the sum of its epochs' wall and CPU times over every attempt (wall "
+                         f"includes any pause; an epoch without a record predates the epoch timer): {parts}.")
     if meta.get("partition_wall_s") is not None:
         lines.append(f"- Partition benchmark: {meta['partition_wall_s'] / 60:.1f} min over all its invocations.")
     lines += ["", "## Command", "", f"```\n{meta['command']}\n```", ""]

@@ -206,14 +206,15 @@ def training_section(run: Run, student_history: Sequence[dict[str, Any]]) -> tup
     rows, data, curves = [], {}, {}
     for stage, hist in histories.items():
         timed = [float(r["seconds"]) for r in hist if isinstance(r.get("seconds"), (int, float))]
+        cpu = sum(float(r["cpu_seconds"]) for r in hist if isinstance(r.get("cpu_seconds"), (int, float)))
         last = hist[-1]
-        data[stage] = {"epochs": len(hist), "timed_epochs": len(timed), "seconds": sum(timed),
+        data[stage] = {"epochs": len(hist), "timed_epochs": len(timed), "seconds": sum(timed), "cpu_seconds": cpu,
                        "train_accuracy": last.get("train_accuracy"), "test_accuracy": last.get("test_accuracy")}
         for split in ("train", "test"):
             curves[f"{stage} {split}"] = [(int(r["epoch"]), float(r[f"{split}_accuracy"])) for r in hist
                                           if isinstance(r.get(f"{split}_accuracy"), (int, float))]
-        wall = (f"{sum(timed) / 60:.1f} min" + ("" if len(timed) == len(hist) else f" ({len(timed)} of {len(hist)} "
-                "epochs timed; older ones predate the epoch timer)")) if timed else "not recorded"
+        wall = (f"{sum(timed) / 60:.1f} min ({cpu / 60:.1f} min CPU)" + ("" if len(timed) == len(hist) else
+                f"; {len(timed)} of {len(hist)} epochs timed, older ones predate the epoch timer")) if timed else "not recorded"
         rows.append({"stage": stage, "epochs": len(hist), "train": last.get("train_accuracy"),
                      "test": last.get("test_accuracy"), "wall": wall})
     plots.plot_learning_curves(curves, run_dir / LEARNING_CURVES_PNG)
@@ -221,7 +222,8 @@ def training_section(run: Run, student_history: Sequence[dict[str, Any]]) -> tup
             + "\n\nTrain accuracy is measured on the epoch's (augmented) batches as they trained; test accuracy on the "
             "whole test set after the epoch (the students' before the batch-norm fold, when there is one). Wall time: "
             "the sum of the epochs' own times over every attempt of a resumed run (set-up, teacher features and the "
-            f"fold not included).\n\n![learning curves]({LEARNING_CURVES_PNG})")
+            "fold not included; a paused run's pauses are in the wall time, not in the CPU time, which counts "
+            f"every thread).\n\n![learning curves]({LEARNING_CURVES_PNG})")
     return body, data
 
 
