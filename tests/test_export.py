@@ -89,9 +89,9 @@ def train_few_steps(model: TinyEnsemble, steps: int = 3) -> None:
 def _graded_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     """TinySpec students are encoded like SLAYER students (the exporter calls encode_for)."""
     from sne_loihi.config import NeuronLibrary
-    from sne_loihi.ensemble import model as ens_model
+    from sne_loihi.students import base as student_base
 
-    monkeypatch.setitem(ens_model.ENCODERS, NeuronLibrary.SLAYER, lambda x, spec: encode(x))
+    monkeypatch.setitem(student_base.ENCODERS, NeuronLibrary.SLAYER, lambda x, spec: encode(x))
 
 
 def export_tiny(model: TinyEnsemble, out: Path, **kw: object):

@@ -127,7 +127,7 @@ class _SpikesOut(nn.Module):
         self.student = student
 
     def forward(self, x_nchw: torch.Tensor) -> torch.Tensor:
-        from sne_loihi.ensemble import encode_for
+        from sne_loihi.students import encode_for
 
         return self.student(encode_for(self.student.spec, x_nchw)).spikes_nft
 
@@ -175,7 +175,7 @@ def neurobench_counts(student: nn.Module, x_nchw: torch.Tensor, batch_size: int 
 
         twin.spec = replace(student.spec, engine=StudentEngine.SLAYER)
     if quantised:  # the copy must be the same network: the same spikes on a first batch
-        from sne_loihi.ensemble import encode_for
+        from sne_loihi.students import encode_for
 
         xb = encode_for(student.spec, x_nchw[:batch_size].float())
         with torch.no_grad():
@@ -199,7 +199,7 @@ def neurobench_counts(student: nn.Module, x_nchw: torch.Tensor, batch_size: int 
 @torch.no_grad()
 def our_counts(student: nn.Module, x_nchw: torch.Tensor, batch_size: int = 64) -> tuple[float, float, float]:
     """Per-sample MACs, ACs (:func:`count_student_ops`) and activation sparsity of one student."""
-    from sne_loihi.ensemble import encode_for
+    from sne_loihi.students import encode_for
 
     macs = acs = spikes = 0.0
     for start in range(0, len(x_nchw), batch_size):

@@ -11,26 +11,7 @@ from torch import nn
 from sne_loihi.config import NeuronLibrary
 from sne_loihi.errors import ConfigError
 from sne_loihi.indices import check_student_indices
-
-
-def _encode_graded(x_nchw: torch.Tensor, spec: object) -> torch.Tensor:
-    from sne_loihi.students import encode_input
-
-    return encode_input(x_nchw, spec.time_steps, spec.input_bits)
-
-
-def _encode_direct(x_nchw: torch.Tensor, spec: object) -> torch.Tensor:
-    return x_nchw.clamp(0, 1).unsqueeze(-1).expand(*x_nchw.shape, spec.time_steps).contiguous()
-
-
-#: How each backend's students receive the image: SLAYER students get the quantised integers
-#: Lava will send as graded spikes; the SpikingJelly reference gets float pixels (the paper).
-ENCODERS = {NeuronLibrary.SLAYER: _encode_graded, NeuronLibrary.SPIKINGJELLY: _encode_direct}
-
-
-def encode_for(spec: object, x_nchw: torch.Tensor) -> torch.Tensor:
-    """Encode images for a student with ``spec`` (``x_nchw`` -> ``x_nchwt``)."""
-    return ENCODERS[NeuronLibrary(spec.neuron_library)](x_nchw, spec)
+from sne_loihi.students.base import encode_for  # noqa: F401  (re-exported: the ensemble's callers use it)
 
 
 @dataclass

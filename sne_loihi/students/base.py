@@ -12,11 +12,14 @@ Neither SLAYER nor SpikingJelly is imported here (the builders live in :mod:`.bu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from sne_loihi.config import NeuronLibrary
 from sne_loihi.errors import ConfigError
 from sne_loihi.students.spec import StudentSpec
 
@@ -46,6 +49,24 @@ def encode_input(x_nchw: torch.Tensor, time_steps: int, input_bits: int) -> torc
     levels = float(2**input_bits - 1)
     x_int = torch.round(x_nchw.float().clamp(0.0, 1.0) * levels)
     return x_int.unsqueeze(-1).expand(*x_int.shape, time_steps).contiguous()
+
+
+def _encode_direct(x_nchw: torch.Tensor, time_steps: int) -> torch.Tensor:
+    return x_nchw.clamp(0, 1).unsqueeze(-1).expand(*x_nchw.shape, time_steps).contiguous()
+
+
+#: How each neuron library's students receive the image: SLAYER students get the quantised
+#: integers Lava will send as graded spikes; the SpikingJelly reference gets float pixels (the paper).
+ENCODERS: dict[NeuronLibrary, Callable[[torch.Tensor, Any], torch.Tensor]] = {
+    NeuronLibrary.SLAYER: lambda x_nchw, spec: encode_input(x_nchw, spec.time_steps, spec.input_bits),
+    NeuronLibrary.SPIKINGJELLY: lambda x_nchw, spec: _encode_direct(x_nchw, spec.time_steps),
+}
+
+
+def encode_for(spec: Any, x_nchw: torch.Tensor) -> torch.Tensor:
+    """Encode images for a student with ``spec`` (``x_nchw`` -> ``x_nchwt``) as its neuron
+    library takes them (:data:`ENCODERS`)."""
+    return ENCODERS[NeuronLibrary(spec.neuron_library)](x_nchw, spec)
 
 
 @dataclass
