@@ -318,6 +318,7 @@ def training_time(run_dir: Path) -> dict[str, dict[str, float]]:
     rewritten from the checkpoint's history on every resume, so the sum covers every attempt
     once (an epoch cut short by an interruption is not in it); runs trained before the epoch
     timer existed have no records."""
+    from sne_loihi.analysis.runreport import epoch_time_totals
     from sne_loihi.run_files import DROPOUT_GLOB, STUDENT_METRICS, TEACHER_METRICS
 
     files = {"teacher": run_dir / TEACHER_METRICS, "students": run_dir / STUDENT_METRICS}
@@ -326,10 +327,7 @@ def training_time(run_dir: Path) -> dict[str, dict[str, float]]:
     for stage, path in files.items():
         if not path.is_file():
             continue
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        timed = [r for r in lines if isinstance(r.get("seconds"), (int, float))]
-        out[stage] = {"epochs": len(lines), "timed": len(timed), "seconds": sum(float(r["seconds"]) for r in timed),
-                      "cpu_seconds": sum(float(r.get("cpu_seconds") or 0.0) for r in timed)}
+        out[stage] = epoch_time_totals([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
     return out
 
 

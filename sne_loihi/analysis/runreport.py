@@ -186,6 +186,14 @@ TRAINING_COLUMNS: tuple[tuple[str, str, Any], ...] = (
 )
 
 
+def epoch_time_totals(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """A training history's epochs, how many carry a ``seconds`` record (runs trained before
+    the epoch timer have none), and the sums of their ``seconds`` and ``cpu_seconds``."""
+    timed = [r for r in records if isinstance(r.get("seconds"), (int, float))]
+    return {"epochs": len(records), "timed": len(timed), "seconds": sum(float(r["seconds"]) for r in timed),
+            "cpu_seconds": sum(float(r.get("cpu_seconds") or 0.0) for r in timed)}
+
+
 def training_section(run: Run, student_history: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
     """The run's learning curves (``RUN/learning_curves.png``) and training time: per stage
     (teacher, students), its epochs, last train / test accuracy and the sum of its epochs'
@@ -205,16 +213,16 @@ def training_section(run: Run, student_history: Sequence[dict[str, Any]]) -> tup
         return None
     rows, data, curves = [], {}, {}
     for stage, hist in histories.items():
-        timed = [float(r["seconds"]) for r in hist if isinstance(r.get("seconds"), (int, float))]
-        cpu = sum(float(r["cpu_seconds"]) for r in hist if isinstance(r.get("cpu_seconds"), (int, float)))
+        t = epoch_time_totals(hist)
         last = hist[-1]
-        data[stage] = {"epochs": len(hist), "timed_epochs": len(timed), "seconds": sum(timed), "cpu_seconds": cpu,
-                       "train_accuracy": last.get("train_accuracy"), "test_accuracy": last.get("test_accuracy")}
+        data[stage] = {"epochs": t["epochs"], "timed_epochs": t["timed"], "seconds": t["seconds"],
+                       "cpu_seconds": t["cpu_seconds"], "train_accuracy": last.get("train_accuracy"),
+                       "test_accuracy": last.get("test_accuracy")}
         for split in ("train", "test"):
             curves[f"{stage} {split}"] = [(int(r["epoch"]), float(r[f"{split}_accuracy"])) for r in hist
                                           if isinstance(r.get(f"{split}_accuracy"), (int, float))]
-        wall = (f"{sum(timed) / 60:.1f} min ({cpu / 60:.1f} min CPU)" + ("" if len(timed) == len(hist) else
-                f"; {len(timed)} of {len(hist)} epochs timed, older ones predate the epoch timer")) if timed else "not recorded"
+        wall = (f"{t['seconds'] / 60:.1f} min ({t['cpu_seconds'] / 60:.1f} min CPU)" + ("" if t["timed"] == t["epochs"] else
+                f"; {t['timed']} of {t['epochs']} epochs timed, older ones predate the epoch timer")) if t["timed"] else "not recorded"
         rows.append({"stage": stage, "epochs": len(hist), "train": last.get("train_accuracy"),
                      "test": last.get("test_accuracy"), "wall": wall})
     plots.plot_learning_curves(curves, run_dir / LEARNING_CURVES_PNG)

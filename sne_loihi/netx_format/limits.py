@@ -240,8 +240,9 @@ def check_layer_group(g: Any, path: Path, key: str, kind: str) -> None:
                     raise _refuse(path, where, f"{neuron_type} neuron has no neuron/{name}, which netx reads")
                 continue
             _integers(neuron[name][()], path, f"{where} neuron/{name}", lo, hi)
-        if "refDelay" in neuron and int(np.max(neuron["refDelay"][()])) > REF_DELAY_SIMULATED:
-            raise _refuse(path, where, f"neuron/refDelay holds {int(np.max(neuron['refDelay'][()]))}: Loihi 2 would hold "
+        ref_delay = int(np.max(neuron["refDelay"][()])) if "refDelay" in neuron else 0
+        if ref_delay > REF_DELAY_SIMULATED:
+            raise _refuse(path, where, f"neuron/refDelay holds {ref_delay}: Loihi 2 would hold "
                                        "these neurons refractory after a spike, and Lava's LIF (what netx builds) has no "
                                        f"refractory period, so no simulation would run what the chip runs (at most "
                                        f"{REF_DELAY_SIMULATED}, what SLAYER's CUBA export writes)")
