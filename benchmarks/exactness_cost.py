@@ -84,6 +84,7 @@ def run_one(teacher_run: Path, run_dir: Path, library: str, seed: int, args: arg
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise SystemExit(f"{library} seed {seed}: sne train failed: {tail}")
+    from sne_loihi.analysis.runreport import epoch_time_totals
     from sne_loihi.ensemble.checkpoint import load_ensemble
 
     loaded = load_ensemble(run_dir / ENSEMBLE_FILE)
@@ -91,11 +92,22 @@ def run_one(teacher_run: Path, run_dir: Path, library: str, seed: int, args: arg
     accuracy = (float(fold.get("test_accuracy_fine_tuned", fold["test_accuracy_folded"])) if fold
                 else float(loaded.history[-1]["test_accuracy"]))
     result = {"library": library, "seed": seed, "test_accuracy": accuracy, "wall_s": wall, "cpu_s": cpu,
-              "attempts": spent["attempts"],
+              "attempts": spent["attempts"], "epoch_time": epoch_time_totals(loaded.history),
               "epochs": loaded.epoch, "fold": fold,
               "curve": [(h["epoch"], h.get("train_accuracy"), h.get("test_accuracy")) for h in loaded.history]}
     done.write_text(json.dumps(result, indent=1))
     return result
+
+
+def backfill_epoch_time(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with ``epoch_time`` (the sums of its epochs' recorded seconds) when it lacks
+    them (results written before the field), read from the run's stored history."""
+    if "epoch_time" in result or not (run_dir / "ensemble.pt").is_file():
+        return result
+    from sne_loihi.analysis.runreport import epoch_time_totals
+    from sne_loihi.ensemble.checkpoint import load_ensemble
+
+    return {**result, "epoch_time": epoch_time_totals(load_ensemble(run_dir / "ensemble.pt").history)}
 
 
 def _children_cpu() -> float:
@@ -150,12 +162,20 @@ def write_report(out: Path, results: list[dict[str, Any]], args: argparse.Namesp
         f"run's config{' with ' + ', '.join(args.set) if args.set else ''}. CPU: {cpu_name()}, "
         f"{args.threads or 'default'} torch threads. SLAYER: the stored (folded, exported) ensemble's test "
         "accuracy; SpikingJelly: the last epoch's.", "",
-        "| library | seed | test acc. (%) | last epoch, before any fold (%) | wall (min) | CPU (min) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "Run time two ways: `sne train`'s wall and CPU time summed over the attempts this script "
+        "started (an attempt ended by a session stop is not counted), and the epochs' own records "
+        "(`seconds`: wall, including any time the run was paused; `cpu_seconds`: the process's CPU, "
+        "recorded since a later version, so some epochs may lack it).", "",
+        "| library | seed | test acc. (%) | last epoch, before any fold (%) | wall (min) | CPU (min) "
+        "| epochs' wall (min) | epochs' CPU (min, epochs with a record) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(results, key=lambda r: (r["library"], r["seed"])):
+        t = r.get("epoch_time") or {}
+        timed = (f"{t['seconds'] / 60:.1f} | {t['cpu_seconds'] / 60:.1f}"
+                 f" ({t.get('cpu_timed', t['timed'])} of {t['epochs']})") if t else "- | -"
         lines.append(f"| {r['library']} | {r['seed']} | {100 * r['test_accuracy']:.2f} | "
-                     f"{100 * _last_epoch_accuracy(r):.2f} | {r['wall_s'] / 60:.1f} | {r['cpu_s'] / 60:.1f} |")
+                     f"{100 * _last_epoch_accuracy(r):.2f} | {r['wall_s'] / 60:.1f} | {r['cpu_s'] / 60:.1f} | {timed} |")
     lines += ["", "Paired difference SLAYER - SpikingJelly (points), per seed: "
               + ", ".join(f"{d:+.2f}" for d in summary["difference_points"])]
     if "sem" in summary:
@@ -197,10 +217,10 @@ def main(argv: list[str] | None = None) -> None:
             run_dir = args.out / f"{library}-seed{seed}"
             if args.report_only:
                 if (run_dir / "result.json").is_file():
-                    results.append(json.loads((run_dir / "result.json").read_text()))
+                    results.append(backfill_epoch_time(run_dir, json.loads((run_dir / "result.json").read_text())))
                 continue
             print(f"{library} seed {seed} ...", flush=True)
-            r = run_one(args.teacher_run, run_dir, library, seed, args)
+            r = backfill_epoch_time(run_dir, run_one(args.teacher_run, run_dir, library, seed, args))
             print(f"{library} seed {seed}: {100 * r['test_accuracy']:.2f}% ({r['wall_s'] / 60:.1f} min)", flush=True)
             results.append(r)
     write_report(args.out, results, args)

@@ -30,7 +30,9 @@ def _result(library: str, seed: int, stored: float, last: float) -> dict:
 
 
 RESULTS = [
-    _result("slayer", 0, 0.60, 0.62), _result("spikingjelly", 0, 0.65, 0.65),
+    {**_result("slayer", 0, 0.60, 0.62),
+     "epoch_time": {"epochs": 2, "timed": 2, "cpu_timed": 1, "seconds": 90.0, "cpu_seconds": 66.0}},
+    _result("spikingjelly", 0, 0.65, 0.65),
     _result("slayer", 1, 0.58, 0.59), _result("spikingjelly", 1, 0.64, 0.64),
     _result("slayer", 2, 0.61, 0.61), _result("spikingjelly", 2, 0.63, 0.63),
 ]
@@ -61,7 +63,8 @@ def test_report_files(tmp_path: Path) -> None:
     args = argparse.Namespace(teacher_run=Path("teacher"), epochs=2, threads=2, set=[])
     _module().write_report(tmp_path, RESULTS, args)
     md = (tmp_path / "exactness_cost.md").read_text()
-    assert "| slayer | 0 | 60.00 | 62.00 |" in md
+    assert "| slayer | 0 | 60.00 | 62.00 | 1.0 | 1.8 | 1.5 | 1.1 (1 of 2) |" in md
+    assert "| slayer | 1 | 58.00 | 59.00 | 1.0 | 1.8 | - | - |" in md
     assert "Mean -4.33" in md
     assert "folding batch norm into the neuron biases -1.00" in md
     payload = json.loads((tmp_path / "exactness_cost.json").read_text())

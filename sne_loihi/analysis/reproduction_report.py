@@ -92,7 +92,9 @@ def markdown(sections: Sequence[Section], meta: Mapping[str, Any], plot_name: st
         lines.append(f"- Seed {seed} (timings of the invocation that wrote its report): {parts}.")
     for seed, stages in meta.get("seed_training", {}).items():
         parts = ", ".join(f"{k} {v['seconds'] / 60:.1f} min wall, {v.get('cpu_seconds', 0.0) / 60:.1f} min CPU "
-                          f"({v['timed']} of {v['epochs']} epochs timed)" for k, v in stages.items())
+                          f"({v['timed']} of {v['epochs']} epochs timed"
+                          + ("" if v.get("cpu_timed", v["timed"]) == v["timed"] else f", {v['cpu_timed']} with CPU time")
+                          + ")" for k, v in stages.items())
         if parts:
             lines.append(f"- Seed {seed} training, the sum of its epochs' wall and CPU times over every attempt (wall "
                          f"includes any pause; an epoch without a record predates the epoch timer): {parts}.")

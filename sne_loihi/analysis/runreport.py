@@ -188,10 +188,13 @@ TRAINING_COLUMNS: tuple[tuple[str, str, Any], ...] = (
 
 def epoch_time_totals(records: Sequence[dict[str, Any]]) -> dict[str, float]:
     """A training history's epochs, how many carry a ``seconds`` record (runs trained before
-    the epoch timer have none), and the sums of their ``seconds`` and ``cpu_seconds``."""
+    the epoch timer have none) and how many a ``cpu_seconds`` one (added later), and the sums
+    of their ``seconds`` and ``cpu_seconds``."""
     timed = [r for r in records if isinstance(r.get("seconds"), (int, float))]
-    return {"epochs": len(records), "timed": len(timed), "seconds": sum(float(r["seconds"]) for r in timed),
-            "cpu_seconds": sum(float(r.get("cpu_seconds") or 0.0) for r in timed)}
+    cpu_timed = [r for r in timed if isinstance(r.get("cpu_seconds"), (int, float))]
+    return {"epochs": len(records), "timed": len(timed), "cpu_timed": len(cpu_timed),
+            "seconds": sum(float(r["seconds"]) for r in timed),
+            "cpu_seconds": sum(float(r["cpu_seconds"]) for r in cpu_timed)}
 
 
 def training_section(run: Run, student_history: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
@@ -221,7 +224,8 @@ def training_section(run: Run, student_history: Sequence[dict[str, Any]]) -> tup
         for split in ("train", "test"):
             curves[f"{stage} {split}"] = [(int(r["epoch"]), float(r[f"{split}_accuracy"])) for r in hist
                                           if isinstance(r.get(f"{split}_accuracy"), (int, float))]
-        wall = (f"{t['seconds'] / 60:.1f} min ({t['cpu_seconds'] / 60:.1f} min CPU)" + ("" if t["timed"] == t["epochs"] else
+        cpu_of = "" if t["cpu_timed"] == t["timed"] else f" over the {t['cpu_timed']} epochs recording it"
+        wall = (f"{t['seconds'] / 60:.1f} min ({t['cpu_seconds'] / 60:.1f} min CPU{cpu_of})" + ("" if t["timed"] == t["epochs"] else
                 f"; {t['timed']} of {t['epochs']} epochs timed, older ones predate the epoch timer")) if t["timed"] else "not recorded"
         rows.append({"stage": stage, "epochs": len(hist), "train": last.get("train_accuracy"),
                      "test": last.get("test_accuracy"), "wall": wall})
