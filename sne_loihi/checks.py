@@ -180,14 +180,9 @@ def first_layer_refusal(student: StudentConfig) -> str | None:
     (``current_decay = 1``: the current is the step's synaptic input) and the input is the
     same graded image every step (SLAYER's encoding; a 1-bit input is binary spikes).
     """
-    if NeuronLibrary(student.neuron_library) is not NeuronLibrary.SLAYER:
-        return "only SLAYER students are exported to netx"
-    if student.neuron.current_decay != 1.0:
-        return (f"student.neuron.current_decay is {student.neuron.current_decay}, not 1: the current keeps "
-                "memory, so a constant input is no constant drive")
-    if student.input_bits == 1:
-        return "student.input_bits is 1: the input is binary spikes, not a graded image"
-    return None
+    from sne_loihi.cost.first_layer import bias_drive_refusal
+
+    return bias_drive_refusal(student.neuron_library, student.input_bits, student.neuron.current_decay)
 
 
 def check_first_layer(cfg: RunConfig) -> None:

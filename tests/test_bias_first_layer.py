@@ -206,6 +206,12 @@ def test_auto_falls_back_and_says_so_bias_is_refused(tmp_path: Path) -> None:
     cfg.student.neuron.current_decay = 0.25
     with pytest.raises(ConfigError, match="lava.first_layer 'bias'.*current_decay"):
         check_config(cfg)
+    # one rule: the config's refusal (before training) is the exported student's (after)
+    from sne_loihi.checks import first_layer_refusal
+    from sne_loihi.cost.first_layer import student_bias_refusal
+
+    assert first_layer_refusal(cfg.student) == student_bias_refusal(mixed.students[1]) is not None
+    assert student_bias_refusal(mixed.students[0]) is None
     cfg.student.neuron.current_decay, cfg.student.input_bits = 1.0, 1
     with pytest.raises(ConfigError, match="binary spikes"):
         check_config(cfg)

@@ -44,6 +44,26 @@ class FirstLayerChoice:
         return {"first_layer": self.mode.value, "first_layer_note": self.note}
 
 
+def bias_drive_refusal(library: NeuronLibrary | str, input_bits: int, current_decay: float) -> str | None:
+    """The one rule, on plain values, for whether a first layer can be driven by a per-sample
+    bias: why not, or ``None`` when it can. Config checks (before training) and exported
+    students (after) both ask it; the latter also need a conv first layer.
+
+    Args:
+        library: The students' neuron library.
+        input_bits: Bits of the graded input (1: binary spikes).
+        current_decay: The first layer's CUBA current decay (1: no current memory).
+    """
+    if NeuronLibrary(str(getattr(library, "value", library)).lower()) is not NeuronLibrary.SLAYER:
+        return f"it uses the {getattr(library, 'value', library)} neuron library (only SLAYER students export to netx)"
+    if current_decay != 1.0:
+        return (f"its current_decay is {current_decay:g}, not 1: the current keeps memory, so a constant input "
+                "is no constant drive")
+    if input_bits == 1:
+        return "its input is binary spikes (input_bits 1), not a graded image"
+    return None
+
+
 def _first_weighted_block(student: Any) -> Any:
     return next((b for b in getattr(student, "blocks", ()) if type(b).__name__ != "Flatten"), None)
 
@@ -57,10 +77,10 @@ def student_bias_refusal(student: Any) -> str | None:
     """
     spec = getattr(student, "spec", None)
     library = getattr(spec, "neuron_library", NeuronLibrary.SLAYER)
-    if str(getattr(library, "value", library)).lower() != NeuronLibrary.SLAYER.value:
-        return f"it uses the {getattr(library, 'value', library)} neuron library (only SLAYER students export to netx)"
-    if int(getattr(spec, "input_bits", 0)) == 1:
-        return "its input is binary spikes (input_bits 1), not a graded image"
+    input_bits = int(getattr(spec, "input_bits", 0))
+    why = bias_drive_refusal(library, input_bits, 1.0)  # library and input first; the decay is read below
+    if why is not None:
+        return why
     block = _first_weighted_block(student)
     if block is None or type(block).__name__ != "Conv":
         kind = "none" if block is None else type(block).__name__.lower()
@@ -70,10 +90,7 @@ def student_bias_refusal(student: Any) -> str | None:
     if not isinstance(params, dict) or "iDecay" not in params:
         return "its first layer has no CUBA neuron with a current decay"
     i_decay = int(np.asarray(params["iDecay"]).reshape(-1)[0])
-    if i_decay != NO_CURRENT_MEMORY:
-        return (f"its first layer's current_decay is {i_decay / NO_CURRENT_MEMORY:g}, not 1: the current keeps "
-                "memory, so a constant input is no constant drive")
-    return None
+    return bias_drive_refusal(library, input_bits, i_decay / NO_CURRENT_MEMORY)
 
 
 def resolve_first_layer(option: FirstLayer | str, students: Sequence[Any],
