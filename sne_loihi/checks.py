@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from sne_loihi.config import Backend, FirstLayer, NeuronLibrary, Optimizer, RunConfig, StudentConfig, StudentNorm
+from sne_loihi.config import Backend, FirstLayer, Optimizer, RunConfig, StudentConfig, StudentNorm
 from sne_loihi.distributed import check_divides
 from sne_loihi.errors import ConfigError, SneError
 from sne_loihi.indices import parse_active
@@ -165,11 +165,11 @@ def check_student_norm(student: StudentConfig) -> None:
     if norm is StudentNorm.FOLDED:
         raise ConfigError("student.norm 'folded' is the stored form of a trained 'batch' student; "
                           "train with 'batch' or 'none'")
-    slayer = NeuronLibrary(student.neuron_library) is NeuronLibrary.SLAYER
-    if norm is StudentNorm.BATCH and slayer and student.neuron.current_decay != 1.0:
-        raise ConfigError(f"student.norm 'batch' needs student.neuron.current_decay = 1.0, got "
-                          f"{student.neuron.current_decay}: the folded mean becomes a neuron bias, which Loihi "
-                          "adds to the voltage, equal to a constant current only without current memory")
+    from sne_loihi.students.spec import norm_refusal
+
+    why = norm_refusal(norm, student.neuron_library, student.neuron.current_decay, where="student.")
+    if why is not None:
+        raise ConfigError(why)
 
 
 def first_layer_refusal(student: StudentConfig) -> str | None:

@@ -135,13 +135,9 @@ class StudentSpec:
             raise ConfigError(f"student input_bits must be in 1..{MAX_INPUT_BITS}, got {self.input_bits}")
         if not self.layers or self.layers[-1].kind is not LayerKind.DENSE:
             raise ConfigError("a student's last layer must be DENSE")
-        slayer = self.neuron_library is NeuronLibrary.SLAYER
-        if self.norm is StudentNorm.FOLDED and not slayer:
-            raise ConfigError(f"student norm {self.norm.value!r} needs the SLAYER neuron library")
-        if self.norm is not StudentNorm.NONE and slayer and self.neuron.current_decay != 1.0:
-            raise ConfigError(f"student norm {self.norm.value!r} needs current_decay = 1.0 (got "
-                              f"{self.neuron.current_decay}): the folded mean is a neuron bias, which Loihi adds "
-                              "to the voltage, and only without current memory is that a constant on the current")
+        why = norm_refusal(self.norm, self.neuron_library, self.neuron.current_decay)
+        if why is not None:
+            raise ConfigError(why)
         if self.layers[-1].out_features != self.out_features:
             raise ConfigError(f"the last layer has {self.layers[-1].out_features} neurons, "
                               f"but out_features is {self.out_features}")
@@ -264,6 +260,27 @@ def _finite(value: int | float) -> bool:
         return math.isfinite(value)
     except OverflowError:
         return False
+
+
+def norm_refusal(norm: StudentNorm | str, library: NeuronLibrary | str, current_decay: float,
+                 where: str = "student ") -> str | None:
+    """Why students with this norm, neuron library and current decay cannot have their batch
+    norm folded for Loihi, or ``None``. The one rule behind the config check and a built spec's.
+
+    Args:
+        norm: The students' norm.
+        library: Their neuron library.
+        current_decay: Their CUBA current decay.
+        where: What the message puts before ``norm`` (``"student."`` for the config key).
+    """
+    norm, library = StudentNorm(norm), NeuronLibrary(library)
+    if norm is StudentNorm.FOLDED and library is not NeuronLibrary.SLAYER:
+        return f"{where}norm {norm.value!r} needs the SLAYER neuron library"
+    if norm is not StudentNorm.NONE and library is NeuronLibrary.SLAYER and current_decay != 1.0:
+        return (f"{where}norm {norm.value!r} needs current_decay = 1.0, got {current_decay}: the folded mean "
+                "becomes a neuron bias, which Loihi adds to the voltage, equal to a constant current only without "
+                "current memory")
+    return None
 
 
 def check_neuron(neuron: NeuronConfig, where: str = "student.neuron") -> None:
