@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_modules import load_benchmark
 
 from sne_loihi.errors import SneError
 
@@ -23,13 +22,7 @@ TINY = [
 
 
 def _reproduce_module():
-    name = "reproduce_harness"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "reproduce.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_benchmark('reproduce')
 
 
 def _per_seed(payload: dict, key: str, label: str) -> dict[str, float]:

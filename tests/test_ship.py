@@ -6,13 +6,12 @@ same way."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_modules import load_benchmark
 from typer.testing import CliRunner
 
 from sne_loihi.cli import app
@@ -22,13 +21,7 @@ SHIPPED = sorted(p.parent.parent for p in (REPO / "models").glob("*/export/manif
 
 
 def _ship_module():
-    name = "ship_ensemble"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "ship_ensemble.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_benchmark('ship_ensemble')
 
 
 def _simulate_without_mismatches(folder: Path, images_nchw: np.ndarray, tmp_path: Path) -> dict:
