@@ -124,6 +124,10 @@ class FirstLayerDrive:
         worst_mant: Largest ``|mantissa|`` any input can give (``sum|w| x (2**bits - 1) + |b|``).
         exp_worst, exact_worst: The exponent that holds it, and whether every weight and bias
             mantissa is a multiple of ``2**(exp - 6)`` (exact for every input).
+        v_th_mant: The first layer's threshold mantissa (``None`` where the bias path does not
+            apply); ``saturates``: the host writes the mantissas saturated to 13 bits, which
+            changes no spike because that threshold is below 4095
+            (:attr:`~sne_loihi.netx_format.bias_layer.BiasDrivenLayer.saturates_exactly`).
     """
 
     student: int
@@ -142,6 +146,8 @@ class FirstLayerDrive:
     worst_mant: int = 0
     exp_worst: int = 0
     exact_worst: bool = True
+    v_th_mant: int | None = None
+    saturates: bool = False
 
 
 def first_layer_drive(path: Path, student: int, input_bits: int, time_steps: int, x_nchwt: Any = None) -> FirstLayerDrive | None:
@@ -168,6 +174,7 @@ def first_layer_drive(path: Path, student: int, input_bits: int, time_steps: int
         out.host_macs, out.chip_ops = float(macs.mean()), float(macs.mean()) * int(time_steps)
     if layer is None:
         return out
+    out.v_th_mant, out.saturates = layer.v_th_mant, layer.saturates_exactly
     w_abs = np.abs(layer.weight_oihw).reshape(layer.weight_oihw.shape[0], -1).sum(axis=1)
     s_max = 2 ** input_bits - 1 if input_bits > 0 else 1
     worst = w_abs[:, None, None] * s_max + np.abs(layer.bias_chw)
@@ -188,7 +195,8 @@ def first_layer_rows(d: FirstLayerDrive) -> list[ReadinessRow]:
     if d.exported != "bias":
         return []
     reg = lim.BIAS_MANT_RANGE
-    limit_text = f"{reg[0]} <= bias_mant <= {reg[1]} at bias_exp 6 (netx), else bias_exp <= {lim.BIAS_EXP_MAX.value} exactly"
+    limit_text = (f"{reg[0]} <= bias_mant <= {reg[1]} at bias_exp 6 (netx), saturated there where that changes no "
+                  f"spike, else bias_exp <= {lim.BIAS_EXP_MAX.value} exactly")
 
     def status(exp: int, exact: bool, worst_case: bool) -> Status:
         if exp == 6:
@@ -197,6 +205,15 @@ def first_layer_rows(d: FirstLayerDrive) -> list[ReadinessRow]:
             return Status.WARN  # a deployment would set bias_exp itself; netx writes 6
         return Status.WARN if worst_case else Status.FAIL
 
+    if d.saturates:  # every mantissa fits once saturated, and saturating changes no spike
+        measured = ("not measured (no parity samples)" if d.mant_values is None else
+                    f"{d.mant_min:,}..{d.mant_max:,}; {d.mant_over:,} of {d.mant_values:,} outside 13 bits")
+        why = (f"written saturated to -4096..4095 at bias_exp 6: exact, as the threshold mantissa {d.v_th_mant:,} "
+               "< 4095 (a drive above it fires at every step, a negative one never)")
+        return [_row("per-sample bias mantissas on the parity samples (bias-driven first layer)", f"{measured}; {why}",
+                     lim.BIAS_MANT, Status.PASS, d.student, 0, limit_text),
+                _row("per-sample bias mantissas, any input (bias-driven first layer)",
+                     f"|mantissa| <= {d.worst_mant:,}; {why}", lim.BIAS_MANT, Status.PASS, d.student, 0, limit_text)]
     rows = []
     if d.mant_values is None:
         rows.append(_row("per-sample bias mantissas (bias-driven first layer)", "not measured (no parity samples)",

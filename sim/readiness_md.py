@@ -49,17 +49,20 @@ def first_layer_markdown(drives: Sequence[FirstLayerDrive], time_steps: int) -> 
              "the first layer's synapses work every step on the chip. Bias path (`lava.first_layer = \"bias\"`): "
              "the host computes the first layer's integer W * x + b once and writes one bias mantissa per "
              "first-layer neuron; the chip's first-layer synapses do nothing. Mantissas at netx's bias_exp 6 must "
-             "fit the signed 13-bit register (-4096..4095).", ""]
+             "fit the signed 13-bit register (-4096..4095). Where the layer's threshold mantissa is below 4095 the "
+             "host writes them saturated there, which changes no spike: with no current memory a constant drive "
+             "above the threshold fires at every step and a negative one never, whatever its size.", ""]
     lines += _table(
         ["student", "exported", "bias path exact", "values written (bias, once)", "input values (synaptic, T frames)",
          "first-layer ops on chip (synaptic)", "host MACs (bias)", "measured mantissas", "outside 13 bits",
-         "bias_exp needed (measured / any input)"],
+         "bias_exp needed (measured / any input)", "threshold mantissa: saturating exact"],
         [[d.student, d.exported, "yes" if d.applies else "no (current keeps memory)", f"{d.neurons:,}",
           f"{d.input_values:,}", _num(d.chip_ops), _num(d.host_macs),
           "-" if d.mant_min is None else f"{d.mant_min:,}..{d.mant_max:,}",
           "-" if d.mant_over is None else f"{d.mant_over:,} of {d.mant_values:,}",
           (("-" if d.exp_measured is None else f"{d.exp_measured} ({'exact' if d.exact_measured else 'not exact'})")
-           + f" / {d.exp_worst} ({'exact' if d.exact_worst else 'not exact'})") if d.applies else "-"]
+           + f" / {d.exp_worst} ({'exact' if d.exact_worst else 'not exact'})") if d.applies else "-",
+          "-" if d.v_th_mant is None else f"{d.v_th_mant:,}: {'yes' if d.saturates else 'no'}"]
          for d in drives])
     if any(d.exported == "bias" for d in drives):
         lines += ["", "(The host <-> chip table above counts every student's image per step, the synaptic path's "

@@ -301,3 +301,53 @@ def test_sne_export_first_layer_is_recorded_so_evaluate_counts_the_same(tmp_path
     rows = json.loads((run / "report.json").read_text())["evaluation"]["rows"]
     ensemble = next(r for r in rows if r["model"].startswith("ensemble"))
     assert ensemble["first_layer"] == "bias", ensemble
+
+
+def _loud(seed: int, threshold: float) -> torch.nn.Module:
+    """A student whose first-layer weights are pushed to 8 bits' edge, so the per-sample
+    mantissas leave the 13-bit register on these digits."""
+    from sne_loihi.students import build_student, student_spec
+
+    cfg = StudentConfig(arch="digits_tiny", time_steps=T, input_bits=BITS,
+                        neuron=NeuronConfig(current_decay=1.0, threshold=threshold))
+    torch.manual_seed(seed)
+    student = build_student(student_spec(cfg, DIGITS, 5))
+    with torch.no_grad():
+        w = student.blocks[0].synapse.weight
+        w.copy_(torch.sign(w) * 3.9 * (torch.rand_like(w) > 0.3))
+    return student
+
+
+@pytest.mark.parametrize("threshold,exact", [(1.0, True), (5.0, False)])
+def test_saturated_mantissas_change_no_spike_below_the_threshold_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threshold: float, exact: bool) -> None:
+    """The host writes the mantissas saturated to 13 bits when the first layer's threshold
+    mantissa is below 4095, and Lava still equals torch on every layer; with a threshold above
+    it saturation would change spikes (forced here: a parity failure), so it is not done."""
+    from sne_loihi.export import check_parity
+    from sne_loihi.netx_format.bias_layer import BIAS_MANT_MAX, BIAS_MANT_MIN, BiasDrivenLayer, read_bias_driven_layer
+    from sne_loihi.sim.readiness import Status, first_layer_drive, first_layer_rows
+    from sne_loihi.students import encode_input
+
+    students = [_loud(3, threshold)]
+    manifest = _export(_ensemble(students), tmp_path / "export", FirstLayer.BIAS, samples=6)
+    path = tmp_path / "export" / "student_0.net"
+    layer = read_bias_driven_layer(path)
+    x = encode_input(_digits(6), T, BITS)
+    mant = layer.mantissas_nchw(np.rint(x[..., 0].numpy()).astype(np.int64))
+    assert mant.max() > BIAS_MANT_MAX and mant.min() < BIAS_MANT_MIN  # the register overflows both ways
+    assert layer.v_th_mant == round(threshold * (2 ** BITS - 1) * 64) and layer.saturates_exactly is exact
+    written = layer.register(mant)
+    assert (written.min() >= BIAS_MANT_MIN and written.max() <= BIAS_MANT_MAX) if exact else np.array_equal(written, mant)
+    assert manifest.parity is not None and manifest.parity.mismatches == 0  # exact either way
+    drive = first_layer_drive(path, 0, BITS, T, x)
+    rows = first_layer_rows(drive)
+    assert drive.saturates is exact and len(rows) == 2
+    if exact:
+        assert {r.status for r in rows} == {Status.PASS} and all("written saturated" in r.value for r in rows)
+    else:
+        assert rows[0].status is Status.FAIL and "NOT exact" in rows[0].value
+    if not exact:  # forcing the saturation past the bound changes the first layer's spikes
+        monkeypatch.setattr(BiasDrivenLayer, "saturates_exactly", property(lambda self: True))
+        with pytest.raises(ParityError, match="student 0 layer 0"):
+            check_parity(students, [path], x, BITS, 6)

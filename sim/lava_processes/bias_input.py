@@ -21,7 +21,8 @@ bias-driven input there.
 (``lava.first_layer = "bias"``, :mod:`sne_loihi.netx_format.bias_layer`): it receives the
 step's (gated) integer image, computes the first conv layer's ``sum(W_mant * x) + b_mant``
 exactly in integers (once per sample: a step whose image equals the previous step's reuses
-the mantissas) and writes them into that layer's ``bias_mant``. The conv synapse then
+the mantissas) and writes them into that layer's ``bias_mant``, saturated to the chip's 13-bit
+register where that changes no spike (:meth:`~sne_loihi.netx_format.bias_layer.BiasDrivenLayer.register`). The conv synapse then
 receives nothing. Timing: the driver writes in the management phase of the step the gate
 plays data ``j`` and the neurons integrate it the next step, which is exactly when the conv
 synapse (one step of delay) would have delivered it, so reset offsets and delays are those
@@ -141,6 +142,6 @@ class PyConvBiasDriverModel(_BiasWriterModel):
         last = getattr(self, "_last", None)
         if last is None or last[1] != on or not np.array_equal(last[0], x):
             layer: BiasDrivenLayer = self.proc_params["layer"]
-            self._next = layer.mantissas_xyz(x, with_bias=on)
+            self._next = layer.register_xyz(x, with_bias=on)
             self._last = (np.array(x, copy=True), on)
 

@@ -19,10 +19,18 @@ The file says so with one dataset in the first weighted layer's group,
 netx network: fed the graded image through its synapses it gives the same spikes. The conv
 synapse stays in the file (the host reads its weights); on the chip it receives nothing.
 
-Range: the chip's ``bias_mant`` is a signed 13-bit register; the per-sample mantissas are
-usually wider. Lava's CPU model stores whatever is written (the simulation is exact), and
-:func:`exponent_needed` says which ``bias_exp`` the chip would need and whether it is still
-exact (the readiness report counts it, :mod:`sne_loihi.sim.readiness`).
+Range: the chip's ``bias_mant`` is a signed 13-bit register (-4096..4095); the per-sample
+mantissas are often wider. Saturating them there changes no spike when the layer's threshold
+mantissa ``vThMant`` is below 4095 (:attr:`BiasDrivenLayer.saturates_exactly`): with no current
+memory and the same drive ``d`` at every step, ``v = decay(v) + d``, so a neuron with
+``d > vThMant`` fires at every step and is reset, whatever ``d`` (4095 does the same), and one
+with ``d < 0`` never fires (-4096 does the same). Only drives at or below the threshold shape
+the spike train, and those fit. The host then writes the saturated mantissas
+(:meth:`BiasDrivenLayer.register_xyz`), which is what the chip's register holds, and the Lava
+graph's parity with torch checks the argument on every sample it runs. For a layer whose
+threshold does not fit, the host writes the exact mantissas (Lava's CPU model stores any
+value) and :func:`exponent_needed` says which ``bias_exp`` the chip would need and whether it
+is still exact there (the readiness report counts both cases, :mod:`sne_loihi.sim.readiness`).
 """
 
 from __future__ import annotations
@@ -66,6 +74,10 @@ class BiasDrivenLayer:
         groups: Convolution groups.
         bias_chw: The layer's own neuron bias mantissas ``[O, H', W']`` (zeros without one).
         in_shape_chw, out_shape_chw: Input image and neuron shapes (torch order).
+        v_th_mant: The layer's threshold mantissa (``neuron/vThMant``, compared with the
+            bias mantissa at exponent 6 on the same scale).
+        graded_spikes: The layer's neurons send graded spikes (their payload carries the
+            voltage, so a saturated drive could change it).
     """
 
     weight_oihw: np.ndarray
@@ -76,6 +88,20 @@ class BiasDrivenLayer:
     bias_chw: np.ndarray
     in_shape_chw: tuple[int, int, int]
     out_shape_chw: tuple[int, int, int]
+    v_th_mant: int
+    graded_spikes: bool = False
+
+    @property
+    def saturates_exactly(self) -> bool:
+        """Whether mantissas saturated to the signed 13-bit register give the same spikes as
+        the exact ones (the threshold mantissa is below the register's largest value; see the
+        module docstring)."""
+        return not self.graded_spikes and 0 <= self.v_th_mant < BIAS_MANT_MAX
+
+    def register(self, mant: np.ndarray) -> np.ndarray:
+        """What the host writes into ``bias_mant`` for exact mantissas ``mant``: saturated to
+        the 13-bit register when that changes no spike, else ``mant`` unchanged."""
+        return np.clip(mant, BIAS_MANT_MIN, BIAS_MANT_MAX) if self.saturates_exactly else mant
 
     @property
     def neurons(self) -> int:
@@ -126,6 +152,10 @@ class BiasDrivenLayer:
         layer's own bias only when ``with_bias`` (a switched-off network gets none)."""
         syn = self.synaptic_nchw(np.asarray(x_xyz).transpose(2, 1, 0)[None])[0]
         return (syn + self.bias_chw if with_bias else syn).transpose(2, 1, 0)
+
+    def register_xyz(self, x_xyz: np.ndarray, with_bias: bool = True) -> np.ndarray:
+        """:meth:`mantissas_xyz` as the host writes them (:meth:`register`)."""
+        return self.register(self.mantissas_xyz(x_xyz, with_bias))
 
 
 def exponent_needed(mant: np.ndarray) -> tuple[int, bool]:
@@ -229,8 +259,12 @@ def _layer(group: object, keys: list[str], key: str, path: Path) -> BiasDrivenLa
     if weight.ndim != 4 or len(in_chw) != 3 or not np.array_equal(np.rint(weight), weight):
         raise ExportError(f"{where}: a bias-driven conv needs integer weights [O, C, kH, kW] and a [C, H, W] input")
     out_chw = tuple(int(v) for v in np.atleast_1d(g["shape"][()]))
+    v_th = np.asarray(g["neuron/vThMant"][()]).reshape(-1) if "neuron/vThMant" in g else np.array([])
+    if v_th.size != 1 or not np.isfinite(v_th[0]) or v_th[0] != np.rint(v_th[0]):
+        raise ExportError(f"{where} is bias-driven but has no single integer threshold neuron/vThMant")
     bias = read_layer_bias(g["bias"][()], out_chw, where) if "bias" in g else np.zeros(out_chw, dtype=np.int64)
     return BiasDrivenLayer(
         weight_oihw=np.rint(weight).astype(np.int64), stride=as_pair(g["stride"][()]), padding=as_pair(g["padding"][()]),
         dilation=as_pair(g["dilation"][()]), groups=int(np.asarray(g["groups"][()]).reshape(-1)[0]), bias_chw=bias,
-        in_shape_chw=in_chw, out_shape_chw=out_chw)
+        in_shape_chw=in_chw, out_shape_chw=out_chw, v_th_mant=int(v_th[0]),
+        graded_spikes=bool(np.asarray(g["neuron/gradedSpike"][()]).reshape(-1)[0]) if "neuron/gradedSpike" in g else False)
