@@ -53,14 +53,18 @@ def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = D
     manifest = remember_manifest(export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples,
                                                overwrite=overwrite, capacity=capacity, cascade_head=cascade,
                                                first_layer=chosen, ensemble_sha256=sha256_file(run.file(ENSEMBLE_FILE))))
-    if FirstLayer(chosen) is not FirstLayer(stored) and run.file(CONFIG_FILE).is_file():
+    # the run's own export (RUN/export) is the one `sne evaluate` pairs with; an export written
+    # elsewhere (a variant, or from a shipped model's folder) leaves the run's config as it was
+    own = out_dir.resolve() == run.file(EXPORT_DIR).resolve()
+    if own and FirstLayer(chosen) is not FirstLayer(stored) and run.file(CONFIG_FILE).is_file():
         _record_first_layer(run, FirstLayer(chosen))
     return manifest
 
 
 def _record_first_layer(run: Run, first_layer: Any) -> None:
     """Write the export's ``lava.first_layer`` into the run's ``config.toml``, so that ``sne
-    evaluate`` counts the first layers' ops as the exported students run them."""
+    evaluate`` counts the first layers' ops as the exported students run them (only for the
+    run's own export folder)."""
     from dataclasses import replace
 
     from sne_loihi.config import dump_toml

@@ -282,9 +282,11 @@ def weight_encoding(kind: str, weight: np.ndarray) -> tuple[int, int, bool]:
     Dense: netx's own ``optimize_weight_bits``. Conv: netx passes the weights unchanged with
     8 bits and exponent 0.
     """
+    from sne_loihi.sim.lava_import import prepare_lava_import
     from sne_loihi.students.slayer_student import import_slayer
 
     import_slayer()  # netx imports SLAYER: quietly first (no CUDA / Prophesee chatter on stdout)
+    prepare_lava_import()  # netx imports Lava's runtime (an export without a Lava check gets here first)
     from lava.lib.dl.netx.utils import optimize_weight_bits
     from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 

@@ -274,7 +274,8 @@ def test_sne_export_takes_first_layer_from_the_flag_else_the_run_config(tmp_path
 
 def test_sne_export_first_layer_is_recorded_so_evaluate_counts_the_same(tmp_path: Path) -> None:
     """`sne export --first-layer bias` on a run configured `synaptic`: the run's config.toml then
-    says `bias`, and `sne evaluate` counts the first layers once per sample, as the export does."""
+    says `bias` (when the export is the run's own, RUN/export), and `sne evaluate` counts the
+    first layers once per sample, as the export does."""
     import json
 
     from typer.testing import CliRunner
@@ -293,6 +294,12 @@ def test_sne_export_first_layer_is_recorded_so_evaluate_counts_the_same(tmp_path
                              "--time-steps", "2", *common])
     assert ok.exit_code == 0, ok.output
     assert resolve(None, run / "config.toml").lava.first_layer is FirstLayer.SYNAPTIC
+    # an export written elsewhere is a variant: the run's config stays as it was
+    before = (run / "config.toml").read_bytes()
+    ok = runner.invoke(app, ["export", str(run), "--first-layer", "bias", "--check-samples", "0",
+                             "--out", str(tmp_path / "variant")])
+    assert ok.exit_code == 0, ok.output
+    assert (run / "config.toml").read_bytes() == before
     ok = runner.invoke(app, ["export", str(run), "--first-layer", "bias", "--check-samples", "2"])
     assert ok.exit_code == 0, ok.output
     assert resolve(None, run / "config.toml").lava.first_layer is FirstLayer.BIAS
