@@ -60,7 +60,7 @@ def run_one(teacher_run: Path, run_dir: Path, library: str, seed: int, args: arg
 
     done = run_dir / "result.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        return finished_result(run_dir)
     fresh = not run_dir.exists()
     if fresh:
         run_dir.mkdir(parents=True)
@@ -99,9 +99,10 @@ def run_one(teacher_run: Path, run_dir: Path, library: str, seed: int, args: arg
     return result
 
 
-def backfill_epoch_time(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """``result`` with ``epoch_time`` (the sums of its epochs' recorded seconds) when it lacks
-    them (results written before the field), read from the run's stored history."""
+def finished_result(run_dir: Path) -> dict[str, Any]:
+    """``RUN_DIR/result.json``, with ``epoch_time`` (the sums of its epochs' recorded seconds)
+    read from the run's stored history when the file predates that field."""
+    result = json.loads((run_dir / "result.json").read_text())
     if "epoch_time" in result or not (run_dir / "ensemble.pt").is_file():
         return result
     from sne_loihi.analysis.runreport import epoch_time_totals
@@ -217,10 +218,10 @@ def main(argv: list[str] | None = None) -> None:
             run_dir = args.out / f"{library}-seed{seed}"
             if args.report_only:
                 if (run_dir / "result.json").is_file():
-                    results.append(backfill_epoch_time(run_dir, json.loads((run_dir / "result.json").read_text())))
+                    results.append(finished_result(run_dir))
                 continue
             print(f"{library} seed {seed} ...", flush=True)
-            r = backfill_epoch_time(run_dir, run_one(args.teacher_run, run_dir, library, seed, args))
+            r = run_one(args.teacher_run, run_dir, library, seed, args)
             print(f"{library} seed {seed}: {100 * r['test_accuracy']:.2f}% ({r['wall_s'] / 60:.1f} min)", flush=True)
             results.append(r)
     write_report(args.out, results, args)

@@ -54,8 +54,9 @@ def bias_drive_refusal(library: NeuronLibrary | str, input_bits: int, current_de
         input_bits: Bits of the graded input (1: binary spikes).
         current_decay: The first layer's CUBA current decay (1: no current memory).
     """
-    if NeuronLibrary(str(getattr(library, "value", library)).lower()) is not NeuronLibrary.SLAYER:
-        return f"it uses the {getattr(library, 'value', library)} neuron library (only SLAYER students export to netx)"
+    name = str(getattr(library, "value", library))
+    if name.lower() != NeuronLibrary.SLAYER.value:
+        return f"it uses the {name} neuron library (only SLAYER students export to netx)"
     if current_decay != 1.0:
         return (f"its current_decay is {current_decay:g}, not 1: the current keeps memory, so a constant input "
                 "is no constant drive")
