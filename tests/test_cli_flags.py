@@ -19,6 +19,8 @@ from sne_loihi.cli import flags as cli_flags
 from sne_loihi.cli.flags import ConfigFlag, config_flags
 from sne_loihi.config import DEFAULT_ENERGY_PROFILE, LavaConfig, ReportConfig, RunConfig, field_types
 
+from cli_commands import cli_commands
+
 TABLE = [f for name in dir(cli_flags) if name.endswith("_FLAGS") for f in getattr(cli_flags, name)]
 
 
@@ -26,23 +28,8 @@ TABLE = [f for name in dir(cli_flags) if name.endswith("_FLAGS") for f in getatt
 CONFIG_COMMANDS = ("teacher", "teacher finetune", "partition", "train", "pipeline", "evaluate")
 
 
-def _commands() -> dict[str, Any]:
-    """``"simulate"``, ``"teacher"``, ``"teacher finetune"``, ... -> the click command."""
-    root = typer.main.get_command(app)
-    out: dict[str, Any] = {}
-
-    def walk(cmd: Any, path: str) -> None:
-        if path:
-            out[path] = cmd
-        for name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, f"{path} {name}".strip())
-
-    walk(root, "")
-    return out
-
-
 def _option(command: str, flag: str) -> TyperOption:
-    return next(p for p in _commands()[command].params if isinstance(p, TyperOption) and flag in p.opts)
+    return next(p for p in cli_commands()[command].params if isinstance(p, TyperOption) and flag in p.opts)
 
 
 def _field_type(dotted: str) -> Any:
@@ -63,7 +50,7 @@ def test_every_table_flag_names_a_config_key() -> None:
 def test_every_config_flag_defaults_to_none_in_every_command() -> None:
     spellings = {f.flag.split("/")[0] for f in TABLE}
     seen = 0
-    for name, cmd in _commands().items():
+    for name, cmd in cli_commands().items():
         if name not in CONFIG_COMMANDS:
             continue
         for p in cmd.params:
@@ -135,7 +122,7 @@ def test_evaluate_takes_report_settings_from_the_run_config(tmp_path: Path, monk
 def test_train_and_pipeline_share_the_student_flags() -> None:
     names = {f.flag for f in cli_flags.STUDENT_FLAGS}
     for command in ("train", "pipeline"):
-        have = {o for p in _commands()[command].params if isinstance(p, TyperOption) for o in p.opts}
+        have = {o for p in cli_commands()[command].params if isinstance(p, TyperOption) for o in p.opts}
         assert names <= have, f"sne {command} lacks {sorted(names - have)}"
 
 

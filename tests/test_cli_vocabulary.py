@@ -7,32 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.core import TyperArgument, TyperOption
 from typer.testing import CliRunner
 
 from sne_loihi.cli import app
 from sne_loihi.cli.deprecations import DEPRECATED_OPTIONS, upgrade_args
 
+from cli_commands import cli_commands
+
 runner = CliRunner()
 
 
-def _commands() -> dict[str, Any]:
-    """``"teacher finetune"`` etc. -> the click command."""
-    out: dict[str, Any] = {}
-
-    def walk(cmd: Any, path: str) -> None:
-        if path:
-            out[path] = cmd
-        for name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, f"{path} {name}".strip())
-
-    walk(typer.main.get_command(app), "")
-    return out
-
-
 def _options(command: str) -> set[str]:
-    return {o for p in _commands()[command].params if isinstance(p, TyperOption) for o in (*p.opts, *p.secondary_opts)}
+    return {o for p in cli_commands()[command].params if isinstance(p, TyperOption) for o in (*p.opts, *p.secondary_opts)}
 
 
 @pytest.mark.parametrize("renamed", DEPRECATED_OPTIONS, ids=lambda r: f"{r.command}:{r.old}")
@@ -67,9 +54,9 @@ def test_an_old_name_still_runs_with_one_notice(tmp_path: Path) -> None:
     assert len(lines) == 2 and lines[1].startswith("error: ") and "train.epochs must be >= 1, got 0" in lines[1]
 
 
-@pytest.mark.parametrize("command", sorted(_commands()))
+@pytest.mark.parametrize("command", sorted(cli_commands()))
 def test_every_option_and_argument_has_help_text(command: str) -> None:
-    cmd = _commands()[command]
+    cmd = cli_commands()[command]
     if not hasattr(cmd, "params"):
         return
     missing = [p.name for p in cmd.params if isinstance(p, (TyperOption, TyperArgument)) and not (p.help or "").strip()]
