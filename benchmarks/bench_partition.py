@@ -250,6 +250,7 @@ def one_run(s: Settings, strategy: str, seed: int, teachers: dict[str, Any], stu
         "params": sum(p.numel() for p in res.model.parameters()),
         "acs_per_sample": ops.acs_per_sample, "macs_per_sample": ops.macs_per_sample,
         "partition_s": partition_s, "train_s": train_s, "total_s": partition_s + train_s,
+        "train_cpu_s": sum(h.get("cpu_seconds", 0.0) for h in res.history),
     }
 
 
@@ -273,7 +274,9 @@ def summarise(runs: list[dict[str, Any]], strategies: tuple[str, ...]) -> list[d
                      "group_sizes": rs[0]["group_sizes"], "params": rs[0]["params"],
                      "acs": sum(r["acs_per_sample"] for r in rs) / len(rs),
                      "macs": sum(r["macs_per_sample"] for r in rs) / len(rs),
-                     "time_s": sum(r["total_s"] for r in rs) / len(rs)})
+                     "time_s": sum(r["total_s"] for r in rs) / len(rs),
+                     "cpu_s": (sum(r["train_cpu_s"] for r in rs) / len(rs)
+                               if all("train_cpu_s" in r for r in rs) else None)})
     fixed = {r["seed"]: 100 * r["test_accuracy"] for r in runs if r["strategy"] == "fixed"}
     for r in rows:
         mine = {x["seed"]: 100 * x["test_accuracy"] for x in runs if x["strategy"] == r["strategy"]}
@@ -306,8 +309,8 @@ def markdown(s: Settings, info: dict[str, Any], rows: list[dict[str, Any]], runs
         f"test L_sim {ft['before']['l_sim']:.3f} -> {ft['after']['l_sim']:.3f} (at most sqrt(2) = 1.414 for "
         f"post-ReLU features), then the contiguous split. Ops counted on the first {s.ops_samples} test images.", "",
         "| strategy | paper 4xVGG5mini (%) | test acc. mean +/- SEM (%) | n | per seed (%) | vs fixed, paired: mean +/- SEM [95% CI] | "
-        "group sizes (seed 0) | params | ACs/sample | MACs/sample | time per run (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "group sizes (seed 0) | params | ACs/sample | MACs/sample | time per run (s) | training CPU per run (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         paper = f"{r['paper']:.2f}" if r["paper"] is not None else "-"
@@ -316,7 +319,8 @@ def markdown(s: Settings, info: dict[str, Any], rows: list[dict[str, Any]], runs
         lines.append(
             f"| {r['strategy']} | {paper} | {r['mean']:.2f} +/- {r['sem']:.2f} | {r['n']} | "
             f"{', '.join(f'{v:.2f}' for v in r['per_seed'])} | {diff} | {r['group_sizes']} | {r['params']:,} | "
-            f"{r['acs']:,.0f} | {r['macs']:,.0f} | {r['time_s']:.0f} |")
+            f"{r['acs']:,.0f} | {r['macs']:,.0f} | {r['time_s']:.0f} | "
+            + (f"{r['cpu_s']:.0f} |" if r.get("cpu_s") is not None else "- |"))
     done = len(runs)
     total = s.seeds * len(s.strategies)
     shown = [f"{r['strategy']} ({r['diff']:+.2f})" for r in rows
@@ -325,7 +329,7 @@ def markdown(s: Settings, info: dict[str, Any], rows: list[dict[str, Any]], runs
     teacher_note = ("teacher training included" if info["train_s"] is not None
                     else "teacher fine-tuning included, not the teacher's training in an earlier invocation")
     lines += ["", f"{done} of {total} runs finished; benchmark wall time {wall_s / 60:.1f} min "
-              f"({teacher_note}; the 2-core CPU was shared with other jobs).",
+              f"({teacher_note}; wall clock, so it includes any time the run was paused or shared the CPU).",
               "", "'vs fixed, paired': per seed, this strategy's accuracy minus fixed's (same seed = same "
               "batch order, and for equal groups the same student initialisation), mean +/- SEM over seeds and the 95% Student-t "
               "interval (n - 1 degrees of freedom); an interval containing 0 means no difference is shown "

@@ -82,6 +82,8 @@ def test_report_structure_and_numbers_come_from_the_runs(reproduced: tuple[Path,
     assert bench["teacher"]["source"] == str(out / "seed0" / "teacher.pt")  # seed 0's teacher reused
     for r in bench["runs"]:
         assert _per_seed(payload, "table3", f"{r['strategy']} accuracy")[str(r["seed"])] == pytest.approx(100 * r["test_accuracy"])
+        assert r["train_cpu_s"] == pytest.approx(sum(h["cpu_seconds"] for h in r["history"])) and r["train_cpu_s"] > 0
+    assert all(row["cpu_s"] > 0 for row in bench["summary"])
     md = (out / "reproduce.md").read_text()
     for heading in ("## Claims", "Table III", "Table IV", "Table V", "Table VI", "## Machine and wall time", "## Command"):
         assert heading in md
