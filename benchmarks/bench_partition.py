@@ -294,8 +294,9 @@ def markdown(s: Settings, info: dict[str, Any], rows: list[dict[str, Any]], runs
     lines = [
         f"# Partition strategies on {s.dataset} (paper Table III)", "",
         f"Ensemble {s.students} x {s.student_arch} (width {s.width}, T = {s.time_steps}, SLAYER CUBA-LIF), "
-        f"alpha = {s.alpha}, {s.epochs} epochs on {s.train} training images (stratified subset of "
-        f"`{Path(s.data_dir).name if s.data_dir else s.dataset}`), batch {s.batch_size}, Adam lr {s.lr}, no augmentation, "
+        f"alpha = {s.alpha}, {s.epochs} epochs on "
+        + (f"{s.train} training images (stratified subset of " if s.train else "all training images (of ")
+        + f"`{Path(s.data_dir).name if s.data_dir else s.dataset}`), batch {s.batch_size}, Adam lr {s.lr}, no augmentation, "
         f"{s.threads} CPU thread(s); test accuracy on {s.test or 'all'} test images (stratified); "
         f"seeds 0..{s.seeds - 1} (seed = student init, batch order, and the partition's own randomness). "
         f"Teacher {info['arch']} trained once ({s.teacher_epochs} epochs on {info['train_images']} images, "
@@ -303,7 +304,7 @@ def markdown(s: Settings, info: dict[str, Any], rows: list[dict[str, Any]], runs
         + (f"{info['train_s']:.0f} s" if info["train_s"] is not None else "trained by an earlier invocation")
         + f") and reused; partitions come from its features over those "
         f"{info['train_images']} images. The `finetune` row distils from a copy fine-tuned once with "
-        f"CE + beta L_sim (beta = {s.finetune_beta}, {s.finetune_epochs} epoch(s) on {s.finetune_train} images, "
+        f"CE + beta L_sim (beta = {s.finetune_beta}, {s.finetune_epochs} epoch(s) on {s.finetune_train or 'all'} images, "
         f"Adam lr {s.finetune_lr}, {info['finetune_s']:.0f} s): teacher accuracy "
         f"{100 * ft['before']['test_accuracy']:.2f}% -> {100 * ft['after']['test_accuracy']:.2f}%, "
         f"test L_sim {ft['before']['l_sim']:.3f} -> {ft['after']['l_sim']:.3f} (at most sqrt(2) = 1.414 for "
