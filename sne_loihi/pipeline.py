@@ -15,7 +15,7 @@ from typing import Any
 
 from sne_loihi.config import DEFAULT_ENERGY_PROFILE, ReportConfig, RunConfig
 from sne_loihi.distributed import current
-from sne_loihi.run import ENSEMBLE_FILE, EXPORT_DIR, LAVA_FILE, TEACHER_FILE, Run, as_run
+from sne_loihi.run import CASCADE_HEAD_FILE, ENSEMBLE_FILE, EXPORT_DIR, LAVA_FILE, TEACHER_FILE, Run, as_run
 
 __all__ = ["lava_stage", "report_run", "run_pipeline"]
 
@@ -80,9 +80,11 @@ def run_pipeline(
     if not current().is_main:  # under torchrun: export, Lava and the report are rank 0's
         return {}
     t = time.time()
-    lava = lava_stage(run, energy=report.energy_profile, progress=progress)  # -> RUN/lava.json
-    if lava is not None:
+    lava, earlier_s = _lava_stage(run, energy=report.energy_profile, progress=progress, resume=resume)  # -> RUN/lava.json
+    if lava is not None and earlier_s is None:
         timings["export_and_lava"] = time.time() - t
+    elif lava is not None:  # kept from an earlier invocation: its time, under its own name
+        timings["export_and_lava_earlier_invocation"] = earlier_s
     t2 = time.time()
     out = report_run(run, f"sne-loihi run: {cfg.data.name}", report, timings)
     timings["report"] = time.time() - t2
@@ -93,21 +95,30 @@ def run_pipeline(
     return out
 
 
-def lava_stage(run: Run, *, energy: str = DEFAULT_ENERGY_PROFILE, progress: bool = True) -> Any:
+def lava_stage(run: Run, *, energy: str = DEFAULT_ENERGY_PROFILE, progress: bool = True, resume: bool = False) -> Any:
     """The pipeline's last stage: with ``cfg.lava.cascade`` thresholds, make sure the run has
     a current cascade head (``RUN/cascade_head.pt``, trained now if missing or older than
     ``RUN/ensemble.pt``); export ``RUN/ensemble.pt`` (and that head) to ``RUN/export``,
     parity-checked on ``cfg.lava.samples`` test samples; simulate those samples for every
     configured active set and threshold on one graph, compared with torch.
 
+    With ``resume``, a finished stage is kept (:func:`finished_lava`): ``RUN/lava.json`` from
+    this ``ensemble.pt`` and cascade head, with these settings, beside its export.
+
     Returns:
         The :class:`~sne_loihi.sim.stage.SimulationReport` (also written to ``RUN/lava.json``),
         or ``None`` when the stage is disabled.
     """
+    return _lava_stage(run, energy=energy, progress=progress, resume=resume)[0]
+
+
+def _lava_stage(run: Run, *, energy: str, progress: bool, resume: bool) -> tuple[Any, float | None]:
+    """:func:`lava_stage`, and the seconds the kept result took in an earlier invocation
+    (``None`` when this one ran the stage)."""
     cfg = run.config
     lava = cfg.lava  # its values were checked with the config (sne_loihi.checks)
     if not lava.enabled or lava.samples == 0:
-        return None
+        return None, None
     from sne_loihi.export.stage import export_run
     from sne_loihi.io import atomic_write_json, file_key
     from sne_loihi.sim.stage import simulate_export
@@ -117,14 +128,62 @@ def lava_stage(run: Run, *, energy: str = DEFAULT_ENERGY_PROFILE, progress: bool
 
         loaded, data = run.ensemble(), run.data()
         ensure_cascade_head(run.dir, loaded.model, data.x_train_nchw, data.y_train, config=cfg.to_dict(), seed=cfg.train.seed)
+    if resume:
+        done = finished_lava(run, energy)
+        if done is not None:
+            print(f"Lava stage: kept {run.file(LAVA_FILE)} (same ensemble, cascade head and settings; "
+                  f"its export and simulation took {done[1]:.0f} s in an earlier invocation)")
+            return done
+    t0 = time.time()
     export_run(run, run.file(EXPORT_DIR), samples=lava.samples, overwrite=True, capacity=lava.capacity)
     rep = simulate_export(run.file(EXPORT_DIR), samples=lava.samples, active=list(lava.active), backend=lava.backend,
                           energy=energy, capacity=lava.capacity, seed=cfg.train.seed,
                           torch_checkpoint=run.file(ENSEMBLE_FILE), cascade=list(lava.cascade) or None,
                           progress=progress)
     rep.checkpoint_key = file_key(run.file(ENSEMBLE_FILE))
-    atomic_write_json(run.file(LAVA_FILE), rep.to_dict())
-    return rep
+    atomic_write_json(run.file(LAVA_FILE), {**rep.to_dict(), LAVA_STAGE_KEY: {
+        "inputs": _lava_stage_inputs(run, energy), "seconds": round(time.time() - t0, 3)}})
+    return rep, None
+
+
+#: The key of ``RUN/lava.json`` under which the pipeline records what the stage ran from.
+LAVA_STAGE_KEY = "pipeline_stage"
+
+
+def _lava_stage_inputs(run: Run, energy: str) -> dict[str, Any]:
+    """What the Lava stage's result depends on: the keys (size, mtime) of the ensemble, the
+    cascade head and the export's manifest, the ``[lava]`` settings, energy profile and seed."""
+    from sne_loihi.io import file_key
+    from sne_loihi.netx_format.manifest import MANIFEST_FILE
+
+    def key(path: Path) -> str | None:
+        return file_key(path) if path.is_file() else None
+
+    return {"ensemble": key(run.file(ENSEMBLE_FILE)), "cascade_head": key(run.file(CASCADE_HEAD_FILE)),
+            "manifest": key(run.file(EXPORT_DIR) / MANIFEST_FILE), "lava": run.config.to_dict()["lava"],
+            "energy": energy, "seed": run.config.train.seed}
+
+
+def finished_lava(run: Run, energy: str) -> tuple[Any, float] | None:
+    """The Lava stage's earlier result and its seconds, when ``RUN/lava.json`` was written by
+    this stage from the same inputs (:func:`_lava_stage_inputs`) and its export is still there;
+    ``None`` otherwise (also for a lava.json written by ``sne simulate`` or an older version,
+    and when the export was rewritten since)."""
+    import json
+
+    from sne_loihi.sim.stage import SimulationReport
+
+    path = run.file(LAVA_FILE)
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        stage = d[LAVA_STAGE_KEY]
+        if stage["inputs"] != json.loads(json.dumps(_lava_stage_inputs(run, energy))) or stage["inputs"]["manifest"] is None:
+            return None
+        return SimulationReport.from_dict(d), float(stage["seconds"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def report_run(run: Run | Path, title: str, options: Any, timings: dict[str, float] | None = None) -> dict[str, Any]:

@@ -166,6 +166,41 @@ def test_evaluate_checkpoint_with_wrong_weights_names_the_mismatch(tiny_run: Pat
     assert "do not fit" in result.stderr and f"size mismatch for {key}" in result.stderr
 
 
+def test_a_resumed_pipeline_keeps_a_finished_lava_stage(tiny_run: Path, tiny_pipeline_args: list[str], tmp_path: Path) -> None:
+    """--resume on a finished run keeps RUN/lava.json and its export (same ensemble, head and
+    [lava] settings) and reports the earlier invocation's seconds under their own name; other
+    Lava settings, or an export rewritten since, run the stage again."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)  # copy2: sizes and modification times, so file keys, kept
+    lava_json, manifest = run / "lava.json", run / "export" / "manifest.json"
+    before = (lava_json.stat().st_mtime_ns, manifest.stat().st_mtime_ns)
+    earlier_s = json.loads(lava_json.read_text())["pipeline_stage"]["seconds"]
+    args = ["pipeline", "--run-dir", str(run), *tiny_pipeline_args, "--resume"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert "Lava stage: kept" in result.stdout
+    assert (lava_json.stat().st_mtime_ns, manifest.stat().st_mtime_ns) == before
+    timings = json.loads((run / "report.json").read_text())["timings"]
+    assert timings["export_and_lava_earlier_invocation"] == pytest.approx(earlier_s) and "export_and_lava" not in timings
+    from sne_loihi.sim.stage import LAVA_SECTION
+
+    md = (run / "report.md").read_text()
+    assert LAVA_SECTION in md and "**Stale:**" not in md
+
+    manifest.touch()  # the export was rewritten (e.g. by sne export --overwrite): simulate again
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert "Lava stage: kept" not in result.stdout and lava_json.stat().st_mtime_ns != before[0]
+    assert "export_and_lava" in json.loads((run / "report.json").read_text())["timings"]
+
+    result = runner.invoke(app, [*args, "--lava-samples", "4"])  # other settings: run again
+    assert result.exit_code == 0, result.stderr
+    assert "Lava stage: kept" not in result.stdout
+    assert json.loads(lava_json.read_text())["samples"] == 4
+
+
 def test_interrupted_pipeline_resumes_from_its_checkpoint(
     tiny_pipeline_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
