@@ -83,6 +83,7 @@ def test_report_structure_and_numbers_come_from_the_runs(reproduced: tuple[Path,
     for r in bench["runs"]:
         assert _per_seed(payload, "table3", f"{r['strategy']} accuracy")[str(r["seed"])] == pytest.approx(100 * r["test_accuracy"])
         assert r["train_cpu_s"] == pytest.approx(sum(h["cpu_seconds"] for h in r["history"])) and r["train_cpu_s"] > 0
+        assert r["fold"] is None and r["test_accuracy"] == r["test_accuracy_last_epoch"] == r["history"][-1]["test_accuracy"]
     assert all(row["cpu_s"] > 0 for row in bench["summary"])
     md = (out / "reproduce.md").read_text()
     for heading in ("## Claims", "Table III", "Table IV", "Table V", "Table VI", "## Machine and wall time", "## Command"):
@@ -198,3 +199,19 @@ def test_report_only_keeps_the_wall_time_of_the_invocation_that_ran(reproduced: 
     assert again["claims"] == first["claims"]
     md = (out / "reproduce.md").read_text()
     assert f"ran it: {first['meta']['wall_s'] / 60:.1f} min" in md and "rewritten afterwards" in md
+
+
+def test_partition_records_from_before_the_stored_accuracy_read_it_from_their_run_folder(tmp_path: Path) -> None:
+    import torch
+
+    bench = load_benchmark("bench_partition")
+    old = {"strategy": "kmeans", "seed": 1, "test_accuracy": 0.70, "history": [{"test_accuracy": 0.70}]}
+    with pytest.raises(SneError, match="ensemble.pt is missing"):
+        bench.stored_ensemble_accuracy(old, tmp_path)
+    run_dir = tmp_path / "runs" / "kmeans-seed1"
+    run_dir.mkdir(parents=True)
+    fold = {"test_accuracy_batch_norm": 0.705, "test_accuracy_folded": 0.69, "fine_tune_epochs": 0}
+    torch.save({"fold": fold}, run_dir / "ensemble.pt")
+    new = bench.stored_ensemble_accuracy(old, tmp_path)
+    assert (new["test_accuracy"], new["test_accuracy_last_epoch"], new["fold"]) == (0.69, 0.70, fold)
+    assert bench.stored_ensemble_accuracy(new, tmp_path) is new  # a current record is kept as it is
