@@ -266,6 +266,7 @@ def stored_ensemble_accuracy(run: dict[str, Any], out: Path) -> dict[str, Any]:
         ConfigError: An old record whose run folder has no readable ``ensemble.pt``.
     """
     from sne_loihi.io import load_checkpoint
+    from sne_loihi.train.students import stored_accuracy
 
     if "test_accuracy_last_epoch" in run:
         return run
@@ -274,7 +275,7 @@ def stored_ensemble_accuracy(run: dict[str, Any], out: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is missing: the run record predates the stored ensemble's accuracy; "
                           "rerun this strategy in a new --out")
     fold = load_checkpoint(path, what="ensemble checkpoint").get("fold")
-    accuracy = run["test_accuracy"] if fold is None else fold.get("test_accuracy_fine_tuned", fold["test_accuracy_folded"])
+    accuracy = stored_accuracy(fold, [{"test_accuracy": run["test_accuracy"]}])
     return {**run, "test_accuracy": accuracy, "test_accuracy_last_epoch": run["test_accuracy"], "fold": fold}
 
 

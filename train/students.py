@@ -41,9 +41,15 @@ class StudentsResult:
     @property
     def test_accuracy(self) -> float:
         """The stored ensemble's test accuracy at the end of training."""
-        if self.fold is not None:
-            return float(self.fold.get("test_accuracy_fine_tuned", self.fold["test_accuracy_folded"]))
-        return float(self.history[-1]["test_accuracy"]) if self.history else float("nan")
+        return stored_accuracy(self.fold, self.history)
+
+
+def stored_accuracy(fold: dict[str, Any] | None, history: list[dict[str, Any]]) -> float:
+    """The stored ensemble's test accuracy: the fold record's (after its fine-tuning, if any) for a
+    folded run, else the last epoch's (``nan`` without epochs)."""
+    if fold is not None:
+        return float(fold.get("test_accuracy_fine_tuned", fold["test_accuracy_folded"]))
+    return float(history[-1]["test_accuracy"]) if history else float("nan")
 
 
 def random_active(num_students: int, k: int, generator: torch.Generator) -> torch.Tensor:
