@@ -138,7 +138,9 @@ def load_torch_file(path: Path, map_location: str = "cpu", what: str = "file") -
                 f"cannot load {what} {path}: it holds more than tensors and plain Python values ({reason}); "
                 "refused, nothing in it was run"
             ) from None
-        raise CheckpointError(f"cannot load {what} {path} (truncated, corrupt or not a torch file: {one_line(exc, 160)})") from None
+        # the unpickler's own reason, not torch's preamble (which suggests weights_only=False)
+        raise CheckpointError(f"cannot load {what} {path} (truncated, corrupt or not a torch file: "
+                              f"{reason or one_line(exc, 160)})") from None
 
 
 def load_checkpoint(path: Path, map_location: str = "cpu", what: str = "checkpoint") -> dict[str, Any]:

@@ -165,6 +165,39 @@ def test_resume_refuses_a_different_config(reference: Path, tmp_path: Path) -> N
         students_stage(Run(run, cfg), resume=True, progress=False)
 
 
+def _contents(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir()) if p.is_file()}
+
+
+def test_resume_refuses_fewer_epochs_than_done_and_writes_nothing(reference: Path, tmp_path: Path) -> None:
+    """A budget below the epochs a checkpoint has trained cannot be honoured: the students'
+    and the teacher's resume are refused in one line, before config.toml or a metrics file is
+    rewritten (before, both went on and config.toml recorded the smaller budget)."""
+    import dataclasses
+
+    from sne_loihi.train.stages import prepare_run_dir
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = _contents(run)
+    assert "config.toml" in before and students_mod.STUDENT_METRICS in before
+    cfg = _cfg()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=EPOCHS - 1))
+    with pytest.raises(CheckpointError, match=f"already trained {EPOCHS} epochs, more than train.epochs = {EPOCHS - 1}"
+                       ) as info:
+        students_stage(Run(run, cfg), resume=True, progress=False)
+    assert "\n" not in str(info.value)
+    cfg = _cfg()
+    cfg = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, epochs=EPOCHS - 1))
+    with pytest.raises(CheckpointError, match=f"already trained {EPOCHS} epochs, more than teacher.epochs"):
+        prepare_run_dir(Run(run, cfg), resume=True, checkpoints=(TEACHER_FILE,))  # sne teacher's check
+    with pytest.raises(CheckpointError, match=f"already trained {EPOCHS} epochs"):
+        train_teacher(Run(run, cfg), resume=True, progress=False)  # the loop's own check
+    assert _contents(run) == before
+    cfg = _cfg()  # the budget it was trained with still resumes (nothing left to do)
+    assert len(students_stage(Run(run, cfg), resume=True, progress=False).history) == EPOCHS
+
+
 def test_resume_may_extend_the_budget_and_change_threads(reference: Path, tmp_path: Path) -> None:
     """A finished 3-epoch run resumed with 5 epochs (and other threads / Lava settings) keeps
     epochs 1-3 and trains 4-5 on the cosine of the new budget (not climbing back up)."""

@@ -138,6 +138,17 @@ def test_loader_reads_plain_data_and_reports_corrupt_caches(tmp_path: Path, caps
     assert err.startswith("warning: cannot load feature cache") and err.count("\n") == 1
 
 
+def test_a_file_of_random_bytes_is_named_corrupt_without_torch_advice(tmp_path: Path) -> None:
+    """Bytes that are no pickle at all: the error gives the unpickler's reason, not torch's
+    preamble advising ``weights_only=False`` (loading that would run code)."""
+    path = tmp_path / "ensemble.pt"
+    path.write_bytes(bytes([220]) + os.urandom(4096))  # 220: no pickle opcode
+    with pytest.raises(CheckpointError, match=r"^cannot load checkpoint .*ensemble\.pt \(truncated, corrupt or not a "
+                                              r"torch file: Unsupported operand 220\)$") as info:
+        load_checkpoint(path)
+    assert not isinstance(info.value, UnsafeFileError) and "weights_only" not in str(info.value)
+
+
 # ---- every load path of the CLI -------------------------------------------------------------
 #: (file in the run folder, command, text of the error, files removed first: a fine-tune is
 #: only resumed, reading teacher_pre_finetune.pt, before students were distilled).

@@ -242,7 +242,7 @@ def drop_training_state(path: Path) -> int:
 
 
 #: Config keys (or ``section.`` prefixes) that may change on ``--resume``: the epoch budgets
-#: (to extend or shorten a run; a run whose students are already folded is not fine-tuned again), where and with how many threads (and whether in mixed
+#: (to extend a run, or shorten it to no fewer epochs than it has trained; a run whose students are already folded is not fine-tuned again), where and with how many threads (and whether in mixed
 #: precision, with which student engine or teacher-target path) it runs, and the later stages (Lava, the report, the pipeline's dropout variants).
 #: The world size is no config key at all.
 RESUME_MAY_CHANGE: tuple[str, ...] = (
@@ -265,14 +265,19 @@ TEACHER_RESUME_MAY_CHANGE: tuple[str, ...] = RESUME_MAY_CHANGE + ("student.", "e
 
 
 def load_resume_checkpoint(
-    path: Path, config: dict[str, Any], ignore: tuple[str, ...] = RESUME_MAY_CHANGE
+    path: Path, config: dict[str, Any], ignore: tuple[str, ...] = RESUME_MAY_CHANGE, *,
+    epochs: int | None = None, epochs_key: str = "the epoch budget",
 ) -> dict[str, Any]:
     """Load a checkpoint for ``--resume`` and check it belongs to the same run config.
 
-    Only the keys in ``ignore`` (exact, or a prefix ending in ``.``) may differ.
+    Only the keys in ``ignore`` (exact, or a prefix ending in ``.``) may differ. With
+    ``epochs``, a checkpoint that has already trained more epochs than that is refused: the
+    run cannot be cut back, and going on would record a budget (``epochs_key``, in
+    ``config.toml``) that its weights did not get.
 
     Raises:
-        CheckpointError: Missing/corrupt checkpoint or a different configuration.
+        CheckpointError: Missing/corrupt checkpoint, a different configuration, or more
+            epochs done than ``epochs``.
     """
     ckpt = load_checkpoint(path)
     # a finished checkpoint (save_final_checkpoint) has nothing to go on with, but its config is checked alike
@@ -291,6 +296,10 @@ def load_resume_checkpoint(
         raise CheckpointError(
             f"cannot resume {path}: its config differs in {', '.join(diff[:5])}"
         )
+    done = ckpt["epoch"]
+    if epochs is not None and isinstance(done, int) and done > epochs:
+        raise CheckpointError(f"cannot resume {path}: it has already trained {done} epochs, more than {epochs_key} "
+                              f"= {epochs}; resume with at least {done} epochs or use another run folder")
     return ckpt
 
 
@@ -352,7 +361,7 @@ def restore_or_start(
     if path.exists():
         if not resume:
             raise CheckpointError(f"{path} already exists; pass --resume to continue it or use another run folder")
-        ckpt = load_resume_checkpoint(path, config, may_change)
+        ckpt = load_resume_checkpoint(path, config, may_change, epochs=epochs)
         if ckpt.get("finished") is True:
             raise CheckpointError(f"{path} is a finished run's checkpoint (its optimiser state was not kept); "
                                   "train into another run folder to go on from it")

@@ -63,8 +63,9 @@ def check_resumable(path: Path, cfg: RunConfig, *, resume: bool, teacher: bool =
         The checkpoint that will be resumed, or ``None`` when there is none yet.
 
     Raises:
-        CheckpointError: ``path`` exists without ``resume``, cannot be read, or its config
-            differs from ``cfg`` in a key that may not change on resume.
+        CheckpointError: ``path`` exists without ``resume``, cannot be read, its config
+            differs from ``cfg`` in a key that may not change on resume, or it has trained
+            more epochs than ``cfg`` asks for (``teacher.epochs`` / ``train.epochs``).
     """
     from sne_loihi.errors import CheckpointError
     from sne_loihi.train.common import RESUME_MAY_CHANGE, TEACHER_RESUME_MAY_CHANGE, load_resume_checkpoint
@@ -74,7 +75,9 @@ def check_resumable(path: Path, cfg: RunConfig, *, resume: bool, teacher: bool =
         return None
     if not resume:
         raise CheckpointError(f"{path} already exists; pass --resume to continue it or use another run folder")
-    return load_resume_checkpoint(path, cfg.to_dict(), TEACHER_RESUME_MAY_CHANGE if teacher else RESUME_MAY_CHANGE)
+    epochs, key = (cfg.teacher.epochs, "teacher.epochs") if teacher else (cfg.train.epochs, "train.epochs")
+    return load_resume_checkpoint(path, cfg.to_dict(), TEACHER_RESUME_MAY_CHANGE if teacher else RESUME_MAY_CHANGE,
+                                  epochs=epochs, epochs_key=key)
 
 
 def cached_teacher_features(teacher: torch.nn.Module, data: Any, run: Run, teacher_path: Path) -> torch.Tensor:
