@@ -108,17 +108,10 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
+    """A probe's metrics log, ``[]`` before its first epoch (a partial last line is left out)."""
+    from sne_loihi.json_files import read_jsonl_file
+
+    return read_jsonl_file(path, "metrics log") if path.is_file() else []
 
 
 # --------------------------------------------------------------------------- child process

@@ -321,6 +321,7 @@ def training_time(run_dir: Path) -> dict[str, dict[str, float]]:
     once (an epoch cut short by an interruption is not in it); runs trained before the epoch
     timer existed have no records."""
     from sne_loihi.analysis.runreport import epoch_time_totals
+    from sne_loihi.json_files import read_jsonl_file
     from sne_loihi.run_files import DROPOUT_GLOB, STUDENT_METRICS, TEACHER_METRICS
 
     files = {"teacher": run_dir / TEACHER_METRICS, "students": run_dir / STUDENT_METRICS}
@@ -329,7 +330,7 @@ def training_time(run_dir: Path) -> dict[str, dict[str, float]]:
     for stage, path in files.items():
         if not path.is_file():
             continue
-        out[stage] = epoch_time_totals([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+        out[stage] = epoch_time_totals(read_jsonl_file(path, "metrics log"))
     return out
 
 

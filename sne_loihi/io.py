@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -15,15 +16,53 @@ from typing import Any
 from sne_loihi.errors import CheckpointError, ConfigError, UnsafeFileError, one_line
 
 
+#: Suffix of :func:`atomic_write_bytes`' temporary files (``.NAME.<random>.tmp``).
+TMP_SUFFIX = ".tmp"
+#: The names ``tempfile.mkstemp`` gives them: the target's name, then 8 random characters.
+_TMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TMP_SUFFIX) + "$")
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write_bytes` left in ``folder`` and its
+    immediate subfolders when a process was killed mid-write (each a whole checkpoint's size).
+
+    Call it only while holding the folder's :func:`run_lock`, so no writer is using them.
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    for pattern in (f".*{TMP_SUFFIX}", f"*/.*{TMP_SUFFIX}"):
+        for tmp in Path(folder).glob(pattern):
+            if _TMP_NAME.match(tmp.name) and tmp.is_file() and not tmp.is_symlink():
+                try:
+                    tmp.unlink()
+                    removed.append(tmp)
+                except OSError:
+                    pass
+    return removed
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and ``os.replace``.
 
-    A crash mid-write leaves the previous file intact.
+    A crash mid-write leaves the previous file intact (and a ``.NAME.*.tmp`` file, which
+    :func:`run_lock` removes when it next takes the folder's lock). The new file gets the
+    permissions a plainly created one would (``0o666`` less the umask), not the temporary
+    file's owner-only ``0o600``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -278,6 +317,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     _HELD[key] = 1
     try:
         refuse_outside_links(run_dir)
+        remove_stale_temporaries(run_dir)
         yield
     finally:
         del _HELD[key]

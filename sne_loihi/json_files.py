@@ -1,5 +1,6 @@
 """JSON files the toolkit reads back (an export's ``manifest.json``, ``partition.json``,
-``lava.json``): bounded in size and nesting depth before they are parsed.
+``lava.json``, a run's ``metrics_*.jsonl``): bounded in size and nesting depth before they are
+parsed.
 
 A file may have been edited or handed over by anyone. Its size is checked before it is read
 (:data:`MAX_JSON_BYTES`) and its nesting depth counted on the raw bytes, strings skipped,
@@ -76,3 +77,63 @@ def read_json_file(path: Path, what: str, error: type[SneError] = SneError, *, m
     except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, or an integer over 4,300 digits
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise error(f"cannot read {what} {path}: not valid JSON ({reason})") from None
+
+
+def read_jsonl_file(path: Path, what: str, error: type[SneError] = SneError) -> list[dict[str, Any]]:
+    """The records of a JSON-lines log (one object per line), such as a run's per-epoch metrics.
+
+    A log is appended to line by line, so a process killed mid-append leaves a partial last
+    line without its newline: that line is left out (the next ``--resume`` rewrites the log
+    from the checkpoint). Any other line that is not a JSON object is an error.
+
+    Args:
+        what: How to name the file in errors (e.g. ``"metrics log"``).
+        error: The error type raised.
+
+    Raises:
+        SneError (``error``): Unreadable, larger than :data:`MAX_JSON_BYTES`, not UTF-8, or a
+            complete line that is not a JSON object (nested at most :data:`MAX_JSON_DEPTH`); one line.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise error(f"cannot read {what} {path}: {size:,} bytes, more than the {MAX_JSON_BYTES:,} read")
+        data = path.read_bytes()[:MAX_JSON_BYTES]
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if data.endswith(b"\n") or b"\n" in data[exc.start:]:
+            raise error(f"cannot read {what} {path}: not UTF-8 text (byte {exc.start})") from None
+        text = data[:exc.start].decode("utf-8")  # a cut inside the partial last line
+    lines = text.split("\n")
+    partial = lines.pop()  # "" when the log ends with its newline
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        record = _parse_line(line, number, path, what, error)
+        records.append(record)
+    if partial.strip():
+        try:
+            records.append(_parse_line(partial, len(lines) + 1, path, what, error))
+        except SneError:
+            pass  # cut short by a kill mid-append
+    return records
+
+
+def _parse_line(line: str, number: int, path: Path, what: str, error: type[SneError]) -> dict[str, Any]:
+    depth = json_depth(line.encode())
+    if depth > MAX_JSON_DEPTH:
+        raise error(f"cannot read {what} {path}: line {number} nests {depth:,} levels deep, "
+                    f"more than the {MAX_JSON_DEPTH} accepted")
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise error(f"cannot read {what} {path}: line {number} is not valid JSON ({reason})") from None
+    if not isinstance(record, dict):
+        raise error(f"cannot read {what} {path}: line {number} is a JSON {type(record).__name__}, not an object")
+    return record

@@ -371,6 +371,49 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(run_copy: Path) -> None:
     assert not (run_copy / LOCK_FILE).exists()
 
 
+def test_a_killed_writers_temporaries_are_removed_when_the_lock_is_next_taken(run_copy: Path) -> None:
+    """A process killed inside ``atomic_write_bytes`` leaves ``.NAME.<8 random>.tmp`` (a whole
+    checkpoint's size); the next command that locks the folder removes it, and nothing else."""
+    left = [run_copy / ".ensemble.pt.k2j3_x9q.tmp", run_copy / "export" / ".manifest.json.abcd1234.tmp"]
+    kept = [run_copy / ".notes.tmp", run_copy / "mine.tmp"]  # the user's: not the writer's names
+    for path in [*left, *kept]:
+        path.write_bytes(b"partial")
+    result = runner.invoke(app, ["train", "--run-dir", str(run_copy)])  # takes the lock, then refuses
+    one_error_line(result, "ensemble.pt already exists")
+    assert not any(p.exists() for p in left)
+    assert all(p.read_bytes() == b"partial" for p in kept)
+
+
+def test_atomic_writes_get_the_umask_permissions_not_the_temporary_files(tmp_path: Path) -> None:
+    from sne_loihi.io import atomic_write_bytes
+
+    old = os.umask(0o027)
+    try:
+        atomic_write_bytes(tmp_path / "a.json", b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_a_metrics_log_cut_mid_line_by_a_kill_keeps_its_whole_lines(tmp_path: Path) -> None:
+    from sne_loihi.errors import SneError
+    from sne_loihi.json_files import read_jsonl_file
+
+    log = tmp_path / "metrics_students.jsonl"
+    log.write_bytes(b'{"epoch": 1, "seconds": 2.0}\n\n{"epoch": 2, "seconds": 3.0}\n{"epoch": 3, "sec')
+    assert read_jsonl_file(log, "metrics log") == [{"epoch": 1, "seconds": 2.0}, {"epoch": 2, "seconds": 3.0}]
+    log.write_bytes(b'{"epoch": 1}\n{"epoch": 3, "sec\n{"epoch": 2}\n')  # broken inside: not a kill's mark
+    with pytest.raises(SneError, match="line 2 is not valid JSON") as info:
+        read_jsonl_file(log, "metrics log")
+    assert "\n" not in str(info.value)
+    log.write_bytes(b'{"epoch": 1}\n[1, 2]\n')
+    with pytest.raises(SneError, match="line 2 is a JSON list, not an object"):
+        read_jsonl_file(log, "metrics log")
+    log.write_bytes(b'{"epoch": 1}\n{"note": "caf\xc3')  # cut inside a UTF-8 character of the last line
+    assert read_jsonl_file(log, "metrics log") == [{"epoch": 1}]
+
+
 # ---- one-line checks up front -----------------------------------------------------------------
 @pytest.mark.parametrize(
     ("toml", "args", "message"),
