@@ -12,7 +12,7 @@ from sne_loihi.run import CASCADE_HEAD_FILE, CONFIG_FILE, ENSEMBLE_FILE, EXPORT_
 
 
 def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False,
-               capacity: int = DEFAULT_LAVA_CAPACITY, first_layer: Any = None) -> Any:
+               capacity: int = DEFAULT_LAVA_CAPACITY, first_layer: Any = None, data_dir: str | Path | None = None) -> Any:
     """Export ``RUN/ensemble.pt`` to netx files + manifest, verified in Lava on the first
     ``samples`` test samples (0 skips the check, which the manifest then records as null).
     ``RUN/cascade_head.pt`` goes into the manifest only if it is current for this ensemble
@@ -29,6 +29,8 @@ def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = D
         overwrite: Replace an earlier export in ``out_dir``.
         capacity: Samples per Lava run of the check's compiled graph.
         first_layer: How the students' first layers are driven (see above).
+        data_dir: Where the check's test images are, when the data set the ensemble was
+            trained on has moved (default: the ensemble's ``data.data_dir``).
 
     Returns:
         The loaded, validated :class:`~sne_loihi.export.Manifest`.
@@ -44,7 +46,7 @@ def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = D
     out_dir = _export_folder(run.dir, out_dir, EXPORT_DIR)
     check_out_dir(out_dir, overwrite)  # before any work
     loaded = run.ensemble()
-    x = first_test_samples(loaded.config, samples)[0] if samples > 0 else None
+    x = first_test_samples(loaded.config, samples, data_dir)[0] if samples > 0 else None
     n = loaded.model.num_students
     head = run.current_cascade_head(n)  # lets `sne simulate --cascade` run from the export alone
     cascade = CascadeHead.from_linear(head, range(n), source=str(run.file(CASCADE_HEAD_FILE))) if head is not None else None
@@ -81,9 +83,11 @@ def _export_folder(run_dir: Path, out_dir: Path | None, default: str) -> Path:
     return out_dir
 
 
-def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False) -> Any:
+def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False,
+                   data_dir: str | Path | None = None) -> Any:
     """Export ``RUN/ensemble.pt`` as NIR graphs (``RUN/nir`` by default), checked by re-import
-    in snnTorch on the first ``samples`` test samples (0 skips the check).
+    in snnTorch on the first ``samples`` test samples (0 skips the check), read from
+    ``data_dir`` when given (default: the ensemble's ``data.data_dir``).
 
     Returns:
         The :class:`~sne_loihi.export.nir_export.NirExport` read back from ``out_dir``.
@@ -98,7 +102,7 @@ def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int =
     out_dir = _export_folder(run.dir, out_dir, NIR_DIR)
     check_out_dir(out_dir, overwrite, NIR_MANIFEST_FILE)  # before any work
     loaded = run.ensemble()
-    x = first_test_samples(loaded.config, samples)[0] if samples > 0 else None
+    x = first_test_samples(loaded.config, samples, data_dir)[0] if samples > 0 else None
     return export_nir(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite)
 
 

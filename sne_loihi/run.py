@@ -92,14 +92,25 @@ def load_data(cfg: RunConfig) -> Any:  # -> Dataset
                                                                                   seed=cfg.train.seed)))
 
 
-def first_test_samples(cfg: RunConfig, samples: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def first_test_samples(cfg: RunConfig, samples: int,
+                       data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The first ``samples`` test images ``x_nchw``, their labels and the class names.
 
+    Args:
+        cfg: The config whose data set is read.
+        samples: How many test images (the first ones).
+        data_dir: Read the data set from here instead of ``cfg.data.data_dir`` (the same
+            data moved, e.g. a shipped model's data on another machine); ``None``: the config's.
+
     Raises:
-        ConfigError: ``samples`` < 1.
+        ConfigError: ``samples`` < 1, or ``data_dir`` for the embedded digits data set.
     """
     if samples < 1:
         raise ConfigError(f"the number of samples must be >= 1, got {samples}")
+    if data_dir is not None:
+        if cfg.data.name == "digits":
+            raise ConfigError(f"--data-dir {data_dir}: this data set (digits) is embedded and reads no folder")
+        cfg = replace(cfg, data=replace(cfg.data, data_dir=str(data_dir)))
     data = load_data(cfg)
     n = min(samples, len(data.y_test))
     return data.x_test_nchw[:n].numpy(), data.y_test[:n].numpy(), list(data.class_names)

@@ -392,3 +392,48 @@ def test_the_run_records_class_names_and_refuses_other_classes(tmp_path: Path) -
     assert len(errors) == 1 and "not the ones this run recorded in data.class_names" in errors[0], again.stderr
     assert "Traceback" not in again.stderr
     assert (run_dir / "config.toml").read_bytes() == before
+
+
+def test_export_reads_its_check_images_where_the_data_set_moved(tmp_path: Path) -> None:
+    """A trained run whose image folder has moved (a shipped model on another machine): the
+    export's Lava check fails in one line naming the recorded folder, and reads the images from
+    --data-dir or --set data.data_dir instead (which it used to ignore); other data keys and a
+    folder without a check are refused; the run folder is left as it was."""
+    import hashlib
+    import shutil
+
+    root = make_tree(tmp_path / "t", split=True, size=(8, 8), per_class=3)
+    run_dir = tmp_path / "run"
+    trained = runner.invoke(app, ["pipeline", "--dataset", "imagefolder", "--data-dir", str(root), "--run-dir",
+                                  str(run_dir), "--no-lava", *PIPELINE])
+    assert trained.exit_code == 0, trained.stderr + trained.stdout
+    moved = shutil.move(str(root), str(tmp_path / "moved"))
+    from sne_loihi.run import clear_cache
+
+    clear_cache()  # a later command is a new process: the images loaded in this one are gone
+
+    def digests() -> dict[str, str]:
+        return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+    before = digests()
+    export = ["export", str(run_dir), "--check-samples", "2"]
+    lost = runner.invoke(app, [*export, "--out", str(tmp_path / "lost")])
+    errors = [ln for ln in lost.stderr.splitlines() if ln.startswith("error: ")]
+    assert lost.exit_code == 1 and len(errors) == 1 and str(root) in errors[0], lost.stderr
+    assert "Traceback" not in lost.stderr and not (tmp_path / "lost").exists()
+    for n, flag in enumerate((["--data-dir", moved], ["--set", f"data.data_dir='{moved}'"])):
+        out = tmp_path / f"export{n}"
+        found = runner.invoke(app, [*export, "--out", str(out), *flag])
+        assert found.exit_code == 0, found.stderr + found.stdout
+        assert json.loads((out / "manifest.json").read_text())["parity"] == {
+            "samples": 2, "compared": "every weighted layer, every neuron and step", "mismatches": 0,
+            "backend": "cpu (Loihi2SimCfg select_tag=fixed_pt)"}
+    nir = runner.invoke(app, [*export, "--format", "nir", "--out", str(tmp_path / "nir"), "--data-dir", moved])
+    assert nir.exit_code == 0 and "ensemble predictions differing from torch: 0 of 2" in nir.stdout, nir.stderr
+    for bad, says in ((["--set", "data.image_size=16"], "--set data.image_size: the export's check reads"),
+                      (["--data-dir", moved, "--check-samples", "0"], "--data-dir names the check's test images; with --check-samples 0")):
+        refused = runner.invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "refused"), *bad])
+        assert refused.exit_code == 1 and refused.stderr.startswith(f"error: {says}"), refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
+    assert digests() == before

@@ -10,7 +10,7 @@ import typer
 
 from sne_loihi.cli.app import app, friendly
 from sne_loihi.cli.flags import EXPORT_FLAGS, config_flags
-from sne_loihi.cli.options import CapacityOpt, CheckSamplesOpt, ExistingRunDirOpt, RunArg, one_run_folder
+from sne_loihi.cli.options import CapacityOpt, CheckSamplesOpt, DataDirOpt, ExistingRunDirOpt, RunArg, one_run_folder
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
 from sne_loihi.errors import SneError
 
@@ -35,12 +35,15 @@ def export(
     capacity: CapacityOpt = DEFAULT_LAVA_CAPACITY,
     fmt: Annotated[ExportFormat, typer.Option("--format", help="netx (Lava / Loihi 2) or nir (one NIR graph per "
                                               "student + the head, re-imported in snnTorch).")] = ExportFormat.NETX,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Write one netx HDF5 file per student and manifest.json, verified in Lava (fixed_pt)
     against torch spike for spike on the first test samples; or, with --format nir, one NIR
     graph per student plus the head, re-imported in snnTorch and compared spike for spike.
     --first-layer (else the run's lava.first_layer) says how each student's first layer is
-    driven on the chip: through its synapses every step, or by a per-sample neuron bias."""
+    driven on the chip: through its synapses every step, or by a per-sample neuron bias.
+    The check reads the data set the ensemble was trained on; --data-dir (or --set
+    data.data_dir=...) says where it is when it has moved."""
     from sne_loihi.cli.options import stored_config
     from sne_loihi.export.stage import export_run
 
@@ -48,13 +51,15 @@ def export(
     first_layer = stored_config(run, overrides or {}).lava.first_layer
     if samples < 0:
         raise SneError(f"--check-samples must be >= 0, got {samples}")
+    data_dir = _check_data_dir(data_dir, overrides or {}, samples)
     if fmt is ExportFormat.NIR:
         if (overrides or {}).get("lava.first_layer") is not None:
             raise SneError("--first-layer applies to netx exports (NIR graphs have no neuron-bias input)")
-        _export_nir(run, out, samples, overwrite)
+        _export_nir(run, out, samples, overwrite, data_dir)
         return
     typer.echo(f"exporting {run} and checking Lava against torch on {samples} test samples ...")
-    manifest = export_run(run, out, samples=samples, overwrite=overwrite, capacity=capacity, first_layer=first_layer)
+    manifest = export_run(run, out, samples=samples, overwrite=overwrite, capacity=capacity, first_layer=first_layer,
+                          data_dir=data_dir)
     check = (f"parity: {manifest.parity.samples} samples, {manifest.parity.mismatches} mismatches"
              if manifest.parity else "parity check skipped (--check-samples 0)")
     typer.echo(f"{len(manifest.students)} students -> {manifest.directory} ({check})")
@@ -72,11 +77,29 @@ def export(
                f"cascade head: none current for this ensemble (run 'sne evaluate {run}' to train one)")
 
 
-def _export_nir(run: Path, out: Path | None, samples: int, overwrite: bool) -> None:
+def _check_data_dir(data_dir: Path | None, overrides: dict[str, Any], samples: int) -> Path | None:
+    """Where the export's check reads its test images: ``--data-dir``, else ``--set
+    data.data_dir``, else ``None`` (the ensemble's own ``data.data_dir``).
+
+    Raises:
+        SneError: Another ``data.*`` key (the check reads the data exactly as the ensemble was
+            trained on it), or a data folder with ``--check-samples 0`` (nothing would read it).
+    """
+    other = sorted(k for k, v in overrides.items() if k.startswith("data.") and k != "data.data_dir" and v is not None)
+    if other:
+        raise SneError(f"--set {other[0]}: the export's check reads the data set as the ensemble was trained on it; "
+                       "only data.data_dir (--data-dir) may say where it is now")
+    chosen = data_dir if data_dir is not None else overrides.get("data.data_dir")
+    if chosen is not None and samples == 0:
+        raise SneError("--data-dir names the check's test images; with --check-samples 0 nothing reads them")
+    return Path(str(chosen)) if chosen is not None else None
+
+
+def _export_nir(run: Path, out: Path | None, samples: int, overwrite: bool, data_dir: Path | None) -> None:
     from sne_loihi.export.stage import export_nir_run
 
     typer.echo(f"exporting {run} to NIR and re-importing it in snnTorch on {samples} test samples ...")
-    exported = export_nir_run(run, out, samples=samples, overwrite=overwrite)
+    exported = export_nir_run(run, out, samples=samples, overwrite=overwrite, data_dir=data_dir)
     typer.echo(f"{len(exported.students)} students + head -> {exported.directory}")
     _echo_nir_check(exported.manifest.get("check"))
 
