@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 #: Files of the run folder that are shipped beside the export (the ones present).
-SHIPPED_FILES = ("ensemble.pt", "report.md", "report.json", "config.toml", "metrics_students.jsonl",
-                 "metrics_teacher.jsonl", "lava.json")
+#: ``cascade_head.pt`` lets a re-export (e.g. ``--first-layer bias``) keep per-sample activation;
+#: ``partition.json`` says which teacher features each student learnt.
+SHIPPED_FILES = ("ensemble.pt", "cascade_head.pt", "partition.json", "report.md", "report.json", "config.toml",
+                 "metrics_students.jsonl", "metrics_teacher.jsonl", "lava.json")
 
 
 def _git(*args: str) -> str:
@@ -146,6 +148,12 @@ def _readme(out: Path, prov: dict[str, Any]) -> str:
               "Run it (from the repository root):", "", "```bash",
               f"sne simulate {out}/export --input my_images.npy      # your images: [N, C, H, W] or [N, H, W, C]",
               f"sne simulate {out}/export --active 0,2 --input my_images.npy   # two of the students",
+              f"sne simulate {out}/export --cascade 0.6,0.9 --input my_images.npy   # per-sample activation",
+              "```", "",
+              "To export it again (e.g. with the first layer driven by a per-sample neuron bias, its MACs paid "
+              "once per sample), give `--out` a folder outside `models/` and the data set for its Lava check "
+              "(or `--check-samples 0`):", "", "```bash",
+              f"sne export {out} --first-layer bias --out my_export --data-dir PATH/TO/{data.get('name')}-data",
               "```", "",
               f"`export/loihi2.md` says what the students need on Loihi 2; `report.md` has the full evaluation; "
               "`PROVENANCE.json` the config, data and the SHA-256 of every file.", ""]

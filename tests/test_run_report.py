@@ -74,3 +74,19 @@ def test_a_teacher_trained_with_test_time_views_shows_both_accuracies() -> None:
     assert line is not None and "90.95%" in line and "(90.07%)" in line
     assert teacher_tta_line([{"epoch": 2, "test_accuracy": 0.9}], 0.9) is None  # trained without views
     assert teacher_tta_line([], 0.9) is None  # an external teacher without history
+
+
+def test_report_json_records_the_report_settings_it_was_made_with(tiny_run: Path, tmp_path: Path) -> None:
+    """``report.json``'s config is the ensemble's training config with the ``report`` section
+    this evaluation used (flags included), not the one stored at training time."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, symlinks=True)
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--no-activation", "--noise", "0.1", "--repeats", "1"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((run / "report.json").read_text())["config"]["report"]
+    assert (report["noise"], report["repeats"], report["activation"]) == ([0.1], 1, False)

@@ -46,7 +46,8 @@ def test_a_shipped_run_is_complete_and_simulates_exactly(tiny_run: Path, tmp_pat
     prov = json.loads((out / "PROVENANCE.json").read_text())
     for rel, digest in prov["files"].items():
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest, rel
-    assert {"export/manifest.json", "export/loihi2.md", "ensemble.pt", "report.md"} <= set(prov["files"])
+    assert {"export/manifest.json", "export/loihi2.md", "ensemble.pt", "report.md", "cascade_head.pt",
+            "partition.json"} <= set(prov["files"])  # the head: a re-export keeps --cascade
     assert not (out / "teacher.pt").exists()
     assert prov["lava_parity"]["mismatches"] == 0 and any(k.startswith("ensemble") for k in prov["accuracies"])
     shape = prov["data"]["in_shape_chw"]

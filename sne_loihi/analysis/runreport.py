@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import torch
 
 from sne_loihi.cost.energy import resolve_profile
 from sne_loihi.analysis.options import ReportOptions
+from sne_loihi.config import ReportConfig
 from sne_loihi.report import markdown_table, percent, two_decimals, whole, write_report
 from sne_loihi.run import CONFIG_FILE, DROPOUT_GLOB, ENSEMBLE_FILE, FINETUNE_FILE, TEACHER_FILE, Run, as_run, load_data
 from sne_loihi.json_files import read_json_file
@@ -79,7 +80,9 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
          "x fan-out of non-zero quantised weights, summed over layers and time steps."
          + first_layer_sentence(evaluation.meta["first_layer"])),
     ]
-    out: dict[str, Any] = {"config": cfg.to_dict(), "evaluation": evaluation.to_dict(), "energy_profile": asdict(profile)}
+    config = cfg.to_dict()  # the ensemble's training config, with the report settings this report used
+    config["report"] = {f.name: getattr(options, f.name) for f in fields(ReportConfig)}
+    out: dict[str, Any] = {"config": config, "evaluation": evaluation.to_dict(), "energy_profile": asdict(profile)}
     out["data"] = {"name": data.name, "in_shape_chw": list(data.in_shape), "class_names": list(data.class_names),
                    "train_samples": len(data.y_train), "test_samples": len(data.y_test)}
     if loaded.fold is not None:
