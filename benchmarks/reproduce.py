@@ -101,10 +101,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:
+    from sne_loihi.config import comma_items
     from sne_loihi.errors import ConfigError
 
+    items = comma_items(text, flag)  # "0,,2" is a typo: a one-line error, not a skipped item
     try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
+        return tuple(int(t) for t in items)
     except ValueError:
         raise ConfigError(f"{flag} expects comma-separated integers, got {text!r}") from None
 

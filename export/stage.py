@@ -106,10 +106,11 @@ def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int =
     return export_nir(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite)
 
 
-def check_nir_export(exported: Any, checkpoint: Path, samples: int) -> Any:
+def check_nir_export(exported: Any, checkpoint: Path, samples: int, data_dir: str | Path | None = None) -> Any:
     """Re-import a NIR export read back (:func:`~sne_loihi.export.nir_export.read_nir_export`)
     in snnTorch and compare it with the ensemble in ``checkpoint`` on its first ``samples``
-    test samples: every layer's spikes, the predictions and the accuracy.
+    test samples: every layer's spikes, the predictions and the accuracy. The samples are read
+    from ``data_dir`` when given (default: the ensemble's ``data.data_dir``).
 
     Raises:
         ExportError: The export does not belong to the checkpoint (other student specs).
@@ -124,7 +125,7 @@ def check_nir_export(exported: Any, checkpoint: Path, samples: int) -> Any:
     specs = [s.spec.to_dict() for s in loaded.model.students]
     if [e.get("spec") for e in exported.manifest["students"]] != specs:
         raise ExportError(f"{exported.directory} was not exported from {checkpoint} (its student specs differ)")
-    x, y, _ = first_test_samples(loaded.config, samples)
+    x, y, _ = first_test_samples(loaded.config, samples, data_dir)
     x_t = torch.as_tensor(x, dtype=torch.float32)
     with torch.no_grad():
         logits = loaded.model(x_t).logits.cpu().numpy()

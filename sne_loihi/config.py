@@ -49,13 +49,13 @@ from sne_loihi.config_sections import (  # noqa: F401  (re-exported: the config'
     ReportConfig,
     PipelineConfig,
 )
-from sne_loihi.errors import ConfigError
+from sne_loihi.errors import ConfigError, SneError
 
 __all__ = [
     "AUTO_ARCH", "OWN_DATA_SETS", "ArrayLayout", "ImageChannels", "DEFAULT_ENERGY_PROFILE", "DEFAULT_LAVA_CAPACITY", "DEFAULT_LAVA_SAMPLES", "PRESET_DIR", "RENAMED_KEYS", "Backend",
     "DataConfig", "EnsembleConfig", "FeatureScaling", "FinetuneConfig", "FirstLayer", "FlipMode", "LavaConfig", "LrSchedule", "NeuronConfig", "NeuronLibrary",
     "Optimizer", "PartitionStrategy", "PipelineConfig", "ReportConfig", "RunConfig", "StudentBackend", "StudentConfig",
-    "StudentEngine", "StudentNorm", "TeacherConfig", "TestTimeAugment", "TrainConfig", "dump_toml", "field_types", "load_toml", "merge", "named_preset", "parse_override", "preset",
+    "StudentEngine", "StudentNorm", "TeacherConfig", "TestTimeAugment", "TrainConfig", "comma_items", "dump_toml", "field_types", "load_toml", "merge", "named_preset", "parse_override", "preset",
     "preset_names", "resolve", "set_dotted", "upgrade_tree",
 ]
 
@@ -318,6 +318,27 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {key.strip()}: the value is nested deeper than a config goes") from None
     _check_depth(parsed, f"--set {key.strip()}")
     return key.strip(), parsed["v"]
+
+
+def comma_items(text: str, flag: str, error: type[SneError] = ConfigError) -> list[str]:
+    """The items of a comma-separated option value (``"0.6, 0.9"`` -> ``["0.6", "0.9"]``),
+    each stripped; every list option (``--noise``, ``--cascade``, ``--active``, ...) splits
+    its value here.
+
+    Args:
+        text: The option value.
+        flag: The option as the error names it, e.g. ``"--cascade"``.
+        error: The :class:`~sne_loihi.errors.SneError` subclass to raise.
+
+    Raises:
+        error: An empty item (``"0.5,,0.9"``, a comma at an end, or an empty value): a typo,
+            not an item to skip.
+    """
+    items = [t.strip() for t in text.split(",")]
+    if "" in items:
+        raise error(f"{flag} {text!r}: empty item in the comma-separated list (two commas in a row, or one at "
+                    "an end)")
+    return items
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

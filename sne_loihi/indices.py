@@ -8,6 +8,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sne_loihi.config import comma_items
 from sne_loihi.errors import ConfigError, SimulationError, SneError
 
 ALL = "all"
@@ -68,8 +69,8 @@ def parse_active(text: str | None, num_students: int, seed: int = 0) -> ActiveSe
         seed: Seed of the random draw for ``k=K``.
 
     Raises:
-        SimulationError: Empty, not one of the forms, an index outside ``0..N-1``, a repeated
-            index, or K outside ``1..N``.
+        SimulationError: Empty (also an empty item, ``0,,2``), not one of the forms, an index
+            outside ``0..N-1``, a repeated index, or K outside ``1..N``.
     """
     if text is not None and not str(text).strip():  # "" is a typo, not "all"
         raise SimulationError("--active must not be empty: give all, indices like 0,2, or k=K")
@@ -85,11 +86,10 @@ def parse_active(text: str | None, num_students: int, seed: int = 0) -> ActiveSe
             raise SimulationError(f"--active {text!r}: K must be in 1..{num_students}")
         drawn = tuple(sorted(random.Random(seed).sample(range(num_students), k)))
         return ActiveSet(drawn, f"k={k} -> {list(drawn)}")
+    items = comma_items(value, "--active", SimulationError)  # "0,,2" is a typo, not "0,2"
     try:
-        idx = tuple(int(t) for t in value.split(",") if t.strip())
+        idx = tuple(int(t) for t in items)
     except ValueError:
         raise SimulationError(f"--active {text!r}: expected 'all', indices like 0,2 or k=K") from None
-    if not idx:
-        raise SimulationError(f"--active {text!r}: no student index given")
     check_student_indices(idx, num_students, f"--active {text!r}: student", SimulationError)
     return ActiveSet(tuple(sorted(idx)), ",".join(map(str, sorted(idx))))

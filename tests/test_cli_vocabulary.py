@@ -4,7 +4,7 @@ option has help text, and a run folder is given the same way to every command.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from typer.core import TyperArgument, TyperOption
@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from sne_loihi.cli import app
 from sne_loihi.cli.deprecations import DEPRECATED_OPTIONS, upgrade_args
+from sne_loihi.cli.options import ProgressOpt
 
 from cli_commands import cli_commands
 
@@ -91,3 +92,54 @@ def test_help_shows_no_literal_backquotes_and_no_bool_metavars() -> None:
             if "--resume" in line or "--progress" in line or "--overwrite" in line:
                 assert "<bool>" not in line, line
         assert max(len(line) for line in text.splitlines()) <= 80, command
+
+
+@pytest.mark.parametrize("command", sorted(cli_commands()))
+def test_every_command_takes_the_one_no_progress(command: str) -> None:
+    """Every command can show a progress bar: each can read a data set, and decoding an image
+    folder shows one on a terminal (besides the training and Lava bars of some). So each takes
+    --progress/--no-progress as declared once (options.ProgressOpt), under the parameter name
+    by which the command wrapper switches every bar off (tests/test_own_data.py checks it does)."""
+    shared = get_args(ProgressOpt)[1]
+    found = [p for p in cli_commands()[command].params if isinstance(p, TyperOption) and "--no-progress" in p.secondary_opts]
+    assert found, f"sne {command} can show a progress bar but has no --no-progress"
+    (option,) = found
+    assert (option.name, option.opts, option.help, option.default) == ("progress", ["--progress"], shared.help, True)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["simulate", "{tmp}", "--cascade", "0.5,,0.9"], "--cascade '0.5,,0.9'"),
+    (["simulate", "{tmp}", "--cascade", "0.5,"], "--cascade '0.5,'"),
+    (["evaluate", "{tmp}", "--noise", ",0.03"], "--noise ',0.03'"),
+    (["pipeline", "--lava-cascade", "0.6,,0.9", "--run-dir", "{tmp}/new"], "--lava-cascade '0.6,,0.9'"),
+    (["pipeline", "--dropout-k", "1,,2", "--run-dir", "{tmp}/new"], "--dropout-k '1,,2'"),
+])
+def test_an_empty_item_in_a_list_option_is_a_one_line_error(tmp_path: Path, args: list[str], says: str) -> None:
+    """``0.5,,0.9`` is a typo, not the list 0.5,0.9: refused before any work, in one line."""
+    result = runner.invoke(app, [a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: {says}: empty item in the comma-separated list (two commas in a row, "
+                                     "or one at an end)"), result.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_list_options_parse_items_and_keep_none_for_no_list() -> None:
+    """The shared parsers: items with spaces are fine, an empty item is refused (also in an
+    --active set), and 'none' or an empty value still means no list (documented for --noise
+    and --lava-cascade)."""
+    from sne_loihi.analysis.noise import parse_levels
+    from sne_loihi.cli.flags import float_list, int_list
+    from sne_loihi.errors import ConfigError, SimulationError, SneError
+    from sne_loihi.indices import parse_active
+
+    assert float_list("0.6, 0.9", "--noise") == [0.6, 0.9] and int_list(" 1,2 ", "--dropout-k") == [1, 2]
+    assert float_list("none", "--noise") == float_list("", "--noise") == float_list("NONE ", "--noise") == []
+    assert int_list("", "--dropout-k") == []
+    assert parse_levels("0.01, 0.03") == [0.01, 0.03] and parse_active("0, 2", 3).indices == (0, 2)
+    for parse, text, error in ((lambda t: float_list(t, "--noise"), "0.1,,0.2", SneError),
+                               (lambda t: int_list(t, "--dropout-k"), ",1", SneError),
+                               (parse_levels, "0.1, ,0.2", ConfigError),
+                               (lambda t: parse_active(t, 3), "0,,2", SimulationError),
+                               (lambda t: parse_active(t, 3), ",", SimulationError)):
+        with pytest.raises(error, match="empty item in the comma-separated list"):
+            parse(text)

@@ -437,3 +437,70 @@ def test_export_reads_its_check_images_where_the_data_set_moved(tmp_path: Path) 
         assert refused.exit_code == 1 and refused.stderr.startswith(f"error: {says}"), refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
     assert digests() == before
+
+
+def test_nir_reads_its_check_images_where_the_data_set_moved(tmp_path: Path) -> None:
+    """``sne nir RUN/nir --check-samples N`` on a run whose image folder has moved: one line
+    naming the recorded folder, and the check reads the images from --data-dir instead; a
+    folder without a check (--check-samples 0, a single graph) is refused; nothing is written."""
+    import hashlib
+    import shutil
+
+    root = make_tree(tmp_path / "t", split=True, size=(8, 8), per_class=3)
+    run_dir = tmp_path / "run"
+    trained = runner.invoke(app, ["pipeline", "--dataset", "imagefolder", "--data-dir", str(root), "--run-dir",
+                                  str(run_dir), "--no-lava", *PIPELINE])
+    assert trained.exit_code == 0, trained.stderr + trained.stdout
+    exported = runner.invoke(app, ["export", str(run_dir), "--format", "nir", "--check-samples", "0"])
+    assert exported.exit_code == 0, exported.stderr + exported.stdout
+    moved = shutil.move(str(root), str(tmp_path / "moved"))
+    from sne_loihi.run import clear_cache
+
+    clear_cache()  # a later command is a new process: the images loaded in this one are gone
+    before = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    check = ["nir", str(run_dir / "nir"), "--check-samples", "2"]
+    lost = runner.invoke(app, check)
+    errors = [ln for ln in lost.stderr.splitlines() if ln.startswith("error: ")]
+    assert lost.exit_code == 1 and len(errors) == 1 and str(root) in errors[0], lost.stderr
+    assert "Traceback" not in lost.stderr
+    found = runner.invoke(app, [*check, "--data-dir", moved])
+    assert found.exit_code == 0, found.stderr + found.stdout
+    assert "ensemble predictions differing from torch: 0 of 2" in found.stdout
+    for target in (run_dir / "nir", run_dir / "nir" / "student_0.nir"):
+        refused = runner.invoke(app, ["nir", str(target), "--data-dir", moved])
+        assert refused.exit_code == 1 and refused.stderr.strip() == (
+            "error: --data-dir names the check's test images; with --check-samples 0 nothing reads them"), refused.stderr
+    after = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    assert after == before
+
+
+def _bar_drawn(stderr: str) -> bool:
+    """A tqdm bar on stderr: its ``NN%|`` gauge or the carriage returns that redraw it."""
+    return "%|" in stderr or "\r" in stderr
+
+
+def test_no_progress_switches_off_every_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal, decoding an image folder draws a bar in every command that reads one
+    (export's check, evaluate, nir's check, partition, and the training commands);
+    --no-progress switches it off in each (the training commands' --no-progress used to leave it
+    on)."""
+    from sne_loihi.run import clear_cache
+
+    monkeypatch.setattr("sne_loihi.progress.stderr_is_terminal", lambda: True)
+    root = make_tree(tmp_path / "t", split=True, size=(8, 8), per_class=3)
+    run_dir = tmp_path / "run"
+    trained = runner.invoke(app, ["pipeline", "--dataset", "imagefolder", "--data-dir", str(root), "--run-dir",
+                                  str(run_dir), "--no-lava", *PIPELINE])  # PIPELINE says --no-progress
+    assert trained.exit_code == 0, trained.stderr + trained.stdout
+    assert not _bar_drawn(trained.stderr), trained.stderr
+    commands = [["evaluate", str(run_dir)],
+                ["export", str(run_dir), "--format", "nir", "--check-samples", "1", "--overwrite"],
+                ["nir", str(run_dir / "nir"), "--check-samples", "1"],
+                ["partition", str(run_dir)]]
+    for n, command in enumerate(commands):
+        for flag in ([], ["--no-progress"]):
+            monkeypatch.setenv("SNE_CACHE_DIR", str(tmp_path / f"cache-{n}{len(flag)}"))  # decoded afresh
+            clear_cache()
+            result = runner.invoke(app, [*command, *flag])
+            assert result.exit_code == 0, result.stderr + result.stdout
+            assert _bar_drawn(result.stderr) == (not flag), (command, flag, result.stderr)

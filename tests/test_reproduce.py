@@ -117,6 +117,7 @@ def test_rerun_reuses_everything_and_refuses_other_settings(reproduced: tuple[Pa
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--seeds", "0,0"], "distinct seeds"),
+    (["--seeds", "0,,1"], "--seeds '0,,1': empty item"),
     (["--dropout-k", "4"], "--dropout-k values must be in 1..3"),
     (["--partition-strategies", "fixed,bogus"], "unknown partition strategies"),
     (["--set", "train.epochs"], "KEY=VALUE"),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from sne_loihi.analysis.stats import mean_sem
+from sne_loihi.config import comma_items
 from sne_loihi.errors import ConfigError
 
 __all__ = ["NoiseResult", "add_pixel_noise", "mean_sem", "noise_sweep", "parse_levels"]
@@ -62,13 +63,15 @@ def noise_sweep(
 
 
 def parse_levels(text: str) -> list[float]:
-    """``"0.01,0.03"`` -> ``[0.01, 0.03]`` with a one-line error on bad input."""
+    """``"0.01,0.03"`` -> ``[0.01, 0.03]`` with a one-line error on bad input (also an empty
+    item, ``"0.01,,0.03"``)."""
+    if not text.strip():
+        raise ConfigError("--noise needs at least one level")
+    items = comma_items(text, "--noise")
     try:
-        levels = [float(t) for t in text.split(",") if t.strip()]
+        levels = [float(t) for t in items]
     except ValueError:
         raise ConfigError(f"--noise expects comma-separated numbers, got {text!r}") from None
-    if not levels:
-        raise ConfigError("--noise needs at least one level")
     if not all(math.isfinite(s) and s >= 0 for s in levels):
         raise ConfigError(f"--noise levels must be finite numbers >= 0, got {text!r}")
     return levels

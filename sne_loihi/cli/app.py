@@ -63,7 +63,10 @@ def _root(
 def friendly(fn: Callable) -> Callable:
     """Turn SneError into ``error: ...`` + exit 1, and Ctrl-C into a resume hint.
 
-    A command with a run folder (``run_dir`` / ``run``) holds its lock while it runs
+    A command's ``--no-progress`` (its ``progress`` parameter, :data:`~sne_loihi.cli.options.ProgressOpt`)
+    switches off every progress bar while it runs (:func:`sne_loihi.progress.progress_bars`),
+    also those of steps that take no ``progress`` argument (decoding an image folder). A
+    command with a run folder (``run_dir`` / ``run``) holds its lock while it runs
     (:func:`sne_loihi.io.run_lock`: a second writer gets a one-line error). Under torchrun
     only rank 0 takes the lock and prints to stdout; a config error is printed by rank 0 only. A command's
     ``--factory`` value and ``--trust-factory`` flag (where it has them) are the only ways an
@@ -80,6 +83,10 @@ def friendly(fn: Callable) -> Callable:
             with contextlib.ExitStack() as stack:
                 if rank:
                     stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+                if kwargs.get("progress") is False:  # --no-progress: no bar anywhere in the command
+                    from sne_loihi.progress import progress_bars
+
+                    stack.enter_context(progress_bars(False))
                 run_folder = kwargs.get("run_dir") or kwargs.get("run")
                 if isinstance(run_folder, Path) and not rank:  # one writer per run folder
                     from sne_loihi.io import run_lock

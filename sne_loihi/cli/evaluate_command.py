@@ -8,7 +8,7 @@ import typer
 
 from sne_loihi.cli.app import app, friendly
 from sne_loihi.cli.flags import EVALUATE_FLAGS, REPORT_FLAGS, config_flags
-from sne_loihi.cli.options import ExistingRunDirOpt, RunArg, TrustFactoryOpt, one_run_folder, stored_config
+from sne_loihi.cli.options import ExistingRunDirOpt, ProgressOpt, RunArg, TrustFactoryOpt, one_run_folder, stored_config
 from sne_loihi.run_files import REPORT_FILE
 
 
@@ -20,6 +20,7 @@ def evaluate(
     run_dir: ExistingRunDirOpt = None,
     overrides: Any = None,
     trust_factory: TrustFactoryOpt = False,
+    progress: ProgressOpt = True,  # friendly switches every bar off with --no-progress
 ) -> None:
     """Accuracy and per-sample cost of teacher, students and ensemble; activation policies,
     noise robustness; rewrites the run's report.md/report.json and plots. Report settings

@@ -10,7 +10,9 @@ import typer
 
 from sne_loihi.cli.app import app, friendly
 from sne_loihi.cli.flags import EXPORT_FLAGS, config_flags
-from sne_loihi.cli.options import CapacityOpt, CheckSamplesOpt, DataDirOpt, ExistingRunDirOpt, RunArg, one_run_folder
+from sne_loihi.cli.options import (
+    CapacityOpt, CheckSamplesOpt, DataDirOpt, ExistingRunDirOpt, ProgressOpt, RunArg, one_run_folder,
+)
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
 from sne_loihi.errors import SneError
 
@@ -36,6 +38,7 @@ def export(
     fmt: Annotated[ExportFormat, typer.Option("--format", help="netx (Lava / Loihi 2) or nir (one NIR graph per "
                                               "student + the head, re-imported in snnTorch).")] = ExportFormat.NETX,
     data_dir: DataDirOpt = None,
+    progress: ProgressOpt = True,  # friendly switches every bar off with --no-progress
 ) -> None:
     """Write one netx HDF5 file per student and manifest.json, verified in Lava (fixed_pt)
     against torch spike for spike on the first test samples; or, with --format nir, one NIR
@@ -127,14 +130,19 @@ def nir_read(
                                          "on the first N test samples with the run's ensemble (0: only read it).")] = 0,
     compare: Annotated[Optional[Path], typer.Option(
         "--compare", help="Ensemble checkpoint to compare with (default: ensemble.pt beside the export).")] = None,
+    data_dir: DataDirOpt = None,
+    progress: ProgressOpt = True,  # friendly switches every bar off with --no-progress
 ) -> None:
     """Read a NIR export or graph back (nir.read): nodes, shapes, neuron parameters, dt; with
-    --check-samples, run it in snnTorch and compare every layer's spikes with the torch students."""
+    --check-samples, run it in snnTorch and compare every layer's spikes with the torch students.
+    The check reads the data set the ensemble was trained on; --data-dir says where it is when
+    it has moved."""
     from sne_loihi.export.nir_export import describe_graph, read_nir_export, read_nir_graph
     from sne_loihi.report import print_table
 
     if samples < 0:
         raise SneError(f"--check-samples must be >= 0, got {samples}")
+    data_dir = _check_data_dir(data_dir, {}, samples)
     columns = (("node", "node", str), ("type", "type", str), ("shape", "output shape", str),
                ("parameters", "parameters", str))
     if target.is_file():
@@ -155,5 +163,5 @@ def nir_read(
         from sne_loihi.run_files import ENSEMBLE_FILE
 
         compare = compare or target.parent / ENSEMBLE_FILE
-        _echo_nir_check(check_nir_export(exported, compare, samples).to_dict())
+        _echo_nir_check(check_nir_export(exported, compare, samples, data_dir).to_dict())
 

@@ -20,7 +20,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from sne_loihi.config import Backend, FirstLayer, PartitionStrategy, RunConfig, StudentEngine, parse_override
+from sne_loihi.config import (
+    Backend, FirstLayer, PartitionStrategy, RunConfig, StudentEngine, comma_items, parse_override,
+)
 from sne_loihi.errors import SneError
 
 #: Strategies are plain strings on the command line, so an unknown one is a one-line
@@ -29,27 +31,31 @@ STRATEGY_NAMES = ", ".join(s.value for s in PartitionStrategy)
 
 
 def float_list(text: str, flag: str) -> list[float]:
-    """``"0.6,0.9"`` -> ``[0.6, 0.9]``; ``"none"`` -> ``[]``.
+    """``"0.6,0.9"`` -> ``[0.6, 0.9]``; ``"none"`` or an empty value -> ``[]``.
 
     Raises:
-        SneError: Not comma-separated numbers.
+        SneError: Not comma-separated numbers, or an empty item (``"0.6,,0.9"``).
     """
-    if text.strip().lower() == "none":
+    if not text.strip() or text.strip().lower() == "none":
         return []
+    items = comma_items(text, flag)
     try:
-        return [float(t) for t in text.split(",") if t.strip()]
+        return [float(t) for t in items]
     except ValueError:
         raise SneError(f"{flag} expects comma-separated numbers, got {text!r}") from None
 
 
 def int_list(text: str, flag: str) -> list[int]:
-    """``"1,2,3"`` -> ``[1, 2, 3]``.
+    """``"1,2,3"`` -> ``[1, 2, 3]``; an empty value -> ``[]``.
 
     Raises:
-        SneError: Not comma-separated integers.
+        SneError: Not comma-separated integers, or an empty item (``"1,,3"``).
     """
+    if not text.strip():
+        return []
+    items = comma_items(text, flag)
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        return [int(t) for t in items]
     except ValueError:
         raise SneError(f"{flag} expects comma-separated integers, got {text!r}") from None
 

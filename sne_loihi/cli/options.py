@@ -37,8 +37,10 @@ ExistingRunDirOpt = Annotated[Optional[Path], typer.Option(
     "--run-dir", rich_help_panel=RUN_PANEL, help="Run folder (the same as the RUN argument).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", rich_help_panel=JOB_PANEL, metavar="",
                                          help="Continue an interrupted run in --run-dir.")]
+#: Every command takes it (each may at least decode an image folder, which shows a bar on a
+#: terminal); :func:`sne_loihi.cli.app.friendly` switches off every bar with ``--no-progress``.
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", rich_help_panel=JOB_PANEL, metavar="",
-                                           help="Progress bars.")]
+                                           help="Progress bars (training, Lava runs, image decoding).")]
 TrustFactoryOpt = Annotated[bool, typer.Option(
     "--trust-factory", rich_help_panel=JOB_PANEL, metavar="",
     help="Let the external teacher factory named by the run's config or checkpoint be imported (it runs that "

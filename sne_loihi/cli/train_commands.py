@@ -68,6 +68,7 @@ def teacher_finetune(
 
     from sne_loihi.distributed import is_main_process
     from sne_loihi.io import run_lock
+    from sne_loihi.progress import progress_bars
     from sne_loihi.run import FINETUNE_FILE, Run
     from sne_loihi.teachers.external import trusted_factories
     from sne_loihi.train.finetune_stage import finetune_stage
@@ -83,7 +84,8 @@ def teacher_finetune(
     cfg = stored_config(run_dir, overrides)  # reads no code; finetune_stage checks the finetune values
     own_lock = is_main_process() and not locked_by_friendly  # torchrun: rank 0
     lock = run_lock(run_dir) if own_lock else contextlib.nullcontext()
-    with lock, trusted_factories([opts.get("factory")], trust_all=bool(opts.get("trust_factory"))):
+    with (lock, trusted_factories([opts.get("factory")], trust_all=bool(opts.get("trust_factory"))),
+          progress_bars(opts.get("progress", True))):  # also a --no-progress given before 'finetune'
         summary = finetune_stage(Run(run_dir), students=cfg.ensemble.num_students, **asdict(cfg.finetune),
                                  device=opts.get("device"), progress=opts.get("progress", True))
     b, a = summary["before"], summary["after"]
@@ -99,6 +101,7 @@ def partition(
     run_dir: ExistingRunDirOpt = None,
     overrides: Any = None,
     trust_factory: TrustFactoryOpt = False,
+    progress: ProgressOpt = True,  # friendly switches every bar off with --no-progress
 ) -> None:
     """Split the teacher's feature dimensions into N groups and store partition.json."""
     from sne_loihi.run import Run

@@ -188,9 +188,12 @@ class DecodedTree:
 
 
 def _progress(total: int | None, desc: str) -> Any:
+    """The decoding bar: on a terminal only, and not under a command's ``--no-progress``."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", leave=False, disable=not sys.stderr.isatty())
+    from sne_loihi.progress import terminal_bar_shown
+
+    return tqdm(total=total, desc=desc, unit="img", leave=False, disable=not terminal_bar_shown())
 
 
 def decode_tree(path: Path, channels: ImageChannels, size: int) -> tuple[DecodedTree, dict[str, Any]]:
