@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES, FirstLayer
-from sne_loihi.errors import ExportError
+from sne_loihi.errors import ConfigError, ExportError
 from sne_loihi.run import CASCADE_HEAD_FILE, CONFIG_FILE, ENSEMBLE_FILE, EXPORT_DIR, Run, as_run, first_test_samples, remember_manifest
 
 
-def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES, overwrite: bool = False,
-               capacity: int = DEFAULT_LAVA_CAPACITY, first_layer: Any = None, data_dir: str | Path | None = None) -> Any:
+def export_run(run: Run | Path | str, out_dir: Path | str | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES,
+               overwrite: bool = False, capacity: int = DEFAULT_LAVA_CAPACITY, first_layer: FirstLayer | str | None = None,
+               data_dir: str | Path | None = None) -> Any:
     """Export ``RUN/ensemble.pt`` to netx files + manifest, verified in Lava on the first
     ``samples`` test samples (0 skips the check, which the manifest then records as null).
     ``RUN/cascade_head.pt`` goes into the manifest only if it is current for this ensemble
@@ -37,11 +38,18 @@ def export_run(run: Run | Path, out_dir: Path | None = None, *, samples: int = D
 
     Raises:
         ExportError / ParityError / CheckpointError: One-line reasons.
+        ConfigError: An unknown ``first_layer``.
     """
     from sne_loihi.export.exporter import check_out_dir, export_loaded
     from sne_loihi.io import sha256_file
     from sne_loihi.netx_format import CascadeHead
 
+    if first_layer is not None:
+        try:
+            first_layer = FirstLayer(first_layer)
+        except ValueError:
+            raise ConfigError(f"first_layer must be one of {', '.join(m.value for m in FirstLayer)}, "
+                              f"got {first_layer!r}") from None
     run = as_run(run)
     out_dir = _export_folder(run.dir, out_dir, EXPORT_DIR)
     check_out_dir(out_dir, overwrite)  # before any work

@@ -194,6 +194,13 @@ class EnsembleSimulator:
             active: Students to switch on (``None``: keep the current set, initially all).
             mask_nk: Optional per-sample gate ``[N, K]`` (0/1, e.g. a torch policy's
                 decisions): student k runs for sample n only where it is 1 and active.
+
+        Returns:
+            The spikes, rates, logits, predictions and op counts of the ``N`` samples.
+
+        Raises:
+            SimulationError: Images that are empty, of the wrong shape or outside [0, 1]; an
+                invalid active set or mask.
         """
         if active is not None:
             self.set_active(active)
@@ -201,6 +208,8 @@ class EnsembleSimulator:
 
     def _encode(self, x_nchw: np.ndarray) -> np.ndarray:
         enc = self.manifest.input
+        if np.ndim(x_nchw) == 4 and len(x_nchw) == 0:
+            raise SimulationError("images must be a non-empty [N, C, H, W] array, got none")
         x_nchwt = encode_images(x_nchw, enc.time_steps, enc.bits)
         if list(x_nchwt.shape[1:4]) != list(enc.shape_chw):
             raise SimulationError(f"images are {list(x_nchwt.shape[1:4])}, the ensemble expects {enc.shape_chw}")
@@ -247,8 +256,15 @@ class EnsembleSimulator:
 
         Raises:
             SimulationError: No cascade head given or exported, a simulator built with
-                ``cascade=False``, or bad input.
+                ``cascade=False``, a threshold that is not a finite number >= 0, or bad input.
         """
+        try:
+            value = float(threshold) if not isinstance(threshold, (str, bytes, bool)) else float("nan")
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not (np.isfinite(value) and value >= 0):
+            raise SimulationError(f"cascade threshold must be a finite number >= 0, got {threshold!r}")
+        threshold = value
         head = head if head is not None else self.manifest.cascade
         if head is None:
             raise SimulationError("this export carries no cascade head (export with the run's cascade_head.pt) "

@@ -28,15 +28,21 @@ def check_student_indices(
         nonempty: Refuse an empty list (a cascade order names at least one student).
 
     Raises:
-        error: An entry that is not an integer, an index out of range, a repeated index, or
-            (with ``nonempty``) no index.
+        error: Not a sequence, an entry that is not an integer (booleans included), an index
+            out of range, a repeated index, or (with ``nonempty``) no index.
     """
     if isinstance(indices, (str, bytes)):
         raise error(f"{what} must be a sequence of student indices, got the string {indices!r}")
     try:
-        idx = [operator.index(i) for i in indices]
+        items = list(indices)
     except TypeError:
-        raise error(f"{what} must be integer student indices, got {list(indices)!r}") from None
+        raise error(f"{what} must be a sequence of student indices, got {indices!r}") from None
+    if any(isinstance(i, bool) or str(getattr(i, "dtype", "")) in ("bool", "torch.bool") for i in items):
+        raise error(f"{what} must be integer student indices, got booleans {items!r} (a mask is not a list of indices)")
+    try:
+        idx = [operator.index(i) for i in items]
+    except TypeError:
+        raise error(f"{what} must be integer student indices, got {items!r}") from None
     if nonempty and not idx:
         raise error(f"{what} names no student")
     bad = [i for i in idx if not 0 <= i < num_students]

@@ -20,7 +20,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +30,13 @@ from sne_loihi.run_files import (  # re-exported: the run folder's names
     CASCADE_HEAD_FILE, CONFIG_FILE, DROPOUT_GLOB, ENSEMBLE_FILE, EXPORT_DIR, FEATURES_FILE, FINETUNE_FILE, LAVA_FILE,
     PARTITION_FILE, PRE_FINETUNE_TEACHER, REPORT_FILE, TEACHER_FILE, dropout_dir,
 )
+
+if TYPE_CHECKING:  # annotations only: importing the run module loads no torch model code
+    import torch
+
+    from sne_loihi.data.dataset import Dataset
+    from sne_loihi.ensemble.checkpoint import LoadedEnsemble
+    from sne_loihi.netx_format.manifest import Manifest
 
 __all__ = [
     "CASCADE_HEAD_FILE", "CONFIG_FILE", "DROPOUT_GLOB", "ENSEMBLE_FILE", "EXPORT_DIR", "FEATURES_FILE", "FINETUNE_FILE",
@@ -79,7 +86,7 @@ def file_sha256(path: Path) -> str:
     return _cached("sha256", _file(path), lambda: sha256_file(path))
 
 
-def load_data(cfg: RunConfig) -> Any:  # -> Dataset
+def load_data(cfg: RunConfig) -> Dataset:
     """The data set named by the config, loaded once per process for each data section and
     seed (the dropout variants and every later stage share it)."""
     from sne_loihi.data import load_dataset
@@ -123,6 +130,9 @@ class Run:
         directory: The run folder.
         config: The resolved config; ``None``: the folder's ``config.toml``, parsed once (on
             first use of :attr:`config`).
+
+    Attributes:
+        dir: The run folder.
     """
 
     def __init__(self, directory: Path | str, config: RunConfig | None = None) -> None:
@@ -156,21 +166,28 @@ class Run:
         """The same folder run with another config (e.g. a dropout variant's)."""
         return Run(self.dir, config)
 
-    def data(self) -> Any:  # -> Dataset
+    def data(self) -> Dataset:
         """The data set of :attr:`config` (:func:`load_data`)."""
         return load_data(self.config)
 
-    def teacher(self, device: str = "cpu", path: Path | None = None) -> tuple[Any, RunConfig, dict[str, Any]]:
+    def teacher(self, device: str = "cpu", path: Path | str | None = None) -> tuple[Any, RunConfig, dict[str, Any]]:
         """``RUN/teacher.pt`` (or ``path``) as ``(model in eval mode, its config, metadata)``
-        (:func:`sne_loihi.teachers.checkpoint.load_teacher`)."""
+        (:func:`sne_loihi.teachers.checkpoint.load_teacher`).
+
+        Raises:
+            CheckpointError: Missing, corrupt or not a teacher checkpoint.
+            ConfigError: Unknown or unavailable ``device``.
+        """
         from sne_loihi.device import resolve_device
         from sne_loihi.teachers.checkpoint import load_teacher
 
         path = Path(path) if path is not None else self.file(TEACHER_FILE)
         where = str(resolve_device(device))  # "auto" and "cpu" share the teacher on a CPU-only machine
+        if not path.is_file():
+            return load_teacher(path, device=device)  # its one-line error
         return _cached("teacher", (*_file(path), where), lambda: load_teacher(path, device=device))
 
-    def ensemble(self, folder: Path | None = None) -> Any:  # -> LoadedEnsemble
+    def ensemble(self, folder: Path | str | None = None) -> LoadedEnsemble:
         """``ensemble.pt`` of the run (or of ``folder``, e.g. a dropout variant's, or a
         checkpoint file), rebuilt once per file version
         (:func:`sne_loihi.ensemble.checkpoint.load_ensemble`)."""
@@ -183,7 +200,7 @@ class Run:
             return load_ensemble(path)  # its one-line error
         return _cached("ensemble", _file(path), lambda: load_ensemble(path))
 
-    def current_cascade_head(self, num_students: int) -> Any:  # -> torch.nn.Linear | None
+    def current_cascade_head(self, num_students: int) -> torch.nn.Linear | None:
         """``RUN/cascade_head.pt`` if current for ``RUN/ensemble.pt``
         (:func:`sne_loihi.ensemble.cascade.current_cascade_head`), loaded once per file version."""
         from sne_loihi.ensemble.cascade import current_cascade_head
@@ -194,7 +211,7 @@ class Run:
         return _cached("cascade_head", (*_file(head), *_file(ens), num_students),
                        lambda: current_cascade_head(self.dir, num_students))
 
-    def manifest(self, export_dir: Path | None = None) -> Any:  # -> Manifest
+    def manifest(self, export_dir: Path | str | None = None) -> Manifest:
         """The export manifest of ``export_dir`` (default ``RUN/export``), validated once per
         manifest version (:func:`sne_loihi.netx_format.load_manifest`)."""
         from sne_loihi.netx_format import MANIFEST_FILE, load_manifest

@@ -236,3 +236,23 @@ def test_energy_profile_toml(tmp_path: Path) -> None:
             load_energy_profile(tmp_path / name)
     with pytest.raises(ConfigError, match="not found"):
         load_energy_profile(tmp_path / "absent.toml")
+
+
+def test_profiles_are_named_by_a_string_or_a_path_wherever_one_is_taken(tmp_path: Path) -> None:
+    """``resolve_profile`` takes a ``Path`` as well as a string; ``energy_pj`` takes a name or
+    a file as well as a profile; a count or a profile of the wrong type is a ``ConfigError``."""
+    from sne_loihi.cost.energy import resolve_profile
+
+    chip = tmp_path / "chip.toml"
+    chip.write_text("pj_per_mac = 2.0\npj_per_ac = 0.5\n")
+    assert resolve_profile(chip) == resolve_profile(str(chip)) == load_energy_profile(chip)
+    assert energy_pj(chip, macs=3, acs=4) == energy_pj(str(chip), macs=3, acs=4) == pytest.approx(8.0)
+    assert energy_pj("loihi", macs=10, acs=30, neuron_updates=5) == energy_pj(resolve_profile("loihi"), 10, 30, 5)
+    loihi = resolve_profile("loihi")
+    for bad in ("abc", None, torch.tensor([1.0, 2.0]), True, float("inf")):
+        with pytest.raises(ConfigError, match="macs must be a non-negative number"):
+            energy_pj(loihi, macs=bad, acs=1)
+    with pytest.raises(ConfigError, match="energy profile"):
+        resolve_profile(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="unknown energy profile 'nope'"):
+        energy_pj("nope", macs=1, acs=1)

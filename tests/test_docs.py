@@ -340,3 +340,81 @@ def test_predict_equals_the_ensemble_run_with_those_students(tiny_run: Path) -> 
             sne_loihi.predict(loaded, x, **kwargs)
     with pytest.raises(sne_loihi.SneError, match=r"\[0, 1\]"):
         sne_loihi.predict(loaded, x * 3)
+
+
+def test_predict_reads_index_tensors_as_indices_and_bool_arrays_as_masks(tiny_run: Path) -> None:
+    """An integer tensor of student indices selects those students (read as a mask, [3, 2, 1, 0]
+    switched on students 0, 1, 2); a bool mask selects the same as a tensor or a numpy array."""
+    import numpy as np
+    import torch
+
+    import sne_loihi
+
+    loaded = sne_loihi.Run(tiny_run).ensemble()
+    x = sne_loihi.Run(tiny_run).data().x_test_nchw[:8]
+    two = sne_loihi.predict(loaded, x, active=[2, 3])
+    mask = [False, False, True, True]
+    for active in (torch.tensor([2, 3]), np.array([3, 2]), torch.tensor(mask), np.array(mask)):
+        p = sne_loihi.predict(loaded, x, active=active)
+        assert torch.equal(p.ran_sn, two.ran_sn) and torch.equal(p.logits, two.logits), active
+    assert bool(sne_loihi.predict(loaded, x, active=torch.tensor([3, 2, 1, 0])).ran_sn.all())
+
+
+def test_api_misuse_is_a_one_line_sne_error(tiny_run: Path, tmp_path: Path) -> None:
+    """Wrong types and values given to the public API are one-line ``SneError``s raised before
+    any work, not a TypeError, RuntimeError or FileNotFoundError from deep inside."""
+    import numpy as np
+    import torch
+
+    import sne_loihi
+    from sne_loihi.errors import CheckpointError, ConfigError, DataError
+
+    run = sne_loihi.Run(tiny_run)
+    loaded = run.ensemble()
+    x = run.data().x_test_nchw[:4]
+    calls = [
+        (DataError, "numeric", lambda: sne_loihi.predict(loaded, np.array([["a"]]))),
+        (DataError, "numeric", lambda: sne_loihi.predict(loaded, None)),
+        (DataError, "numeric", lambda: sne_loihi.predict(loaded, [[1], [1, 2]])),
+        (DataError, "real numbers", lambda: sne_loihi.predict(loaded, x.to(torch.complex64))),
+        (ConfigError, "threshold", lambda: sne_loihi.predict(loaded, x, threshold="0.5")),
+        (ConfigError, "threshold", lambda: sne_loihi.predict(loaded, x, threshold=[0.5])),
+        (ConfigError, "batch size", lambda: sne_loihi.predict(loaded, x, batch_size=2.5)),
+        (ConfigError, r"Linear\(3, 10\)", lambda: sne_loihi.predict(loaded, x, head=torch.nn.Linear(3, 10))),
+        (ConfigError, r"Linear\(\d+, 10\)", lambda: sne_loihi.predict(loaded, x, threshold=0.5,
+                                                                       head=torch.nn.Linear(16, 3))),
+        (ConfigError, "torch.nn.Linear", lambda: sne_loihi.predict(loaded, x, head="cascade_head.pt")),
+        (ConfigError, "sequence of student indices", lambda: sne_loihi.predict(loaded, x, active=2)),
+        (ConfigError, "booleans", lambda: sne_loihi.predict(loaded, x, active=[True])),
+        (ConfigError, "1-D integer", lambda: sne_loihi.predict(loaded, x, active=torch.tensor([0.0, 1.0]))),
+        (CheckpointError, "not found", lambda: sne_loihi.Run(tmp_path / "nope").teacher()),
+        (ConfigError, "unknown device", lambda: sne_loihi.load_ensemble(str(tiny_run), device="gpu")),
+        (ConfigError, "first_layer", lambda: sne_loihi.export_run(run, tmp_path / "export", first_layer="foo")),
+    ]
+    for error, message, call in calls:
+        with pytest.raises(error, match=message) as info:
+            call()
+        assert "\n" not in str(info.value)
+    assert not (tmp_path / "export").exists()
+
+
+def test_reading_a_run_through_the_api_leaves_its_folder_unchanged(tiny_run: Path) -> None:
+    """Opening a run, loading what it holds and predicting write nothing into the run folder."""
+    import hashlib
+
+    import sne_loihi
+
+    def state() -> dict[str, tuple[str, int]]:
+        return {str(p.relative_to(tiny_run)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+                for p in sorted(tiny_run.rglob("*")) if p.is_file()}
+
+    before = state()
+    run = sne_loihi.Run(str(tiny_run))
+    loaded = run.ensemble()
+    head = run.current_cascade_head(loaded.model.num_students)
+    assert head is not None and run.manifest().cascade is not None
+    run.teacher()
+    pred = sne_loihi.predict(loaded, run.data().x_test_nchw[:8], threshold=0.5, head=head)
+    pred.energy_pj("loihi")
+    sne_loihi.load_ensemble(tiny_run / "ensemble.pt")
+    assert state() == before

@@ -81,15 +81,21 @@ def export_dir(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return out
 
 
-def test_export_leaves_out_a_cascade_head_older_than_the_ensemble(tiny_run: Path, tmp_path: Path) -> None:
-    import os
+def _as_if_retrained(checkpoint: Path) -> None:
+    """Rewrite an ensemble checkpoint with other head weights (new content and mtime)."""
+    from sne_loihi.io import load_checkpoint, save_checkpoint
 
+    ckpt = load_checkpoint(checkpoint)
+    ckpt["model"]["head.bias"] = ckpt["model"]["head.bias"] + 0.5
+    save_checkpoint(checkpoint, ckpt)
+
+
+def test_export_leaves_out_a_cascade_head_older_than_the_ensemble(tiny_run: Path, tmp_path: Path) -> None:
     from sne_loihi.export import load_manifest
 
     for name in ("ensemble.pt", "config.toml", "cascade_head.pt"):
         shutil.copy2(tiny_run / name, tmp_path / name)
-    st = os.stat(tmp_path / "ensemble.pt")
-    os.utime(tmp_path / "ensemble.pt", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # "retrained"
+    _as_if_retrained(tmp_path / "ensemble.pt")
     result = runner.invoke(app, ["export", str(tmp_path), "--check-samples", "0"])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "cascade head: none current" in result.stdout
@@ -227,9 +233,12 @@ def test_simulate_per_sample_cascade_matches_torch(export_dir: Path, tmp_path: P
 
 
 def test_a_cascade_head_older_than_the_ensemble_or_corrupt_is_retrained(tiny_run: Path, tmp_path: Path) -> None:
+    """A head is current while the ensemble's content is (its size and mtime, or else its
+    SHA-256: a plain copy or a git clone has new mtimes); a retrained or corrupt one is
+    retrained."""
     import os
 
-    from sne_loihi.ensemble.cascade import ensure_cascade_head
+    from sne_loihi.ensemble.cascade import current_cascade_head, ensure_cascade_head
     from sne_loihi.ensemble.checkpoint import load_ensemble
     from sne_loihi.run import load_data
 
@@ -240,7 +249,11 @@ def test_a_cascade_head_older_than_the_ensemble_or_corrupt_is_retrained(tiny_run
     x, y = data.x_train_nchw[:64], data.y_train[:64]
     assert not ensure_cascade_head(tmp_path, loaded.model, x, y)[1]  # copy2 keeps the key (size, mtime)
     st = os.stat(tmp_path / "ensemble.pt")
-    os.utime(tmp_path / "ensemble.pt", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # "retrained"
+    os.utime(tmp_path / "ensemble.pt", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # copied, same content
+    assert current_cascade_head(tmp_path, loaded.model.num_students) is not None
+    assert not ensure_cascade_head(tmp_path, loaded.model, x, y)[1]
+    _as_if_retrained(tmp_path / "ensemble.pt")
+    assert current_cascade_head(tmp_path, loaded.model.num_students) is None
     assert ensure_cascade_head(tmp_path, loaded.model, x, y)[1]
     assert not ensure_cascade_head(tmp_path, loaded.model, x, y)[1]
     (tmp_path / "cascade_head.pt").write_bytes(b"not a checkpoint")

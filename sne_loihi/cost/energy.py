@@ -110,40 +110,54 @@ def load_energy_profile(path: Path) -> EnergyProfile:
     return EnergyProfile(name=data.get("name", path.stem), source=data.get("source", str(path)), **values)
 
 
-def energy_pj(profile: EnergyProfile, macs: float, acs: float, neuron_updates: float = 0) -> float:
+def energy_pj(profile: EnergyProfile | str | Path, macs: float, acs: float, neuron_updates: float = 0) -> float:
     """Energy estimate in pJ for the given operation counts (see the module doc).
 
     Args:
-        profile: The prices (:func:`resolve_profile`).
+        profile: The prices: an :class:`EnergyProfile`, or a name or TOML file
+            (:func:`resolve_profile`).
         macs: Synaptic ops on graded input (multiply-accumulates).
         acs: Synaptic ops on binary spikes (accumulates).
         neuron_updates: Neuron updates (one per neuron per time step); charged only by profiles
             with ``pj_per_neuron_update``.
 
     Raises:
-        ConfigError: A negative or non-finite count.
+        ConfigError: A count that is not a non-negative finite number; an unknown profile or
+            an invalid profile file.
     """
+    if not isinstance(profile, EnergyProfile):
+        profile = resolve_profile(profile)
+    counts = {}
     for name, value in (("macs", macs), ("acs", acs), ("neuron_updates", neuron_updates)):
-        if not math.isfinite(float(value)) or float(value) < 0:
+        try:
+            number = float(value) if not isinstance(value, (str, bytes, bool)) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or number < 0:
             raise ConfigError(f"energy_pj: {name} must be a non-negative number, got {value!r}")
+        counts[name] = number
+    macs, acs, neuron_updates = counts["macs"], counts["acs"], counts["neuron_updates"]
     if profile.pj_per_synop is not None:
-        synaptic = (float(macs) + float(acs)) * profile.pj_per_synop
+        synaptic = (macs + acs) * profile.pj_per_synop
     else:
-        synaptic = float(macs) * profile.pj_per_mac + float(acs) * profile.pj_per_ac
-    neurons = float(neuron_updates) * profile.pj_per_neuron_update if profile.pj_per_neuron_update is not None else 0.0
+        synaptic = macs * profile.pj_per_mac + acs * profile.pj_per_ac
+    neurons = neuron_updates * profile.pj_per_neuron_update if profile.pj_per_neuron_update is not None else 0.0
     return synaptic + neurons
 
 
-def resolve_profile(name: str) -> EnergyProfile:
+def resolve_profile(name: str | Path) -> EnergyProfile:
     """A registered energy profile by name, or a user TOML file.
 
     Args:
         name: ``cmos45nm``, ``loihi`` (:data:`ENERGY_PROFILES`), or the path of a TOML file
-            (:func:`load_energy_profile`).
+            (:func:`load_energy_profile`), as a string or a :class:`~pathlib.Path`.
 
     Raises:
         ConfigError: Unknown name, or a file that is no valid profile.
     """
+    if not isinstance(name, (str, Path)):
+        raise ConfigError(f"an energy profile is a name ({', '.join(ENERGY_PROFILES.names())}) or a TOML file, got {name!r}")
+    name = str(name)
     if name.endswith(".toml") or Path(name).is_file():
         return load_energy_profile(Path(name))
     return ENERGY_PROFILES.get(name)()

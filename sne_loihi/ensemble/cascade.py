@@ -75,22 +75,28 @@ def train_cascade_head(
 
 
 def save_cascade_head(
-    path: Path, head: torch.nn.Linear, order: Sequence[int], config: dict | None = None, ensemble_key: str | None = None
+    path: Path, head: torch.nn.Linear, order: Sequence[int], config: dict | None = None, ensemble_key: str | None = None,
+    ensemble_sha256: str | None = None,
 ) -> None:
     """Write ``RUN/cascade_head.pt``: ``{"config", "head": state_dict, "order": [...],
-    "ensemble_key"}``; ``ensemble_key`` (:func:`sne_loihi.io.file_key` of the ensemble
-    checkpoint it was trained for) lets a later stage tell a current head from a stale one."""
+    "ensemble_key", "ensemble_sha256"}``; ``ensemble_key`` (:func:`sne_loihi.io.file_key` of
+    the ensemble checkpoint it was trained for, its size and mtime) and ``ensemble_sha256``
+    (its content, which survives a copy or a git clone that changes the mtime) let a later
+    stage tell a current head from a stale one."""
     from sne_loihi.io import save_checkpoint
 
     payload = {"config": dict(config or {}), "head": head.state_dict(), "order": [int(i) for i in order]}
     if ensemble_key is not None:
         payload["ensemble_key"] = str(ensemble_key)
+    if ensemble_sha256 is not None:
+        payload["ensemble_sha256"] = str(ensemble_sha256)
     save_checkpoint(Path(path), payload)
 
 
 def current_cascade_head(run_dir: Path, num_students: int) -> torch.nn.Linear | None:
     """``RUN/cascade_head.pt`` if it was trained for the current ``RUN/ensemble.pt`` (its
-    ``ensemble_key`` matches and its order is ``0..N-1``), else ``None``: missing, stale,
+    ``ensemble_key`` matches, or else its ``ensemble_sha256`` does: a copied or cloned run
+    folder has new mtimes; and its order is ``0..N-1``), else ``None``: missing, stale,
     written before heads carried the key, or unreadable (it is derived data; an unreadable
     head is reported by one ``warning:`` line on stderr, :func:`sne_loihi.io.load_cache`).
 
@@ -99,15 +105,19 @@ def current_cascade_head(run_dir: Path, num_students: int) -> torch.nn.Linear | 
     """
     from sne_loihi.run_files import ENSEMBLE_FILE
     from sne_loihi.errors import CheckpointError, UnsafeFileError
-    from sne_loihi.io import file_key, load_cache
+    from sne_loihi.io import file_key, load_cache, sha256_file
 
     run_dir = Path(run_dir)
     path, ckpt = run_dir / CASCADE_HEAD_FILE, run_dir / ENSEMBLE_FILE
     if not (path.is_file() and ckpt.is_file()):
         return None
     payload = load_cache(path, what="cascade head")
-    if payload is None or payload.get("ensemble_key") != file_key(ckpt):
+    if payload is None:
         return None
+    if payload.get("ensemble_key") != file_key(ckpt):
+        sha = payload.get("ensemble_sha256")
+        if not isinstance(sha, str) or sha != sha256_file(ckpt):
+            return None
     try:
         head, order = load_cascade_head(path, num_students)
     except UnsafeFileError:
@@ -135,7 +145,7 @@ def ensure_cascade_head(
     from sne_loihi.run_files import ENSEMBLE_FILE
     from sne_loihi.ensemble.policies import student_table
     from sne_loihi.errors import CheckpointError
-    from sne_loihi.io import file_key
+    from sne_loihi.io import file_key, sha256_file
 
     run_dir = Path(run_dir)
     ckpt = run_dir / ENSEMBLE_FILE
@@ -146,7 +156,8 @@ def ensure_cascade_head(
         return head, False
     table = student_table(model, x_train_nchw, y_train, batch_size)
     head = train_cascade_head(model.head, table, batch_size=batch_size, seed=seed)
-    save_cascade_head(run_dir / CASCADE_HEAD_FILE, head, range(model.num_students), config, ensemble_key=file_key(ckpt))
+    save_cascade_head(run_dir / CASCADE_HEAD_FILE, head, range(model.num_students), config, ensemble_key=file_key(ckpt),
+                      ensemble_sha256=sha256_file(ckpt))
     return head, True
 
 

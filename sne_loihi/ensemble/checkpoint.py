@@ -68,7 +68,22 @@ def ensemble_extra(
 
 @dataclass
 class LoadedEnsemble:
-    """An ensemble rebuilt from its checkpoint alone."""
+    """An ensemble rebuilt from its checkpoint alone (:func:`load_ensemble`).
+
+    Attributes:
+        model: The students and the head, in eval mode.
+        config: The config the ensemble was trained with.
+        partition: The teacher-feature groups, one per student.
+        feature_scale: ``[D]`` per teacher feature the positive divisor that maps it into
+            the rate range [0, 1] (the distillation targets, ``clip(f / scale, 0, 1)``).
+        in_shape: ``(C, H, W)`` of the input images.
+        class_names: The class names, in label order.
+        epoch: Training epochs done.
+        history: One dict per epoch (``metrics_students.jsonl``'s lines).
+        teacher_sha256: SHA-256 of the teacher it was distilled from, if recorded.
+        fold: ``student.norm = "batch"``: the fold's record (recalibration samples, test
+            accuracy with batch norm, folded, and after the fine-tuning), ``None`` otherwise.
+    """
 
     model: Ensemble
     config: RunConfig
@@ -79,17 +94,15 @@ class LoadedEnsemble:
     epoch: int
     history: list[dict[str, Any]]
     teacher_sha256: str | None = None
-    #: ``student.norm = "batch"``: the fold's record (recalibration samples, test accuracy with
-    #: batch norm, folded, and after the fine-tuning), ``None`` otherwise.
     fold: dict[str, Any] | None = None
 
 
-def load_ensemble(path: Path, device: str | torch.device = "cpu") -> LoadedEnsemble:
+def load_ensemble(path: Path | str, device: str | torch.device = "cpu") -> LoadedEnsemble:
     """Load ``RUN/ensemble.pt`` (no code executed) and rebuild the model from it.
 
     Args:
         path: The checkpoint, or the run folder holding ``ensemble.pt``.
-        device: Where the model goes (``"cpu"``, ``"cuda"``, a ``torch.device``).
+        device: Where the model goes (``"cpu"``, ``"auto"``, ``"cuda[:i]"``, a ``torch.device``).
 
     Returns:
         The model in eval mode with its config, partition, feature scale, input shape, class
@@ -97,7 +110,11 @@ def load_ensemble(path: Path, device: str | torch.device = "cpu") -> LoadedEnsem
 
     Raises:
         CheckpointError: Missing/corrupt file or one that is not an ensemble checkpoint.
+        ConfigError: Unknown or unavailable ``device``.
     """
+    from sne_loihi.device import resolve_device
+
+    where = device if isinstance(device, torch.device) else resolve_device(device)
     path = Path(path)
     if path.is_dir():
         path = path / ENSEMBLE_FILE
@@ -113,7 +130,7 @@ def load_ensemble(path: Path, device: str | torch.device = "cpu") -> LoadedEnsem
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the stored student specs: {one_line(exc)}") from None
-    model.to(device).eval()
+    model.to(where).eval()
     return LoadedEnsemble(
         model=model,
         config=cfg,

@@ -40,11 +40,25 @@ def active_mask(
     """Normalise an activation spec to a ``[B, N]`` bool mask.
 
     Args:
-        active: ``None`` (all), a sequence of student indices (same for every sample),
-            a ``[N]`` bool mask, or a per-sample ``[B, N]`` bool mask.
+        active: ``None`` (all), student indices (same for every sample: a sequence, or a
+            1-D integer tensor or array), a ``[N]`` bool mask, or a per-sample ``[B, N]`` bool
+            mask (bool masks: a tensor or a numpy array).
+
+    Raises:
+        ConfigError: Invalid indices, a mask of the wrong shape, or a tensor that is neither a
+            bool mask nor 1-D integer indices.
     """
     if active is None:
         return torch.ones(batch, num_students, dtype=torch.bool, device=device)
+    if not isinstance(active, torch.Tensor) and str(getattr(active, "dtype", "")) == "bool":
+        active = torch.as_tensor(active)  # a numpy bool mask
+    if isinstance(active, torch.Tensor) and active.dtype != torch.bool:
+        # integer tensors hold indices: read as a mask, [2, 3, 1, 0] would silently switch on 0, 1, 2
+        if active.dim() != 1 or active.is_floating_point() or active.is_complex():
+            raise ConfigError(f"an active tensor is a bool mask [{num_students}] or [{batch}, {num_students}], or 1-D "
+                              f"integer student indices; got {str(active.dtype).removeprefix('torch.')} of shape "
+                              f"{list(active.shape)}")
+        active = active.tolist()
     if not isinstance(active, torch.Tensor):
         idx = check_student_indices(active, num_students, "active student")
         mask = torch.zeros(num_students, dtype=torch.bool, device=device)
