@@ -16,7 +16,7 @@ import numpy as np
 from sne_loihi.config import DEFAULT_ENERGY_PROFILE, DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES, Backend, RunConfig
 from sne_loihi.errors import ConfigError, ExportError, SimulationError
 from sne_loihi.cost.energy import resolve_profile
-from sne_loihi.io import file_key
+from sne_loihi.io import same_content
 from sne_loihi.run import ENSEMBLE_FILE, LAVA_FILE, Run, first_test_samples
 from sne_loihi.report import percent, two_decimals, whole
 
@@ -102,6 +102,9 @@ class SimulationReport:
     #: Size and modification time of the ensemble checkpoint the run compared with, so a
     #: report can tell when the Lava figures predate a retrained ensemble.
     checkpoint_key: str | None = None
+    #: Its SHA-256: a copy (a git clone, ``cp -r``) changes the modification time, not the
+    #: content, so a differing key is stale only if the content differs too.
+    checkpoint_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -119,7 +122,7 @@ class SimulationReport:
             e["torch"] = TorchCheck(**e["torch"]) if e.get("torch") else None
             evs.append(LavaEvaluation(**e))
         keep = {k: d[k] for k in ("export_dir", "backend", "samples", "compilations", "energy_profile", "parity",
-                                  "checkpoint_key", "engine", "compile_seconds", "output") if k in d}
+                                  "checkpoint_key", "checkpoint_sha256", "engine", "compile_seconds", "output") if k in d}
         return cls(evaluations=evs, **keep)
 
     def markdown(self) -> str:
@@ -368,7 +371,7 @@ def load_lava_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
         return (f"{path} is unreadable ({type(exc).__name__}); rerun the pipeline's Lava stage", {})
     body = rep.markdown()
     ckpt = Path(run_dir) / ENSEMBLE_FILE
-    if ckpt.is_file() and rep.checkpoint_key != file_key(ckpt):
+    if ckpt.is_file() and not same_content(ckpt, rep.checkpoint_key, rep.checkpoint_sha256):
         body = ("**Stale:** these Lava figures were measured before `ensemble.pt` last changed; "
                 "rerun `sne export --overwrite` and `sne simulate`.\n\n" + body)
     return body, rep.to_dict()

@@ -86,6 +86,15 @@ def file_key(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def same_content(path: Path, key: str | None, sha256: str | None) -> bool:
+    """Whether ``path`` still holds what a result was derived from: its :func:`file_key`
+    equals ``key``, or else (a copy, with a new modification time) its SHA-256 equals
+    ``sha256`` (``None``: unknown, so not the same)."""
+    if key is not None and file_key(path) == key:
+        return True
+    return sha256 is not None and sha256_file(path) == sha256
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Save a checkpoint dict atomically (plain tensors, numbers, strings, lists, dicts)."""
     import io

@@ -120,7 +120,7 @@ def _lava_stage(run: Run, *, energy: str, progress: bool, resume: bool) -> tuple
     if not lava.enabled or lava.samples == 0:
         return None, None
     from sne_loihi.export.stage import export_run
-    from sne_loihi.io import atomic_write_json, file_key
+    from sne_loihi.io import atomic_write_json, file_key, sha256_file
     from sne_loihi.sim.stage import simulate_export
 
     if lava.cascade:
@@ -141,6 +141,7 @@ def _lava_stage(run: Run, *, energy: str, progress: bool, resume: bool) -> tuple
                           torch_checkpoint=run.file(ENSEMBLE_FILE), cascade=list(lava.cascade) or None,
                           progress=progress)
     rep.checkpoint_key = file_key(run.file(ENSEMBLE_FILE))
+    rep.checkpoint_sha256 = sha256_file(run.file(ENSEMBLE_FILE))
     atomic_write_json(run.file(LAVA_FILE), {**rep.to_dict(), LAVA_STAGE_KEY: {
         "inputs": _lava_stage_inputs(run, energy), "seconds": round(time.time() - t0, 3)}})
     return rep, None

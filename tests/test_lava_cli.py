@@ -210,7 +210,10 @@ def test_evaluate_keeps_the_lava_section_and_flags_it_stale(tiny_run: Path, tmp_
     md = (run / "report.md").read_text()
     assert "Lava simulation" in md and "Stale" not in md
     st = (run / "ensemble.pt").stat()
-    os.utime(run / "ensemble.pt", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # as if retrained
+    os.utime(run / "ensemble.pt", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # as a git clone or cp -r leaves it
+    assert runner.invoke(app, ["evaluate", str(run), "--no-activation"]).exit_code == 0
+    assert "Stale" not in (run / "report.md").read_text()
+    _as_if_retrained(run / "ensemble.pt")
     assert runner.invoke(app, ["evaluate", str(run), "--no-activation"]).exit_code == 0
     assert "**Stale:**" in (run / "report.md").read_text()
 
