@@ -130,7 +130,7 @@ def _rate(samples: int, seconds: float) -> float:
 
 
 def _check_active(active: Sequence[int], num: int) -> tuple[int, ...]:
-    return tuple(check_student_indices(active, num, "active student", SimulationError))
+    return tuple(check_student_indices(active, num, "active student", SimulationError, nonempty=True))
 
 
 class EnsembleSimulator:

@@ -387,6 +387,9 @@ def test_api_misuse_is_a_one_line_sne_error(tiny_run: Path, tmp_path: Path) -> N
         (ConfigError, "sequence of student indices", lambda: sne_loihi.predict(loaded, x, active=2)),
         (ConfigError, "booleans", lambda: sne_loihi.predict(loaded, x, active=[True])),
         (ConfigError, "1-D integer", lambda: sne_loihi.predict(loaded, x, active=torch.tensor([0.0, 1.0]))),
+        (ConfigError, "at least one student", lambda: sne_loihi.predict(loaded, x, active=[])),
+        (ConfigError, "at least one student", lambda: sne_loihi.predict(loaded, x, active=torch.tensor(
+            [[True] * loaded.model.num_students] * 3 + [[False] * loaded.model.num_students]))),
         (CheckpointError, "not found", lambda: sne_loihi.Run(tmp_path / "nope").teacher()),
         (ConfigError, "unknown device", lambda: sne_loihi.load_ensemble(str(tiny_run), device="gpu")),
         (ConfigError, "first_layer", lambda: sne_loihi.export_run(run, tmp_path / "export", first_layer="foo")),

@@ -127,6 +127,8 @@ def test_lava_spikes_ops_and_head_match_torch_then_gate_switches_without_rebuild
         simulator.set_active([0, 2])
     with pytest.raises(SimulationError, match="out of range"):
         simulator.run(x_nchw, active=[-1])
+    with pytest.raises(SimulationError, match="names no student"):
+        simulator.run(x_nchw, active=[])
 
 
 def test_simulate_standalone_netx_file_with_binary_input(tmp_path: Path) -> None:

@@ -193,14 +193,16 @@ def predict(
     n = model.num_students
     if first_layer is not None:
         first_layer = _first_layer_modes(first_layer, n)
+    if threshold is None:  # checked before the students run
+        from sne_loihi.ensemble.model import active_mask
+
+        mask_sn = active_mask(active, len(x), n, torch.device("cpu")).clone()
+        if not bool(mask_sn.any(dim=1).all()):  # as `--active` refuses an empty set
+            raise ConfigError("an active set switches on at least one student for every sample, got none")
     table = student_table(model, x.to(next(model.parameters()).device), torch.zeros(len(x), dtype=torch.long),
                           batch_size, first_layer=first_layer)
     if threshold is not None:
         mask_sn = cascade_mask(head, table, threshold, order)
-    else:
-        from sne_loihi.ensemble.model import active_mask
-
-        mask_sn = active_mask(active, len(x), n, torch.device("cpu")).clone()
     logits = head_logits(head, table, mask_sn)
     maskf = mask_sn.double()
     updates = table.neuron_updates_n if table.neuron_updates_n is not None else torch.zeros(n, dtype=torch.float64)
