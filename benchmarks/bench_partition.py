@@ -417,6 +417,31 @@ def write_results(s: Settings, out: Path, info: dict[str, Any], runs: list[dict[
         plot(rows, runs, out / f"{RESULT_STEM}.png")
 
 
+def stored_results(s: Settings, out: Path) -> dict[str, Any] | None:
+    """``OUT/bench_partition.json`` as an earlier invocation wrote it (``None`` when there is
+    none), checked to hold results for ``s``.
+
+    Raises:
+        ConfigError: It holds results for other settings (named with their two values), or
+            it cannot be read.
+    """
+    from sne_loihi.json_files import read_json_file
+
+    result_path = out / f"{RESULT_STEM}.json"
+    if not result_path.is_file():
+        return None
+    old = read_json_file(result_path, "partition benchmark results", ConfigError)
+    if not isinstance(old, dict) or not isinstance(old.get("settings"), dict) or not isinstance(old.get("runs"), list):
+        raise ConfigError(f"{result_path} is not this benchmark's results (no settings and runs)")
+    defaults = json.loads(json.dumps(asdict(Settings(data_dir=""))))  # keys added since it was written
+    stored, wanted = {**defaults, **old["settings"]}, json.loads(json.dumps(asdict(s)))
+    changed = [f"{k} {stored.get(k)!r} -> {wanted.get(k)!r}" for k in sorted(set(stored) | set(wanted))
+               if stored.get(k) != wanted.get(k)]
+    if changed:
+        raise ConfigError(f"{result_path} holds results for other settings ({'; '.join(changed)}); use another --out")
+    return old
+
+
 def run_bench(s: Settings, out: Path, *, max_runs: int = 0, progress: bool = True, report_only: bool = False,
               teacher_path: Path | None = None) -> dict[str, Any]:
     """Run (or resume) every (strategy, seed) and write ``OUT/bench_partition.{json,md,png}``.
@@ -437,11 +462,8 @@ def run_bench(s: Settings, out: Path, *, max_runs: int = 0, progress: bool = Tru
     result_path = out / f"{RESULT_STEM}.json"
     runs: list[dict[str, Any]] = []
     wall_before = 0.0
-    if result_path.is_file():
-        old = json.loads(result_path.read_text())
-        defaults = json.loads(json.dumps(asdict(Settings(data_dir=""))))  # keys added since it was written
-        if {**defaults, **old["settings"]} != json.loads(json.dumps(asdict(s))):
-            raise ConfigError(f"{result_path} holds results for other settings; use another --out")
+    old = stored_results(s, out)
+    if old is not None:
         runs, wall_before = [stored_ensemble_accuracy(r, out) for r in old["runs"]], old.get("wall_s", 0.0)
         if report_only:
             write_results(s, out, old["teacher"], runs, wall_before)

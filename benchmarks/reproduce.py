@@ -18,7 +18,11 @@ per relative claim (``sne_loihi.analysis.reproduction``).
 
 Resumable: a seed whose ``report.json`` is complete for these settings is reused as it is;
 an unfinished one continues with ``--resume`` semantics (finished training stages are not
-redone); finished partition runs are kept. ``--report-only`` rewrites the report from what exists.
+redone); finished partition runs are kept. An ``OUT`` run with another config or partition
+budget is refused before anything runs. Every invocation that runs work records its start,
+each part it begins and finishes, a heartbeat and its end in ``OUT/invocations.jsonl``; the
+report sums them (:func:`wall_time`), an interrupted invocation up to its last record.
+``--report-only`` rewrites the report from what exists and names what is missing.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import os
 import platform
 import shlex
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -38,6 +43,11 @@ from typing import Any
 REPORT_STEM = "reproduce"
 PARTITION_DIR = "partition"
 BASE_CONFIG = "base_config.toml"
+#: The wall-time ledger in ``OUT`` (:class:`Ledger`).
+LEDGER_FILE = "invocations.jsonl"
+#: Seconds between a running invocation's heartbeat records: an interrupted invocation is
+#: counted up to its last record, so at most this much of its time is missing from the sum.
+HEARTBEAT_S = 30.0
 
 
 def _bench_partition() -> Any:
@@ -204,6 +214,12 @@ EXECUTION_KEYS = ("train.device", "train.threads", "student.engine", "lava.", "r
 
 def same_run_config(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """Whether a report's config is the harness's for this seed, up to :data:`EXECUTION_KEYS`."""
+    return not config_differences(stored, wanted)
+
+
+def config_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The keys (outside :data:`EXECUTION_KEYS`) where ``stored`` differs from ``wanted``, each
+    as ``"key: stored -> wanted"``; empty when it is the same run config."""
     from sne_loihi.train.common import with_defaults
 
     def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -214,7 +230,32 @@ def same_run_config(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
     a, b = (flat(json.loads(json.dumps(with_defaults(t)))) for t in (stored, wanted))
     keep = lambda k: not any(k == e or (e.endswith(".") and k.startswith(e)) for e in EXECUTION_KEYS)  # noqa: E731
-    return {k: v for k, v in a.items() if keep(k)} == {k: v for k, v in b.items() if keep(k)}
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if keep(k) and a.get(k) != b.get(k)]
+
+
+def check_out_folder(out: Path, cfg: Any, opts: Options) -> None:
+    """Refuse, before anything runs, an ``OUT`` that holds work of another config: a seed
+    folder whose ``config.toml`` is not this seed's run config (up to :data:`EXECUTION_KEYS`),
+    a partition comparison with another base config or other benchmark settings (its budget,
+    strategies, number of seeds). Report options (noise, dropout K, energy profile) may
+    change: the seeds' reports are then recomputed from their finished training.
+
+    Raises:
+        ConfigError: One line naming the folder and the differing keys.
+    """
+    from sne_loihi.config import load_toml
+    from sne_loihi.errors import ConfigError
+
+    for seed in opts.seeds:
+        stored = out / f"seed{seed}" / "config.toml"
+        if stored.is_file():
+            changed = config_differences(load_toml(stored), seed_config(cfg, seed).to_dict())
+            if changed:
+                raise ConfigError(f"{stored.parent} was run with another config ({'; '.join(changed)}); use another --out")
+    pdir = out / PARTITION_DIR
+    if opts.partition_strategies and (pdir / BASE_CONFIG).is_file():
+        check_partition_base(pdir / BASE_CONFIG, seed_config(cfg, 0))
+        _bench_partition().stored_results(partition_settings(cfg, opts, pdir / BASE_CONFIG), pdir)
 
 
 def check_partition_base(base: Path, base_cfg: Any) -> None:
@@ -229,8 +270,10 @@ def check_partition_base(base: Path, base_cfg: Any) -> None:
 
     if not base.is_file():
         dump_toml(base_cfg, base)
-    elif not same_run_config(load_toml(base), base_cfg.to_dict()):
-        raise ConfigError(f"{base.parent} was run with another config; use another --out")
+        return
+    changed = config_differences(load_toml(base), base_cfg.to_dict())
+    if changed:
+        raise ConfigError(f"{base.parent} was run with another config ({'; '.join(changed)}); use another --out")
 
 
 def run_seed(cfg: Any, opts: Options, out: Path, seed: int, progress: bool) -> tuple[dict[str, Any], str]:
@@ -293,6 +336,103 @@ def run_partition(cfg: Any, opts: Options, out: Path, progress: bool, report_onl
     reuse = teacher.is_file() and split_mismatch(cfg.data, opts.seeds[0], cfg.data, 0) is None
     return _bench_partition().run_bench(partition_settings(cfg, opts, base), pdir, progress=progress,
                                         teacher_path=teacher if reuse else None)
+
+
+class Ledger:
+    """``OUT/invocations.jsonl``, one JSON line per event of an invocation that runs work:
+    ``start``, ``begin`` / ``done`` of each part (``seed0``, ..., ``partition``), ``alive``
+    every :data:`HEARTBEAT_S` from a background thread, and ``end`` before the report is
+    written. A kill loses at most the line being written (the reader drops a partial last
+    line, and the next invocation cuts it off before appending)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = Path(out) / LEDGER_FILE
+        self.invocation = f"{time.time_ns()}-{os.getpid()}"
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def record(self, event: str, **fields: Any) -> None:
+        """Append one event with this invocation's id and the time."""
+        line = json.dumps({"invocation": self.invocation, "event": event, "t": time.time(), **fields}) + "\n"
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> "Ledger":
+        if self.path.is_file():  # a kill mid-append left a partial last line: cut it off
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(data.rfind(b"\n") + 1)
+        self.record("start")
+        self._thread = threading.Thread(target=self._beat, name="reproduce-ledger", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self.record("alive")
+
+
+def wall_time(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Sum the ledger (:class:`Ledger`): every invocation from its start to its end, or, when
+    it was interrupted or failed (no ``end``), to its last record; every part over all its
+    attempts that did work (a seed found finished, ``reused``, is not an attempt), an attempt
+    cut short counted to its invocation's last record and reported apart. ``None`` without
+    records (a folder from before the ledger)."""
+    by_invocation: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if isinstance(r.get("invocation"), str) and isinstance(r.get("t"), (int, float)):
+            by_invocation.setdefault(r["invocation"], []).append(r)
+    if not by_invocation:
+        return None
+    total, unfinished = 0.0, 0
+    parts: dict[str, dict[str, float]] = {}
+
+    def attempt(part: str, seconds: float, cut: bool) -> None:
+        p = parts.setdefault(part, {"seconds": 0.0, "attempts": 0, "interrupted": 0, "interrupted_seconds": 0.0})
+        p["seconds"] += seconds
+        p["attempts"] += 1
+        if cut:
+            p["interrupted"] += 1
+            p["interrupted_seconds"] += seconds
+
+    for rs in by_invocation.values():
+        times = [float(r["t"]) for r in rs]
+        ended = any(r.get("event") == "end" for r in rs)
+        last = max(times)
+        total += last - min(times)
+        unfinished += not ended
+        begun: dict[str, float] = {}
+        for r in rs:
+            if r.get("event") == "begin":
+                begun[str(r.get("part"))] = float(r["t"])
+            elif r.get("event") == "done" and str(r.get("part")) in begun:
+                t0 = begun.pop(str(r.get("part")))
+                if r.get("how") != "reused":
+                    attempt(str(r["part"]), float(r["t"]) - t0, False)
+        for part, t0 in begun.items():  # the part it was doing when it stopped
+            attempt(part, last - t0, True)
+    return {"seconds": total, "invocations": len(by_invocation), "unfinished": unfinished,
+            "parts": parts, "other_seconds": total - sum(p["seconds"] for p in parts.values()),
+            "heartbeat_s": HEARTBEAT_S}
+
+
+def read_wall_time(out: Path) -> dict[str, Any] | None:
+    """:func:`wall_time` of ``OUT``'s ledger (``None`` when it has none)."""
+    from sne_loihi.json_files import read_jsonl_file
+
+    path = Path(out) / LEDGER_FILE
+    return wall_time(read_jsonl_file(path, "wall-time ledger")) if path.is_file() else None
 
 
 def machine_info(device: str, threads: int) -> dict[str, Any]:
@@ -386,23 +526,63 @@ def reproduce(argv: list[str]) -> dict[str, Any]:
     t0 = time.time()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    command = " ".join(shlex.quote(x) for x in [sys.executable, "benchmarks/reproduce.py", *argv])
+    if a.report_only:
+        return _report_only(cfg, opts, out, progress, command, t0)
+    check_out_folder(out, cfg, opts)
     out.mkdir(parents=True, exist_ok=True)
     reports: dict[int, dict[str, Any]] = {}
     status: dict[str, str] = {}
-    for seed in tqdm(opts.seeds, desc="reproduce seeds", unit="seed", disable=not progress):
-        if a.report_only:
-            rep = seed_report(out / f"seed{seed}", seed_config(cfg, seed), opts)
-            if rep is not None:
-                reports[seed], status[str(seed)] = rep, "reused"
-            continue
-        reports[seed], status[str(seed)] = run_seed(cfg, opts, out, seed, progress)
-    bench = run_partition(cfg, opts, out, progress, a.report_only)
-    command = " ".join(shlex.quote(x) for x in [sys.executable, "benchmarks/reproduce.py", *argv])
+    with Ledger(out) as ledger:
+        for seed in tqdm(opts.seeds, desc="reproduce seeds", unit="seed", disable=not progress):
+            ledger.record("begin", part=f"seed{seed}")
+            reports[seed], status[str(seed)] = run_seed(cfg, opts, out, seed, progress)
+            ledger.record("done", part=f"seed{seed}", how=status[str(seed)])
+        if opts.partition_strategies:
+            ledger.record("begin", part=PARTITION_DIR)
+        bench = run_partition(cfg, opts, out, progress, False)
+        if opts.partition_strategies:
+            ledger.record("done", part=PARTITION_DIR, how="ran")
+        ledger.record("end")
     meta = {"dataset": cfg.data.name, "description": describe(cfg, opts), "status": status,
             "machine": machine_info(cfg.train.device, cfg.train.threads), "wall_s": time.time() - t0,
-            "command": command}
-    if a.report_only:  # keep the wall time and command of the invocation that ran the work
-        meta.update({k: v for k, v in _previous_meta(out).items() if k in ("wall_s", "command")}, report_only_command=command)
+            "command": command, "wall_time": read_wall_time(out)}
+    return write_report(out, cfg, opts, reports, bench, meta)
+
+
+def _report_only(cfg: Any, opts: Options, out: Path, progress: bool, command: str, t0: float) -> dict[str, Any]:
+    """``--report-only``: the report from what ``OUT`` holds, running nothing; what is missing
+    for these settings (a seed without a complete report, an unfinished partition comparison)
+    is listed in ``meta["missing"]`` and at the top of the report.
+
+    Raises:
+        ConfigError: ``OUT`` does not exist or holds no finished seed (one line).
+    """
+    from sne_loihi.errors import ConfigError
+
+    if not out.is_dir():
+        raise ConfigError(f"--report-only: {out} does not exist")
+    reports: dict[int, dict[str, Any]] = {}
+    missing: list[str] = []
+    for seed in opts.seeds:
+        rep = seed_report(out / f"seed{seed}", seed_config(cfg, seed), opts)
+        if rep is None:
+            missing.append(f"seed {seed} (no report.json complete for these settings)")
+        else:
+            reports[seed] = rep
+    bench = run_partition(cfg, opts, out, progress, True)
+    if opts.partition_strategies:
+        wanted = len(opts.seeds) * len(opts.partition_strategies)
+        done = len(bench["runs"]) if bench else 0
+        if done < wanted:
+            missing.append(f"partition comparison ({done} of {wanted} runs finished)")
+    meta = {"dataset": cfg.data.name, "description": describe(cfg, opts), "status": {str(s): "reused" for s in reports},
+            "machine": machine_info(cfg.train.device, cfg.train.threads), "wall_s": time.time() - t0,
+            "command": command, "wall_time": read_wall_time(out), "missing": missing}
+    # keep the wall time and command of the invocation that ran the work
+    meta.update({k: v for k, v in _previous_meta(out).items() if k in ("wall_s", "command")}, report_only_command=command)
+    if not reports:
+        raise ConfigError(f"--report-only: no finished seed to report in {out}; missing: {', '.join(missing)}")
     return write_report(out, cfg, opts, reports, bench, meta)
 
 
@@ -427,11 +607,13 @@ def main() -> None:
     from sne_loihi.errors import SneError
 
     try:
-        reproduce(sys.argv[1:])
+        payload = reproduce(sys.argv[1:])
     except SneError as exc:
         raise SystemExit(f"error: {exc}") from None
     out = parse_args(sys.argv[1:]).out
     print(f"report: {out / (REPORT_STEM + '.md')}")
+    if payload["meta"].get("missing"):
+        print(f"warning: the report is incomplete; missing: {', '.join(payload['meta']['missing'])}", file=sys.stderr)
 
 
 if __name__ == "__main__":

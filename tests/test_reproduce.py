@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,12 @@ def test_report_structure_and_numbers_come_from_the_runs(reproduced: tuple[Path,
             assert t == {"epochs": 1, "timed": 1, "cpu_timed": 1, "seconds": pytest.approx(sum(seconds)), "cpu_seconds": pytest.approx(sum(cpu))}
             assert all(x > 0 for x in seconds + cpu)
         assert f"- Seed {seed} training, the sum of its epochs' wall and CPU times" in md
+    # the wall-time ledger: one finished invocation, each part one attempt inside it
+    wt = payload["meta"]["wall_time"]
+    assert (wt["invocations"], wt["unfinished"], set(wt["parts"])) == (1, 0, {"seed0", "seed1", "partition"})
+    assert all(p["attempts"] == 1 and p["interrupted"] == 0 and p["seconds"] > 0 for p in wt["parts"].values())
+    assert 0 <= wt["other_seconds"] < wt["seconds"] <= payload["meta"]["wall_s"]
+    assert "- Wall time over every invocation that ran work in this folder:" in md
 
 
 def test_rerun_reuses_everything_and_refuses_other_settings(reproduced: tuple[Path, dict]) -> None:
@@ -113,6 +120,119 @@ def test_rerun_reuses_everything_and_refuses_other_settings(reproduced: tuple[Pa
     with pytest.raises(SneError):  # another student T: the finished seed refuses to be overwritten
         _reproduce_module().reproduce([*TINY, "--set", "student.time_steps=3", "--out", str(out)])
     assert ens.stat().st_mtime_ns == stamp
+
+
+def test_another_config_or_budget_is_refused_before_anything_runs(reproduced: tuple[Path, dict]) -> None:
+    """A longer training, another partition budget or another number of seeds on a finished
+    folder: refused in one line naming the change, with no seed retrained (a longer
+    ``train.epochs`` used to resume both seeds to 2 epochs, overwriting their results, before
+    the partition step refused) and nothing recorded in the wall-time ledger."""
+    from sne_loihi.errors import ConfigError
+
+    out, _ = reproduced
+    ens, report = out / "seed0" / "ensemble.pt", out / "seed1" / "report.json"
+    stamps = (ens.stat().st_mtime_ns, report.stat().st_mtime_ns)
+    ledger = (out / "invocations.jsonl").read_bytes()
+    for extra, message in [(["--set", "train.epochs=2"], r"seed0 was run with another config \(train\.epochs: 1 -> 2\)"),
+                           (["--partition-epochs", "2"], r"holds results for other settings \(epochs 1 -> 2\)"),
+                           (["--seeds", "0,1,2"], r"holds results for other settings \(seeds 2 -> 3\)")]:
+        with pytest.raises(ConfigError, match=message):
+            _reproduce_module().reproduce([*TINY, *extra, "--out", str(out)])
+    assert (ens.stat().st_mtime_ns, report.stat().st_mtime_ns) == stamps
+    assert not (out / "seed2").exists()
+    assert (out / "invocations.jsonl").read_bytes() == ledger
+
+
+def test_report_only_names_what_is_missing(reproduced: tuple[Path, dict], tmp_path: Path) -> None:
+    from sne_loihi.errors import ConfigError
+
+    out, _ = reproduced
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "seed1" / "report.json").unlink()
+    shutil.rmtree(copy / "partition")
+    payload = _reproduce_module().reproduce([*TINY, "--out", str(copy), "--report-only"])
+    assert payload["meta"]["seeds"] == [0]
+    assert payload["meta"]["missing"] == ["seed 1 (no report.json complete for these settings)",
+                                          "partition comparison (0 of 4 runs finished)"]
+    assert "**Incomplete** (a report rewritten from an unfinished folder): missing seed 1" in (copy / "reproduce.md").read_text()
+    (copy / "seed0" / "report.json").unlink()
+    with pytest.raises(ConfigError, match="no finished seed to report .*; missing: seed 0 .*, seed 1 "):
+        _reproduce_module().reproduce([*TINY, "--out", str(copy), "--report-only"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        _reproduce_module().reproduce([*TINY, "--out", str(tmp_path / "none"), "--report-only"])
+    assert not (tmp_path / "none").exists()
+
+
+def test_wall_time_sums_every_invocation_and_every_attempt_of_a_part() -> None:
+    """An invocation killed during seed 0 (last record: a heartbeat at t = 31), then one that
+    finishes: every invocation counted to its end or last record, seed 0 over both attempts."""
+    def rec(inv: str, event: str, t: float, **fields: object) -> dict:
+        return {"invocation": inv, "event": event, "t": t, **fields}
+
+    records = [rec("a", "start", 0), rec("a", "begin", 1, part="seed0"), rec("a", "alive", 31),
+               rec("b", "start", 100), rec("b", "begin", 101, part="seed0"), rec("b", "done", 151, part="seed0", how="resumed"),
+               rec("b", "begin", 151, part="seed1"), rec("b", "done", 152, part="seed1", how="reused"),
+               rec("b", "begin", 152, part="partition"), rec("b", "done", 172, part="partition", how="ran"),
+               rec("b", "end", 173)]
+    wt = _reproduce_module().wall_time(records)
+    assert (wt["seconds"], wt["invocations"], wt["unfinished"]) == (31 + 73, 2, 1)
+    assert wt["parts"] == {"seed0": {"seconds": 80, "attempts": 2, "interrupted": 1, "interrupted_seconds": 30},
+                           "partition": {"seconds": 20, "attempts": 1, "interrupted": 0, "interrupted_seconds": 0}}
+    assert wt["other_seconds"] == 104 - 100  # start-ups, the reused seed 1 and the end
+    assert _reproduce_module().wall_time([]) is None
+
+
+def test_a_killed_invocation_resumes_and_its_time_is_counted(reproduced: tuple[Path, dict], tmp_path: Path) -> None:
+    """SIGKILL during a seed's evaluation: the rerun finishes that seed with the same numbers,
+    and the report's wall time counts the killed invocation and its cut-short attempt."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    harness = _reproduce_module()
+    out, _ = reproduced
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    original = json.loads((copy / "seed1" / "report.json").read_text())
+    (copy / "seed1" / "report.json").unlink()  # seed 1 resumes: its training is kept, its evaluation reruns
+    args = [*TINY, "--partition-strategies", "none", "--out", str(copy)]
+    before = harness.read_wall_time(copy)
+    ledger = copy / harness.LEDGER_FILE
+    start = ledger.stat().st_size
+    script = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('reproduce', sys.argv[1]); "
+              "m = importlib.util.module_from_spec(spec); sys.modules['reproduce'] = m; spec.loader.exec_module(m); "
+              "m.HEARTBEAT_S = 0.2; sys.argv = sys.argv[1:]; m.main()")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(REPO / "benchmarks" / "reproduce.py"), *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:  # a heartbeat after seed 1 began
+            new = ledger.read_bytes()[start:].decode().splitlines()
+            events = [json.loads(line) for line in new if line.endswith("}")]
+            begun = [e["t"] for e in events if e["event"] == "begin" and e.get("part") == "seed1"]
+            if begun and any(e["event"] == "alive" and e["t"] > begun[0] for e in events):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the harness ended before it could be killed in seed 1"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (copy / "seed1" / "report.json").exists()
+    payload = harness.reproduce(args)
+    assert payload["meta"]["status"] == {"0": "reused", "1": "resumed"}
+    rerun = json.loads((copy / "seed1" / "report.json").read_text())
+    for key in ("evaluation", "activation", "dropout", "noise"):
+        assert rerun[key] == original[key], key
+    wt = payload["meta"]["wall_time"]
+    assert (wt["invocations"], wt["unfinished"]) == (before["invocations"] + 2, before["unfinished"] + 1)
+    seed1, was = wt["parts"]["seed1"], before["parts"]["seed1"]
+    assert (seed1["attempts"], seed1["interrupted"]) == (was["attempts"] + 2, was["interrupted"] + 1)
+    assert seed1["interrupted_seconds"] > 0 and wt["seconds"] > before["seconds"] + seed1["interrupted_seconds"]
+    md = (copy / "reproduce.md").read_text()
+    assert "1 of them interrupted or stopped by an error" in md and "seed1" in md and "1 cut short" in md
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -61,6 +61,8 @@ def markdown(sections: Sequence[Section], meta: Mapping[str, Any], plot_name: st
     lines = [
         f"# Reproduction of the paper's CIFAR-10 claims: {meta['dataset']}", "",
         f"Seeds {', '.join(map(str, meta['seeds']))}; {meta['description']}", "",
+        *([f"**Incomplete** (a report rewritten from an unfinished folder): missing {', '.join(meta['missing'])}.", ""]
+          if meta.get("missing") else []),
         "Every number comes from the runs' own `report.json` files (per seed) and the partition benchmark's "
         "`bench_partition.json`. Mean +/- SEM over seeds; 95% intervals from Student's t with n - 1 degrees "
         "of freedom; differences are paired by seed. A claim **holds** when its whole interval lies on the "
@@ -87,6 +89,8 @@ def markdown(sections: Sequence[Section], meta: Mapping[str, Any], plot_name: st
     ]
     if meta.get("report_only_command"):
         lines.append("- This report was rewritten afterwards from the same folder (`--report-only`).")
+    if meta.get("wall_time"):
+        lines.append(wall_time_line(meta["wall_time"]))
     for seed, t in meta.get("seed_timings", {}).items():
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in t.items())
         lines.append(f"- Seed {seed} (timings of the invocation that wrote its report): {parts}.")
@@ -99,9 +103,28 @@ def markdown(sections: Sequence[Section], meta: Mapping[str, Any], plot_name: st
             lines.append(f"- Seed {seed} training, the sum of its epochs' wall and CPU times over every attempt (wall "
                          f"includes any pause; an epoch without a record predates the epoch timer): {parts}.")
     if meta.get("partition_wall_s") is not None:
-        lines.append(f"- Partition benchmark: {meta['partition_wall_s'] / 60:.1f} min over all its invocations.")
+        lines.append(f"- Partition benchmark by its own clock: {meta['partition_wall_s'] / 60:.1f} min over its "
+                     "invocations, each up to its last finished run (a run cut short is in the sum over every "
+                     "invocation above, not here).")
     lines += ["", "## Command", "", f"```\n{meta['command']}\n```", ""]
     return "\n".join(lines)
+
+
+def wall_time_line(wt: Mapping[str, Any]) -> str:
+    """The report's line for the harness's wall-time ledger (``benchmarks/reproduce.py``'s
+    ``wall_time``): the sum over every invocation, per part over all its attempts."""
+    stopped = (f", {wt['unfinished']} of them interrupted or stopped by an error, each counted up to its last "
+               f"record (at most {wt['heartbeat_s']:.0f} s before it stopped)" if wt["unfinished"] else "")
+    parts = []
+    for name, p in wt["parts"].items():
+        cut = (f", {p['interrupted']} cut short: {p['interrupted_seconds'] / 60:.1f} min to their last record"
+               if p["interrupted"] else "")
+        parts.append(f"{name} {p['seconds'] / 60:.1f} min ({p['attempts']} attempt{'s' * (p['attempts'] != 1)}{cut})")
+    return (f"- Wall time over every invocation that ran work in this folder: {wt['seconds'] / 60:.1f} min in "
+            f"{wt['invocations']} invocation{'s' * (wt['invocations'] != 1)}{stopped}. Per part, over all its attempts "
+            f"(wall clock, so it includes any pause; what an attempt cut short had saved was kept, the rest redone): "
+            f"{', '.join(parts) or 'none'}; start-up, checks, reused parts and report writing "
+            f"{wt['other_seconds'] / 60:.1f} min.")
 
 
 def plot(sections: Sequence[Section], path: Path) -> Path:
