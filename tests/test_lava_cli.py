@@ -348,3 +348,64 @@ def test_the_simulator_used_from_python_prints_no_third_party_chatter(tiny_run: 
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [proc.stdout.splitlines()[0]] and proc.stdout.startswith("predictions [")
     assert "Prophesee" not in proc.stdout + proc.stderr and "CUDA" not in proc.stdout + proc.stderr
+
+
+_SIMULATE_FOREVER = """
+import sys
+import numpy as np
+from sne_loihi.sim.simulator import EnsembleSimulator
+sim = EnsembleSimulator(sys.argv[1])
+x = np.random.default_rng(0).random((64, *sim.manifest.input.shape_chw)).astype(np.float32)
+while True:
+    sim.run(x)
+"""
+
+
+def test_lava_workers_exit_when_their_parent_is_killed(export_dir: Path, tmp_path: Path) -> None:
+    """Lava forks a worker per process model; SIGKILLing the process that runs the simulation
+    (an out-of-memory kill, a session that ends) must not leave them running as orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "forever.py"
+    script.write_text(_SIMULATE_FOREVER)
+    proc = subprocess.Popen([sys.executable, str(script), str(export_dir)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+    def children() -> set[int]:
+        found: set[int] = set()
+        for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+            try:
+                found.update(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                pass
+        return found
+
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + 120
+        while len(workers) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            workers |= children()
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert len(workers) >= 3, workers  # the runtime service and the process models
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
+        except (OSError, IndexError):
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in workers if alive(p)]
+    for pid in left:  # do not leak them into the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} Lava workers outlived their parent"
