@@ -517,7 +517,6 @@ def describe(cfg: Any, opts: Options) -> str:
 def reproduce(argv: list[str]) -> dict[str, Any]:
     """Run the harness with command-line ``argv``; returns the JSON payload written."""
     import torch
-    from tqdm.auto import tqdm
 
     a = parse_args(argv)
     cfg, opts = resolve_inputs(a)
@@ -527,10 +526,25 @@ def reproduce(argv: list[str]) -> dict[str, Any]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     command = " ".join(shlex.quote(x) for x in [sys.executable, "benchmarks/reproduce.py", *argv])
+    from sne_loihi.io import run_lock
+
     if a.report_only:
-        return _report_only(cfg, opts, out, progress, command, t0)
+        if not out.is_dir():
+            from sne_loihi.errors import ConfigError
+
+            raise ConfigError(f"--report-only: {out} does not exist")
+        with run_lock(out):  # one writer of OUT at a time
+            return _report_only(cfg, opts, out, progress, command, t0)
     check_out_folder(out, cfg, opts)
     out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):  # a second harness on the same OUT is refused in one line
+        return _run(cfg, opts, out, progress, command, t0)
+
+
+def _run(cfg: Any, opts: Options, out: Path, progress: bool, command: str, t0: float) -> dict[str, Any]:
+    """The seeds, the partition comparison and the report, holding ``OUT``'s lock."""
+    from tqdm.auto import tqdm
+
     reports: dict[int, dict[str, Any]] = {}
     status: dict[str, str] = {}
     with Ledger(out) as ledger:

@@ -33,7 +33,9 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Remove the temporary files :func:`atomic_write_bytes` left in ``folder`` and its
     immediate subfolders when a process was killed mid-write (each a whole checkpoint's size).
 
-    Call it only while holding the folder's :func:`run_lock`, so no writer is using them.
+    Call it only while holding the folder's :func:`run_lock`, so no writer is using them; a
+    subfolder with a lock file of its own (another run folder, e.g. a harness's seed, which
+    its own writer may hold) is left alone.
 
     Returns:
         The files removed.
@@ -41,6 +43,8 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     removed = []
     for pattern in (f".*{TMP_SUFFIX}", f"*/.*{TMP_SUFFIX}"):
         for tmp in Path(folder).glob(pattern):
+            if tmp.parent != Path(folder) and (tmp.parent / LOCK_FILE).exists():
+                continue
             if _TMP_NAME.match(tmp.name) and tmp.is_file() and not tmp.is_symlink():
                 try:
                     tmp.unlink()

@@ -120,6 +120,16 @@ def test_rerun_reuses_everything_and_refuses_other_settings(reproduced: tuple[Pa
     with pytest.raises(SneError):  # another student T: the finished seed refuses to be overwritten
         _reproduce_module().reproduce([*TINY, "--set", "student.time_steps=3", "--out", str(out)])
     assert ens.stat().st_mtime_ns == stamp
+    import fcntl
+
+    from sne_loihi.io import LOCK_FILE
+
+    with open(out / LOCK_FILE, "w") as fh:  # a harness running on the same OUT holds its lock
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for extra in ([], ["--report-only"]):
+            with pytest.raises(SneError, match="in use by another process"):
+                _reproduce_module().reproduce([*TINY, *extra, "--out", str(out)])
+    assert ens.stat().st_mtime_ns == stamp
 
 
 def test_another_config_or_budget_is_refused_before_anything_runs(reproduced: tuple[Path, dict]) -> None:

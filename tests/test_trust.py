@@ -384,6 +384,18 @@ def test_a_killed_writers_temporaries_are_removed_when_the_lock_is_next_taken(ru
     assert all(p.read_bytes() == b"partial" for p in kept)
 
 
+def test_temporaries_of_a_subfolder_with_its_own_lock_are_left_to_its_writer(tmp_path: Path) -> None:
+    from sne_loihi.io import LOCK_FILE, remove_stale_temporaries
+
+    own, other = tmp_path / "export", tmp_path / "seed0"
+    for folder in (own, other):
+        folder.mkdir()
+        (folder / ".ensemble.pt.abcd1234.tmp").write_bytes(b"partial")
+    (other / LOCK_FILE).write_text("123\n")  # another run folder, written by its own process
+    assert remove_stale_temporaries(tmp_path) == [own / ".ensemble.pt.abcd1234.tmp"]
+    assert (other / ".ensemble.pt.abcd1234.tmp").exists()
+
+
 def test_atomic_writes_get_the_umask_permissions_not_the_temporary_files(tmp_path: Path) -> None:
     from sne_loihi.io import atomic_write_bytes
 
