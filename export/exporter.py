@@ -302,7 +302,7 @@ def export_ensemble(ensemble_ckpt: Path, out_dir: Path, *, x_verify_nchw: Any = 
         from sne_loihi.ensemble.cascade import load_cascade_head
 
         head, order = load_cascade_head(Path(cascade_head), loaded.model.num_students)
-        cascade = CascadeHead.from_linear(head, order, source=str(cascade_head))
+        cascade = CascadeHead.from_linear(head, order, source=Path(cascade_head).name)  # no local path in a shipped file
     return export_loaded(loaded, out_dir, x_verify_nchw=x_verify_nchw, verify_samples=verify_samples,
                          overwrite=overwrite, capacity=capacity, cascade_head=cascade, first_layer=first_layer)
 

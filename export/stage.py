@@ -57,7 +57,7 @@ def export_run(run: Run | Path | str, out_dir: Path | str | None = None, *, samp
     x = first_test_samples(loaded.config, samples, data_dir)[0] if samples > 0 else None
     n = loaded.model.num_students
     head = run.current_cascade_head(n)  # lets `sne simulate --cascade` run from the export alone
-    cascade = CascadeHead.from_linear(head, range(n), source=str(run.file(CASCADE_HEAD_FILE))) if head is not None else None
+    cascade = CascadeHead.from_linear(head, range(n), source=CASCADE_HEAD_FILE) if head is not None else None
     stored = run.config.lava.first_layer if run.file(CONFIG_FILE).is_file() else loaded.config.lava.first_layer
     chosen = stored if first_layer is None else first_layer
     manifest = remember_manifest(export_loaded(loaded, out_dir, x_verify_nchw=x, verify_samples=samples,

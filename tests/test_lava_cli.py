@@ -61,6 +61,7 @@ def test_pipeline_simulates_per_sample_activation_with_the_reports_cascade_head(
     assert not trained
     exported = load_manifest(tiny_run / "export").cascade
     assert exported is not None and exported.order == [0, 1, 2, 3]
+    assert exported.source == "cascade_head.pt"  # by name: a shipped manifest names no local folder
     assert torch.equal(torch.tensor(exported.weight, dtype=torch.float64), head.weight.detach().double())
     md = (tiny_run / "report.md").read_text()
     assert "per-sample thr=0.6" in md and "thr=0.6" in md.split("Per-sample activation (cascade")[1]

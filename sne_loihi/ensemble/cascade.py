@@ -123,7 +123,7 @@ def current_cascade_head(run_dir: Path, num_students: int) -> torch.nn.Linear | 
     except UnsafeFileError:
         raise
     except CheckpointError as exc:
-        print(f"warning: {exc}; it is retrained", file=sys.stderr)
+        print(f"warning: {exc}; ignored (the next report or pipeline run trains a new one)", file=sys.stderr)
         return None
     return head if order == list(range(num_students)) else None
 

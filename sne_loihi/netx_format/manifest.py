@@ -78,7 +78,8 @@ class CascadeHead:
         weight: ``[classes, sum F]``, the same shape as the ensemble head.
         bias: ``[classes]``.
         order: The students in cascade order (distinct indices).
-        source: Where it came from (e.g. ``RUN/cascade_head.pt``).
+        source: The file it came from, by name (``cascade_head.pt`` of the exported run; no
+            folder, so a shipped manifest names no local path).
     """
 
     weight: list[list[float]]
