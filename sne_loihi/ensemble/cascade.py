@@ -105,7 +105,7 @@ def current_cascade_head(run_dir: Path, num_students: int) -> torch.nn.Linear | 
     """
     from sne_loihi.run_files import ENSEMBLE_FILE
     from sne_loihi.errors import CheckpointError, UnsafeFileError
-    from sne_loihi.io import file_key, load_cache, sha256_file
+    from sne_loihi.io import load_cache, same_content
 
     run_dir = Path(run_dir)
     path, ckpt = run_dir / CASCADE_HEAD_FILE, run_dir / ENSEMBLE_FILE
@@ -114,10 +114,9 @@ def current_cascade_head(run_dir: Path, num_students: int) -> torch.nn.Linear | 
     payload = load_cache(path, what="cascade head")
     if payload is None:
         return None
-    if payload.get("ensemble_key") != file_key(ckpt):
-        sha = payload.get("ensemble_sha256")
-        if not isinstance(sha, str) or sha != sha256_file(ckpt):
-            return None
+    sha = payload.get("ensemble_sha256")
+    if not same_content(ckpt, payload.get("ensemble_key"), sha if isinstance(sha, str) else None):
+        return None
     try:
         head, order = load_cascade_head(path, num_students)
     except UnsafeFileError:
