@@ -398,7 +398,8 @@ def plot(rows: list[dict[str, Any]], runs: list[dict[str, Any]], path: Path) -> 
     bx.set_xticks(xs, names, rotation=25, ha="right")
     bx.set_ylabel("accuracy - fixed (points)")
     bx.set_title("difference from the fixed partition", fontsize=9)
-    bx.legend(fontsize=8)
+    if bx.get_legend_handles_labels()[0]:  # nothing to compare when only one strategy ran
+        bx.legend(fontsize=8)
     bx.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -21,7 +21,7 @@ an unfinished one continues with ``--resume`` semantics (finished training stage
 redone); finished partition runs are kept. An ``OUT`` run with another config or partition
 budget is refused before anything runs. Every invocation that runs work records its start,
 each part it begins and finishes, a heartbeat and its end in ``OUT/invocations.jsonl``; the
-report sums them (:func:`wall_time`), an interrupted invocation up to its last record.
+report sums them (``benchmarks/ledger.py``), an interrupted invocation up to its last record.
 ``--report-only`` rewrites the report from what exists and names what is missing.
 """
 
@@ -30,11 +30,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import platform
 import shlex
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -43,18 +40,12 @@ from typing import Any
 REPORT_STEM = "reproduce"
 PARTITION_DIR = "partition"
 BASE_CONFIG = "base_config.toml"
-#: The wall-time ledger in ``OUT`` (:class:`Ledger`).
-LEDGER_FILE = "invocations.jsonl"
-#: Seconds between a running invocation's heartbeat records: an interrupted invocation is
-#: counted up to its last record, so at most this much of its time is missing from the sum.
-HEARTBEAT_S = 30.0
 
 
-def _bench_partition() -> Any:
-    """``benchmarks/bench_partition.py`` as a module (it is a script, not a package member)."""
-    name = "bench_partition"
+def _sibling(name: str) -> Any:
+    """``benchmarks/NAME.py`` as a module (the benchmarks are scripts, not a package)."""
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("bench_partition.py"))
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses resolve their annotations through sys.modules
         spec.loader.exec_module(module)
@@ -96,7 +87,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--noise-repeats", type=int, default=10)
     p.add_argument("--draw-batch", type=int, default=32, help="random K: a new draw every N test samples")
     p.add_argument("--energy", default="cmos45nm", help="energy profile name or TOML file")
-    p.add_argument("--partition-strategies", default=",".join(_bench_partition().STRATEGIES),
+    p.add_argument("--partition-strategies", default=",".join(_sibling("bench_partition").STRATEGIES),
                    help="strategies of the partition comparison ('none': skip it)")
     p.add_argument("--partition-epochs", type=int, default=None, help="(default: the config's train.epochs)")
     p.add_argument("--partition-train", type=int, default=None, help="training images (default: data.max_train)")
@@ -156,9 +147,9 @@ def resolve_inputs(a: argparse.Namespace):  # -> tuple[RunConfig, Options]
     if a.noise_repeats < 1 or a.draw_batch < 1:
         raise ConfigError("--noise-repeats and --draw-batch must be >= 1")
     strategies = () if a.partition_strategies == "none" else tuple(s.strip() for s in a.partition_strategies.split(",") if s.strip())
-    unknown = sorted(set(strategies) - set(_bench_partition().STRATEGIES))
+    unknown = sorted(set(strategies) - set(_sibling("bench_partition").STRATEGIES))
     if unknown:
-        raise ConfigError(f"unknown partition strategies {unknown}; known: {', '.join(_bench_partition().STRATEGIES)}")
+        raise ConfigError(f"unknown partition strategies {unknown}; known: {', '.join(_sibling('bench_partition').STRATEGIES)}")
     opts = Options(
         seeds=seeds, dropout_k=ks, noise=tuple(parse_levels(a.noise)) if a.noise != "none" else (),
         noise_repeats=a.noise_repeats, draw_batch=a.draw_batch, energy=a.energy, partition_strategies=strategies,
@@ -255,7 +246,7 @@ def check_out_folder(out: Path, cfg: Any, opts: Options) -> None:
     pdir = out / PARTITION_DIR
     if opts.partition_strategies and (pdir / BASE_CONFIG).is_file():
         check_partition_base(pdir / BASE_CONFIG, seed_config(cfg, 0))
-        _bench_partition().stored_results(partition_settings(cfg, opts, pdir / BASE_CONFIG), pdir)
+        _sibling("bench_partition").stored_results(partition_settings(cfg, opts, pdir / BASE_CONFIG), pdir)
 
 
 def check_partition_base(base: Path, base_cfg: Any) -> None:
@@ -297,7 +288,7 @@ def run_seed(cfg: Any, opts: Options, out: Path, seed: int, progress: bool) -> t
 
 def partition_settings(cfg: Any, opts: Options, base_config: Path) -> Any:
     """The partition benchmark's settings: the run config's models and optimiser, its own budget."""
-    bp = _bench_partition()
+    bp = _sibling("bench_partition")
 
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
@@ -328,131 +319,14 @@ def run_partition(cfg: Any, opts: Options, out: Path, progress: bool, report_onl
     if report_only:  # the benchmark rewrites its own report from its JSON, running nothing
         if not (pdir / "bench_partition.json").is_file():
             return None
-        return _bench_partition().run_bench(partition_settings(cfg, opts, base), pdir, progress=progress,
+        return _sibling("bench_partition").run_bench(partition_settings(cfg, opts, base), pdir, progress=progress,
                                             report_only=True)
     pdir.mkdir(parents=True, exist_ok=True)
     check_partition_base(base, seed_config(cfg, 0))
     teacher = out / f"seed{opts.seeds[0]}" / "teacher.pt"
     reuse = teacher.is_file() and split_mismatch(cfg.data, opts.seeds[0], cfg.data, 0) is None
-    return _bench_partition().run_bench(partition_settings(cfg, opts, base), pdir, progress=progress,
+    return _sibling("bench_partition").run_bench(partition_settings(cfg, opts, base), pdir, progress=progress,
                                         teacher_path=teacher if reuse else None)
-
-
-class Ledger:
-    """``OUT/invocations.jsonl``, one JSON line per event of an invocation that runs work:
-    ``start``, ``begin`` / ``done`` of each part (``seed0``, ..., ``partition``), ``alive``
-    every :data:`HEARTBEAT_S` from a background thread, and ``end`` before the report is
-    written. A kill loses at most the line being written (the reader drops a partial last
-    line, and the next invocation cuts it off before appending)."""
-
-    def __init__(self, out: Path) -> None:
-        self.path = Path(out) / LEDGER_FILE
-        self.invocation = f"{time.time_ns()}-{os.getpid()}"
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def record(self, event: str, **fields: Any) -> None:
-        """Append one event with this invocation's id and the time."""
-        line = json.dumps({"invocation": self.invocation, "event": event, "t": time.time(), **fields}) + "\n"
-        with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-            try:
-                os.write(fd, line.encode())
-            finally:
-                os.close(fd)
-
-    def __enter__(self) -> "Ledger":
-        if self.path.is_file():  # a kill mid-append left a partial last line: cut it off
-            data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with open(self.path, "r+b") as fh:
-                    fh.truncate(data.rfind(b"\n") + 1)
-        self.record("start")
-        self._thread = threading.Thread(target=self._beat, name="reproduce-ledger", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            self.record("alive")
-
-
-def wall_time(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Sum the ledger (:class:`Ledger`): every invocation from its start to its end, or, when
-    it was interrupted or failed (no ``end``), to its last record; every part over all its
-    attempts that did work (a seed found finished, ``reused``, is not an attempt), an attempt
-    cut short counted to its invocation's last record and reported apart. ``None`` without
-    records (a folder from before the ledger)."""
-    by_invocation: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        if isinstance(r.get("invocation"), str) and isinstance(r.get("t"), (int, float)):
-            by_invocation.setdefault(r["invocation"], []).append(r)
-    if not by_invocation:
-        return None
-    total, unfinished = 0.0, 0
-    parts: dict[str, dict[str, float]] = {}
-
-    def attempt(part: str, seconds: float, cut: bool) -> None:
-        p = parts.setdefault(part, {"seconds": 0.0, "attempts": 0, "interrupted": 0, "interrupted_seconds": 0.0})
-        p["seconds"] += seconds
-        p["attempts"] += 1
-        if cut:
-            p["interrupted"] += 1
-            p["interrupted_seconds"] += seconds
-
-    for rs in by_invocation.values():
-        times = [float(r["t"]) for r in rs]
-        ended = any(r.get("event") == "end" for r in rs)
-        last = max(times)
-        total += last - min(times)
-        unfinished += not ended
-        begun: dict[str, float] = {}
-        for r in rs:
-            if r.get("event") == "begin":
-                begun[str(r.get("part"))] = float(r["t"])
-            elif r.get("event") == "done" and str(r.get("part")) in begun:
-                t0 = begun.pop(str(r.get("part")))
-                if r.get("how") != "reused":
-                    attempt(str(r["part"]), float(r["t"]) - t0, False)
-        for part, t0 in begun.items():  # the part it was doing when it stopped
-            attempt(part, last - t0, True)
-    return {"seconds": total, "invocations": len(by_invocation), "unfinished": unfinished,
-            "parts": parts, "other_seconds": total - sum(p["seconds"] for p in parts.values()),
-            "heartbeat_s": HEARTBEAT_S}
-
-
-def read_wall_time(out: Path) -> dict[str, Any] | None:
-    """:func:`wall_time` of ``OUT``'s ledger (``None`` when it has none)."""
-    from sne_loihi.json_files import read_jsonl_file
-
-    path = Path(out) / LEDGER_FILE
-    return wall_time(read_jsonl_file(path, "wall-time ledger")) if path.is_file() else None
-
-
-def machine_info(device: str, threads: int) -> dict[str, Any]:
-    """CPU model, cores, platform, Python/torch versions and the device the runs used."""
-    import torch
-
-    from sne_loihi.device import resolve_device
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    dev = resolve_device(device)
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "device": str(dev), "threads": threads or torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}
 
 
 def training_time(run_dir: Path) -> dict[str, dict[str, float]]:
@@ -547,7 +421,7 @@ def _run(cfg: Any, opts: Options, out: Path, progress: bool, command: str, t0: f
 
     reports: dict[int, dict[str, Any]] = {}
     status: dict[str, str] = {}
-    with Ledger(out) as ledger:
+    with _sibling("ledger").Ledger(out) as ledger:
         for seed in tqdm(opts.seeds, desc="reproduce seeds", unit="seed", disable=not progress):
             ledger.record("begin", part=f"seed{seed}")
             reports[seed], status[str(seed)] = run_seed(cfg, opts, out, seed, progress)
@@ -559,8 +433,8 @@ def _run(cfg: Any, opts: Options, out: Path, progress: bool, command: str, t0: f
             ledger.record("done", part=PARTITION_DIR, how="ran")
         ledger.record("end")
     meta = {"dataset": cfg.data.name, "description": describe(cfg, opts), "status": status,
-            "machine": machine_info(cfg.train.device, cfg.train.threads), "wall_s": time.time() - t0,
-            "command": command, "wall_time": read_wall_time(out)}
+            "machine": _sibling("machine").machine_info(cfg.train.device, cfg.train.threads), "wall_s": time.time() - t0,
+            "command": command, "wall_time": _sibling("ledger").read_wall_time(out)}
     return write_report(out, cfg, opts, reports, bench, meta)
 
 
@@ -591,8 +465,8 @@ def _report_only(cfg: Any, opts: Options, out: Path, progress: bool, command: st
         if done < wanted:
             missing.append(f"partition comparison ({done} of {wanted} runs finished)")
     meta = {"dataset": cfg.data.name, "description": describe(cfg, opts), "status": {str(s): "reused" for s in reports},
-            "machine": machine_info(cfg.train.device, cfg.train.threads), "wall_s": time.time() - t0,
-            "command": command, "wall_time": read_wall_time(out), "missing": missing}
+            "machine": _sibling("machine").machine_info(cfg.train.device, cfg.train.threads), "wall_s": time.time() - t0,
+            "command": command, "wall_time": _sibling("ledger").read_wall_time(out), "missing": missing}
     # keep the wall time and command of the invocation that ran the work
     meta.update({k: v for k, v in _previous_meta(out).items() if k in ("wall_s", "command")}, report_only_command=command)
     if not reports:

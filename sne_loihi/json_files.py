@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -56,27 +56,12 @@ def read_json_file(path: Path, what: str, error: type[SneError] = SneError, *, m
             4,300-digit conversion limit); one line.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise error(f"cannot read {what} {path}: {size:,} bytes, more than the {max_bytes:,} read")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise error(f"cannot read {what} {path}: {exc.strerror or type(exc).__name__}") from None
-    if len(data) > max_bytes:  # grew since stat
-        raise error(f"cannot read {what} {path}: more than the {max_bytes:,} bytes read")
+    data = _read_bounded(path, what, error, max_bytes)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"cannot read {what} {path}: not UTF-8 text (byte {exc.start})") from None
-    depth = json_depth(data)
-    if depth > max_depth:
-        raise error(f"cannot read {what} {path}: it nests {depth:,} levels deep, more than the {max_depth} accepted")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, or an integer over 4,300 digits
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise error(f"cannot read {what} {path}: not valid JSON ({reason})") from None
+    return _loads(text, max_depth, lambda reason: error(f"cannot read {what} {path}: {reason}"))
 
 
 def read_jsonl_file(path: Path, what: str, error: type[SneError] = SneError) -> list[dict[str, Any]]:
@@ -95,13 +80,7 @@ def read_jsonl_file(path: Path, what: str, error: type[SneError] = SneError) -> 
             complete line that is not a JSON object (nested at most :data:`MAX_JSON_DEPTH`); one line.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise error(f"cannot read {what} {path}: {size:,} bytes, more than the {MAX_JSON_BYTES:,} read")
-        data = path.read_bytes()[:MAX_JSON_BYTES]
-    except OSError as exc:
-        raise error(f"cannot read {what} {path}: {exc.strerror or type(exc).__name__}") from None
+    data = _read_bounded(path, what, error, MAX_JSON_BYTES)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -124,16 +103,36 @@ def read_jsonl_file(path: Path, what: str, error: type[SneError] = SneError) -> 
     return records
 
 
-def _parse_line(line: str, number: int, path: Path, what: str, error: type[SneError]) -> dict[str, Any]:
-    depth = json_depth(line.encode())
-    if depth > MAX_JSON_DEPTH:
-        raise error(f"cannot read {what} {path}: line {number} nests {depth:,} levels deep, "
-                    f"more than the {MAX_JSON_DEPTH} accepted")
+def _read_bounded(path: Path, what: str, error: type[SneError], max_bytes: int) -> bytes:
+    """The bytes of ``path``, refused in one line when unreadable or larger than ``max_bytes``
+    (checked before reading, and again after in case the file grew meanwhile)."""
     try:
-        record = json.loads(line)
-    except (ValueError, RecursionError) as exc:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"cannot read {what} {path}: {size:,} bytes, more than the {max_bytes:,} read")
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > max_bytes:  # grew since stat
+        raise error(f"cannot read {what} {path}: more than the {max_bytes:,} bytes read")
+    return data
+
+
+def _loads(text: str, max_depth: int, fail: Callable[[str], SneError]) -> Any:
+    """``json.loads(text)`` after counting its nesting depth; ``fail(reason)`` builds the error."""
+    depth = json_depth(text.encode())
+    if depth > max_depth:
+        raise fail(f"it nests {depth:,} levels deep, more than the {max_depth} accepted")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, or an integer over 4,300 digits
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise error(f"cannot read {what} {path}: line {number} is not valid JSON ({reason})") from None
+        raise fail(f"not valid JSON ({reason})") from None
+
+
+def _parse_line(line: str, number: int, path: Path, what: str, error: type[SneError]) -> dict[str, Any]:
+    record = _loads(line, MAX_JSON_DEPTH, lambda reason: error(f"cannot read {what} {path}: line {number}: {reason}"))
     if not isinstance(record, dict):
         raise error(f"cannot read {what} {path}: line {number} is a JSON {type(record).__name__}, not an object")
     return record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,10 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = CliRunner().invoke(app, ["pipeline", "--run-dir", str(run_dir), *TINY_PIPELINE])
     assert result.exit_code == 0, result.stderr + result.stdout
     return run_dir
+
+
+@pytest.fixture()
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the finished tiny run, for tests that change it (file times and links
+    kept, so cache keys still match)."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "run", symlinks=True))

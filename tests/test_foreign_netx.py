@@ -18,6 +18,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cli_checks import one_error_line
 from sne_loihi.cli import app
 
 runner = CliRunner()
@@ -246,12 +247,6 @@ def run_cli(path: Path, x: np.ndarray, tmp_path: Path, *extra: str) -> tuple[dic
     return arrays, json.loads((tmp_path / "out.json").read_text())
 
 
-def one_line_error(result, needle: str) -> None:  # noqa: ANN001
-    assert result.exit_code == 1, result.stdout + result.stderr
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert needle in result.stderr, result.stderr
-
-
 def graded_input(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(N, *shape, T)).astype(np.int32)
 
@@ -364,7 +359,7 @@ def test_layers_netx_cannot_build_are_named_and_left_out_with_layers(tmp_path: P
         avg.create_dataset("shape", data=np.array([2, 1, 1]))
     x = (np.random.default_rng(4).random((2, 12, T)) < 0.5).astype(np.int32)
     np.save(tmp_path / "x.npy", x)
-    one_line_error(runner.invoke(app, ["simulate", str(path), "--input", str(tmp_path / "x.npy"), "--backend", "cpu"]),
+    one_error_line(runner.invoke(app, ["simulate", str(path), "--input", str(tmp_path / "x.npy"), "--backend", "cpu"]),
                    "layer/2 has type 'average', which netx cannot build")
     got, rep = run_cli(path, x, tmp_path, "--layers", "2", "--reset-interval", "none", "--no-retime")
     spikes, ops = expected(path, x, input_bits=0, reset_interval=None, retime=False, num_layers=2)
@@ -388,17 +383,17 @@ def test_networks_netx_cannot_connect_or_run_are_one_line_errors(tmp_path: Path)
                    slayer.block.sigma_delta.Dense({"threshold": 0.1, "activation": torch.relu}, 12, 4)],
                   torch.zeros(1, 12, 1), tmp_path / "sdnn.net")
     base = ["--input", str(tmp_path / "x.npy"), "--backend", "cpu"]
-    one_line_error(runner.invoke(app, ["simulate", str(no_flatten), *base]),
+    one_error_line(runner.invoke(app, ["simulate", str(no_flatten), *base]),
                    "layer/2 is a dense layer after a conv layer without a flatten layer")
-    one_line_error(runner.invoke(app, ["simulate", str(sdnn), *base]),
+    one_error_line(runner.invoke(app, ["simulate", str(sdnn), *base]),
                    "layer/0 has sigma-delta (SDNN) neurons, which netx never resets")
-    one_line_error(runner.invoke(app, ["simulate", str(no_flatten), *base, "--reset-interval", "0"]), "--reset-interval")
-    one_line_error(runner.invoke(app, ["simulate", str(no_flatten), *base, "--layers", "0"]), "--layers")
+    one_error_line(runner.invoke(app, ["simulate", str(no_flatten), *base, "--reset-interval", "0"]), "--reset-interval")
+    one_error_line(runner.invoke(app, ["simulate", str(no_flatten), *base, "--layers", "0"]), "--layers")
     for option in (["--layers", "2"], ["--output", str(tmp_path / "o.npz")], ["--reset-interval", "none"], ["--no-retime"]):
-        one_line_error(runner.invoke(app, ["simulate", str(tmp_path), *option]),
+        one_error_line(runner.invoke(app, ["simulate", str(tmp_path), *option]),
                        f"{option[0]} applies to a single netx network, not to an export folder")
     (tmp_path / "taken.npz").write_bytes(b"")
-    one_line_error(runner.invoke(app, ["simulate", str(no_flatten), *base, "--output", str(tmp_path / "taken.npz")]),
+    one_error_line(runner.invoke(app, ["simulate", str(no_flatten), *base, "--output", str(tmp_path / "taken.npz")]),
                    "exists")
 
 
@@ -431,7 +426,7 @@ def test_input_layer_driven_by_its_bias(tmp_path: Path) -> None:
         np.testing.assert_array_equal(got["ops"][n:n + 1], ops)
     assert rep["evaluations"][0]["neuron_updates"] == (12 + 6 + 3) * T
     np.save(tmp_path / "big.npy", x * 1000)
-    one_line_error(runner.invoke(app, ["simulate", str(path), "--input", str(tmp_path / "big.npy"), "--backend", "cpu"]),
+    one_error_line(runner.invoke(app, ["simulate", str(path), "--input", str(tmp_path / "big.npy"), "--backend", "cpu"]),
                    "13-bit bias_mant")
 
 
@@ -468,12 +463,12 @@ def test_axonal_delays_run_only_as_netx_runs_them(conv_net: Path, tmp_path: Path
     np.save(tmp_path / "x.npy", x)
     base = ["simulate", str(conv_net), "--input", str(tmp_path / "x.npy"), "--backend", "cpu", "--input-bits", "8"]
     for extra in ([], ["--no-retime"], ["--reset-interval", "none"], ["--reset-interval", "3"]):
-        one_line_error(runner.invoke(app, [*base, *extra]), "layer/3 has axonal delays (up to 3 steps)")
+        one_error_line(runner.invoke(app, [*base, *extra]), "layer/3 has axonal delays (up to 3 steps)")
     conv_delay = tmp_path / "conv_delay.net"
     conv_delay.write_bytes(conv_net.read_bytes())
     with h5py.File(conv_delay, "a") as fh:
         fh["layer/1"].create_dataset("delay", data=np.array([0.0, 2.0, 1.0]))
-    one_line_error(runner.invoke(app, ["simulate", str(conv_delay), *base[2:]]),
+    one_error_line(runner.invoke(app, ["simulate", str(conv_delay), *base[2:]]),
                    "layer/1 is a conv layer with axonal delays (up to 2 steps), which netx ignores")
 
 

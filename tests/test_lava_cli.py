@@ -11,15 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from cli_checks import one_error_line
 from sne_loihi.cli import app
 
 runner = CliRunner()
-
-
-def one_line_error(result, needle: str) -> None:  # noqa: ANN001
-    assert result.exit_code == 1, result.stdout + result.stderr
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert needle in result.stderr, result.stderr
 
 
 def test_pipeline_report_holds_lava_figures_equal_to_torch(tiny_run: Path) -> None:
@@ -106,7 +101,7 @@ def test_export_leaves_out_a_cascade_head_older_than_the_ensemble(tiny_run: Path
 def test_export_refuses_to_overwrite_and_keeps_the_old_export(export_dir: Path) -> None:
     before = {p.name: p.read_bytes() for p in export_dir.iterdir()}
     result = runner.invoke(app, ["export", str(export_dir.parent), "--out", str(export_dir), "--check-samples", "0"])
-    one_line_error(result, "already holds an export")
+    one_error_line(result, "already holds an export")
     assert {p.name: p.read_bytes() for p in export_dir.iterdir()} == before
 
 
@@ -133,7 +128,7 @@ def test_simulate_switches_active_sets_on_one_graph(export_dir: Path, tmp_path: 
     assert full["energy_pj"] == pytest.approx(23.6 * (full["macs"] + full["acs"]) + 81.0 * full["neuron_updates"])
     assert "ops/sample per layer" in result.stdout
     again = runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "2", "--json", str(out)])
-    one_line_error(again, "exists")
+    one_error_line(again, "exists")
 
 
 @pytest.mark.parametrize(("active", "needle"), [
@@ -141,7 +136,7 @@ def test_simulate_switches_active_sets_on_one_graph(export_dir: Path, tmp_path: 
     ("0,,2", "--active '0,,2': empty item"),
 ])
 def test_simulate_rejects_bad_active_sets(export_dir: Path, active: str, needle: str) -> None:
-    one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "2", "--active", active]), needle)
+    one_error_line(runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "2", "--active", active]), needle)
 
 
 def test_simulate_loihi2_without_the_extension_is_refused(export_dir: Path) -> None:
@@ -149,11 +144,11 @@ def test_simulate_loihi2_without_the_extension_is_refused(export_dir: Path) -> N
 
     if loihi_available():
         pytest.skip("lava-loihi is installed here")
-    one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "2", "--backend", "loihi2"]), "lava-loihi")
+    one_error_line(runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "2", "--backend", "loihi2"]), "lava-loihi")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "manifest", "nan head", "file outside"])
-def test_simulate_damaged_export_is_a_one_line_error(export_dir: Path, tmp_path: Path, damage: str) -> None:
+def test_simulate_damaged_export_is_a_one_error_line(export_dir: Path, tmp_path: Path, damage: str) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(export_dir, broken)
     if damage == "truncate":
@@ -176,7 +171,7 @@ def test_simulate_damaged_export_is_a_one_line_error(export_dir: Path, tmp_path:
         manifest["students"][1]["out_features"] += 1
         (broken / "manifest.json").write_text(json.dumps(manifest))
         needle = "do not match"
-    one_line_error(runner.invoke(app, ["simulate", str(broken), "--lava-samples", "2"]), needle)
+    one_error_line(runner.invoke(app, ["simulate", str(broken), "--lava-samples", "2"]), needle)
 
 
 def test_simulate_a_single_netx_file_with_its_input(export_dir: Path, tmp_path: Path) -> None:
@@ -192,11 +187,11 @@ def test_simulate_a_single_netx_file_with_its_input(export_dir: Path, tmp_path: 
     assert result.exit_code == 0, result.stdout + result.stderr
     ev = json.loads(out.read_text())["evaluations"][0]
     assert ev["accuracy"] is None and ev["macs"] > 0 and len(ev["ops_per_student_layer"]) == 1
-    one_line_error(runner.invoke(app, ["simulate", str(net)]), "--input")
+    one_error_line(runner.invoke(app, ["simulate", str(net)]), "--input")
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
-    one_line_error(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "bad.npy")]), "is not an .npy array")
+    one_error_line(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "bad.npy")]), "is not an .npy array")
     np.save(tmp_path / "complex.npy", x.astype(np.complex64))
-    one_line_error(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "complex.npy"), "--input-bits",
+    one_error_line(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "complex.npy"), "--input-bits",
                                        str(enc["bits"])]), "real integers")
 
 
@@ -233,7 +228,7 @@ def test_simulate_per_sample_cascade_matches_torch(export_dir: Path, tmp_path: P
     for ev in (first_only, everyone):
         check = ev["torch"]
         assert check["spike_mismatches"] == 0 and check["op_mismatches"] == 0 and check["decision_mismatches"] == 0
-    one_line_error(runner.invoke(app, ["simulate", str(export_dir), "--cascade", "x"]), "--cascade")
+    one_error_line(runner.invoke(app, ["simulate", str(export_dir), "--cascade", "x"]), "--cascade")
 
 
 def test_a_cascade_head_older_than_the_ensemble_or_corrupt_is_retrained(tiny_run: Path, tmp_path: Path) -> None:

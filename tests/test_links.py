@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ from sne_loihi.cli import app
 from sne_loihi.export.exporter import LEFTOVER_MARKER, clean_leftovers
 
 runner = CliRunner()
-
-
-@pytest.fixture()
-def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run, symlinks=True)
-    return run
 
 
 @pytest.mark.parametrize("entry", [".sne.lock", "accuracy_vs_active.png", "export/extra.txt"])

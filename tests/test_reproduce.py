@@ -185,12 +185,12 @@ def test_wall_time_sums_every_invocation_and_every_attempt_of_a_part() -> None:
                rec("b", "begin", 151, part="seed1"), rec("b", "done", 152, part="seed1", how="reused"),
                rec("b", "begin", 152, part="partition"), rec("b", "done", 172, part="partition", how="ran"),
                rec("b", "end", 173)]
-    wt = _reproduce_module().wall_time(records)
+    wt = load_benchmark('ledger').wall_time(records)
     assert (wt["seconds"], wt["invocations"], wt["unfinished"]) == (31 + 73, 2, 1)
     assert wt["parts"] == {"seed0": {"seconds": 80, "attempts": 2, "interrupted": 1, "interrupted_seconds": 30},
                            "partition": {"seconds": 20, "attempts": 1, "interrupted": 0, "interrupted_seconds": 0}}
     assert wt["other_seconds"] == 104 - 100  # start-ups, the reused seed 1 and the end
-    assert _reproduce_module().wall_time([]) is None
+    assert load_benchmark('ledger').wall_time([]) is None
 
 
 def test_a_killed_invocation_resumes_and_its_time_is_counted(reproduced: tuple[Path, dict], tmp_path: Path) -> None:
@@ -208,12 +208,12 @@ def test_a_killed_invocation_resumes_and_its_time_is_counted(reproduced: tuple[P
     original = json.loads((copy / "seed1" / "report.json").read_text())
     (copy / "seed1" / "report.json").unlink()  # seed 1 resumes: its training is kept, its evaluation reruns
     args = [*TINY, "--partition-strategies", "none", "--out", str(copy)]
-    before = harness.read_wall_time(copy)
-    ledger = copy / harness.LEDGER_FILE
+    before = load_benchmark('ledger').read_wall_time(copy)
+    ledger = copy / load_benchmark('ledger').LEDGER_FILE
     start = ledger.stat().st_size
     script = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('reproduce', sys.argv[1]); "
               "m = importlib.util.module_from_spec(spec); sys.modules['reproduce'] = m; spec.loader.exec_module(m); "
-              "m.HEARTBEAT_S = 0.2; sys.argv = sys.argv[1:]; m.main()")
+              "m._sibling('ledger').HEARTBEAT_S = 0.2; sys.argv = sys.argv[1:]; m.main()")
     proc = subprocess.Popen([sys.executable, "-c", script, str(REPO / "benchmarks" / "reproduce.py"), *args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from cli_checks import one_error_line
 from sne_loihi.cli import app
 from sne_loihi.errors import ExportError
 from sne_loihi.netx_format import read_netx_network
@@ -23,15 +24,6 @@ from sne_loihi.netx_format import read_netx_network
 runner = CliRunner()
 
 NEURON = {"type": b"CUBA", "iDecay": 1024, "vDecay": 410, "vThMant": 16, "refDelay": 1, "gradedSpike": False}
-
-
-def one_error_line(result: Any, needle: str) -> None:
-    """Exit code != 0, no traceback, stderr exactly one ``error:`` line containing ``needle``."""
-    assert result.exit_code not in (0, None), result.stdout + result.stderr
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.stdout + result.stderr
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert needle in result.stderr, result.stderr
 
 
 def _neuron(group: h5py.Group, **values: Any) -> None:
