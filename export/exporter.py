@@ -123,12 +123,12 @@ def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_
             ``overwrite`` is False).
     """
     if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"{out_dir} exists and is not a folder; choose another --out")
+        raise ExportError(f"{out_dir} exists and is not a folder; choose another export folder (--out)")
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return
     if not overwrite:
         raise ExportError(f"{out_dir} already holds an export; pass overwrite=True (--overwrite) to replace it")
-    refuse = "--overwrite replaces only a folder holding an earlier export; choose a new or empty --out"
+    refuse = "overwrite (--overwrite) replaces only a folder holding an earlier export; choose a new or empty folder"
     if not (out_dir / manifest_file).is_file():
         raise ExportError(f"{out_dir} holds no export ({manifest_file} not found): {refuse}")
     try:

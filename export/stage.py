@@ -87,7 +87,7 @@ def _export_folder(run_dir: Path, out_dir: Path | None, default: str) -> Path:
     """``--out`` (or ``RUN/default``), refused when it is the run folder or a folder above it."""
     out_dir = Path(out_dir) if out_dir is not None else run_dir / default
     if out_dir.resolve() == run_dir.resolve() or out_dir.resolve() in run_dir.resolve().parents:
-        raise ExportError(f"--out {out_dir} is the run folder or a folder above it; an export goes into a folder of its own")
+        raise ExportError(f"the export folder {out_dir} (--out) is the run folder or a folder above it; an export goes into a folder of its own")
     return out_dir
 
 

@@ -116,7 +116,7 @@ def first_test_samples(cfg: RunConfig, samples: int,
         raise ConfigError(f"the number of samples must be >= 1, got {samples}")
     if data_dir is not None:
         if cfg.data.name == "digits":
-            raise ConfigError(f"--data-dir {data_dir}: this data set (digits) is embedded and reads no folder")
+            raise ConfigError(f"data folder {data_dir} (--data-dir): this data set (digits) is embedded and reads no folder")
         cfg = replace(cfg, data=replace(cfg.data, data_dir=str(data_dir)))
     data = load_data(cfg)
     n = min(samples, len(data.y_test))
