@@ -81,7 +81,12 @@ def parse_args() -> tuple[Settings, Path, int, bool, bool]:
         default = getattr(d, f)
         p.add_argument("--" + f.replace("_", "-"), type=type(default), default=default)
     a = p.parse_args()
-    strategies = tuple(s.strip() for s in a.strategies.split(",") if s.strip())
+    from sne_loihi.config import comma_items
+
+    try:
+        strategies = tuple(comma_items(a.strategies, "--strategies"))
+    except ConfigError as exc:
+        p.error(str(exc))
     unknown = sorted(set(strategies) - set(STRATEGIES))
     if unknown:
         p.error(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")

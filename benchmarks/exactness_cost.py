@@ -210,7 +210,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if not (args.teacher_run / "teacher.pt").is_file():
         raise SystemExit(f"error: {args.teacher_run} holds no teacher.pt")
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    from sne_loihi.config import comma_items
+    from sne_loihi.errors import ConfigError
+
+    try:
+        seeds = [int(s) for s in comma_items(args.seeds, "--seeds")]
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    except ValueError:
+        raise SystemExit(f"error: --seeds expects comma-separated integers, got {args.seeds!r}") from None
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for seed in seeds:

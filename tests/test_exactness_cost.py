@@ -63,3 +63,16 @@ def test_report_files(tmp_path: Path) -> None:
     payload = json.loads((tmp_path / "exactness_cost.json").read_text())
     assert payload["paired"]["split"]["training_points"] == pytest.approx(-10.0 / 3)
     assert (tmp_path / "exactness_cost.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("seeds", "message"), [("0,,1", "--seeds '0,,1': empty item"),
+                                                ("0,a", "--seeds expects comma-separated integers")])
+def test_bad_seeds_are_one_line_errors_before_anything_is_written(tmp_path: Path, seeds: str, message: str) -> None:
+    teacher_run = tmp_path / "teacher"
+    teacher_run.mkdir()
+    (teacher_run / "teacher.pt").write_bytes(b"")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        _module().main(["--teacher-run", str(teacher_run), "--seeds", seeds, "--epochs", "1", "--out", str(out)])
+    assert str(info.value).startswith(f"error: {message}") and "\n" not in str(info.value)
+    assert not out.exists()
