@@ -363,7 +363,12 @@ def write_report(out: Path, cfg: Any, opts: Options, reports: dict[int, dict[str
     meta = {**meta, "seeds": sorted(reports), "seed_timings": {s: r.get("timings", {}) for s, r in sorted(reports.items())},
             "seed_training": {s: training_time(out / f"seed{s}") for s in sorted(reports)},
             "partition_wall_s": bench.get("wall_s") if bench else None}
-    payload = {"config": cfg.to_dict(), "options": asdict(opts), "meta": meta,
+    config = cfg.to_dict()
+    if not config["data"].get("class_names"):  # filled by a seed that ran here; else the seeds' reports name them
+        named = [r["config"]["data"]["class_names"] for r in reports.values()
+                 if r.get("config", {}).get("data", {}).get("class_names")]
+        config["data"]["class_names"] = named[0] if named else config["data"].get("class_names")
+    payload = {"config": config, "options": asdict(opts), "meta": meta,
                "sections": [s.to_dict() for s in sections],
                "claims": [c.to_dict() for s in sections for c in s.claims],
                "runs": {str(s): str(out / f"seed{s}") for s in sorted(reports)},

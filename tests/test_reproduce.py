@@ -328,6 +328,7 @@ def test_report_only_keeps_the_wall_time_of_the_invocation_that_ran(reproduced: 
     assert again["meta"]["wall_s"] == first["meta"]["wall_s"] and again["meta"]["command"] == first["meta"]["command"]
     assert "--report-only" in again["meta"]["report_only_command"]
     assert again["claims"] == first["claims"]
+    assert again["config"]["data"]["class_names"] == [str(i) for i in range(10)]  # from the seeds' reports
     md = (out / "reproduce.md").read_text()
     assert f"ran it: {first['meta']['wall_s'] / 60:.1f} min" in md and "rewritten afterwards" in md
 
