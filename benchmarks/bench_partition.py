@@ -415,12 +415,20 @@ def write_results(s: Settings, out: Path, info: dict[str, Any], runs: list[dict[
     from sne_loihi.io import atomic_write_bytes, atomic_write_json
 
     rows = summarise(runs, s.strategies)
-    payload = {"settings": asdict(s), "teacher": info, "runs": runs, "summary": rows,
-               "paper_table3": PAPER_TABLE3, "wall_s": wall_s}
+    payload = {"settings": asdict(s), "config_sha256": _config_sha256(s.config_file), "teacher": info, "runs": runs,
+               "summary": rows, "paper_table3": PAPER_TABLE3, "wall_s": wall_s}
     atomic_write_json(out / f"{RESULT_STEM}.json", payload)
     atomic_write_bytes(out / f"{RESULT_STEM}.md", markdown(s, info, rows, runs, wall_s).encode())
     if rows:
         plot(rows, runs, out / f"{RESULT_STEM}.png")
+
+
+def _config_sha256(config_file: str) -> str | None:
+    """SHA-256 of the base config file (``None`` without one): results recognise their config
+    by content when the folder holding both has moved."""
+    from sne_loihi.io import sha256_file
+
+    return sha256_file(Path(config_file)) if config_file and Path(config_file).is_file() else None
 
 
 def stored_results(s: Settings, out: Path) -> dict[str, Any] | None:
@@ -441,6 +449,8 @@ def stored_results(s: Settings, out: Path) -> dict[str, Any] | None:
         raise ConfigError(f"{result_path} is not this benchmark's results (no settings and runs)")
     defaults = json.loads(json.dumps(asdict(Settings(data_dir=""))))  # keys added since it was written
     stored, wanted = {**defaults, **old["settings"]}, json.loads(json.dumps(asdict(s)))
+    if old.get("config_sha256") and old["config_sha256"] == _config_sha256(s.config_file):
+        stored["config_file"] = wanted["config_file"]  # the same file, moved (with the results' folder)
     changed = [f"{k} {stored.get(k)!r} -> {wanted.get(k)!r}" for k in sorted(set(stored) | set(wanted))
                if stored.get(k) != wanted.get(k)]
     if changed:

@@ -153,6 +153,20 @@ def test_another_config_or_budget_is_refused_before_anything_runs(reproduced: tu
     assert (out / "invocations.jsonl").read_bytes() == ledger
 
 
+def test_a_moved_out_folder_resumes_its_partition_comparison(reproduced: tuple[Path, dict], tmp_path: Path) -> None:
+    """The partition results name their base config by absolute path; the same file moved with
+    its folder is recognised by its content (SHA-256), a changed one is still refused."""
+    out, first = reproduced
+    edited = Path(shutil.copytree(out, tmp_path / "edited"))
+    base = edited / "partition" / "base_config.toml"
+    base.write_text(base.read_text() + "\n# edited\n")  # another file's content, not this one moved
+    with pytest.raises(SneError, match="config_file"):
+        _reproduce_module().reproduce([*TINY, "--out", str(edited), "--report-only"])
+    moved = Path(shutil.copytree(out, tmp_path / "moved"))
+    payload = _reproduce_module().reproduce([*TINY, "--out", str(moved), "--report-only"])
+    assert payload["claims"] == first["claims"] and payload["meta"]["missing"] == []
+
+
 def test_report_only_names_what_is_missing(reproduced: tuple[Path, dict], tmp_path: Path) -> None:
     from sne_loihi.errors import ConfigError
 
