@@ -179,7 +179,7 @@ def compare_with_torch(model: Any, x_nchw: np.ndarray, labels: np.ndarray | None
     import torch
 
     model.eval()
-    x = torch.as_tensor(np.asarray(x_nchw), dtype=torch.float32)
+    x = torch.tensor(np.asarray(x_nchw, dtype=np.float32))  # a copy: the images may be a read-only memmap
     with torch.no_grad():
         out = model(x, None)
         ran = ran_mask(result, model.num_students)
