@@ -68,10 +68,10 @@ def _cfg(path: Path, **kw) -> DataConfig:
 def test_split_tree_labels_follow_sorted_class_names(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     root = make_tree(tmp_path / "t", split=True)
     (root / "train" / "notes.txt").write_text("not an image")
-    (root / "train" / "cat" / ".DS_Store").write_bytes(b"\0")
+    (root / "train" / "cat" / ".DS_Store").write_bytes(b"\0")  # hidden: not read, not counted
     (root / "test" / "dog" / "labels.csv").write_text("a,b")
     data = load_dataset(_cfg(root))
-    assert "skipped 3 files that are not an image in a class folder" in capfd.readouterr().err
+    assert "skipped 2 files that are not an image in a class folder" in capfd.readouterr().err
     assert data.class_names == CLASSES and data.in_shape == (1, 28, 28)
     assert torch.bincount(data.y_train).tolist() == [10, 10, 10] and torch.bincount(data.y_test).tolist() == [3, 3, 3]
     # the band of class k sits in rows [9k, 9k + 9): its mean brightness names the label
@@ -181,6 +181,79 @@ def test_npz_layouts_and_dtypes(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- bad input
 
 
+def _tar_of_dot(tmp: Path) -> Path:
+    """``tar czf d.tgz -C tree .``: members named ``./train/cat/0.png`` after a ``./`` folder."""
+    root = make_tree(tmp / "tree", split=True, size=(8, 8), per_class=3)
+    with tarfile.open(tmp / "d.tgz", "w:gz") as tf:
+        tf.add(root, arcname=".")
+    return tmp / "d.tgz"
+
+
+def _readme_beside_wrapper(tmp: Path) -> Path:
+    make_tree(tmp / "root" / "data", split=True, size=(8, 8), per_class=3)
+    (tmp / "root" / "README.txt").write_text("my data set")
+    return tmp / "root"
+
+
+def _capitalised_splits(tmp: Path) -> Path:
+    root = make_tree(tmp / "root", split=True, size=(8, 8), per_class=3)
+    (root / "train").rename(root / "Train")
+    (root / "test").rename(root / "testing")
+    return root
+
+
+def _netpbm_images(tmp: Path) -> Path:
+    return make_tree(tmp / "root", split=True, size=(8, 8), per_class=3, fmt="ppm", mode="RGB")
+
+
+def _link_in_a_hidden_folder(tmp: Path) -> Path:
+    root = make_tree(tmp / "root", split=True, size=(8, 8), per_class=3)
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").symlink_to("/etc/hostname")
+    return root
+
+
+LAYOUT_VARIANTS = {"tar of ./": _tar_of_dot, "README beside the wrapper": _readme_beside_wrapper,
+                   "Train/ and testing/": _capitalised_splits, "PPM images": _netpbm_images,
+                   "a link in a hidden folder": _link_in_a_hidden_folder}
+
+
+@pytest.mark.parametrize("case", list(LAYOUT_VARIANTS))
+def test_common_layout_variants_read_as_the_plain_tree(tmp_path: Path, case: str) -> None:
+    data = load_dataset(_cfg(LAYOUT_VARIANTS[case](tmp_path)))
+    assert data.class_names == CLASSES
+    assert torch.bincount(data.y_train).tolist() == [3, 3, 3] and torch.bincount(data.y_test).tolist() == [2, 2, 2]
+
+
+def test_images_outside_the_split_folders_are_named_and_counted(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    root = make_tree(tmp_path / "root", split=True, size=(8, 8), per_class=3)
+    make_tree(tmp_path / "v", split=False, size=(8, 8), per_class=2)
+    (tmp_path / "v").rename(root / "val")
+    data = load_dataset(_cfg(root))
+    assert len(data.y_train) == 9 and len(data.y_test) == 6
+    err = capfd.readouterr().err
+    assert "skipped 6 images in val/ (only the train and test folders are read)" in err and "not an image" not in err
+
+
+def test_archive_members_that_are_not_images_are_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only image members are read (a large README costs nothing); an image member over the
+    size limit is refused before it is read."""
+    from sne_loihi.data import image_tree
+
+    monkeypatch.setattr(image_tree, "MAX_IMAGE_BYTES", 4000)
+    root = make_tree(tmp_path / "tree", split=True, size=(8, 8), per_class=3)
+    archive = tmp_path / "d.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(root.rglob("*.png")):
+            zf.write(p, p.relative_to(tmp_path).as_posix())
+        zf.writestr("tree/README.txt", b"x" * 50_000)
+    assert load_dataset(_cfg(archive, cache=False)).class_names == CLASSES
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("tree/train/cat/big.png", _png_bytes() + b"\0" * 5000)
+    with pytest.raises(DataError, match=r"tree/train/cat/big.png is 5,\d{3} bytes, more than the 4,000"):
+        load_dataset(_cfg(archive, cache=False))
+
+
 def _png_bytes(size: tuple[int, int] = (8, 8)) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.zeros(size[::-1], np.uint8)).save(buf, "PNG")
@@ -271,6 +344,45 @@ def _bad_npz_nan(tmp: Path) -> tuple[Path, str]:
     return _npz(tmp / "n.npz", x_test=x, x_train=np.zeros((12, 3, 9, 9), np.float32)), "NaN"
 
 
+def _bad_one_class(tmp: Path) -> tuple[Path, str]:
+    root = tmp / "t"
+    (root / "cat").mkdir(parents=True)
+    for i in range(4):
+        (root / "cat" / f"{i}.png").write_bytes(_png_bytes())
+    return root, r"one class folder \(cat\); a classifier needs at least two"
+
+
+def _bad_two_train_folders(tmp: Path) -> tuple[Path, str]:
+    root = make_tree(tmp / "t", split=True, size=(8, 8), per_class=3)
+    (root / "Train" / "cat").mkdir(parents=True)
+    (root / "Train" / "cat" / "0.png").write_bytes(_png_bytes())
+    return root, "has both Train/ and train/ for the train split; keep one"
+
+
+def _bad_not_an_image(tmp: Path) -> tuple[Path, str]:
+    root = make_tree(tmp / "t", split=True, size=(8, 8), per_class=3)
+    (root / "train" / "dog" / "page.png").write_text("<html><body>a web page saved as .png</body></html>")
+    return root, r"cannot decode .*page.png \(not an image format Pillow reads, or not an image at all\)$"
+
+
+def _bad_npz_one_class(tmp: Path) -> tuple[Path, str]:
+    return _npz(tmp / "c.npz", y_train=np.zeros(12, np.int64), y_test=np.zeros(6, np.int64)), "at least two classes"
+
+
+def _bad_npz_folder(tmp: Path) -> tuple[Path, str]:
+    (tmp / "arrays").mkdir()
+    return tmp / "arrays", "is a folder; data.data_dir \\(--data-dir\\) names the .npz file itself"
+
+
+def _bad_npz_empty(tmp: Path) -> tuple[Path, str]:
+    return _npz(tmp / "e.npz", x_train=np.zeros((0, 3, 9, 9), np.uint8), y_train=np.zeros(0, np.int64)), \
+        "x_train holds no images"
+
+
+def _bad_npz_repeated_class(tmp: Path) -> tuple[Path, str]:
+    return _npz(tmp / "d.npz", class_names=np.array(["a", "b", "a"])), "class_names names 'a' more than once"
+
+
 BAD_INPUTS = {
     "empty class folder": ("imagefolder", _bad_empty_class),
     "test class without training folder": ("imagefolder", _bad_test_class),
@@ -284,6 +396,13 @@ BAD_INPUTS = {
     "npz x/y lengths differ": ("npz", _bad_npz_lengths),
     "npz labels out of range": ("npz", _bad_npz_range),
     "npz NaN pixels": ("npz", _bad_npz_nan),
+    "one class folder": ("imagefolder", _bad_one_class),
+    "two folders for one split": ("imagefolder", _bad_two_train_folders),
+    "a web page saved as .png": ("imagefolder", _bad_not_an_image),
+    "npz labels of one class": ("npz", _bad_npz_one_class),
+    "npz path is a folder": ("npz", _bad_npz_folder),
+    "npz without training images": ("npz", _bad_npz_empty),
+    "npz class named twice": ("npz", _bad_npz_repeated_class),
 }
 
 
@@ -504,3 +623,13 @@ def test_no_progress_switches_off_every_bar(tmp_path: Path, monkeypatch: pytest.
             result = runner.invoke(app, [*command, *flag])
             assert result.exit_code == 0, result.stderr + result.stdout
             assert _bar_drawn(result.stderr) == (not flag), (command, flag, result.stderr)
+
+
+def test_npz_auto_channels_are_decided_over_both_splits(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    path = _npz(tmp_path / "mixed.npz", x_train=rng.integers(0, 256, (12, 9, 9), dtype=np.uint8),
+                x_test=rng.integers(0, 256, (6, 9, 9, 3), dtype=np.uint8))
+    data = load_dataset(_cfg(path, name="npz"))
+    assert data.in_shape == (3, 9, 9) and data.x_test_nchw.shape == (6, 3, 9, 9)
+    gray = data.x_train_nchw
+    assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])  # gray repeated

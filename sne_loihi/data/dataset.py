@@ -140,6 +140,10 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     for part, labels in (("training", data.y_train), ("test", data.y_test)):
         if len(labels) == 0:
             raise DataError(f"{cfg.name}: the data set has no {part} images")
+    if len(data.class_names) < 2 or len(torch.unique(data.y_train)) < 2:
+        raise DataError(f"{cfg.name}: the training images carry {len(torch.unique(data.y_train))} label(s) of "
+                        f"{len(data.class_names)} class(es) ({_names(data.class_names)}); a classifier needs at "
+                        "least two classes")
     train_idx = stratified_subset(data.y_train, cfg.max_train, seed)
     test_idx = stratified_subset(data.y_test, cfg.max_test, seed + 1)
     if len(train_idx) == len(data.y_train) and len(test_idx) == len(data.y_test):

@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -42,6 +43,7 @@ from sne_loihi.data.image_tree import (
     TreeEntry,
     TreeListing,
     TreePlan,
+    check_image_size,
     is_hidden,
     is_image_name,
     iter_archive,
@@ -59,6 +61,8 @@ GRAY_MODES = frozenset({"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _CHANNELS = {ImageChannels.GRAY: 1, ImageChannels.RGB: 3, ImageChannels.RGBA: 4}
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+#: A Python object's repr in an exception message (``<_io.BytesIO object at 0x7f...>``): left out.
+_OBJECT_AT = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 def default_cache_root() -> Path:
@@ -101,7 +105,7 @@ def decode_image(data: bytes, name: str, channels: int | None, size: int) -> np.
     Raises:
         DataError: A corrupt or truncated image, or one above Pillow's pixel limit.
     """
-    from PIL import Image, ImageFile
+    from PIL import Image, ImageFile, UnidentifiedImageError
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
@@ -116,8 +120,11 @@ def decode_image(data: bytes, name: str, channels: int | None, size: int) -> np.
                 arr = np.asarray(out, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"imagefolder: {name} is refused as a decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise DataError(f"imagefolder: cannot decode {name} (not an image format Pillow reads, or not an image at "
+                        "all)") from None
     except Exception as exc:  # Pillow raises many types for corrupt or truncated files
-        detail = " ".join(str(exc).split()) or type(exc).__name__
+        detail = _OBJECT_AT.sub("", " ".join(str(exc).split())).strip() or type(exc).__name__
         raise DataError(f"imagefolder: cannot decode {name} (corrupt or truncated: {detail})") from None
     return arr[:, :, None] if arr.ndim == 2 else arr
 
@@ -185,6 +192,8 @@ class DecodedTree:
     x_test_nhwc: np.ndarray | None
     y_test: np.ndarray | None
     skipped: int
+    other_folders: tuple[str, ...] = ()
+    other_images: int = 0
 
 
 def _progress(total: int | None, desc: str) -> Any:
@@ -208,29 +217,39 @@ def decode_tree(path: Path, channels: ImageChannels, size: int) -> tuple[Decoded
     listing = TreeListing()
     if kind == "folder":
         listing = list_folder(path)
-        wanted = [e for e in listing.files if not is_hidden(e.parts) and is_image_name(e.parts[-1])]
+        wanted = [e for e in listing.files if _is_image(e.parts)]
         with _progress(len(wanted), f"decoding {path.name}") as bar:
             for entry in wanted:
-                data = (path / Path(*entry.parts)).read_bytes()
-                decoded[entry.parts] = decode_image(data, str(path / Path(*entry.parts)), fixed, size)
+                file = path / Path(*entry.parts)
+                check_image_size(entry.size, entry.name, str(path))
+                try:
+                    data = file.read_bytes()
+                except OSError as exc:
+                    raise DataError(f"imagefolder: cannot read {file} ({exc.strerror or type(exc).__name__})") from None
+                decoded[entry.parts] = decode_image(data, str(file), fixed, size)
                 bar.update(1)
         fingerprint = {"kind": kind, "files": [[e.name, e.size, e.mtime_ns] for e in listing.files]}
     else:
         with _progress(None, f"decoding {path.name}") as bar:
-            for item, data in iter_archive(path, kind):
+            for item, data in iter_archive(path, kind, _is_image):  # other members are not read
                 if not isinstance(item, TreeEntry):
                     listing.folders.add(item)
                     for i in range(1, len(item)):
                         listing.folders.add(item[:i])
                     continue
                 listing.add_file(item)
-                if data is not None and not is_hidden(item.parts) and is_image_name(item.parts[-1]):
+                if data is not None:
                     decoded[item.parts] = decode_image(data, f"{path}:{item.name}", fixed, size)
                     bar.update(1)
         st = path.stat()
         fingerprint = {"kind": kind, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
     plan = plan_tree([e.parts for e in listing.files], listing.folders, str(path))
     return _assemble(plan, decoded, fixed, channels, str(path)), fingerprint
+
+
+def _is_image(parts: tuple[str, ...]) -> bool:
+    """A file that is decoded: visible, with an image suffix."""
+    return not is_hidden(parts) and is_image_name(parts[-1])
 
 
 def _assemble(plan: TreePlan, decoded: dict[tuple[str, ...], np.ndarray], fixed: int | None,
@@ -252,7 +271,8 @@ def _assemble(plan: TreePlan, decoded: dict[tuple[str, ...], np.ndarray], fixed:
     check_one_size(all_imgs, [n for g in groups.values() for n in g[2]], where)
     out = {k: (stack_images(v[0], target), np.asarray(v[1], np.int64)) for k, v in groups.items()}
     if plan.split:
-        return DecodedTree(plan.class_names, *out["train"], *out.get("test", (None, None)), skipped)
+        return DecodedTree(plan.class_names, *out["train"], *out.get("test", (None, None)), skipped,
+                           plan.other_folders, plan.other_images)
     return DecodedTree(plan.class_names, *out["all"], None, None, skipped)
 
 
@@ -290,9 +310,9 @@ def read_cache(folder: Path, source: Path, channels: ImageChannels, size: int) -
     label range); anything that does not match is a cache miss, not an error.
     """
     manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        return None
     try:
+        if not manifest_path.is_file():
+            return None
         manifest = read_json_file(manifest_path, "image cache manifest")
         if (manifest.get("format") != CACHE_FORMAT or manifest.get("source") != str(source)
                 or manifest.get("settings") != _settings(channels, size)
@@ -315,7 +335,8 @@ def read_cache(folder: Path, source: Path, channels: ImageChannels, size: int) -
             if y is not None and len(y) and (y.min() < 0 or y.max() >= len(names)):
                 return None
         return DecodedTree(names, arrays["x_train_nhwc"], arrays["y_train"], arrays["x_test_nhwc"],
-                           arrays["y_test"], int(manifest.get("skipped", 0)))
+                           arrays["y_test"], int(manifest.get("skipped", 0)),
+                           tuple(str(f) for f in manifest.get("other_folders", ())), int(manifest.get("other_images", 0)))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, SneError):  # any doubt: decode again
         return None
 
@@ -338,6 +359,7 @@ def write_cache(folder: Path, source: Path, channels: ImageChannels, size: int, 
                 np.save(tmp / f"{key}.npy", arr, allow_pickle=False)
         manifest = {"format": CACHE_FORMAT, "source": str(source), "settings": _settings(channels, size),
                     "class_names": list(tree.class_names), "shapes": shapes, "skipped": tree.skipped,
+                    "other_folders": list(tree.other_folders), "other_images": tree.other_images,
                     "fingerprint": fingerprint}
         (tmp / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
         if folder.exists():
@@ -383,6 +405,9 @@ def _report(tree: DecodedTree, source: Path, how: str) -> None:
     n = len(tree.y_train) + (len(tree.y_test) if tree.y_test is not None else 0)
     _, h, w, c = tree.x_train_nhwc.shape
     line = f"imagefolder: {n} images of {len(tree.class_names)} classes, {c}x{h}x{w}, {how}"
+    if tree.other_images:
+        line += (f"; skipped {tree.other_images} image{'s' if tree.other_images != 1 else ''} in "
+                 f"{', '.join(f + '/' for f in tree.other_folders)} (only the train and test folders are read)")
     if tree.skipped:
         line += f"; skipped {tree.skipped} file{'s' if tree.skipped != 1 else ''} that {'are' if tree.skipped != 1 else 'is'} not an image in a class folder"
     print(line, file=sys.stderr)

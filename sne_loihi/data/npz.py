@@ -55,6 +55,8 @@ def _member_header(zf: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple[int
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
+    if path.is_dir():
+        raise DataError(f"npz: {path} is a folder; data.data_dir (--data-dir) names the .npz file itself")
     if not path.is_file():
         raise DataError(f"npz: {path} does not exist (expected an .npz with {', '.join(KEYS)})")
     try:
@@ -128,6 +130,15 @@ def convert_channels_nchw(x_nchw: torch.Tensor, channels: ImageChannels) -> torc
     return torch.cat([rgb, alpha], 1)
 
 
+def _common_channels(setting: ImageChannels, found: set[int]) -> ImageChannels:
+    """The channels both splits are brought to: the setting, or for ``auto`` one count over
+    both (as for image folders: all gray -> gray, all with alpha -> RGBA, else RGB)."""
+    setting = ImageChannels(setting)
+    if setting is not ImageChannels.AUTO or len(found) == 1:
+        return setting
+    return ImageChannels.RGBA if found == {4} else ImageChannels.RGB
+
+
 def resize_nchw(x_nchw: torch.Tensor, size: int, batch: int = 4096) -> torch.Tensor:
     """Bilinear, antialiased resize to ``size x size`` (0 or the same size: unchanged)."""
     if not size or tuple(x_nchw.shape[2:]) == (size, size):
@@ -155,7 +166,11 @@ def _class_names(arrays: dict[str, np.ndarray], y_train: torch.Tensor, path: Pat
         names = arrays["class_names"]
         if names.dtype.kind not in "US" or names.ndim != 1 or len(names) == 0:
             raise DataError(f"npz: {path}: class_names must be a 1-D array of strings")
-        return tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names.tolist())
+        out = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names.tolist())
+        repeated = sorted({n for n in out if out.count(n) > 1})
+        if repeated:
+            raise DataError(f"npz: {path}: class_names names {repeated[0]!r} more than once")
+        return out
     return tuple(str(i) for i in range(int(y_train.max()) + 1 if len(y_train) else 0))
 
 
@@ -171,10 +186,16 @@ def load_npz(cfg: DataConfig, seed: int) -> Dataset:
         raise DataError("npz: no file given (data.data_dir / --data-dir names the .npz)")
     path = Path(cfg.data_dir).expanduser()
     arrays = _read(path)
-    parts = {}
+    xs = {}
     for split in ("train", "test"):
         x = _images(arrays[f"x_{split}"], cfg.layout, f"x_{split}", path)
-        x = resize_nchw(convert_channels_nchw(x, cfg.channels), cfg.image_size)
+        if len(x) == 0:
+            raise DataError(f"npz: {path}: x_{split} holds no images")
+        xs[split] = x
+    channels = _common_channels(cfg.channels, {x.shape[1] for x in xs.values()})
+    parts = {}
+    for split, x in xs.items():
+        x = resize_nchw(convert_channels_nchw(x, channels), cfg.image_size)
         parts[split] = (x, _labels(arrays[f"y_{split}"], len(x), f"y_{split}", path))
     (x_tr, y_tr), (x_te, y_te) = parts["train"], parts["test"]
     if x_tr.shape[1:] != x_te.shape[1:]:
