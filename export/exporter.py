@@ -126,11 +126,11 @@ def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_
         raise ExportError(f"{out_dir} exists and is not a folder; choose another export folder (--out)")
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return
-    if not overwrite:
-        raise ExportError(f"{out_dir} already holds an export; pass overwrite=True (--overwrite) to replace it")
-    refuse = "overwrite (--overwrite) replaces only a folder holding an earlier export; choose a new or empty folder"
+    refuse = "an export replaces only a folder holding an earlier export; choose a new or empty folder (--out)"
     if not (out_dir / manifest_file).is_file():
-        raise ExportError(f"{out_dir} holds no export ({manifest_file} not found): {refuse}")
+        names = sorted(p.name for p in out_dir.iterdir())
+        raise ExportError(f"{out_dir} holds files that are not an export ({names[0]}{', ...' if len(names) > 1 else ''}; "
+                          f"no {manifest_file}): {refuse}")
     try:
         manifest = read_json_file(out_dir / manifest_file, manifest_file, ExportError)
         listed = {str(e["file"]) for e in manifest["students"]}
@@ -142,6 +142,8 @@ def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_
                     if p.name not in listed | {manifest_file, LOIHI2_REPORT} or not p.is_file())
     if others:
         raise ExportError(f"{out_dir} holds more than an export ({others[0]}{', ...' if len(others) > 1 else ''}): {refuse}")
+    if not overwrite:
+        raise ExportError(f"{out_dir} already holds an export; pass overwrite=True (--overwrite) to replace it")
 
 
 #: Written into every temporary folder an export makes (its build folder, and the old export

@@ -253,7 +253,7 @@ def compare_cascade_with_torch(model: Any, head: Any, x_nchw: np.ndarray, labels
         linear.weight.copy_(torch.as_tensor(w))
         linear.bias.copy_(torch.as_tensor(b))
     model.eval()
-    x = torch.as_tensor(np.asarray(x_nchw), dtype=torch.float32)
+    x = torch.tensor(np.asarray(x_nchw, dtype=np.float32))  # a copy: the images may be a read-only memmap
     with torch.no_grad():
         out = model(x, None)
     empty = torch.zeros(len(x), model.num_students, dtype=torch.float64)

@@ -86,7 +86,10 @@ def to_lava_input(x_n_in_t: np.ndarray, port_shape: tuple[int, ...]) -> np.ndarr
     else:
         per = x_n_in_t.reshape(n, -1, t)
     if tuple(per.shape[1:-1]) != tuple(port_shape):
-        raise SimulationError(f"input of shape {list(x_n_in_t.shape[1:-1])} does not fit the network input {list(port_shape)} (Lava order)")
+        torch_shape = [port_shape[2], port_shape[1], port_shape[0]] if len(port_shape) == 3 else [int(np.prod(port_shape))]
+        raise SimulationError(f"input of shape {list(x_n_in_t.shape)} does not fit the network: it takes "
+                              f"[N, {', '.join(map(str, torch_shape))}, T] (torch order; {list(port_shape)} in Lava's "
+                              "x, y, f order)")
     return np.moveaxis(per, 0, -2).reshape(*port_shape, n * t)
 
 

@@ -211,6 +211,8 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
         cfg.data.data_dir = str(data_dir)
     n = len(manifest.students)
     choices = [parse_active(a, n, seed) for a in (active or ["all"])]
+    if cascade and manifest.cascade is None:  # before any Lava run
+        raise SimulationError("this export carries no cascade head (export with the run's cascade_head.pt)")
     profile = resolve_profile(energy)
     if inputs is not None:
         x, y = load_user_images(Path(inputs), tuple(manifest.input.shape_chw)), None
@@ -225,6 +227,7 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
         model = Run(Path(torch_checkpoint).parent).ensemble(Path(torch_checkpoint)).model
         if model.num_students != n:
             raise SimulationError(f"{torch_checkpoint} has {model.num_students} students, the export {n}")
+        _check_head(manifest, model, Path(torch_checkpoint))
     with EnsembleSimulator(manifest, backend=Backend(backend), capacity=min(capacity, len(x)), engine=engine) as sim:
         evaluations = evaluate_active_sets(sim, x, y, choices, profile, model=model, progress=progress)
         if cascade:
@@ -235,6 +238,23 @@ def simulate_export(export_dir: Path, *, samples: int = DEFAULT_LAVA_SAMPLES, ac
             evaluations=evaluations, parity=asdict(manifest.parity) if manifest.parity else None,
             engine=sim.graph.engine.value, compile_seconds=round(sim.graph.compile_seconds, 3),
         )
+
+
+def _check_head(manifest: Any, model: Any, checkpoint: Path) -> None:
+    """The manifest's head must be the torch ensemble's (float32 values as exported): the
+    students' spikes are compared with torch, the head that turns them into classes is not run
+    twice, so an edited head would go unnoticed.
+
+    Raises:
+        SimulationError: The heads differ.
+    """
+    w, b = manifest.head_arrays()
+    tw = model.head.weight.detach().cpu().double().numpy()
+    tb = model.head.bias.detach().cpu().double().numpy()
+    if w.shape != tw.shape or not (np.array_equal(w.astype(np.float32), tw.astype(np.float32))
+                                   and np.array_equal(b.astype(np.float32), tb.astype(np.float32))):
+        raise SimulationError(f"the export's head (manifest.json) is not the head of {checkpoint}: the manifest was "
+                              "edited or comes from another ensemble; export again")
 
 
 #: Most images ``--input`` may hold for an export (a Lava run of more is for the test set).

@@ -193,6 +193,13 @@ def test_simulate_a_single_netx_file_with_its_input(export_dir: Path, tmp_path: 
     np.save(tmp_path / "complex.npy", x.astype(np.complex64))
     one_error_line(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "complex.npy"), "--input-bits",
                                        str(enc["bits"])]), "real integers")
+    for extra in (["--active", "0"], ["--cascade", "0.5"], ["--lava-samples", "2"], ["--seed", "3"]):
+        one_error_line(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "x.npy"), *extra]),
+                       f"{extra[0]} applies to an export folder, not to a single netx network")
+    np.save(tmp_path / "nhwc.npy", x.transpose(0, 2, 3, 1, 4))  # [N, H, W, C, T]: channels last
+    c, h, w = enc["shape_chw"]
+    one_error_line(runner.invoke(app, ["simulate", str(net), "--input", str(tmp_path / "nhwc.npy"), "--input-bits",
+                                       str(enc["bits"])]), f"it takes [N, {c}, {h}, {w}, T] (torch order")
 
 
 def test_evaluate_keeps_the_lava_section_and_flags_it_stale(tiny_run: Path, tmp_path: Path) -> None:
@@ -280,6 +287,33 @@ def test_simulate_fails_when_torch_and_lava_disagree(export_dir: Path, tmp_path:
     assert "spike / op mismatches" in result.stdout  # the table was still shown
 
 
+def test_an_edited_head_in_the_manifest_is_refused(export_dir: Path, tmp_path: Path) -> None:
+    """Spikes are compared with torch, the head is not: a manifest head that is not the
+    ensemble's is refused before anything runs (it made Lava's accuracy 0% beside torch's 33%)."""
+    run = Path(shutil.copytree(export_dir.parent, tmp_path / "run"))
+    manifest = json.loads((run / "export" / "manifest.json").read_text())
+    manifest["head_weight"] = [[-v for v in row] for row in manifest["head_weight"]]
+    (run / "export" / "manifest.json").write_text(json.dumps(manifest))
+    one_error_line(runner.invoke(app, ["simulate", str(run / "export"), "--lava-samples", "2"]),
+                   "the export's head (manifest.json) is not the head of")
+
+
+def test_cascade_without_a_cascade_head_is_refused_before_any_lava_run(export_dir: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from sne_loihi.sim import evaluate
+
+    def no_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the active sets ran before the cascade head was checked")
+
+    monkeypatch.setattr(evaluate, "evaluate_active_sets", no_run)
+    run = Path(shutil.copytree(export_dir.parent, tmp_path / "run"))
+    manifest = json.loads((run / "export" / "manifest.json").read_text())
+    manifest.pop("cascade")
+    (run / "export" / "manifest.json").write_text(json.dumps(manifest))
+    one_error_line(runner.invoke(app, ["simulate", str(run / "export"), "--cascade", "0.5", "--lava-samples", "2"]),
+                   "this export carries no cascade head")
+
+
 # ---- your own images through an exported ensemble (sne simulate EXPORT --input x.npy) --------
 
 
@@ -315,6 +349,8 @@ def test_simulate_export_on_your_images_prints_torchs_predictions(tiny_run: Path
     (lambda p: np.save(p, np.zeros((2, 1, 8, 8), np.int32)) or p, [], "uint8"),
     (lambda p: np.save(p, np.zeros((2, 1, 8, 8), np.uint8)) or p, ["--input-bits", "4"], "--input-bits applies to a single"),
     (lambda p: np.save(p, np.zeros((2, 1, 8, 8), np.uint8)) or p, ["--data-dir", "x"], "with --input your images"),
+    (lambda p: np.save(p, np.zeros((2, 1, 8, 8), np.uint8)) or p, ["--lava-samples", "1"],
+     "--lava-samples counts test-set images; with --input every image"),
 ])
 def test_simulate_export_refuses_inputs_that_do_not_fit(tiny_run: Path, tmp_path: Path, make, extra, message) -> None:
     path = make(tmp_path / "in.npy")

@@ -156,3 +156,11 @@ def test_a_metrics_log_cut_mid_line_by_a_kill_keeps_its_whole_lines(tmp_path: Pa
         read_jsonl_file(log, "metrics log")
     log.write_bytes(b'{"epoch": 1}\n{"note": "caf\xc3')  # cut inside a UTF-8 character of the last line
     assert read_jsonl_file(log, "metrics log") == [{"epoch": 1}]
+
+
+def test_an_export_into_a_folder_of_the_users_files_says_so(run_copy: Path, tmp_path: Path) -> None:
+    mine = _user_folder(tmp_path, {"notes.txt": b"mine"})
+    for extra in ([], ["--overwrite"]):  # the same answer with and without --overwrite
+        result = runner.invoke(app, ["export", str(run_copy), "--out", str(mine), "--check-samples", "0", *extra])
+        one_error_line(result, f"{mine} holds files that are not an export (notes.txt; no manifest.json)")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

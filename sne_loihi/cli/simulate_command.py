@@ -18,6 +18,7 @@ from sne_loihi.errors import SneError
 @app.command()
 @friendly
 def simulate(
+    ctx: typer.Context,
     target: Annotated[Path, typer.Argument(help="Export folder (from 'sne export'), or a single netx .net/.h5 file.")],
     active: Annotated[Optional[list[str]], typer.Option(
         "--active", help="Students to switch on: all, indices like 0,2, or k=K (K drawn at random). "
@@ -81,9 +82,16 @@ def simulate(
         raise SneError(f"{output} exists; choose a new --output file")
     if layers is not None and layers < 1:
         raise SneError(f"--layers must be >= 1, got {layers}")
+    samples_given = _given(ctx, "samples")
     if target.is_file():
         if input_file is None:
             raise SneError(f"{target} is a single network: give its input with --input FILE.npy")
+        export_only = [name for name, used in (("--active", active is not None), ("--cascade", cascade is not None),
+                                               ("--data-dir", data_dir is not None), ("--compare", compare is not None),
+                                               ("--seed", _given(ctx, "seed")), ("--lava-samples", samples_given)) if used]
+        if export_only:
+            raise SneError(f"{export_only[0]} applies to an export folder, not to a single netx network (it runs "
+                           "every sample of --input)")
         rep = simulate_netx_file(target, input_file, input_bits=input_bits, backend=backend, energy=energy,
                                  capacity=capacity, engine=engine, num_layers=layers, reset_interval=reset,
                                  retime=retime, output=output)
@@ -98,6 +106,8 @@ def simulate(
             compare = target.parent / ENSEMBLE_FILE
         if input_file is not None and data_dir is not None:
             raise SneError("--data-dir names the test set to simulate; with --input your images are simulated instead")
+        if input_file is not None and samples_given:
+            raise SneError("--lava-samples counts test-set images; with --input every image of the file is simulated")
         rep = simulate_export(target, samples=samples, active=active, backend=backend, energy=energy,
                               capacity=capacity, seed=seed, data_dir=str(data_dir) if data_dir else None,
                               torch_checkpoint=compare, cascade=thresholds, check_source=beside,
@@ -133,6 +143,12 @@ def simulate(
     disagreements = rep.disagreements()
     if disagreements:  # the contract is 0 and 0: a difference is a failure, not a table entry
         raise SneError(f"Lava and torch disagree ({'; '.join(disagreements)}); the results above are not exact")
+
+
+def _given(ctx: typer.Context, param: str) -> bool:
+    """Whether the user gave the option of this command parameter (not its default)."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _echo_predictions(rep: object, export_dir: Path) -> None:
