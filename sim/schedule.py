@@ -103,8 +103,9 @@ class LavaSchedule:
     retime: bool = True
 
     def __post_init__(self) -> None:
-        if not (_count(self.time_steps) and _count(self.capacity)):
-            raise SimulationError(f"time_steps and capacity must be >= 1 (got {self.time_steps}, {self.capacity})")
+        for name in ("time_steps", "capacity"):
+            if not _count(getattr(self, name)):
+                raise SimulationError(f"{name} must be >= 1, got {getattr(self, name)}")
         resolve_reset(self.reset_interval, self.time_steps)
         _as_ints(self, "time_steps", "capacity")
         object.__setattr__(self, "retime", bool(self.retime))

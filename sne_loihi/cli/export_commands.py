@@ -60,7 +60,10 @@ def export(
             raise SneError("--first-layer applies to netx exports (NIR graphs have no neuron-bias input)")
         _export_nir(run, out, samples, overwrite, data_dir)
         return
-    typer.echo(f"exporting {run} and checking Lava against torch on {samples} test samples ...")
+    if capacity < 1:
+        raise SneError(f"--capacity must be >= 1 (samples per Lava run), got {capacity}")
+    typer.echo(f"exporting {run} and checking Lava against torch on {samples} test samples ..." if samples else
+               f"exporting {run} (no Lava check: --check-samples 0) ...")
     manifest = export_run(run, out, samples=samples, overwrite=overwrite, capacity=capacity, first_layer=first_layer,
                           data_dir=data_dir)
     check = (f"parity: {manifest.parity.samples} samples, {manifest.parity.mismatches} mismatches"
