@@ -86,6 +86,19 @@ def test_pipeline_resume_does_not_redo_a_finished_finetune(finetune_run: Path, t
     assert {n: (run / n).stat().st_mtime_ns for n in names} == before
 
 
+def test_the_guides_step_by_step_commands_train_the_partition_sne_partition_made(teacher_run: Path,
+                                                                                  tmp_path: Path) -> None:
+    """docs/getting-started.md: sne teacher, then sne partition --partition kmeans, then sne train
+    (which read config.toml's partition = "fixed" and refused the kmeans partition.json)."""
+    run = tmp_path / "run"
+    shutil.copytree(teacher_run, run)
+    invoke_ok(["partition", "--run-dir", str(run), "--partition", "kmeans", "--no-progress"])
+    assert 'partition = "kmeans"' in (run / "config.toml").read_text()
+    invoke_ok(["train", "--run-dir", str(run), "--student-arch", "digits_tiny", "--student-epochs", "1",
+               "--time-steps", "2", "--no-progress", "--threads", "2"])
+    assert Partition.from_dict(load_checkpoint(run / "ensemble.pt")["partition"]).strategy.value == "kmeans"
+
+
 def test_unequal_groups_get_capacity_in_proportion_to_their_share(teacher_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(teacher_run, run)

@@ -197,10 +197,15 @@ def _teacher_for(run: Run):
 
 
 def partition_stage(run: Run):  # -> Partition
-    """Teacher features over the training set (cached) -> partition.json."""
+    """Teacher features over the training set (cached) -> partition.json; the run's
+    config.toml then records the partition settings used (strategy, number of students), so
+    the next stage (``sne train``) reads the partition it asked for."""
     teacher, tpath = _teacher_for(run)
     feats = cached_teacher_features(teacher, run.data(), run, tpath)
-    return make_partition(run, feats)
+    part = make_partition(run, feats)
+    if is_main_process():  # only after the partition is made (a refused one changes nothing)
+        dump_toml(run.config, run.file(CONFIG_FILE))
+    return part
 
 
 def students_stage(run: Run, *, resume: bool, progress: bool = True, out_dir: Path | None = None):
