@@ -54,7 +54,7 @@ class RunFile:
 #: present, so a run folder explains itself).
 RUN_FOLDER_INDEX: tuple[RunFile, ...] = (
     RunFile(CONFIG_FILE, "the resolved config of the run (every stage reads it; --resume checks it)",
-            "sne teacher / sne pipeline"),
+            "sne teacher / sne partition / sne train / sne pipeline"),
     RunFile(TEACHER_FILE, "the teacher checkpoint (weights + config + data split)", "sne teacher"),
     RunFile(TEACHER_METRICS, "the teacher's learning curve, one JSON line per epoch", "sne teacher"),
     RunFile(FINETUNE_FILE, "teacher fine-tuning (disentanglement): accuracy and L_sim before / after",

@@ -143,3 +143,20 @@ def test_list_options_parse_items_and_keep_none_for_no_list() -> None:
                                (lambda t: parse_active(t, 3), ",", SimulationError)):
         with pytest.raises(error, match="empty item in the comma-separated list"):
             parse(text)
+
+
+@pytest.mark.parametrize(("option", "registry"), [("--student-arch", "students"), ("--teacher-arch", "teachers")])
+def test_architecture_help_names_every_registered_architecture(option: str, registry: str) -> None:
+    """The help text is written out (importing the registries costs torch at every ``--help``);
+    this keeps it from falling behind them."""
+    from sne_loihi.students.archs import STUDENT_ARCHS
+    from sne_loihi.teachers.registry import TEACHERS
+
+    names = (STUDENT_ARCHS if registry == "students" else TEACHERS).names()
+    param = next(p for p in cli_commands()["pipeline"].params if isinstance(p, TyperOption) and option in p.opts)
+    assert [n for n in names if n not in param.help] == []
+
+
+def test_help_shows_placeholders_the_markup_keeps() -> None:
+    text = runner.invoke(app, ["pipeline", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "runs/DATASET-DATE-TIME" in text and "runs/-" not in text

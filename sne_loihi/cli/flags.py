@@ -151,7 +151,7 @@ EXECUTION_FLAGS = FlagGroup("Execution", (SEED, DEVICE, THREADS))
 #: The students and their distillation: ``sne train`` and ``sne pipeline`` share these.
 STUDENT_FLAGS = FlagGroup("Students", (
     F("students", "--students", "ensemble.num_students", int, "N: number of students."),
-    F("student_arch", "--student-arch", "student.arch", str, "Student architecture: digits_small, vgg5mini, auto."),
+    F("student_arch", "--student-arch", "student.arch", str, "Student architecture: digits_tiny, digits_small, vgg5mini, vgg5, vgg11, auto (from the image size)."),
     F("student_epochs", "--student-epochs", "train.epochs", int, "Student training epochs."),
     F("alpha", "--alpha", "ensemble.alpha", float, "KD weight (0 = no distillation)."),
     F("time_steps", "--time-steps", "student.time_steps", int, "T: time steps per sample."),

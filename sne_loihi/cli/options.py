@@ -27,7 +27,7 @@ PresetOpt = Annotated[Optional[str], typer.Option(
     "--preset", rich_help_panel=RUN_PANEL, help=f"Named preset shipped with sne-loihi: {', '.join(preset_names())} (--config and flags "
     "override it).")]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", rich_help_panel=RUN_PANEL,
-                                                   help="Run folder (default: runs/<dataset>-<time>).")]
+                                                   help="Run folder (default: runs/DATASET-DATE-TIME).")]
 #: A command on an existing run folder takes it as its argument or as ``--run-dir`` (the same
 #: name every command uses); :func:`one_run_folder` picks the one given.
 RunArg = Annotated[Optional[Path], typer.Argument(
