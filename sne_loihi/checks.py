@@ -38,7 +38,8 @@ def _negative(value: Any) -> bool:
 
 
 def _levels(value: Any) -> bool:
-    return isinstance(value, list) and all(_at_least(0)(v) for v in value)
+    return (isinstance(value, list) and all(_at_least(0)(v) and v <= MAX_NOISE_SIGMA for v in value)
+            and len(set(value)) == len(value))
 
 
 Rule = tuple[Callable[[Any], bool], str]
@@ -54,6 +55,10 @@ MAX_SEED = 2 ** 32 - 1
 #: Time steps a student may take per sample (equal to the manifest's bound,
 #: :data:`sne_loihi.netx_format.limits.MAX_TIME_STEPS`, not imported: the config front door stays light).
 MAX_TIME_STEPS = 1024
+#: Largest Gaussian noise sigma (pixels lie in [0, 1]: at 10 the image is gone).
+MAX_NOISE_SIGMA = 10.0
+#: Most noise draws per level (each is a pass over the test set).
+MAX_NOISE_REPEATS = 10_000
 #: ``data.test_fraction`` range: both splits keep at least 1% of the data.
 TEST_FRACTION_RANGE = (0.01, 0.99)
 
@@ -99,7 +104,7 @@ RULES: dict[str, Rule] = {
     "finetune.beta": (_negative, "a negative number (L_sim is maximised)"),
     "finetune.epochs": (_count_from(1), "a positive integer"),
     "finetune.lr": (_positive, "a positive number"),
-    "report.noise": (_levels, "finite numbers >= 0"),
+    "report.noise": (_levels, f"distinct finite numbers in 0..{MAX_NOISE_SIGMA:g}"),
     "report.repeats": (_count_from(1), ">= 1"),
     "report.batch_size": (_count_from(1), ">= 1"),
     "report.draw_batch": (_count_from(1), ">= 1"),
@@ -118,6 +123,7 @@ BOUNDS: dict[str, float] = {
     "train.seed": MAX_SEED,
     "train.fold_epochs": MAX_EPOCHS,
     "finetune.epochs": MAX_EPOCHS,
+    "report.repeats": MAX_NOISE_REPEATS,
 }
 
 

@@ -256,7 +256,7 @@ MAX_TOML_BYTES = 1 << 20
 MAX_TOML_DEPTH = 16
 
 
-def load_toml(path: Path) -> dict[str, Any]:
+def load_toml(path: Path, what: str = "config file") -> dict[str, Any]:
     """Read a TOML file, turning every failure into a one-line :class:`ConfigError`: a file
     over :data:`MAX_TOML_BYTES`, not UTF-8, or nested deeper than :data:`MAX_TOML_DEPTH`
     (checked without recursion) is refused like a syntax error."""
@@ -264,17 +264,17 @@ def load_toml(path: Path) -> dict[str, Any]:
         with open(path, "rb") as fh:
             data = fh.read(MAX_TOML_BYTES + 1)
         if len(data) > MAX_TOML_BYTES:
-            raise ConfigError(f"cannot read config file {path}: more than {MAX_TOML_BYTES:,} bytes")
+            raise ConfigError(f"cannot read {what} {path}: more than {MAX_TOML_BYTES:,} bytes")
         tree = tomli.loads(data.decode("utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot read config file {path}: not UTF-8 text (byte {exc.start})") from None
+        raise ConfigError(f"cannot read {what} {path}: not UTF-8 text (byte {exc.start})") from None
     except RecursionError:
-        raise ConfigError(f"cannot read config file {path}: nested deeper than a config goes") from None
+        raise ConfigError(f"cannot read {what} {path}: nested deeper than a config goes") from None
     except (OSError, tomli.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {' '.join(str(exc).split())}") from None
-    _check_depth(tree, f"config file {path}")
+        raise ConfigError(f"cannot read {what} {path}: {' '.join(str(exc).split())}") from None
+    _check_depth(tree, f"{what} {path}")
     return tree
 
 

@@ -226,15 +226,16 @@ def test_energy_profile_toml(tmp_path: Path) -> None:
     cases = {
         "broken.toml": ("pj_per_mac = \n", "cannot read"),
         "missing.toml": ("pj_per_mac = 1.0\n", "needs pj_per_ac"),
-        "negative.toml": ("pj_per_mac = 1.0\npj_per_ac = -0.1\n", "non-negative"),
+        "negative.toml": ("pj_per_mac = 1.0\npj_per_ac = -0.1\n", r"number of pJ in 0\.\.1e\+09, got -0.1"),
+        "huge.toml": ("pj_per_mac = 1e308\npj_per_ac = 1e308\n", r"pj_per_mac must be a number of pJ in 0\.\.1e\+09"),
         "typo.toml": ("pj_per_mac = 1.0\npj_per_ac = 0.1\npj_per_mak = 3\n", "unknown energy profile key"),
-        "text.toml": ('pj_per_mac = "4.6"\npj_per_ac = 0.9\n', "non-negative number"),
+        "text.toml": ('pj_per_mac = "4.6"\npj_per_ac = 0.9\n', "number of pJ"),
     }
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         with pytest.raises(ConfigError, match=message):
             load_energy_profile(tmp_path / name)
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match="energy profile not found"):
         load_energy_profile(tmp_path / "absent.toml")
 
 
@@ -256,3 +257,15 @@ def test_profiles_are_named_by_a_string_or_a_path_wherever_one_is_taken(tmp_path
         resolve_profile(None)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="unknown energy profile 'nope'"):
         energy_pj("nope", macs=1, acs=1)
+
+
+def test_a_profile_name_is_the_registered_profile_and_a_profile_file_is_stored_absolute(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sne_loihi.cli.flags import energy_profile_value
+    from sne_loihi.cost.energy import ENERGY_PROFILES, resolve_profile
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loihi").write_text("not a profile")  # a file that happens to carry a profile's name
+    assert resolve_profile("loihi") == ENERGY_PROFILES.get("loihi")()
+    assert energy_profile_value("loihi") == "loihi" and energy_profile_value("nosuch") == "nosuch"
+    assert energy_profile_value("prof/chip.toml") == str(tmp_path / "prof" / "chip.toml")  # config.toml names it anywhere

@@ -60,6 +60,7 @@ def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFIL
     """
     from sne_loihi.cost import teacher_macs
     from sne_loihi.cost.energy import energy_pj, resolve_profile
+    from sne_loihi.cost.ops import neuron_updates_per_sample
     from sne_loihi.ensemble.evaluate import evaluate_ensemble
     from sne_loihi.metrics import accuracy, predict_logits
 
@@ -95,14 +96,16 @@ def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFIL
     modes = [c.mode for c in choices]
     n_params = [sum(p.numel() for p in s.parameters()) for s in model.students]
     head_params = sum(p.numel() for p in model.head.parameters())
+    updates = [float(neuron_updates_per_sample(s.spec)) for s in model.students]
     for i in range(n):
         r = evaluate_ensemble(model, data.x_test_nchw, data.y_test, active=[i], batch_size=batch_size, first_layer=modes)
-        rows.append(_student_row(f"student {i} alone", str(i), r, n_params[i] + head_params, profile, modes[i:i + 1]))
+        rows.append(_student_row(f"student {i} alone", str(i), r, n_params[i] + head_params, profile, modes[i:i + 1],
+                                 updates[i]))
     activity = ActivityCounter(model.students)
     full = evaluate_ensemble(model, data.x_test_nchw, data.y_test, active=None, batch_size=batch_size,
                              on_student_output=activity.add, first_layer=modes)
     rows.append(_student_row(f"ensemble {n}x{cfg.student.arch}", f"{n}/{n}", full, sum(n_params) + head_params, profile,
-                             modes))
+                             modes, sum(updates)))
     meta = {
         "dataset": cfg.data.name,
         "test_samples": len(data.y_test),
@@ -118,13 +121,16 @@ def evaluate_run(run: Run | Path, *, energy_profile: str = DEFAULT_ENERGY_PROFIL
     return Evaluation(rows, meta, activity.rows())
 
 
-def _student_row(name: str, active: str, r: Any, params: int, profile: Any, modes: Sequence[Any]) -> dict[str, Any]:
+def _student_row(name: str, active: str, r: Any, params: int, profile: Any, modes: Sequence[Any],
+                 neuron_updates: float) -> dict[str, Any]:
+    """One row of the cost table; its energy prices the same ops and neuron updates as every
+    other table and plot of the report (a profile may price neuron updates)."""
     from sne_loihi.cost.energy import energy_pj
 
     kinds = sorted({m.value for m in modes})
     return {
         "model": name, "active": active, "accuracy": r.accuracy, "params": params,
-        "macs": r.macs_per_sample, "acs": r.acs_per_sample,
-        "energy_pj": energy_pj(profile, macs=r.macs_per_sample, acs=r.acs_per_sample),
+        "macs": r.macs_per_sample, "acs": r.acs_per_sample, "neuron_updates": neuron_updates,
+        "energy_pj": energy_pj(profile, macs=r.macs_per_sample, acs=r.acs_per_sample, neuron_updates=neuron_updates),
         "first_layer": kinds[0] if len(kinds) == 1 else "mixed",
     }

@@ -72,6 +72,10 @@ def parse_levels(text: str) -> list[float]:
         levels = [float(t) for t in items]
     except ValueError:
         raise ConfigError(f"--noise expects comma-separated numbers, got {text!r}") from None
-    if not all(math.isfinite(s) and s >= 0 for s in levels):
-        raise ConfigError(f"--noise levels must be finite numbers >= 0, got {text!r}")
+    from sne_loihi.checks import MAX_NOISE_SIGMA
+
+    if not all(math.isfinite(s) and 0 <= s <= MAX_NOISE_SIGMA for s in levels):
+        raise ConfigError(f"--noise levels must be finite numbers in 0..{MAX_NOISE_SIGMA:g}, got {text!r}")
+    if len(set(levels)) != len(levels):
+        raise ConfigError(f"--noise names a level twice: {text!r}")
     return levels

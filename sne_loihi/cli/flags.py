@@ -45,6 +45,17 @@ def float_list(text: str, flag: str) -> list[float]:
         raise SneError(f"{flag} expects comma-separated numbers, got {text!r}") from None
 
 
+def energy_profile_value(text: str) -> str:
+    """``--energy``: a registered profile name as it is; a profile file as an absolute path, so
+    the run's config.toml names it from any working folder (a later ``sne evaluate`` elsewhere)."""
+    from sne_loihi.cost.energy import ENERGY_PROFILES
+
+    path = Path(text).expanduser()
+    if text in ENERGY_PROFILES.names() or not (text.endswith(".toml") or len(path.parts) > 1 or path.is_file()):
+        return text  # a profile name (an unknown one is refused by name)
+    return str(path.resolve())
+
+
 def int_list(text: str, flag: str) -> list[int]:
     """``"1,2,3"`` -> ``[1, 2, 3]``; an empty value -> ``[]``.
 
@@ -185,7 +196,8 @@ PIPELINE_FLAGS = FlagGroup("Export and Lava", (
 ))
 #: The report: ``sne evaluate`` and ``sne pipeline`` share these.
 REPORT_FLAGS = FlagGroup("Report", (
-    F("energy", "--energy", "report.energy_profile", str, "Energy profile: cmos45nm, loihi, or a TOML file."),
+    F("energy", "--energy", "report.energy_profile", str, "Energy profile: cmos45nm, loihi, or a TOML file.",
+      energy_profile_value),
     F("activation", "--activation/--no-activation", "report.activation", bool,
       "Random-K, subset and per-sample analysis."),
     F("noise", "--noise", "report.noise", str, "Gaussian noise sigmas, e.g. 0.01,0.03,0.05,0.07 ('none': skip).",

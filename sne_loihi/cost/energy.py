@@ -78,9 +78,15 @@ _REQUIRED = ("pj_per_mac", "pj_per_ac")
 _OPTIONAL = ("pj_per_synop", "pj_per_neuron_update")
 
 
+#: Largest price per op accepted (pJ): far above any hardware (a millijoule per op), low enough
+#: that no count times it overflows.
+MAX_PJ_PER_OP = 1e9
+
+
 def _energy_value(path: Path, key: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{path}: {key} must be a non-negative number (pJ), got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+            or value > MAX_PJ_PER_OP):
+        raise ConfigError(f"{path}: {key} must be a number of pJ in 0..{MAX_PJ_PER_OP:g}, got {value!r}")
     return float(value)
 
 
@@ -96,7 +102,7 @@ def load_energy_profile(path: Path) -> EnergyProfile:
     from sne_loihi.config import load_toml
 
     path = Path(path)
-    data = load_toml(path)
+    data = load_toml(path, "energy profile")
     unknown = sorted(set(data) - {*_REQUIRED, *_OPTIONAL, "name", "source"})
     if unknown:
         raise ConfigError(f"{path}: unknown energy profile key(s): {', '.join(unknown)}")
@@ -158,6 +164,8 @@ def resolve_profile(name: str | Path) -> EnergyProfile:
     if not isinstance(name, (str, Path)):
         raise ConfigError(f"an energy profile is a name ({', '.join(ENERGY_PROFILES.names())}) or a TOML file, got {name!r}")
     name = str(name)
+    if name in ENERGY_PROFILES.names() and not name.endswith(".toml"):  # a registered name, whatever files lie here
+        return ENERGY_PROFILES.get(name)()
     if name.endswith(".toml") or Path(name).is_file():
         return load_energy_profile(Path(name))
     return ENERGY_PROFILES.get(name)()
