@@ -90,3 +90,67 @@ def test_report_json_records_the_report_settings_it_was_made_with(tiny_run: Path
     assert result.exit_code == 0, result.stderr
     report = json.loads((run / "report.json").read_text())["config"]["report"]
     assert (report["noise"], report["repeats"], report["activation"]) == ([0.1], 1, False)
+
+
+def test_a_second_evaluation_shows_its_own_settings_and_leaves_no_stale_plot(run_copy: Path) -> None:
+    """report.md's Config section is the settings this evaluation used (it copied config.toml,
+    which evaluate never rewrites); plots of a section the new report leaves out are removed."""
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    first = runner.invoke(app, ["evaluate", str(run_copy), "--noise", "0.1,0.2", "--repeats", "2", "--no-progress"])
+    assert first.exit_code == 0, first.stderr
+    config = (run_copy / "report.md").read_text().split("## Config", 1)[1]
+    assert "noise = [\n    0.1,\n    0.2,\n]" in config or "noise = [ 0.1, 0.2 ]" in config or "noise = [0.1, 0.2]" in config
+    assert "repeats = 2" in config and (run_copy / "accuracy_vs_noise.png").is_file()
+    second = runner.invoke(app, ["evaluate", str(run_copy), "--no-activation", "--noise", "none", "--no-progress"])
+    assert second.exit_code == 0, second.stderr
+    assert not any((run_copy / n).exists() for n in ("accuracy_vs_noise.png", "accuracy_vs_active.png",
+                                                      "accuracy_vs_energy.png"))
+    assert "accuracy_vs_noise.png" not in (run_copy / "report.md").read_text()
+    (run_copy / "config.toml").unlink()  # a folder without its config.toml still gets a report (was a traceback)
+    third = runner.invoke(app, ["evaluate", str(run_copy), "--no-activation", "--no-progress"])
+    assert third.exit_code == 0, third.stderr
+
+
+def test_evaluate_refuses_settings_it_would_ignore(run_copy: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli_checks import one_error_line
+
+    result = CliRunner().invoke(app, ["evaluate", str(run_copy), "--set", "data.max_test=10"])
+    one_error_line(result, "sne evaluate takes only report settings (report.*); --set data.max_test would change nothing")
+
+
+def test_a_dropout_folder_of_another_kind_or_run_is_refused_naming_it(run_copy: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cli_checks import one_error_line
+
+    sub = run_copy / "dropout-k2"
+    sub.mkdir()
+    shutil.copy2(run_copy / "ensemble.pt", sub / "ensemble.pt")  # trained every student: not a dropout variant
+    result = CliRunner().invoke(app, ["evaluate", str(run_copy), "--no-progress"])
+    one_error_line(result, f"{sub / 'ensemble.pt'} is not a dropout-trained ensemble")
+
+
+def test_the_cost_table_prices_neuron_updates_like_the_k_table(run_copy: Path) -> None:
+    """Under a profile that charges neuron updates, the all-students row of the cost table and
+    random K = N of Tables V/VI price the same ops the same (they differed by the updates)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["evaluate", str(run_copy), "--energy", "loihi", "--no-progress"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((run_copy / "report.json").read_text())
+    row = next(r for r in report["evaluation"]["rows"] if r["model"].startswith("ensemble"))
+    assert row["neuron_updates"] > 0
+    from sne_loihi.cost.energy import energy_pj, resolve_profile
+
+    loihi = resolve_profile("loihi")
+    assert row["energy_pj"] == energy_pj(loihi, macs=row["macs"], acs=row["acs"], neuron_updates=row["neuron_updates"])
+    random_all = max(report["activation"]["random_k"], key=lambda p: p["mean_active"])
+    assert random_all["neuron_updates"] == row["neuron_updates"]

@@ -7,13 +7,14 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 import torch
 
 from sne_loihi.cost.energy import resolve_profile
 from sne_loihi.analysis.options import ReportOptions
 from sne_loihi.config import ReportConfig
 from sne_loihi.report import markdown_table, percent, two_decimals, whole, write_report
-from sne_loihi.run import CONFIG_FILE, DROPOUT_GLOB, ENSEMBLE_FILE, FINETUNE_FILE, TEACHER_FILE, Run, as_run, load_data
+from sne_loihi.run import DROPOUT_GLOB, ENSEMBLE_FILE, FINETUNE_FILE, TEACHER_FILE, Run, as_run, load_data
 from sne_loihi.json_files import read_json_file
 
 NEUROBENCH_SECTION = "NeuroBench cross-check of the synaptic-op counts"
@@ -150,6 +151,8 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
                           profile=profile.name)
         sections.append(("Plots", "![accuracy vs active students](accuracy_vs_active.png)\n\n"
                          "![accuracy vs energy](accuracy_vs_energy.png)"))
+    else:
+        _remove_stale_plots(run_dir, ("accuracy_vs_active.png", "accuracy_vs_energy.png"))
 
     if options.noise:
         results = _noise(run, loaded, data, options)
@@ -159,6 +162,8 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
         plots.plot_noise(results, run_dir / "accuracy_vs_noise.png")
         sections.append((f"Noise robustness ({options.repeats} repeats, Table IV)", "\n".join(lines)
                          + "\n\n![accuracy vs noise](accuracy_vs_noise.png)"))
+    else:
+        _remove_stale_plots(run_dir, ("accuracy_vs_noise.png",))
 
     finetune = finetune_section(run_dir)  # written by teacher fine-tuning (partition "finetune")
     if finetune is not None:
@@ -173,11 +178,28 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
         out["timings"] = timings
         sections.append(("Timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in timings.items())))
     sections.append(("Files in this run folder", _index_markdown(run_dir)))
-    sections.append(("Config", "```toml\n" + (run_dir / CONFIG_FILE).read_text() + "```"))
+    sections.append(("Config (the ensemble's training config, with the report settings this report used)",
+                     "```toml\n" + tomli_w.dumps(_toml_safe(config)) + "```"))
     summary = "\n".join([_summary(evaluation.rows), *head_lines, *_readiness_link(run_dir), data_line])
     write_report(run_dir, title, [("Summary", summary), *sections], out)
     out["rows"] = evaluation.rows
     return out
+
+
+def _toml_safe(tree: Any) -> Any:
+    """A JSON-like config tree TOML can hold: ``None`` values left out, tuples as lists."""
+    if isinstance(tree, dict):
+        return {k: _toml_safe(v) for k, v in tree.items() if v is not None}
+    if isinstance(tree, (list, tuple)):
+        return [_toml_safe(v) for v in tree]
+    return tree
+
+
+def _remove_stale_plots(run_dir: Path, names: Sequence[str]) -> None:
+    """Plots an earlier report drew for a section this report leaves out (they would
+    contradict it, and the folder index would list them as its plots)."""
+    for name in names:
+        (run_dir / name).unlink(missing_ok=True)
 
 
 #: The learning-curve plot's file name.
@@ -254,6 +276,7 @@ def _dropout_points(run: Run, data: Any, batch_size: int) -> dict[int, Any]:
         if not (sub / ENSEMBLE_FILE).is_file():
             continue
         loaded = run.ensemble(sub)
+        _check_dropout_variant(run, sub, loaded)
         k = loaded.config.ensemble.train_active
         modes = [c.mode for c in first_layer_choices(run, loaded.model)]  # counted like the main ensemble
         r = evaluate_ensemble(loaded.model, data.x_test_nchw, data.y_test, active=k, batch_size=batch_size,
@@ -263,6 +286,30 @@ def _dropout_points(run: Run, data: Any, batch_size: int) -> dict[int, Any]:
         points[k] = PolicyPoint("dropout-trained", f"K={k}", r.accuracy, r.macs_per_sample, r.acs_per_sample, float(k),
                                 neuron_updates=neurons)
     return points
+
+
+def _check_dropout_variant(run: Run, sub: Path, loaded: Any) -> None:
+    """A dropout variant is checked like the main ensemble: trained with K students, on the
+    run's split, from the run's teacher (another run's folder copied in is refused).
+
+    Raises:
+        ConfigError: It is not a dropout-trained ensemble of this run.
+    """
+    from sne_loihi.data.dataset import split_mismatch
+    from sne_loihi.errors import ConfigError
+    from sne_loihi.run import file_sha256
+
+    where = sub / ENSEMBLE_FILE
+    if loaded.config.ensemble.train_active < 1:
+        raise ConfigError(f"{where} is not a dropout-trained ensemble (it trained every student; ensemble.train_active "
+                          "is 0)")
+    main = run.ensemble()
+    why = split_mismatch(loaded.config.data, loaded.config.train.seed, main.config.data, main.config.train.seed)
+    if why:
+        raise ConfigError(f"{where} does not belong to {run.dir}: {why}")
+    teacher = run.file(TEACHER_FILE)
+    if loaded.teacher_sha256 is not None and teacher.is_file() and file_sha256(teacher) != loaded.teacher_sha256:
+        raise ConfigError(f"{where} was distilled from another teacher than {teacher}; evaluate it in its own run folder")
 
 
 def _k_table(rows: list[dict[str, Any]], profile: Any) -> str:

@@ -9,6 +9,7 @@ import typer
 from sne_loihi.cli.app import app, friendly
 from sne_loihi.cli.flags import EVALUATE_FLAGS, REPORT_FLAGS, config_flags
 from sne_loihi.cli.options import ExistingRunDirOpt, ProgressOpt, RunArg, TrustFactoryOpt, one_run_folder, stored_config
+from sne_loihi.errors import SneError
 from sne_loihi.run_files import REPORT_FILE
 
 
@@ -30,6 +31,10 @@ def evaluate(
     from sne_loihi.report import print_table
 
     run = one_run_folder(run, run_dir)
+    ignored = sorted(k for k in (overrides or {}) if not k.startswith("report."))
+    if ignored:  # the evaluation reads the ensemble's own config; only the report settings are the command's
+        raise SneError(f"sne evaluate takes only report settings (report.*); --set {ignored[0]} would change "
+                       "nothing (the ensemble was trained with its own config)")
     options = ReportOptions.from_config(stored_config(run, overrides).report)  # checks them
     if options.neurobench:
         from sne_loihi.cost.neurobench_check import import_neurobench
