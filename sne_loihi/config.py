@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Sequence
 import types
 import typing
 from dataclasses import dataclass, field
@@ -310,6 +311,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set expects KEY=VALUE (e.g. --set train.epochs=3), got {text!r}")
+    if key.strip() == "preset":
+        raise ConfigError("--set preset: choose a preset with --preset NAME (a preset is applied, not recorded)")
     try:
         parsed = tomli.loads(f"v = {value.strip()}")
     except tomli.TOMLDecodeError:
@@ -317,6 +320,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     except RecursionError:
         raise ConfigError(f"--set {key.strip()}: the value is nested deeper than a config goes") from None
     _check_depth(parsed, f"--set {key.strip()}")
+    if isinstance(parsed["v"], dict):  # would replace the whole section, every other key back to its default
+        first = next(iter(parsed["v"]), "KEY")
+        raise ConfigError(f"--set {key.strip()}: a table would replace the whole section; set its keys one by one "
+                          f"(--set {key.strip()}.{first}=...)")
     return key.strip(), parsed["v"]
 
 
@@ -358,7 +365,7 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 def resolve(
     dataset: str | None,
-    config_file: Path | None = None,
+    config_file: Path | Sequence[Path] | None = None,
     overrides: dict[str, Any] | None = None,
     preset_name: str | None = None,
 ) -> RunConfig:
@@ -367,16 +374,23 @@ def resolve(
     Args:
         dataset: Data set chosen on the command line (``None``: the file's ``[data] name``,
             else the named preset's, else ``digits``). Its data-set preset is the base.
-        config_file: Optional TOML file with any subset of the sections.
+        config_file: Optional TOML file with any subset of the sections, or several, merged
+            in order (a run's stored config.toml, then a user's file over it). A file's
+            ``preset`` key only records the preset a run was made with (``preset_name``
+            applies one).
         overrides: ``{"train.epochs": 3, ...}``; ``None`` values are ignored.
         preset_name: A named preset (:func:`preset_names`), e.g. ``cpu-cifar10``.
     """
-    file_tree = upgrade_tree(load_toml(config_file)) if config_file is not None else {}
+    file_tree = {}
+    for path in ([] if config_file is None else [config_file] if isinstance(config_file, (str, Path)) else config_file):
+        file_tree = merge(file_tree, upgrade_tree(load_toml(Path(path))))  # later files over earlier ones
     named = upgrade_tree(named_preset(preset_name)) if preset_name else {}
     file_dataset = _data_name(file_tree, "the config file")
     named_dataset = _data_name(named, f"preset {preset_name}")
-    chosen = dataset or file_dataset or named_dataset or "digits"
-    for source, name in ((f"the config file's data set {file_dataset}", file_dataset),
+    set_dataset = (overrides or {}).get("data.name")
+    chosen = dataset or set_dataset or file_dataset or named_dataset or "digits"
+    for source, name in ((f"--set data.name={set_dataset}", set_dataset),
+                         (f"the config file's data set {file_dataset}", file_dataset),
                          (f"preset {preset_name}'s data set {named_dataset}", named_dataset)):
         if name and name != chosen:
             raise ConfigError(f"data set {chosen} contradicts {source}")

@@ -176,3 +176,47 @@ def test_code_that_still_says_backend_sets_the_neuron_library() -> None:
     assert student.neuron_library is NeuronLibrary.SPIKINGJELLY
     assert replace(student, width=2.0).neuron_library is NeuronLibrary.SPIKINGJELLY
     assert "backend" not in RunConfig(student=student).to_dict()["student"]
+
+
+def test_set_refuses_a_whole_table_and_a_preset() -> None:
+    from sne_loihi.config import parse_override
+
+    with pytest.raises(ConfigError, match=r"--set teacher: a table would replace the whole section; set its keys one by "
+                                          r"one \(--set teacher.epochs=...\)"):
+        parse_override("teacher={epochs=1}")
+    with pytest.raises(ConfigError, match="choose a preset with --preset NAME"):
+        parse_override("preset=cpu-cifar10")
+
+
+def test_set_data_name_chooses_that_data_sets_preset_like_dataset() -> None:
+    from sne_loihi.config import resolve
+
+    assert resolve(None, None, {"data.name": "cifar10"}) == resolve("cifar10")
+    with pytest.raises(ConfigError, match="data set digits contradicts --set data.name=cifar10"):
+        resolve("digits", None, {"data.name": "cifar10"})
+
+
+def test_a_users_config_file_is_layered_over_the_runs_stored_config(tmp_path: Path) -> None:
+    """``sne train RUN --config partial.toml`` replaced the run's config.toml with the partial
+    file over the defaults (teacher, data limits and class names reset)."""
+    from sne_loihi.cli.options import run_config
+    from sne_loihi.config import RunConfig, dump_toml, resolve
+
+    run = tmp_path / "run"
+    run.mkdir()
+    stored = resolve("digits", None, {"data.max_train": 300, "teacher.epochs": 2})
+    dump_toml(stored, run / "config.toml")
+    (tmp_path / "partial.toml").write_text("[train]\nepochs = 1\n")
+    cfg = run_config(None, tmp_path / "partial.toml", run, {})
+    assert (cfg.train.epochs, cfg.data.max_train, cfg.teacher.epochs) == (1, 300, 2)
+    assert isinstance(cfg, RunConfig)
+
+
+def test_a_config_file_naming_a_preset_applies_it(tmp_path: Path) -> None:
+    from sne_loihi.cli.options import run_config
+    from sne_loihi.config import resolve
+
+    (tmp_path / "mine.toml").write_text('preset = "cpu-cifar10"\n[train]\nepochs = 3\n')
+    cfg = run_config(None, tmp_path / "mine.toml", None, {})
+    want = resolve(None, None, {"train.epochs": 3}, "cpu-cifar10")
+    assert (cfg.teacher, cfg.student, cfg.data.name, cfg.train.epochs) == (want.teacher, want.student, "cifar10", 3)

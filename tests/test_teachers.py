@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,25 @@ def make_other():
 
 def not_a_module():
     return 42
+
+class SeqFirst(nn.Module):  # its feature layer's first axis is not the batch
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+        self.seq = nn.Identity()
+
+    def forward(self, x):
+        self.seq(torch.flatten(x, 1).t())
+        return self.fc(torch.flatten(x, 1))
+
+def seq_first():
+    return SeqFirst()
+
+def frozen():
+    net = make()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
 """
 
 
@@ -160,6 +180,29 @@ def test_external_teacher_round_trip(user_module: str, tmp_path: Path) -> None:
 def test_external_teacher_factory_errors(user_module: str, factory: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_teacher(_ext(user_module, factory=factory, feature_layer="act2"), (1, 8, 8), 10)
+
+
+def test_a_feature_layer_whose_first_axis_is_not_the_batch_is_refused(user_module: str) -> None:
+    with pytest.raises(ConfigError, match=r"layer 'seq' gives shape \(64, 2\) for 2 images; its first axis must be the batch"):
+        build_teacher(_ext(user_module, factory=f"{user_module}:seq_first", feature_layer="seq"), (1, 8, 8), 10)
+
+
+def test_a_teacher_that_cannot_train_is_refused_before_training(user_module: str) -> None:
+    from sne_loihi.config import RunConfig
+    from sne_loihi.data import load_dataset
+    from sne_loihi.train.stages import check_teacher_buildable
+
+    cfg = RunConfig()
+    data = load_dataset(replace(cfg.data, max_train=50, max_test=20))
+    frozen = replace(cfg, teacher=_ext(user_module, factory=f"{user_module}:frozen", feature_layer="act2", epochs=2))
+    with pytest.raises(ConfigError, match="has no trainable parameters; train it with --teacher-epochs 0"):
+        check_teacher_buildable(frozen, data)
+    check_teacher_buildable(replace(frozen, teacher=replace(frozen.teacher, epochs=0)), data, students=False)
+    few = replace(cfg, teacher=_ext(user_module, feature_layer="act2"))  # 6 features, 4 students, balanced
+    with pytest.raises(ConfigError, match="6 features are not divisible by ensemble.num_students 4"):
+        check_teacher_buildable(replace(few, ensemble=replace(few.ensemble, partition="balanced-kmeans")), data)
+    with pytest.raises(ConfigError, match="ensemble.num_students 8 exceeds teacher external's 6 features"):
+        check_teacher_buildable(replace(few, ensemble=replace(few.ensemble, num_students=8)), data)
 
 
 def test_external_teacher_layer_errors(user_module: str) -> None:
@@ -233,3 +276,31 @@ def _train_digits_cnn(epochs: int) -> float:
     model.eval()
     with torch.no_grad():
         return (model(data.x_test_nchw).argmax(1) == data.y_test).float().mean().item()
+
+
+def test_an_external_teachers_run_folder_does_not_need_its_checkpoint_again(
+        user_module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--checkpoint is stored as an absolute path and read once, by ``sne teacher``; later
+    stages rebuild the teacher from teacher.pt (they re-read the file, which a relative path
+    from another folder, or a deleted file, turned into an error)."""
+    import importlib
+
+    from typer.testing import CliRunner
+
+    from sne_loihi.cli import app
+    from sne_loihi.config import load_toml
+
+    torch.save(importlib.import_module(user_module).make().state_dict(), tmp_path / "weights.pt")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["teacher", "--run-dir", str(run), "--dataset", "digits", "--teacher-arch", "external",
+                                 "--factory", f"{user_module}:make", "--feature-layer", "act2", "--checkpoint",
+                                 "weights.pt", "--teacher-epochs", "0", "--max-train", "60", "--max-test", "20",
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.stderr
+    assert load_toml(run / "config.toml")["teacher"]["checkpoint"] == str(tmp_path / "weights.pt")
+    (tmp_path / "weights.pt").unlink()
+    result = runner.invoke(app, ["train", "--run-dir", str(run), "--trust-factory", "--student-arch", "digits_tiny",
+                                 "--student-epochs", "1", "--time-steps", "2", "--no-progress", "--threads", "2"])
+    assert result.exit_code == 0, result.stderr

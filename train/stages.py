@@ -252,23 +252,38 @@ def _same_teacher(resumed: dict[str, Any] | None, ensemble_path: Path, teacher_p
     return key
 
 
-def check_teacher_buildable(cfg: RunConfig, data: Any) -> None:
+def check_teacher_buildable(cfg: RunConfig, data: Any, *, students: bool = True) -> None:
     """Build the configured teacher once before anything is written, so a bad setting fails
     while the run folder is still untouched: an external teacher's checkpoint is read and
     checked against its model, and N students need at least N teacher features.
 
-    The feature size of a registered teacher is read off an untrained instance (an external
-    teacher's only after it is built, by the partition stage).
+    The feature size is read off the built instance (an external teacher's from one probe of
+    its feature layer): too many students for it, or an equal-size partition it does not
+    divide, fail now rather than after the teacher has trained. A teacher that would train
+    (``teacher.epochs`` > 0) needs trainable parameters. ``students=False`` (``sne teacher``
+    alone: the students are chosen later, by ``sne partition`` / ``sne train``) skips the
+    student checks.
     """
-    from sne_loihi.teachers import EXTERNAL, build_teacher
+    from sne_loihi.partition.strategies import EQUAL_SIZE_STRATEGIES
+    from sne_loihi.teachers import build_teacher
 
     teacher = build_teacher(cfg.teacher, data.in_shape, data.num_classes)
-    if cfg.teacher.arch == EXTERNAL:
-        return
     dim = int(teacher.feature_dim)
-    if cfg.ensemble.num_students > dim:
-        raise ConfigError(f"ensemble.num_students {cfg.ensemble.num_students} exceeds teacher {cfg.teacher.arch}'s "
-                          f"{dim} features (each student needs at least one)")
+    n = cfg.ensemble.num_students
+    if not any(True for _ in teacher.parameters()):
+        raise ConfigError(f"teacher {cfg.teacher.arch} has no parameters (nothing to train or to store)")
+    if cfg.teacher.epochs > 0 and not any(p.requires_grad for p in teacher.parameters()):
+        raise ConfigError(f"teacher {cfg.teacher.arch} has no trainable parameters; train it with --teacher-epochs 0 "
+                          "(its weights are used as they are)")
+    if not students:
+        return
+    if n > dim:
+        raise ConfigError(f"ensemble.num_students {n} exceeds teacher {cfg.teacher.arch}'s {dim} features (each "
+                          "student needs at least one)")
+    strategy = PartitionStrategy(cfg.ensemble.partition)
+    if strategy in EQUAL_SIZE_STRATEGIES and dim % n:
+        raise ConfigError(f"partition {strategy.value!r} makes equal groups: teacher {cfg.teacher.arch}'s {dim} features "
+                          f"are not divisible by ensemble.num_students {n}")
 
 
 def dropout_stage(run: Run, k: int, *, resume: bool, progress: bool = True):

@@ -146,7 +146,9 @@ TEACHER_FLAGS = FlagGroup("Teacher", (
     F("teacher_batch_size", "--teacher-batch-size", "teacher.batch_size", int, "Teacher batch size."),
     F("factory", "--factory", "teacher.factory", str, "external: 'pkg.module:function' building your model."),
     F("feature_layer", "--feature-layer", "teacher.feature_layer", str, "external: module whose output is f_T."),
-    F("checkpoint", "--checkpoint", "teacher.checkpoint", str, "external: your state_dict file."),
+    F("checkpoint", "--checkpoint", "teacher.checkpoint", str,
+      "external: your state_dict file (its weights start the teacher's training; --teacher-epochs 0 keeps them).",
+      lambda text: str(Path(text).expanduser().resolve())),
 ))
 #: Data-set size and location (``sne teacher``, ``sne pipeline``).
 DATA_FLAGS = FlagGroup("Data", (

@@ -13,7 +13,7 @@ import typer
 
 from sne_loihi.cli.flags import option_group
 from sne_loihi.config import Backend, NeuronLibrary, RunConfig, StudentEngine, preset_names, resolve
-from sne_loihi.errors import SneError
+from sne_loihi.errors import ConfigError, SneError
 
 #: Help panels of the options that set no config key.
 RUN_PANEL = "Run folder and config"
@@ -129,13 +129,26 @@ def run_config(
     from sne_loihi.teachers import EXTERNAL
     from sne_loihi.teachers.external import require_trusted_factory
 
-    if config_file is None and run_dir is not None and (run_dir / CONFIG_FILE).is_file():
-        config_file = run_dir / CONFIG_FILE
-    cfg = resolve(dataset, config_file, overrides, preset_name)
+    stored = run_dir / CONFIG_FILE if run_dir is not None and (run_dir / CONFIG_FILE).is_file() else None
+    if config_file is not None and preset_name is None:  # a user's file naming a preset: applied beneath it
+        preset_name = _file_preset(config_file)
+    # a user's file is layered over the run's stored config (it replaced it, resetting the rest)
+    files = [f for f in (stored, config_file) if f is not None]
+    cfg = resolve(dataset, files or None, overrides, preset_name)
     check_config(cfg)  # before any run folder is made or any training starts
     if cfg.teacher.arch == EXTERNAL:  # a stored config.toml or --config file alone never runs code
         require_trusted_factory(cfg.teacher.factory, config_file or "the config")
     return cfg
+
+
+def _file_preset(config_file: Path) -> str | None:
+    """The ``preset`` a user's config file names (``None``: none)."""
+    from sne_loihi.config import load_toml
+
+    name = load_toml(config_file).get("preset")
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"preset in {config_file}: expected a preset name, got {name!r}")
+    return name
 
 
 def stored_config(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:

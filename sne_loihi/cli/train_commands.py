@@ -40,7 +40,7 @@ def teacher(ctx: typer.Context, new_run: Any = None, overrides: Any = None, job:
     echo_preset(cfg)
     run = Run(default_run_dir(src.run_dir, cfg), cfg)
     data = run.data()
-    check_teacher_buildable(cfg, data)  # a bad external checkpoint fails before the run folder exists
+    check_teacher_buildable(cfg, data, students=False)  # a bad external checkpoint fails before the run folder exists
     prepare_run_dir(run, resume=job.resume, checkpoints=(TEACHER_FILE,))
     result = train_teacher(run, resume=job.resume, progress=job.progress)
     typer.echo(f"teacher {cfg.teacher.arch}: test accuracy {100 * result.test_accuracy:.2f}% -> {result.path}")

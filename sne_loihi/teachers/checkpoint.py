@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ def load_teacher(path: Path, device: str = "cpu") -> tuple[nn.Module, RunConfig,
     cfg = RunConfig.from_dict(ckpt["config"])
     if cfg.teacher.arch == EXTERNAL:
         require_trusted_factory(cfg.teacher.factory, path)
-    model = build_teacher(cfg.teacher, tuple(ckpt["in_shape"]), int(ckpt["num_classes"]))
+    # the checkpoint's own weights replace any the config's external --checkpoint gave: that file
+    # is not read again (it may be gone, or be a relative path from another working folder)
+    model = build_teacher(replace(cfg.teacher, checkpoint=None), tuple(ckpt["in_shape"]), int(ckpt["num_classes"]))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

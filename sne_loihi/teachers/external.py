@@ -62,7 +62,7 @@ class ExternalTeacher(nn.Module):
         try:
             with torch.no_grad():
                 logits = self.forward(torch.zeros(2, *in_shape, device=device))
-                feats = self._take_features()
+                feats = self._take_features(batch=2)
         except ConfigError:
             raise
         except Exception as exc:
@@ -74,11 +74,14 @@ class ExternalTeacher(nn.Module):
             raise ConfigError(f"external teacher must return logits [N, {num_classes}], got {got}")
         return int(feats.shape[1])
 
-    def _take_features(self) -> torch.Tensor:
+    def _take_features(self, batch: int | None = None) -> torch.Tensor:
         out, self._captured = self._captured, None
         if not isinstance(out, torch.Tensor):
             got = "nothing" if out is None else type(out).__name__
             raise ConfigError(f"external teacher layer {self.feature_layer!r} produced {got}, expected a tensor")
+        if batch is not None and (out.dim() < 2 or out.shape[0] != batch):
+            raise ConfigError(f"external teacher layer {self.feature_layer!r} gives shape {tuple(out.shape)} for "
+                              f"{batch} images; its first axis must be the batch (e.g. batch_first=True)")
         return torch.flatten(out, 1)
 
     def forward(self, x_nchw: torch.Tensor) -> torch.Tensor:
@@ -123,11 +126,14 @@ def require_trusted_factory(spec: str | None, source: str | Path) -> None:
         ConfigError: The factory is not trusted in this context.
     """
     trust_all, names = _TRUSTED.get()
+    if not (spec or "").strip():
+        raise ConfigError("teacher.arch external needs its factory: --factory pkg.module:function (a function "
+                          "returning your torch.nn.Module)")
     if trust_all or (spec or "").strip() in names:
         return
     raise ConfigError(
         f"{source} names the external teacher factory {spec!r}, and importing it would run its code: "
-        f"it is imported only when named on the command line (--factory {spec} for 'sne teacher') "
+        f"it is imported only when named with --factory (--factory {spec} for 'sne teacher'; not --set) "
         "or with --trust-factory"
     )
 
