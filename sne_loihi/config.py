@@ -266,7 +266,7 @@ def load_toml(path: Path, what: str = "config file") -> dict[str, Any]:
             data = fh.read(MAX_TOML_BYTES + 1)
         if len(data) > MAX_TOML_BYTES:
             raise ConfigError(f"cannot read {what} {path}: more than {MAX_TOML_BYTES:,} bytes")
-        tree = tomli.loads(data.decode("utf-8"))
+        tree = tomli.loads(data.decode("utf-8").removeprefix("\ufeff"))  # a byte-order mark some editors write
     except FileNotFoundError:
         raise ConfigError(f"{what} not found: {path}") from None
     except UnicodeDecodeError as exc:

@@ -154,3 +154,13 @@ def test_the_cost_table_prices_neuron_updates_like_the_k_table(run_copy: Path) -
     assert row["energy_pj"] == energy_pj(loihi, macs=row["macs"], acs=row["acs"], neuron_updates=row["neuron_updates"])
     random_all = max(report["activation"]["random_k"], key=lambda p: p["mean_active"])
     assert random_all["neuron_updates"] == row["neuron_updates"]
+
+
+def test_evaluate_on_a_teacher_only_folder_points_to_sne_train(run_copy: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli_checks import one_error_line
+
+    (run_copy / "ensemble.pt").unlink()
+    one_error_line(CliRunner().invoke(app, ["evaluate", str(run_copy)]),
+                   f"{run_copy} holds a teacher but no students yet: train them first with 'sne train {run_copy}'")

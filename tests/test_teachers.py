@@ -304,3 +304,29 @@ def test_an_external_teachers_run_folder_does_not_need_its_checkpoint_again(
     result = runner.invoke(app, ["train", "--run-dir", str(run), "--trust-factory", "--student-arch", "digits_tiny",
                                  "--student-epochs", "1", "--time-steps", "2", "--no-progress", "--threads", "2"])
     assert result.exit_code == 0, result.stderr
+
+
+def test_a_factory_that_exits_at_import_and_a_huge_feature_layer_are_one_line_errors(
+        user_module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sne_loihi.config import RunConfig
+    from sne_loihi.data import load_dataset
+    from sne_loihi.train import stages
+
+    import importlib
+
+    (tmp_path / "exits_at_import.py").write_text("import sys\nsys.exit(2)\n")  # tmp_path is on sys.path
+    importlib.invalidate_caches()
+    with pytest.raises(ConfigError, match=r"'exits_at_import' exited while being imported \(SystemExit 2\)"):
+        build_teacher(_ext(user_module, factory="exits_at_import:make", feature_layer="act"), (1, 8, 8), 10)
+    cfg = RunConfig()
+    data = load_dataset(replace(cfg.data, max_train=50, max_test=20))
+    monkeypatch.setattr(stages, "MAX_FEATURE_CACHE_BYTES", 4 * 256 * 50 - 1)  # conv map "act": 256 features
+    with pytest.raises(ConfigError, match="256 features x 50 training images would take"):
+        stages.check_teacher_buildable(replace(cfg, teacher=_ext(user_module, feature_layer="act")), data)
+
+
+def test_a_config_file_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    from sne_loihi.config import load_toml
+
+    (tmp_path / "bom.toml").write_bytes("\ufeff[train]\nepochs = 2\n".encode("utf-8"))
+    assert load_toml(tmp_path / "bom.toml") == {"train": {"epochs": 2}}

@@ -252,6 +252,11 @@ def _same_teacher(resumed: dict[str, Any] | None, ensemble_path: Path, teacher_p
     return key
 
 
+#: Largest teacher-feature cache accepted (float32 features x training images), checked before
+#: training: a conv map as the feature layer (65,536 features on CIFAR-10) would be 13 GB.
+MAX_FEATURE_CACHE_BYTES = 8 * 2**30
+
+
 def check_teacher_buildable(cfg: RunConfig, data: Any, *, students: bool = True) -> None:
     """Build the configured teacher once before anything is written, so a bad setting fails
     while the run folder is still untouched: an external teacher's checkpoint is read and
@@ -270,6 +275,11 @@ def check_teacher_buildable(cfg: RunConfig, data: Any, *, students: bool = True)
     teacher = build_teacher(cfg.teacher, data.in_shape, data.num_classes)
     dim = int(teacher.feature_dim)
     n = cfg.ensemble.num_students
+    cache_bytes = 4 * dim * len(data.y_train)  # the teacher-feature cache the students train from (float32)
+    if cache_bytes > MAX_FEATURE_CACHE_BYTES:
+        raise ConfigError(f"teacher {cfg.teacher.arch}'s {dim:,} features x {len(data.y_train):,} training images "
+                          f"would take {cache_bytes / 2**30:.1f} GiB; choose a feature layer with fewer features (e.g. "
+                          "after pooling)")
     if not any(True for _ in teacher.parameters()):
         raise ConfigError(f"teacher {cfg.teacher.arch} has no parameters (nothing to train or to store)")
     if cfg.teacher.epochs > 0 and not any(p.requires_grad for p in teacher.parameters()):

@@ -10,7 +10,7 @@ from sne_loihi.cli.app import app, friendly
 from sne_loihi.cli.flags import EVALUATE_FLAGS, REPORT_FLAGS, config_flags
 from sne_loihi.cli.options import ExistingRunDirOpt, ProgressOpt, RunArg, TrustFactoryOpt, one_run_folder, stored_config
 from sne_loihi.errors import SneError
-from sne_loihi.run_files import REPORT_FILE
+from sne_loihi.run_files import ENSEMBLE_FILE, REPORT_FILE, TEACHER_FILE
 
 
 @app.command()
@@ -31,6 +31,8 @@ def evaluate(
     from sne_loihi.report import print_table
 
     run = one_run_folder(run, run_dir)
+    if run.is_dir() and not (run / ENSEMBLE_FILE).exists() and (run / TEACHER_FILE).is_file():
+        raise SneError(f"{run} holds a teacher but no students yet: train them first with 'sne train {run}'")
     ignored = sorted(k for k in (overrides or {}) if not k.startswith("report."))
     if ignored:  # the evaluation reads the ensemble's own config; only the report settings are the command's
         raise SneError(f"sne evaluate takes only report settings (report.*); --set {ignored[0]} would change "

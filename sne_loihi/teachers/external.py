@@ -151,6 +151,9 @@ def import_factory(spec: str | None) -> Any:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise ConfigError(f"cannot import teacher factory module {module_name!r}: {_one_line(exc)}") from None
+    except SystemExit as exc:  # a script that parses sys.argv or exits when imported
+        raise ConfigError(f"teacher factory module {module_name!r} exited while being imported (SystemExit "
+                          f"{exc.code!r}); keep its script code under if __name__ == '__main__':") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(f"teacher factory {spec!r}: {module_name} has no callable {attr!r}")
