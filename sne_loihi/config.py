@@ -396,8 +396,8 @@ def resolve(
             raise ConfigError(f"data set {chosen} contradicts {source}")
     tree = merge(merge(preset(chosen).to_dict(), named), file_tree)
     for dotted, value in (overrides or {}).items():
-        if value is not None:
-            set_dotted(tree, dotted, value.value if isinstance(value, enum.Enum) else value)
+        if value is not None:  # an old key name sets the new one (as it does in a file)
+            set_dotted(tree, RENAMED_KEYS.get(dotted, dotted), value.value if isinstance(value, enum.Enum) else value)
     return RunConfig.from_dict(tree)
 
 

@@ -220,3 +220,9 @@ def test_a_config_file_naming_a_preset_applies_it(tmp_path: Path) -> None:
     cfg = run_config(None, tmp_path / "mine.toml", None, {})
     want = resolve(None, None, {"train.epochs": 3}, "cpu-cifar10")
     assert (cfg.teacher, cfg.student, cfg.data.name, cfg.train.epochs) == (want.teacher, want.student, "cifar10", 3)
+
+
+def test_set_with_an_old_key_name_sets_the_new_one() -> None:
+    from sne_loihi.config import resolve
+
+    assert resolve(None, None, {"student.backend": "spikingjelly"}).student.neuron_library.value == "spikingjelly"

@@ -139,6 +139,11 @@ def test_simulate_rejects_bad_active_sets(export_dir: Path, active: str, needle:
     one_error_line(runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "2", "--active", active]), needle)
 
 
+def test_simulate_refuses_an_active_set_given_twice(export_dir: Path) -> None:
+    one_error_line(runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "2", "--active", "0",
+                                       "--active", "k=2", "--active", " 0"]), "--active 0 is given twice")
+
+
 def test_simulate_loihi2_without_the_extension_is_refused(export_dir: Path) -> None:
     from sne_loihi.sim import loihi_available
 

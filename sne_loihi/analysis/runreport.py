@@ -333,6 +333,8 @@ def _compare(analysis: Any) -> str:
 
     if not analysis.cascade:
         return "no cascade points"
+    if not analysis.equal_cost(Head.ENSEMBLE):
+        return "one student: no random K below all of them to compare with"
     by_head = {h: analysis.equal_cost(h) for h in Head}
     pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
     lines = ["| K | random K ops | " + " | ".join(f"random K acc. ({h.value}) | per-sample acc. at same ops ({h.value}) "

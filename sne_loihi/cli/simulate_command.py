@@ -71,6 +71,9 @@ def simulate(
         raise SneError(f"--input-bits must be in 0..{MAX_INPUT_BITS} (0 = binary spikes), got {input_bits}")
     if active is not None and any(not a.strip() for a in active):
         raise SneError("--active must not be empty: give all, indices like 0,2, or k=K")
+    repeated = sorted({a.strip() for a in active or [] if [b.strip() for b in active].count(a.strip()) > 1})
+    if repeated:  # the same set twice runs (and reports) the same thing twice; k=K draws the same students
+        raise SneError(f"--active {repeated[0]} is given twice")
     thresholds = float_list(cascade, "--cascade") if cascade else None
     bad = [t for t in thresholds or [] if not (math.isfinite(t) and t >= 0)]
     if bad:
