@@ -88,6 +88,11 @@ def _export_folder(run_dir: Path, out_dir: Path | None, default: str) -> Path:
     out_dir = Path(out_dir) if out_dir is not None else run_dir / default
     if out_dir.resolve() == run_dir.resolve() or out_dir.resolve() in run_dir.resolve().parents:
         raise ExportError(f"the export folder {out_dir} (--out) is the run folder or a folder above it; an export goes into a folder of its own")
+    inside = next((p for p in out_dir.resolve().parents if (p / "manifest.json").is_file()
+                   or (p / "nir_manifest.json").is_file()), None)
+    if inside is not None:  # a later --overwrite of the outer export would refuse (or lose) the inner one
+        raise ExportError(f"the export folder {out_dir} (--out) lies inside the export {inside}; choose a folder "
+                          "outside it")
     return out_dir
 
 

@@ -164,3 +164,10 @@ def test_an_export_into_a_folder_of_the_users_files_says_so(run_copy: Path, tmp_
         result = runner.invoke(app, ["export", str(run_copy), "--out", str(mine), "--check-samples", "0", *extra])
         one_error_line(result, f"{mine} holds files that are not an export (notes.txt; no manifest.json)")
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_an_export_inside_another_export_is_refused(run_copy: Path) -> None:
+    inner = run_copy / "export" / "sub"
+    result = runner.invoke(app, ["export", str(run_copy), "--out", str(inner), "--check-samples", "0"])
+    one_error_line(result, f"lies inside the export {run_copy / 'export'}")
+    assert not inner.exists()
