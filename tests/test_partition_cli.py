@@ -124,7 +124,7 @@ def test_unequal_groups_get_capacity_in_proportion_to_their_share(teacher_run: P
         (["partition", "--partition", "finetune"], "needs a fine-tuned teacher"),
         (["train", "--partition", "spectral"], "'spectral' is not one of"),
         (["teacher", "finetune", "--beta", "0.5"], "finetune.beta must be a negative number"),
-        (["teacher", "finetune", "--students", "65"], "not divisible by 65"),
+        (["teacher", "finetune", "--students", "65"], "features to be divisible by 65"),
     ],
 )
 def test_bad_partition_input_is_a_one_line_error(teacher_run: Path, tmp_path: Path, args: list[str], message: str) -> None:
@@ -210,3 +210,35 @@ def test_partition_without_strategy_follows_the_run_config(teacher_run: Path, tm
     assert result.exit_code == 0, result.stderr + result.stdout
     assert Partition.load(run / "partition.json", feature_dim=64).strategy.value == "kmeans"
     assert "kmeans partition of 64 features" in result.stdout
+
+
+def test_finetune_keeps_its_records_consistent(teacher_run: Path, tmp_path: Path) -> None:
+    """A backup left by an unfinished fine-tune is replaced when teacher.pt was retrained since
+    (the fine-tune started from the old teacher and overwrote the new one); config.toml records
+    the fine-tuning settings (the pipeline's --resume compares them); a partition made from the
+    teacher before, options given before 'finetune', and teacher training resumed on a
+    fine-tuned teacher are refused."""
+    import tomli
+
+    from sne_loihi.io import save_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(teacher_run, run)
+    current = (run / "teacher.pt").read_bytes()
+    older = load_checkpoint(run / "teacher.pt")
+    older["model"] = {k: v * 0.5 if v.is_floating_point() else v for k, v in older["model"].items()}
+    save_checkpoint(run / "teacher_pre_finetune.pt", older)  # an unfinished fine-tune's backup of an older teacher
+    assert "does not use --teacher-epochs" in invoke_error(
+        ["teacher", "--run-dir", str(run), "--teacher-epochs", "9", "finetune", "--students", "2"])
+    invoke_ok(["teacher", "--run-dir", str(run), "--no-progress", "finetune", "--students", "2", "--beta", "-0.3",
+               "--finetune-epochs", "1"])
+    assert (run / "teacher_pre_finetune.pt").read_bytes() == current
+    stored = tomli.loads((run / "config.toml").read_text())
+    assert (stored["finetune"]["beta"], stored["finetune"]["epochs"], stored["ensemble"]["num_students"]) == (-0.3, 1, 2)
+    assert "would undo the fine-tuning" in invoke_error(
+        ["teacher", "--run-dir", str(run), "--resume", "--teacher-epochs", "3", "--no-progress"])
+    other = tmp_path / "other"
+    shutil.copytree(teacher_run, other)
+    invoke_ok(["partition", "--run-dir", str(other), "--no-progress"])
+    assert "was computed from this teacher before fine-tuning" in invoke_error(
+        ["teacher", "--run-dir", str(other), "finetune", "--students", "2"])

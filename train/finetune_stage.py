@@ -4,13 +4,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from sne_loihi.config import PartitionStrategy
+from sne_loihi.config import PartitionStrategy, dump_toml
 from sne_loihi.device import resolve_device
 from sne_loihi.errors import ConfigError
 from sne_loihi.json_files import read_json_file
-from sne_loihi.run import CONFIG_FILE, ENSEMBLE_FILE, FINETUNE_FILE, PRE_FINETUNE_TEACHER, TEACHER_FILE, Run, load_data
+from sne_loihi.run import (
+    CONFIG_FILE, ENSEMBLE_FILE, FINETUNE_FILE, PARTITION_FILE, PRE_FINETUNE_TEACHER, TEACHER_FILE, Run, load_data,
+)
 
 
 def finetune_stage(
@@ -47,11 +51,22 @@ def finetune_stage(
     if (run_dir / ENSEMBLE_FILE).exists():  # rewriting teacher.pt would orphan the students distilled from it
         raise ConfigError(f"{run_dir / ENSEMBLE_FILE} was distilled from this teacher; fine-tune in a new run folder "
                           "(copy teacher.pt and config.toml there)")
+    if (run_dir / PARTITION_FILE).exists():  # its groups were chosen from the teacher before fine-tuning
+        raise ConfigError(f"{run_dir / PARTITION_FILE} was computed from this teacher before fine-tuning; fine-tune "
+                          "before 'sne partition', or in a new run folder (copy teacher.pt and config.toml there)")
     if not backup.exists() and not path.exists():
         raise CheckpointError(f"no teacher in {run_dir} (expected {path}); run 'sne teacher --run-dir {run_dir}' first")
+    # a backup left by an unfinished fine-tune is stale when teacher.pt was trained again since
+    # (a readable teacher.pt that differs from it and was not written by a fine-tune)
+    stale = backup.exists() and path.exists() and backup.read_bytes() != path.read_bytes() and _plain_teacher(path)
+    source = path if stale or not backup.exists() else backup
+    dim = int(load_teacher(source)[0].feature_dim)  # the chunk rule before anything is written
+    if dim % students:
+        raise ConfigError(f"fine-tuning for {students} students needs the teacher's {dim} features to be divisible "
+                          f"by {students}")
     device = device or _recorded_device(run)
     dist = setup(resolve_device(device))
-    if not backup.exists() and dist.is_main:
+    if source is path and dist.is_main:
         atomic_write_bytes(backup, path.read_bytes())
     dist.barrier()  # the backup exists before any rank reads it
     model, cfg, _ = load_teacher(backup, device=device)  # fine-tuned in place: never a shared copy
@@ -79,8 +94,23 @@ def finetune_stage(
         ckpt["finetune"] = {**settings, "history": history}
         save_checkpoint(path, ckpt)
         atomic_write_json(summary_path, summary)
+        # config.toml records the fine-tuning settings, as the pipeline checks them on --resume
+        stored = run.config
+        dump_toml(replace(stored, finetune=replace(stored.finetune, beta=beta, epochs=epochs, lr=lr),
+                          ensemble=replace(stored.ensemble, num_students=students)), run.file(CONFIG_FILE))
     dist.barrier()  # the fine-tuned teacher is on disk before any rank reads it
     return summary
+
+
+def _plain_teacher(path: Path) -> bool:
+    """Whether ``path`` is a readable teacher checkpoint that no fine-tune wrote."""
+    from sne_loihi.errors import SneError
+    from sne_loihi.io import load_checkpoint
+
+    try:
+        return "finetune" not in load_checkpoint(path)
+    except SneError:  # half-written by an interrupted fine-tune
+        return False
 
 
 def finetune_if_asked(run: Run, *, progress: bool = True) -> dict[str, Any] | None:

@@ -29,13 +29,26 @@ def teacher(ctx: typer.Context, new_run: Any = None, overrides: Any = None, job:
     """Train an ANN teacher with cross-entropy and store it in the run folder."""
     src = new_run
     if ctx.invoked_subcommand is not None:
+        passed_on = {"train.device", "teacher.factory"}  # what the sub-command uses from here
+        unused = [f"--{k}" for k, v in (("dataset", src.dataset), ("config", src.config), ("preset", src.preset),
+                                        ("resume", job.resume)) if v]
+        flag_of = {f.key: f.flag.split("/")[0].split(" ")[0] for g in (DATA_FLAGS, TEACHER_FLAGS, EXECUTION_FLAGS)
+                   for f in g}
+        unused += sorted(flag_of.get(k, f"--set {k}") for k, v in (overrides or {}).items()
+                         if v is not None and k not in passed_on)
+        if unused:
+            raise SneError(f"'sne teacher {ctx.invoked_subcommand}' does not use {unused[0]} (given before "
+                           f"'{ctx.invoked_subcommand}'); it works on the run folder's teacher as it is")
         ctx.obj = {"run_dir": src.run_dir, "device": overrides["train.device"], "progress": job.progress,
                    "factory": overrides["teacher.factory"], "trust_factory": job.trust_factory}
         return
-    from sne_loihi.run import TEACHER_FILE, Run
+    from sne_loihi.run import FINETUNE_FILE, TEACHER_FILE, Run
     from sne_loihi.train.stages import check_teacher_buildable, prepare_run_dir
     from sne_loihi.train.teacher import train_teacher
 
+    if job.resume and src.run_dir is not None and (src.run_dir / FINETUNE_FILE).exists():
+        raise SneError(f"{src.run_dir} holds a fine-tuned teacher ({FINETUNE_FILE}); training it on with "
+                       "cross-entropy would undo the fine-tuning: use a new run folder")
     cfg = run_config(src.dataset, src.config, src.run_dir, overrides, src.preset)
     echo_preset(cfg)
     run = Run(default_run_dir(src.run_dir, cfg), cfg)
