@@ -244,7 +244,7 @@ def read_nir_export(directory: Path) -> NirExport:
 
 
 def export_nir(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, verify_samples: int = 100,
-               overwrite: bool = False) -> NirExport:
+               overwrite: bool = False, ensemble_sha256: str | None = None) -> NirExport:
     """Write a loaded ensemble checkpoint as NIR graphs (+ manifest), checked by re-import.
 
     Written into a temporary folder beside ``out_dir`` and renamed into place only after the
@@ -256,6 +256,8 @@ def export_nir(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, verify_
         x_verify_nchw: Images in [0, 1] for the re-import check (the first test samples).
         verify_samples: How many (0 skips the check; recorded as null).
         overwrite: Replace an earlier NIR export.
+        ensemble_sha256: SHA-256 of the ``ensemble.pt`` it comes from, recorded so that a check
+            against another (retrained) checkpoint says so instead of reporting a mapping error.
 
     Raises:
         ExportError: Existing export without ``overwrite``, non-SLAYER students, snnTorch
@@ -312,6 +314,7 @@ def export_nir(loaded: Any, out_dir: Path, *, x_verify_nchw: Any = None, verify_
             "class_names": [str(c) for c in loaded.class_names],
             "partition": loaded.partition.to_dict(),
             "check": check.to_dict() if check is not None else None,
+            "ensemble_sha256": ensemble_sha256,
         }
         from sne_loihi.io import atomic_write_json
 

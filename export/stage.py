@@ -9,6 +9,7 @@ from typing import Any
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES, FirstLayer
 from sne_loihi.errors import ConfigError, ExportError
 from sne_loihi.run import CASCADE_HEAD_FILE, CONFIG_FILE, ENSEMBLE_FILE, EXPORT_DIR, Run, as_run, first_test_samples, remember_manifest
+from sne_loihi.io import sha256_file
 
 
 def export_run(run: Run | Path | str, out_dir: Path | str | None = None, *, samples: int = DEFAULT_LAVA_SAMPLES,
@@ -41,7 +42,6 @@ def export_run(run: Run | Path | str, out_dir: Path | str | None = None, *, samp
         ConfigError: An unknown ``first_layer``.
     """
     from sne_loihi.export.exporter import check_out_dir, export_loaded
-    from sne_loihi.io import sha256_file
     from sne_loihi.netx_format import CascadeHead
 
     if first_layer is not None:
@@ -116,7 +116,8 @@ def export_nir_run(run_dir: Path, out_dir: Path | None = None, *, samples: int =
     check_out_dir(out_dir, overwrite, NIR_MANIFEST_FILE)  # before any work
     loaded = run.ensemble()
     x = first_test_samples(loaded.config, samples, data_dir)[0] if samples > 0 else None
-    return export_nir(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite)
+    return export_nir(loaded, out_dir, x_verify_nchw=x, verify_samples=samples, overwrite=overwrite,
+                      ensemble_sha256=sha256_file(run.file(ENSEMBLE_FILE)))
 
 
 def check_nir_export(exported: Any, checkpoint: Path, samples: int, data_dir: str | Path | None = None) -> Any:
@@ -134,6 +135,10 @@ def check_nir_export(exported: Any, checkpoint: Path, samples: int, data_dir: st
     from sne_loihi.ensemble import encode_for
     from sne_loihi.export.nir_check import check_nir
 
+    recorded = exported.manifest.get("ensemble_sha256")
+    if recorded is not None and Path(checkpoint).is_file() and sha256_file(Path(checkpoint)) != recorded:
+        raise ExportError(f"{exported.directory} was not exported from {checkpoint} (the checkpoint changed since, e.g. "
+                          "trained on); export again")
     loaded = Run(Path(checkpoint).parent).ensemble(Path(checkpoint))
     specs = [s.spec.to_dict() for s in loaded.model.students]
     if [e.get("spec") for e in exported.manifest["students"]] != specs:

@@ -69,6 +69,8 @@ RUN_FOLDER_INDEX: tuple[RunFile, ...] = (
     RunFile(DROPOUT_GLOB, "ensembles trained with K random active students (Table VI)", "sne pipeline --dropout-k"),
     RunFile(EXPORT_DIR, "netx HDF5 file per student, manifest.json, head, Loihi 2 readiness report (loihi2.md)",
             "sne export / sne pipeline"),
+    RunFile("nir", "one NIR graph per student + the head, nir_manifest.json (interoperability)",
+            "sne export --format nir"),
     RunFile(LAVA_FILE, "the Lava simulation's accuracy, ops, energy and parity with torch", "sne pipeline"),
     RunFile(REPORT_FILE, "this report (report.json: the same numbers, machine-readable)", "sne evaluate / sne pipeline"),
     RunFile("*.png", "the report's plots", "sne evaluate / sne pipeline"),

@@ -166,3 +166,25 @@ def test_export_folder_reads_back_refuses_overwrite_and_corruption(tmp_path: Pat
     (out / "student_0.nir").write_bytes(b"not hdf5")
     result = CliRunner().invoke(app, ["nir", str(out / "student_0.nir")])
     assert result.exit_code == 1 and "not a readable NIR graph" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_nir_export_checked_against_a_changed_ensemble_says_so(run_copy: Path) -> None:
+    """nir_manifest.json records the ensemble's SHA-256: a check against a checkpoint trained on
+    since reported a mapping error (the spikes differ at step 0), now it says to export again."""
+    from typer.testing import CliRunner
+
+    from cli_checks import one_error_line
+    from sne_loihi.cli import app
+    from sne_loihi.io import load_checkpoint, save_checkpoint
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(run_copy), "--format", "nir", "--check-samples", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert "no re-import check" in result.stdout
+    one_error_line(runner.invoke(app, ["nir", str(run_copy / "nir"), "--compare", str(run_copy / "ensemble.pt")]),
+                   "--compare names the checkpoint the re-import check compares with: give --check-samples N too")
+    ckpt = load_checkpoint(run_copy / "ensemble.pt")
+    ckpt["epoch"] = int(ckpt.get("epoch", 0)) + 1  # as a resumed training rewrites it
+    save_checkpoint(run_copy / "ensemble.pt", ckpt)
+    one_error_line(runner.invoke(app, ["nir", str(run_copy / "nir"), "--check-samples", "2"]),
+                   f"{run_copy / 'nir'} was not exported from {run_copy / 'ensemble.pt'} (the checkpoint changed since")

@@ -39,7 +39,12 @@ def evaluate(
                        "nothing (the ensemble was trained with its own config)")
     options = ReportOptions.from_config(stored_config(run, overrides).report)  # checks them
     if options.neurobench:
+        from sne_loihi.config import NeuronLibrary
         from sne_loihi.cost.neurobench_check import import_neurobench
+
+        if stored_config(run, {}).student.neuron_library is not NeuronLibrary.SLAYER:
+            raise SneError("--neurobench counts the ops of SLAYER students; this run's students are "
+                           f"{stored_config(run, {}).student.neuron_library.value} (the paper's float reference)")
 
         import_neurobench()  # missing neurobench fails before the evaluation
     out = report_run(run, f"sne-loihi evaluation: {run}", options)

@@ -104,7 +104,8 @@ def _check_data_dir(data_dir: Path | None, overrides: dict[str, Any], samples: i
 def _export_nir(run: Path, out: Path | None, samples: int, overwrite: bool, data_dir: Path | None) -> None:
     from sne_loihi.export.stage import export_nir_run
 
-    typer.echo(f"exporting {run} to NIR and re-importing it in snnTorch on {samples} test samples ...")
+    typer.echo(f"exporting {run} to NIR and re-importing it in snnTorch on {samples} test samples ..." if samples else
+               f"exporting {run} to NIR (no re-import check: --check-samples 0) ...")
     exported = export_nir_run(run, out, samples=samples, overwrite=overwrite, data_dir=data_dir)
     typer.echo(f"{len(exported.students)} students + head -> {exported.directory}")
     _echo_nir_check(exported.manifest.get("check"))
@@ -145,6 +146,8 @@ def nir_read(
 
     if samples < 0:
         raise SneError(f"--check-samples must be >= 0, got {samples}")
+    if compare is not None and not samples:
+        raise SneError("--compare names the checkpoint the re-import check compares with: give --check-samples N too")
     data_dir = _check_data_dir(data_dir, {}, samples)
     columns = (("node", "node", str), ("type", "type", str), ("shape", "output shape", str),
                ("parameters", "parameters", str))
