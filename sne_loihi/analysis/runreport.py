@@ -165,7 +165,7 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
     else:
         _remove_stale_plots(run_dir, ("accuracy_vs_noise.png",))
 
-    finetune = finetune_section(run_dir)  # written by teacher fine-tuning (partition "finetune")
+    finetune = finetune_section(run_dir, loaded.partition.strategy.value)  # written by teacher fine-tuning
     if finetune is not None:
         sections.append(("Teacher fine-tuning (disentanglement)", finetune[0]))
         out["finetune"] = finetune[1]
@@ -371,7 +371,7 @@ def _batched(fn: Any, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([fn(x[i : i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
 
 
-def finetune_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
+def finetune_section(run_dir: Path, partition: str = "finetune") -> tuple[str, dict[str, Any]] | None:
     """Markdown and data of ``RUN/finetune.json`` (teacher accuracy and L_sim before and
     after fine-tuning with ``CE + beta * L_sim``), or ``None`` when the run has none.
 
@@ -393,7 +393,9 @@ def finetune_section(run_dir: Path) -> tuple[str, dict[str, Any]] | None:
         raise CheckpointError(f"cannot read {path}: {type(exc).__name__} {str(exc).splitlines()[0] if str(exc) else ''}".rstrip()) from None
     text = ("\n".join(table) + f"\n\nFine-tuned with CE + beta * L_sim over {data.get('students')} contiguous "
             f"chunks (beta = {data.get('beta')}, {data.get('epochs')} epochs, lr {data.get('lr')}); the students "
-            "then learn the contiguous equal split. L_sim of post-ReLU features is at most sqrt(2) = 1.414.")
+            + ("then learn the contiguous equal split." if partition == "finetune" else
+               f"then learn the {partition} partition of the fine-tuned teacher's features.")
+            + " L_sim of post-ReLU features is at most sqrt(2) = 1.414.")
     return text, data
 
 
