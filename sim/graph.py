@@ -439,7 +439,8 @@ class LavaGraph:
             lo, hi, what = -2 ** 23, 2 ** 23 - 1, "signed 24-bit values for a sigma-delta input layer"
         else:
             lo, hi = 0, 2 ** self.input_bits - 1 if self.input_bits > 0 else 1
-            what = f"{self.input_bits}-bit graded spikes"
+            what = (f"{self.input_bits}-bit graded spikes" if self.input_bits > 0 else
+                    "binary spikes; graded input needs --input-bits B")
         if x_n_in_t.size and (x_n_in_t.min() < lo or x_n_in_t.max() > hi or not np.all(np.equal(np.mod(x_n_in_t, 1), 0))):
             raise SimulationError(f"input must hold integers in {lo}..{hi} ({what})")
         return x_n_in_t.astype(np.int32)
