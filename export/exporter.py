@@ -157,7 +157,10 @@ def _mark_temporary(folder: Path) -> None:
 
 def make_build_dir(out_dir: Path) -> Path:
     """A new, marked temporary folder beside ``out_dir`` to build an export in."""
+    from sne_loihi.io import _umask
+
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{os.getpid()}-"))
+    tmp.chmod(0o777 & ~_umask())  # the export folder it becomes: as a plain mkdir makes it (mkdtemp: 0700)
     _mark_temporary(tmp)
     return tmp
 

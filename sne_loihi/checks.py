@@ -55,6 +55,9 @@ MAX_SEED = 2 ** 32 - 1
 #: Time steps a student may take per sample (equal to the manifest's bound,
 #: :data:`sne_loihi.netx_format.limits.MAX_TIME_STEPS`, not imported: the config front door stays light).
 MAX_TIME_STEPS = 1024
+#: Most students one Lava graph holds (:data:`sne_loihi.sim.lava_processes.ensemble.MAX_STUDENTS`,
+#: not imported: the config front door never imports Lava).
+MAX_LAVA_STUDENTS = 16
 #: Largest Gaussian noise sigma (pixels lie in [0, 1]: at 10 the image is gone).
 MAX_NOISE_SIGMA = 10.0
 #: Most noise draws per level (each is a pass over the test set).
@@ -109,7 +112,8 @@ RULES: dict[str, Rule] = {
     "report.batch_size": (_count_from(1), ">= 1"),
     "report.draw_batch": (_count_from(1), ">= 1"),
     "report.neurobench_samples": (_count_from(0), ">= 0 (0 = all)"),
-    "pipeline.dropout_k": (lambda v: isinstance(v, list) and all(_count_from(1)(k) for k in v), "integers >= 1"),
+    "pipeline.dropout_k": (lambda v: isinstance(v, list) and all(_count_from(1)(k) for k in v) and len(set(v)) == len(v),
+                           "distinct integers >= 1"),
 }
 
 #: ``dotted key -> largest value``: what a run can use, checked after :data:`RULES` (a value
@@ -245,6 +249,9 @@ def check_config(cfg: RunConfig) -> None:
             and not lava_loihi_installed()):
         raise ConfigError("lava.backend loihi2 needs Intel's lava-loihi extension (INRC), which is not installed; "
                           "use --backend cpu or auto")
+    if cfg.lava.enabled and cfg.lava.samples > 0 and cfg.ensemble.num_students > MAX_LAVA_STUDENTS:
+        raise ConfigError(f"the Lava stage runs at most {MAX_LAVA_STUDENTS} students in one graph, the ensemble has "
+                          f"{cfg.ensemble.num_students}; train fewer, or skip the stage (--no-lava)")
     bad = [t for t in cfg.lava.cascade if not _at_least(0)(t)]
     if bad:
         raise ConfigError(f"lava.cascade thresholds must be numbers >= 0, got {bad[0]!r}")

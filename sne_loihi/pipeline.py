@@ -20,6 +20,29 @@ from sne_loihi.run import CASCADE_HEAD_FILE, ENSEMBLE_FILE, EXPORT_DIR, LAVA_FIL
 __all__ = ["lava_stage", "report_run", "run_pipeline"]
 
 
+def _teacher_not_retrained_under_students(run: Any) -> None:
+    """A larger teacher budget on ``--resume`` trains the teacher on; with students (or a
+    partition) already made from it, that would orphan them (the next stage then refuses the
+    folder for good), so it is refused before anything is written.
+
+    Raises:
+        ConfigError: Students or a partition exist and the teacher would train further.
+    """
+    from sne_loihi.errors import ConfigError
+    from sne_loihi.io import load_checkpoint
+    from sne_loihi.run import PARTITION_FILE
+
+    made = [n for n in (ENSEMBLE_FILE, PARTITION_FILE) if run.file(n).exists()]
+    teacher = run.file(TEACHER_FILE)
+    if not made or not teacher.is_file():
+        return
+    trained = len(load_checkpoint(teacher).get("history") or [])
+    if run.config.teacher.epochs > trained:
+        raise ConfigError(f"{run.file(made[0])} was made from the teacher of {trained} epochs; training it to "
+                          f"{run.config.teacher.epochs} would orphan it: keep teacher.epochs = {trained}, or use a new "
+                          "run folder (copy teacher.pt and config.toml there)")
+
+
 def run_pipeline(
     cfg: RunConfig,
     run_dir: Path,
@@ -63,6 +86,7 @@ def run_pipeline(
     if resume and run.dir.is_dir():  # what a later stage would refuse, before config.toml is rewritten
         stored_finetune(run)
         stored_partition(run)
+        _teacher_not_retrained_under_students(run)
     prepare_run_dir(run, resume=resume, checkpoints=(TEACHER_FILE, ENSEMBLE_FILE))
     timings: dict[str, float] = {}
     train_teacher(run, resume=resume, progress=progress)

@@ -226,3 +226,14 @@ def test_set_with_an_old_key_name_sets_the_new_one() -> None:
     from sne_loihi.config import resolve
 
     assert resolve(None, None, {"student.backend": "spikingjelly"}).student.neuron_library.value == "spikingjelly"
+
+
+def test_pipeline_settings_that_would_fail_after_training_are_refused_first() -> None:
+    from sne_loihi.checks import check_config
+    from sne_loihi.config import resolve
+
+    with pytest.raises(ConfigError, match="pipeline.dropout_k must be distinct integers >= 1"):
+        check_config(resolve(None, None, {"pipeline.dropout_k": [1, 1]}))
+    with pytest.raises(ConfigError, match="the Lava stage runs at most 16 students in one graph, the ensemble has 17"):
+        check_config(resolve(None, None, {"ensemble.num_students": 17}))
+    check_config(resolve(None, None, {"ensemble.num_students": 17, "lava.enabled": False}))

@@ -171,3 +171,24 @@ def test_an_export_inside_another_export_is_refused(run_copy: Path) -> None:
     result = runner.invoke(app, ["export", str(run_copy), "--out", str(inner), "--check-samples", "0"])
     one_error_line(result, f"lies inside the export {run_copy / 'export'}")
     assert not inner.exists()
+
+
+def test_an_export_folder_gets_the_umask_permissions(run_copy: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        result = runner.invoke(app, ["export", str(run_copy), "--out", str(run_copy / "exp2"), "--check-samples", "0"])
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.stderr
+    assert (run_copy / "exp2").stat().st_mode & 0o777 == 0o755  # mkdtemp's 0700 made it unreadable to others
+
+
+def test_a_larger_teacher_budget_on_resume_is_refused_when_students_exist(run_copy: Path) -> None:
+    """It retrained teacher.pt, then the student stage refused the folder for good (the
+    students were distilled from the old teacher)."""
+    before = snapshot(run_copy)
+    result = runner.invoke(app, ["pipeline", "--run-dir", str(run_copy), "--resume", "--teacher-epochs", "5",
+                                 "--no-progress"])
+    one_error_line(result, f"{run_copy / 'ensemble.pt'} was made from the teacher of 2 epochs; training it to 5 would "
+                           "orphan it")
+    assert snapshot(run_copy) == before

@@ -277,6 +277,13 @@ def _dropout_points(run: Run, data: Any, batch_size: int) -> dict[int, Any]:
             continue
         loaded = run.ensemble(sub)
         _check_dropout_variant(run, sub, loaded)
+        if loaded.epoch < loaded.config.train.epochs:  # killed mid-training: not a result
+            import sys
+
+            print(f"warning: {sub.name} is unfinished ({loaded.epoch} of {loaded.config.train.epochs} epochs) and is "
+                  f"left out of the report; finish it with 'sne pipeline --run-dir {run.dir} --resume --dropout-k "
+                  f"{loaded.config.ensemble.train_active}'", file=sys.stderr)
+            continue
         k = loaded.config.ensemble.train_active
         modes = [c.mode for c in first_layer_choices(run, loaded.model)]  # counted like the main ensemble
         r = evaluate_ensemble(loaded.model, data.x_test_nchw, data.y_test, active=k, batch_size=batch_size,
