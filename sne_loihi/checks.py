@@ -131,6 +131,17 @@ BOUNDS: dict[str, float] = {
 }
 
 
+def check_lava_stage(cfg: RunConfig) -> None:
+    """What the pipeline's Lava stage can run, checked before any training.
+
+    Raises:
+        ConfigError: More students than one Lava graph holds, with the stage on.
+    """
+    if cfg.lava.enabled and cfg.lava.samples > 0 and cfg.ensemble.num_students > MAX_LAVA_STUDENTS:
+        raise ConfigError(f"the Lava stage runs at most {MAX_LAVA_STUDENTS} students in one graph, the ensemble has "
+                          f"{cfg.ensemble.num_students}; train fewer, or skip the stage (--no-lava)")
+
+
 def check_section(section: Any, name: str) -> None:
     """Check one config section's values (the :data:`RULES` of ``name.*``); also for a section
     built outside a :class:`RunConfig` (e.g. the data settings of a benchmark).
@@ -249,9 +260,6 @@ def check_config(cfg: RunConfig) -> None:
             and not lava_loihi_installed()):
         raise ConfigError("lava.backend loihi2 needs Intel's lava-loihi extension (INRC), which is not installed; "
                           "use --backend cpu or auto")
-    if cfg.lava.enabled and cfg.lava.samples > 0 and cfg.ensemble.num_students > MAX_LAVA_STUDENTS:
-        raise ConfigError(f"the Lava stage runs at most {MAX_LAVA_STUDENTS} students in one graph, the ensemble has "
-                          f"{cfg.ensemble.num_students}; train fewer, or skip the stage (--no-lava)")
     bad = [t for t in cfg.lava.cascade if not _at_least(0)(t)]
     if bad:
         raise ConfigError(f"lava.cascade thresholds must be numbers >= 0, got {bad[0]!r}")

@@ -63,7 +63,7 @@ def run_pipeline(
         Either is recorded in the run's config.toml as if it had been configured.
     """
     from sne_loihi.analysis.options import ReportOptions
-    from sne_loihi.checks import check_config
+    from sne_loihi.checks import check_config, check_lava_stage
     from sne_loihi.report import print_table
     from sne_loihi.sim.stage import LAVA_COLUMNS
     from sne_loihi.train.finetune_stage import finetune_if_asked, stored_finetune
@@ -83,6 +83,7 @@ def run_pipeline(
     run = Run(run_dir, cfg)
     data = run.data()
     check_teacher_buildable(cfg, data)
+    check_lava_stage(cfg)  # more students than one graph holds: refused before training, not after
     if resume and run.dir.is_dir():  # what a later stage would refuse, before config.toml is rewritten
         stored_finetune(run)
         stored_partition(run)

@@ -234,6 +234,8 @@ def test_pipeline_settings_that_would_fail_after_training_are_refused_first() ->
 
     with pytest.raises(ConfigError, match="pipeline.dropout_k must be distinct integers >= 1"):
         check_config(resolve(None, None, {"pipeline.dropout_k": [1, 1]}))
+    from sne_loihi.checks import check_lava_stage
+
     with pytest.raises(ConfigError, match="the Lava stage runs at most 16 students in one graph, the ensemble has 17"):
-        check_config(resolve(None, None, {"ensemble.num_students": 17}))
-    check_config(resolve(None, None, {"ensemble.num_students": 17, "lava.enabled": False}))
+        check_lava_stage(resolve(None, None, {"ensemble.num_students": 17}))
+    check_lava_stage(resolve(None, None, {"ensemble.num_students": 17, "lava.enabled": False}))
