@@ -263,6 +263,9 @@ def check_config(cfg: RunConfig) -> None:
     bad = [t for t in cfg.lava.cascade if not _at_least(0)(t)]
     if bad:
         raise ConfigError(f"lava.cascade thresholds must be numbers >= 0, got {bad[0]!r}")
+    twice = sorted({t for t in cfg.lava.cascade if list(cfg.lava.cascade).count(t) > 1})
+    if twice:  # the same threshold simulated (and reported) twice
+        raise ConfigError(f"lava.cascade names the threshold {twice[0]:g} twice")
     check_first_layer(cfg)
     if cfg.teacher.arch != EXTERNAL:
         TEACHERS.get(cfg.teacher.arch)

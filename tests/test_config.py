@@ -239,3 +239,11 @@ def test_pipeline_settings_that_would_fail_after_training_are_refused_first() ->
     with pytest.raises(ConfigError, match="the Lava stage runs at most 16 students in one graph, the ensemble has 17"):
         check_lava_stage(resolve(None, None, {"ensemble.num_students": 17}))
     check_lava_stage(resolve(None, None, {"ensemble.num_students": 17, "lava.enabled": False}))
+
+
+def test_a_lava_cascade_threshold_given_twice_is_refused() -> None:
+    from sne_loihi.checks import check_config
+    from sne_loihi.config import resolve
+
+    with pytest.raises(ConfigError, match="lava.cascade names the threshold 0.6 twice"):
+        check_config(resolve(None, None, {"lava.cascade": [0.6, 0.9, 0.6]}))
