@@ -361,3 +361,12 @@ def test_evaluate_refuses_a_swapped_teacher_of_the_same_split(tmp_path: Path) ->
     assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, refused.stderr
     assert "is not the teacher" in refused.stderr
     assert not (a / "report.json").exists()
+
+
+@pytest.mark.parametrize("command", ["pipeline", "teacher"])
+def test_resume_without_a_run_folder_is_refused(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It started a fresh runs/<dataset>-<time> folder instead."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [command, "--resume", "--no-progress"])
+    assert result.exit_code == 1 and result.stderr == "error: --resume continues a run folder: name it with --run-dir\n"
+    assert not (tmp_path / "runs").exists()

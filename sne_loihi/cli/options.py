@@ -173,6 +173,16 @@ def echo_preset(cfg: RunConfig) -> None:
         typer.echo(f"preset {cfg.preset}; resolved config:\n{tomli_w.dumps(cfg.to_dict()).rstrip()}")
 
 
+def check_resume_target(run_dir: Path | None, resume: bool) -> None:
+    """``--resume`` needs the folder it continues (without ``--run-dir`` it started a new one).
+
+    Raises:
+        SneError: ``--resume`` without ``--run-dir``.
+    """
+    if resume and run_dir is None:
+        raise SneError("--resume continues a run folder: name it with --run-dir")
+
+
 def default_run_dir(run_dir: Path | None, cfg: RunConfig) -> Path:
     """``--run-dir``, else ``runs/<dataset>-<time>``."""
     return run_dir or Path("runs") / f"{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"

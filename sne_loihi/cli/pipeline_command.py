@@ -10,7 +10,9 @@ from sne_loihi.cli.app import app, friendly
 from sne_loihi.cli.flags import (
     DATA_FLAGS, EXECUTION_FLAGS, PIPELINE_FLAGS, REPORT_FLAGS, STUDENT_FLAGS, TEACHER_FLAGS, config_flags,
 )
-from sne_loihi.cli.options import default_run_dir, echo_engine, echo_preset, job_options, new_run_options, run_config
+from sne_loihi.cli.options import (
+    check_resume_target, default_run_dir, echo_engine, echo_preset, job_options, new_run_options, run_config,
+)
 from sne_loihi.run_files import REPORT_FILE
 
 
@@ -24,6 +26,7 @@ def pipeline(new_run: Any = None, overrides: Any = None, job: Any = None) -> Non
     from sne_loihi.pipeline import run_pipeline
 
     src = new_run
+    check_resume_target(src.run_dir, job.resume)
     cfg = run_config(src.dataset, src.config, src.run_dir if job.resume else None, overrides, src.preset)
     echo_preset(cfg)
     run_dir = default_run_dir(src.run_dir, cfg)

@@ -14,7 +14,7 @@ from sne_loihi.cli.flags import (
     config_flags,
 )
 from sne_loihi.cli.options import (
-    ConfigOpt, ExistingRunDirOpt, ProgressOpt, RunArg, TrustFactoryOpt, default_run_dir, echo_engine, echo_preset,
+    ConfigOpt, ExistingRunDirOpt, ProgressOpt, RunArg, TrustFactoryOpt, check_resume_target, default_run_dir, echo_engine, echo_preset,
     job_options, new_run_options, one_run_folder, run_config, stored_config,
 )
 from sne_loihi.errors import SneError
@@ -46,6 +46,7 @@ def teacher(ctx: typer.Context, new_run: Any = None, overrides: Any = None, job:
     from sne_loihi.train.stages import check_teacher_buildable, prepare_run_dir
     from sne_loihi.train.teacher import train_teacher
 
+    check_resume_target(src.run_dir, job.resume)
     if job.resume and src.run_dir is not None and (src.run_dir / FINETUNE_FILE).exists():
         raise SneError(f"{src.run_dir} holds a fine-tuned teacher ({FINETUNE_FILE}); training it on with "
                        "cross-entropy would undo the fine-tuning: use a new run folder")
