@@ -164,3 +164,16 @@ def test_evaluate_on_a_teacher_only_folder_points_to_sne_train(run_copy: Path) -
     (run_copy / "ensemble.pt").unlink()
     one_error_line(CliRunner().invoke(app, ["evaluate", str(run_copy)]),
                    f"{run_copy} holds a teacher but no students yet: train them first with 'sne train {run_copy}'")
+
+
+def test_the_summary_says_when_the_ensemble_trained_with_random_students(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    run = tmp_path / "run"
+    args = ["pipeline", "--run-dir", str(run), "--dataset", "digits", "--teacher-epochs", "1", "--student-epochs", "1",
+            "--max-train", "200", "--max-test", "60", "--student-arch", "digits_tiny", "--time-steps", "2",
+            "--no-progress", "--threads", "2", "--no-lava", "--no-activation", "--train-active", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    summary = (run / "report.md").read_text().split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert "trained with 2 random students active per batch" in summary

@@ -104,6 +104,9 @@ def build_report(run: Run | Path, title: str, options: ReportOptions, timings: d
         out["neurobench"] = [r.to_dict() for r in referee]
 
     head_lines: list[str] = []
+    if cfg.ensemble.train_active:  # not the paper's all-students training: say so where the numbers are
+        head_lines.append(f"- The ensemble was trained with {cfg.ensemble.train_active} random students active per "
+                          f"batch (ensemble.train_active), as the dropout-trained variants are.")
     if teacher_row is not None and run.file(TEACHER_FILE).is_file():
         tta = teacher_tta_line(run.teacher()[2].get("history") or [], teacher_row["accuracy"])
         head_lines += [tta] if tta else []
