@@ -42,9 +42,10 @@ def evaluate(
         from sne_loihi.config import NeuronLibrary
         from sne_loihi.cost.neurobench_check import import_neurobench
 
-        if stored_config(run, {}).student.neuron_library is not NeuronLibrary.SLAYER:
+        library = stored_config(run, {}).student.neuron_library
+        if library is not NeuronLibrary.SLAYER:
             raise SneError("--neurobench counts the ops of SLAYER students; this run's students are "
-                           f"{stored_config(run, {}).student.neuron_library.value} (the paper's float reference)")
+                           f"{library.value} (the paper's float reference)")
 
         import_neurobench()  # missing neurobench fails before the evaluation
     out = report_run(run, f"sne-loihi evaluation: {run}", options)
