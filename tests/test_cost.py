@@ -269,3 +269,26 @@ def test_a_profile_name_is_the_registered_profile_and_a_profile_file_is_stored_a
     assert resolve_profile("loihi") == ENERGY_PROFILES.get("loihi")()
     assert energy_profile_value("loihi") == "loihi" and energy_profile_value("nosuch") == "nosuch"
     assert energy_profile_value("prof/chip.toml") == str(tmp_path / "prof" / "chip.toml")  # config.toml names it anywhere
+
+
+def test_one_rule_tells_a_profile_name_from_a_profile_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``resolve_profile`` and the CLI's ``--energy`` share one rule: a registered name wins over a
+    file of that name in the working folder; a .toml name, a path with a folder, or an existing
+    file is a file (a missing one says so, not "unknown profile")."""
+    from sne_loihi.cli.flags import energy_profile_value
+    from sne_loihi.cost.energy import is_profile_file, resolve_profile
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loihi").write_text("pj_per_mac = 2.0\npj_per_ac = 0.5\n")  # a file named like a profile
+    (tmp_path / "mine").write_text("pj_per_mac = 2.0\npj_per_ac = 0.5\n")
+    assert not is_profile_file("loihi") and energy_profile_value("loihi") == "loihi"
+    assert resolve_profile("loihi") == ENERGY_PROFILES.get("loihi")()
+    assert is_profile_file("mine") and energy_profile_value("mine") == str(tmp_path / "mine")
+    assert resolve_profile("mine").pj_per_mac == 2.0
+    assert not is_profile_file("nope")
+    with pytest.raises(ConfigError, match="unknown energy profile 'nope'"):
+        resolve_profile("nope")
+    for missing in ("absent.toml", "sub/absent"):
+        assert is_profile_file(missing)
+        with pytest.raises(ConfigError, match="energy profile not found"):
+            resolve_profile(missing)

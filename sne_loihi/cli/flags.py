@@ -48,12 +48,9 @@ def float_list(text: str, flag: str) -> list[float]:
 def energy_profile_value(text: str) -> str:
     """``--energy``: a registered profile name as it is; a profile file as an absolute path, so
     the run's config.toml names it from any working folder (a later ``sne evaluate`` elsewhere)."""
-    from sne_loihi.cost.energy import ENERGY_PROFILES
+    from sne_loihi.cost.energy import is_profile_file
 
-    path = Path(text).expanduser()
-    if text in ENERGY_PROFILES.names() or not (text.endswith(".toml") or len(path.parts) > 1 or path.is_file()):
-        return text  # a profile name (an unknown one is refused by name)
-    return str(path.resolve())
+    return str(Path(text).expanduser().resolve()) if is_profile_file(text) else text
 
 
 def int_list(text: str, flag: str) -> list[int]:

@@ -164,8 +164,18 @@ def resolve_profile(name: str | Path) -> EnergyProfile:
     if not isinstance(name, (str, Path)):
         raise ConfigError(f"an energy profile is a name ({', '.join(ENERGY_PROFILES.names())}) or a TOML file, got {name!r}")
     name = str(name)
-    if name in ENERGY_PROFILES.names() and not name.endswith(".toml"):  # a registered name, whatever files lie here
-        return ENERGY_PROFILES.get(name)()
-    if name.endswith(".toml") or Path(name).is_file():
-        return load_energy_profile(Path(name))
-    return ENERGY_PROFILES.get(name)()
+    if is_profile_file(name):
+        return load_energy_profile(Path(name).expanduser())
+    return ENERGY_PROFILES.get(name)()  # an unknown name is refused by name
+
+
+def is_profile_file(name: str) -> bool:
+    """Whether an energy-profile argument names a TOML file rather than a registered profile.
+
+    A registered name wins whatever files lie in the working folder; otherwise a ``.toml``
+    name, a path with a folder, or an existing file is a file.
+    """
+    if name in ENERGY_PROFILES.names():
+        return False
+    path = Path(name).expanduser()
+    return name.endswith(".toml") or len(path.parts) > 1 or path.is_file()
