@@ -1,4 +1,5 @@
-"""Every file a user hands over is untrusted: netx networks, manifests, input arrays, configs.
+"""Every file a user hands over is untrusted: netx networks, manifests, input arrays (configs
+and labels: ``test_untrusted_config.py``).
 
 Each crafted file must give one ``error:`` line (exit code != 0 on the CLI, no traceback),
 refused before anything large is allocated where the file declares more than it holds.
@@ -17,95 +18,41 @@ import pytest
 from typer.testing import CliRunner
 
 from cli_checks import one_error_line
+from crafted_netx import replace_dataset, set_weight, write_net, write_neuron
 from sne_loihi.cli import app
 from sne_loihi.errors import ExportError
 from sne_loihi.netx_format import read_netx_network
 
 runner = CliRunner()
 
-NEURON = {"type": b"CUBA", "iDecay": 1024, "vDecay": 410, "vThMant": 16, "refDelay": 1, "gradedSpike": False}
-
-
-def _neuron(group: h5py.Group, **values: Any) -> None:
-    for name, value in {**NEURON, **values}.items():
-        if name == "type":
-            group.create_dataset("neuron/type", data=value, dtype=h5py.string_dtype())
-        else:
-            group.create_dataset(f"neuron/{name}", data=value)
-
-
-def write_net(path: Path, mutate: Callable[[h5py.File], None] | None = None) -> Path:
-    """Input [1, 4, 4] -> conv 3x3 -> [2, 2, 2] -> flatten -> dense [3], as lava-dl writes it
-    (float32 weights on the even 8-bit grid); ``mutate`` edits the open file before it closes."""
-    rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as fh:
-        layer = fh.create_group("layer")
-        g = layer.create_group("0")
-        g.create_dataset("type", (1,), "S10", [b"input"])
-        g.create_dataset("shape", data=np.array([1, 4, 4]))
-        g = layer.create_group("1")
-        g.create_dataset("type", (1,), "S10", [b"conv"])
-        g.create_dataset("shape", data=np.array([2, 2, 2]))
-        g.create_dataset("weight", data=(2 * rng.integers(-40, 40, (2, 1, 3, 3))).astype(np.float32))
-        for name, value in (("stride", [1, 1]), ("padding", [0, 0]), ("dilation", [1, 1]), ("groups", 1)):
-            g.create_dataset(name, data=np.array(value))
-        _neuron(g)
-        g = layer.create_group("2")
-        g.create_dataset("type", (1,), "S10", [b"flatten"])
-        g.create_dataset("shape", data=np.array([8, 1, 1]))
-        g = layer.create_group("3")
-        g.create_dataset("type", (1,), "S10", [b"dense"])
-        g.create_dataset("shape", data=np.array([3]))
-        g.create_dataset("weight", data=(2 * rng.integers(-40, 40, (3, 8))).astype(np.float32))
-        _neuron(g)
-        if mutate is not None:
-            mutate(fh)
-    return path
-
-
-def _replace(name: str, value: Any, **kwargs: Any) -> Callable[[h5py.File], None]:
-    def mutate(fh: h5py.File) -> None:
-        del fh[name]
-        fh.create_dataset(name, data=value, **kwargs)
-    return mutate
-
-
-def _set_weight(layer: str, index: tuple[int, ...], value: float) -> Callable[[h5py.File], None]:
-    def mutate(fh: h5py.File) -> None:
-        w = fh[f"layer/{layer}/weight"][()]
-        w[index] = value
-        fh[f"layer/{layer}/weight"][...] = w
-    return mutate
-
-
 # ---- 1. declared sizes and values ------------------------------------------------------------
 VALUE_CASES: dict[str, tuple[Callable[[h5py.File], None], str]] = {
-    "weight 0.4 (netx truncates to 0)": (_set_weight("3", (0, 0), 0.4), "layer/3 weight holds 0.4, not an integer"),
-    "weight NaN": (_set_weight("1", (0, 0, 0, 0), np.nan), "layer/1 weight holds nan"),
-    "weight inf": (_set_weight("3", (1, 1), np.inf), "layer/3 weight holds inf"),
-    "conv weight 1e9 (int32 overflow)": (_set_weight("1", (1, 0, 1, 1), 1e9), "layer/1 weight holds 1e+09, outside"),
-    "dense weight 255 beside negatives (netx clips)": (_set_weight("3", (2, 3), 255), "netx clips a dense layer"),
-    "dense weight -300": (_set_weight("3", (2, 3), -300), "layer/3 weight holds -300, outside"),
-    "vThMant above 17 bits": (_replace("layer/1/neuron/vThMant", 2 ** 17), "layer/1 neuron/vThMant holds 131072"),
-    "vThMant wraps int32": (_replace("layer/3/neuron/vThMant", 2 ** 40), "layer/3 neuron/vThMant holds"),
-    "vThMant negative": (_replace("layer/3/neuron/vThMant", -5), "layer/3 neuron/vThMant holds -5, outside 0..131071"),
-    "vThMant non-integer": (_replace("layer/3/neuron/vThMant", 16.5), "neuron/vThMant holds 16.5, not an integer"),
-    "vThMant NaN": (_replace("layer/3/neuron/vThMant", np.nan), "neuron/vThMant holds NaN"),
-    "iDecay 5000": (_replace("layer/1/neuron/iDecay", 5000), "layer/1 neuron/iDecay holds 5000, outside 0..4096"),
-    "vDecay -1": (_replace("layer/3/neuron/vDecay", -1), "layer/3 neuron/vDecay holds -1, outside 0..4096"),
-    "refDelay 100": (_replace("layer/3/neuron/refDelay", 100), "layer/3 neuron/refDelay holds 100, outside 0..63"),
-    "refDelay 5 (Lava's LIF has no refractory period)": (_replace("layer/1/neuron/refDelay", 5),
+    "weight 0.4 (netx truncates to 0)": (set_weight("3", (0, 0), 0.4), "layer/3 weight holds 0.4, not an integer"),
+    "weight NaN": (set_weight("1", (0, 0, 0, 0), np.nan), "layer/1 weight holds nan"),
+    "weight inf": (set_weight("3", (1, 1), np.inf), "layer/3 weight holds inf"),
+    "conv weight 1e9 (int32 overflow)": (set_weight("1", (1, 0, 1, 1), 1e9), "layer/1 weight holds 1e+09, outside"),
+    "dense weight 255 beside negatives (netx clips)": (set_weight("3", (2, 3), 255), "netx clips a dense layer"),
+    "dense weight -300": (set_weight("3", (2, 3), -300), "layer/3 weight holds -300, outside"),
+    "vThMant above 17 bits": (replace_dataset("layer/1/neuron/vThMant", 2 ** 17), "layer/1 neuron/vThMant holds 131072"),
+    "vThMant wraps int32": (replace_dataset("layer/3/neuron/vThMant", 2 ** 40), "layer/3 neuron/vThMant holds"),
+    "vThMant negative": (replace_dataset("layer/3/neuron/vThMant", -5), "layer/3 neuron/vThMant holds -5, outside 0..131071"),
+    "vThMant non-integer": (replace_dataset("layer/3/neuron/vThMant", 16.5), "neuron/vThMant holds 16.5, not an integer"),
+    "vThMant NaN": (replace_dataset("layer/3/neuron/vThMant", np.nan), "neuron/vThMant holds NaN"),
+    "iDecay 5000": (replace_dataset("layer/1/neuron/iDecay", 5000), "layer/1 neuron/iDecay holds 5000, outside 0..4096"),
+    "vDecay -1": (replace_dataset("layer/3/neuron/vDecay", -1), "layer/3 neuron/vDecay holds -1, outside 0..4096"),
+    "refDelay 100": (replace_dataset("layer/3/neuron/refDelay", 100), "layer/3 neuron/refDelay holds 100, outside 0..63"),
+    "refDelay 5 (Lava's LIF has no refractory period)": (replace_dataset("layer/1/neuron/refDelay", 5),
                                                           "layer/1 neuron/refDelay holds 5: Loihi 2 would hold"),
     "missing vThMant": (lambda fh: fh.__delitem__("layer/3/neuron/vThMant"), "layer/3 CUBA neuron has no neuron/vThMant"),
-    "stride 1.5": (_replace("layer/1/stride", np.array([1.5, 1.5])), "layer/1 stride holds 1.5, not an integer"),
-    "groups 2 for 1 input channel": (_replace("layer/1/groups", 2), "layer/1 groups 2 with weight"),
-    "conv output size wrong": (_replace("layer/1/shape", np.array([2, 3, 3])), "is not what the convolution gives"),
-    "zero-size shape": (_replace("layer/3/shape", np.array([0])), "layer/3 shape holds 0, outside"),
-    "shape of 10**12 neurons": (_replace("layer/0/shape", np.array([10 ** 4, 10 ** 4, 10 ** 4])),
+    "stride 1.5": (replace_dataset("layer/1/stride", np.array([1.5, 1.5])), "layer/1 stride holds 1.5, not an integer"),
+    "groups 2 for 1 input channel": (replace_dataset("layer/1/groups", 2), "layer/1 groups 2 with weight"),
+    "conv output size wrong": (replace_dataset("layer/1/shape", np.array([2, 3, 3])), "is not what the convolution gives"),
+    "zero-size shape": (replace_dataset("layer/3/shape", np.array([0])), "layer/3 shape holds 0, outside"),
+    "shape of 10**12 neurons": (replace_dataset("layer/0/shape", np.array([10 ** 4, 10 ** 4, 10 ** 4])),
                                 "layer/0 shape [10000, 10000, 10000] declares 1,000,000,000,000 neurons"),
     "input transform weight 64.5": (lambda fh: fh["layer/0"].create_dataset("weight", data=64.5),
                                     "layer/0 input weight holds 64.5, not an integer"),
-    "compound dataset": (_replace("layer/3/neuron/vDecay", np.zeros(1, dtype=[("a", "i4"), ("b", "f4")])),
+    "compound dataset": (replace_dataset("layer/3/neuron/vDecay", np.zeros(1, dtype=[("a", "i4"), ("b", "f4")])),
                          "layer/3/neuron/vDecay has type"),
 }
 
@@ -440,109 +387,6 @@ def test_a_json_integer_beyond_the_digit_limit_is_one_line(tmp_path: Path) -> No
     assert "\n" not in str(info.value)
 
 
-# ---- 5. config values and labels at the front door -----------------------------------------
-CONFIG_CASES = [
-    ({"train": {"seed": 2 ** 32}}, "train.seed must be at most 4,294,967,295, got 4294967296"),
-    ({"train": {"seed": -1}}, "train.seed must be an integer >= 0, got -1"),
-    ({"train": {"threads": 10 ** 6}}, "train.threads must be at most 1,024, got 1000000"),
-    ({"train": {"epochs": 10 ** 9}}, "train.epochs must be at most 10,000, got 1000000000"),
-    ({"teacher": {"epochs": 10 ** 9}}, "teacher.epochs must be at most 10,000, got 1000000000"),
-    ({"finetune": {"epochs": 10 ** 9}}, "finetune.epochs must be at most 10,000, got 1000000000"),
-    ({"student": {"width": 1000.0}}, "student.width must be at most 64, got 1000.0"),
-    ({"student": {"time_steps": 10 ** 6}}, "student.time_steps must be at most 1,024, got 1000000"),
-    ({"data": {"test_fraction": 1e-9}}, "data.test_fraction must be in [0.01, 0.99] (both splits non-empty), got 1e-09"),
-    ({"data": {"test_fraction": 0.999}}, "data.test_fraction must be in [0.01, 0.99]"),
-]
-
-
-@pytest.mark.parametrize(("section", "message"), CONFIG_CASES, ids=[m.split(" must")[0] + str(i)
-                                                                     for i, (_, m) in enumerate(CONFIG_CASES)])
-def test_config_values_beyond_what_a_run_can_use_are_refused(section: dict[str, Any], message: str) -> None:
-    from sne_loihi.checks import check_config
-    from sne_loihi.config import RunConfig
-    from sne_loihi.errors import ConfigError
-
-    with pytest.raises(ConfigError) as info:
-        check_config(RunConfig.from_dict(section))
-    assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
-
-
-def test_a_neuron_parameter_beyond_the_float_range_is_one_line() -> None:
-    """A stored spec (manifest, checkpoint) may hold any JSON / pickle integer; 10**400 once
-    raised OverflowError in math.isfinite / float()."""
-    from sne_loihi.errors import ConfigError
-    from sne_loihi.netx_format.manifest import _check_spec_neuron
-    from sne_loihi.students import StudentSpec
-
-    with pytest.raises(ExportError, match="student 0 spec neuron.threshold must be > 0"):
-        _check_spec_neuron({"neuron": {"threshold": 10 ** 400}}, "student 0 spec neuron")
-    spec = {"layers": [], "in_shape": [1], "out_features": 1, "time_steps": 1, "input_bits": 1,
-            "neuron": {"threshold": 10 ** 400}}
-    with pytest.raises(ConfigError, match="a value beyond the float range"):
-        StudentSpec.from_dict(spec)
-
-
-def test_the_time_step_bounds_agree() -> None:
-    from sne_loihi import checks
-    from sne_loihi.netx_format import limits
-
-    assert checks.MAX_TIME_STEPS == limits.MAX_TIME_STEPS
-
-
-@pytest.mark.parametrize(("name", "content", "needle"), [
-    ("deep-array.toml", b"a = " + b"[" * 1000 + b"]" * 1000 + b"\n", "nested deeper than a config goes"),
-    ("deep-tables.toml", b"[" + b".".join([b"t"] * 100) + b"]\nx = 1\n", "tables or arrays nested more than 16 levels"),
-    ("latin1.toml", b'[data]\nname = "caf\xe9"\n', "not UTF-8 text (byte 18)"),
-], ids=["deep-array", "deep-tables", "latin1"])
-def test_a_config_file_nested_too_deep_or_not_utf8_is_one_line(tmp_path: Path, name: str, content: bytes,
-                                                               needle: str) -> None:
-    path = tmp_path / name
-    path.write_bytes(content)
-    result = runner.invoke(app, ["pipeline", "--run-dir", str(tmp_path / "run"), "--config", str(path)])
-    one_error_line(result, f"cannot read config file {path}: {needle}")
-    assert not (tmp_path / "run").exists()
-
-
-def test_a_seed_numpy_cannot_take_is_one_line_on_the_cli(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["pipeline", "--run-dir", str(tmp_path / "run"), "--set", "train.seed=4294967296"])
-    one_error_line(result, "train.seed must be at most 4,294,967,295, got 4294967296")
-
-
-def _npz_data(path: Path, y_train: np.ndarray) -> Path:
-    rng = np.random.default_rng(0)
-    np.savez(path, x_train=rng.integers(0, 256, (len(y_train), 8, 8), dtype=np.uint8), y_train=y_train,
-             x_test=rng.integers(0, 256, (4, 8, 8), dtype=np.uint8), y_test=np.arange(4))
-    return path
-
-
-@pytest.mark.parametrize(("labels", "needle"), [
-    (np.linspace(0.7, 9.7, 10), "y_train must hold integers, got float64"),
-    (np.array([0, 1, 2, 10 ** 18]), "y_train holds label 1000000000000000000, beyond the 100,000 classes"),
-    (np.array([0, 1, 2, 2 ** 63 + 5], dtype=np.uint64), "y_train holds label 9223372036854775813, beyond"),
-])
-def test_labels_a_data_set_cannot_have_are_one_line(tmp_path: Path, labels: np.ndarray, needle: str) -> None:
-    from sne_loihi.config import DataConfig
-    from sne_loihi.data import load_dataset
-    from sne_loihi.errors import DataError
-
-    path = _npz_data(tmp_path / "d.npz", labels)
-    with pytest.raises(DataError) as info:
-        load_dataset(DataConfig(name="npz", data_dir=str(path)))
-    assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
-    result = runner.invoke(app, ["teacher", "--run-dir", str(tmp_path / "run"), "--dataset", "npz", "--data-dir",
-                                 str(path)])
-    one_error_line(result, needle)
-
-
-@pytest.mark.parametrize("fraction", [0.01, 0.99])
-def test_the_test_fraction_bounds_leave_both_digits_splits_non_empty(fraction: float) -> None:
-    from sne_loihi.config import DataConfig
-    from sne_loihi.data import load_dataset
-
-    data = load_dataset(DataConfig(name="digits", test_fraction=fraction))
-    assert len(data.y_train) >= 10 and len(data.y_test) >= 10
-
-
 # ---- 6. the Lava graph: its size before it is built, a failing process ------------------------
 def test_the_graph_estimate_counts_what_lava_stores(tmp_path: Path) -> None:
     from sne_loihi.sim.graph_size import BYTES_PER_NEURON, estimate_graph
@@ -607,7 +451,7 @@ def test_a_lava_process_that_raises_ends_the_run_in_one_line(tmp_path: Path) -> 
         g.create_dataset("weight", data=np.full((1, channels, 3, 3), 254.0, np.float32))
         for name, value in (("stride", [1, 1]), ("padding", [0, 0]), ("dilation", [1, 1]), ("groups", 1)):
             g.create_dataset(name, data=np.array(value))
-        _neuron(g)
+        write_neuron(g)
     x = tmp_path / "x.npy"
     np.save(x, np.full((1, channels, 3, 3, 2), 255, dtype=np.int64))
     t0 = time.monotonic()
