@@ -188,3 +188,20 @@ def test_a_nir_export_checked_against_a_changed_ensemble_says_so(run_copy: Path)
     save_checkpoint(run_copy / "ensemble.pt", ckpt)
     one_error_line(runner.invoke(app, ["nir", str(run_copy / "nir"), "--check-samples", "2"]),
                    f"{run_copy / 'nir'} was not exported from {run_copy / 'ensemble.pt'} (the checkpoint changed since")
+
+
+def test_lava_options_are_refused_on_a_nir_export(run_copy: Path) -> None:
+    """--capacity (samples per Lava run) and --first-layer mean nothing to a NIR export: given,
+    they are one error line and nothing is written (a negative --capacity used to pass)."""
+    from typer.testing import CliRunner
+
+    from cli_checks import one_error_line
+    from sne_loihi.cli import app
+
+    runner = CliRunner()
+    base = ["export", str(run_copy), "--format", "nir", "--check-samples", "0"]
+    for extra, message in ((["--capacity", "-3"], "--capacity applies to netx exports"),
+                           (["--capacity", "25"], "--capacity applies to netx exports"),
+                           (["--first-layer", "bias"], "--first-layer applies to netx exports")):
+        one_error_line(runner.invoke(app, [*base, *extra]), message)
+        assert not (run_copy / "nir").exists()

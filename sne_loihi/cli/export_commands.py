@@ -11,7 +11,7 @@ import typer
 from sne_loihi.cli.app import app, friendly
 from sne_loihi.cli.flags import EXPORT_FLAGS, config_flags
 from sne_loihi.cli.options import (
-    CapacityOpt, CheckSamplesOpt, DataDirOpt, ExistingRunDirOpt, ProgressOpt, RunArg, one_run_folder,
+    CapacityOpt, CheckSamplesOpt, DataDirOpt, ExistingRunDirOpt, ProgressOpt, RunArg, one_run_folder, option_given,
 )
 from sne_loihi.config import DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES
 from sne_loihi.errors import SneError
@@ -28,6 +28,7 @@ class ExportFormat(str, Enum):
 @friendly
 @config_flags(EXPORT_FLAGS)
 def export(
+    ctx: typer.Context,
     run: RunArg = None,
     run_dir: ExistingRunDirOpt = None,
     overrides: Any = None,
@@ -58,6 +59,8 @@ def export(
     if fmt is ExportFormat.NIR:
         if (overrides or {}).get("lava.first_layer") is not None:
             raise SneError("--first-layer applies to netx exports (NIR graphs have no neuron-bias input)")
+        if option_given(ctx, "capacity"):
+            raise SneError("--capacity applies to netx exports (the NIR check runs snnTorch, not Lava)")
         _export_nir(run, out, samples, overwrite, data_dir)
         return
     if capacity < 1:

@@ -199,3 +199,9 @@ def echo_engine(cfg: RunConfig) -> None:
         typer.echo(f"student engine: fast ({engine_paths(resolve_device(cfg.train.device))})")
     else:
         typer.echo("student engine: slayer (lava-dl SLAYER blocks)")
+
+
+def option_given(ctx: typer.Context, param: str) -> bool:
+    """Whether the user gave the option of this command parameter (not its default)."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")

@@ -10,7 +10,9 @@ import typer
 
 from sne_loihi.cli.app import app, friendly
 from sne_loihi.cli.flags import float_list
-from sne_loihi.cli.options import LAVA_PANEL, BackendOpt, CapacityOpt, DataDirOpt, EnergyOpt, LavaSamplesOpt, ProgressOpt
+from sne_loihi.cli.options import (
+    LAVA_PANEL, BackendOpt, CapacityOpt, DataDirOpt, EnergyOpt, LavaSamplesOpt, ProgressOpt, option_given,
+)
 from sne_loihi.config import DEFAULT_ENERGY_PROFILE, DEFAULT_LAVA_CAPACITY, DEFAULT_LAVA_SAMPLES, Backend
 from sne_loihi.errors import SneError
 
@@ -85,13 +87,13 @@ def simulate(
         raise SneError(f"{output} exists; choose a new --output file")
     if layers is not None and layers < 1:
         raise SneError(f"--layers must be >= 1, got {layers}")
-    samples_given = _given(ctx, "samples")
+    samples_given = option_given(ctx, "samples")
     if target.is_file():
         if input_file is None:
             raise SneError(f"{target} is a single network: give its input with --input FILE.npy")
         export_only = [name for name, used in (("--active", active is not None), ("--cascade", cascade is not None),
                                                ("--data-dir", data_dir is not None), ("--compare", compare is not None),
-                                               ("--seed", _given(ctx, "seed")), ("--lava-samples", samples_given)) if used]
+                                               ("--seed", option_given(ctx, "seed")), ("--lava-samples", samples_given)) if used]
         if export_only:
             raise SneError(f"{export_only[0]} applies to an export folder, not to a single netx network (it runs "
                            "every sample of --input)")
@@ -146,12 +148,6 @@ def simulate(
     disagreements = rep.disagreements()
     if disagreements:  # the contract is 0 and 0: a difference is a failure, not a table entry
         raise SneError(f"Lava and torch disagree ({'; '.join(disagreements)}); the results above are not exact")
-
-
-def _given(ctx: typer.Context, param: str) -> bool:
-    """Whether the user gave the option of this command parameter (not its default)."""
-    source = ctx.get_parameter_source(param)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _echo_predictions(rep: object, export_dir: Path) -> None:
