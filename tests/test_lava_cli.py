@@ -446,3 +446,12 @@ def test_lava_workers_exit_when_their_parent_is_killed(export_dir: Path, tmp_pat
     for pid in left:  # do not leak them into the rest of the suite
         os.kill(pid, signal.SIGKILL)
     assert not left, f"{len(left)} Lava workers outlived their parent"
+
+
+def test_more_lava_samples_than_the_test_set_holds_says_so(export_dir: Path) -> None:
+    """--lava-samples beyond the test set runs all of it and says so (it used to run fewer quietly)."""
+    result = runner.invoke(app, ["simulate", str(export_dir), "--lava-samples", "100000", "--active", "0",
+                                 "--capacity", "50", "--backend", "cpu"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "note: the test set holds 100 images; --lava-samples 100,000 ran all of them" in result.stderr
+    assert "100 samples" in result.stdout

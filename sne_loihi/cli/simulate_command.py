@@ -119,6 +119,9 @@ def simulate(
                               engine=engine, inputs=input_file, progress=progress)
         if input_file is not None:
             _echo_predictions(rep, target)
+        elif samples_given and rep.samples < samples:
+            typer.echo(f"note: the test set holds {rep.samples:,} images; --lava-samples {samples:,} ran all of them",
+                       err=True)
     else:
         raise SneError(f"{target} not found (expected an export folder or a netx file)")
     print_table(rep.rows(), f"Lava, backend {rep.backend}: {rep.samples} samples, energy profile {energy}", LAVA_COLUMNS)
