@@ -11,11 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import fields, replace
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from sne_loihi.config import DEFAULT_ENERGY_PROFILE, ReportConfig, RunConfig
 from sne_loihi.distributed import current
 from sne_loihi.run import CASCADE_HEAD_FILE, ENSEMBLE_FILE, EXPORT_DIR, LAVA_FILE, TEACHER_FILE, Run, as_run
+from sne_loihi.run_files import STUDENT_METRICS, TEACHER_METRICS, dropout_dir
 
 __all__ = ["lava_stage", "report_run", "run_pipeline"]
 
@@ -89,19 +91,17 @@ def run_pipeline(
         stored_partition(run)
         _teacher_not_retrained_under_students(run)
     prepare_run_dir(run, resume=resume, checkpoints=(TEACHER_FILE, ENSEMBLE_FILE))
-    timings: dict[str, float] = {}
-    train_teacher(run, resume=resume, progress=progress)
-    timings["teacher"] = time.time() - t0
+    timings: dict[str, float] = {"setup": time.time() - t0}
+    _time_training(timings, "teacher", run.file(TEACHER_METRICS), lambda: train_teacher(run, resume=resume,
+                                                                                        progress=progress))
     t = time.time()
     if finetune_if_asked(run, progress=progress) is not None:  # partition "finetune" only
         timings["teacher_finetune"] = time.time() - t
-    t1 = time.time()
-    students_stage(run, resume=resume, progress=progress)
-    timings["students"] = time.time() - t1
+    _time_training(timings, "students", run.file(STUDENT_METRICS),
+                   lambda: students_stage(run, resume=resume, progress=progress))
     for k in dropout_ks or []:
-        t = time.time()
-        dropout_stage(run, k, resume=resume, progress=progress)
-        timings[f"dropout_k{k}"] = time.time() - t
+        _time_training(timings, f"dropout_k{k}", dropout_dir(run.dir, k) / STUDENT_METRICS,
+                       lambda k=k: dropout_stage(run, k, resume=resume, progress=progress))
     if not current().is_main:  # under torchrun: export, Lava and the report are rank 0's
         return {}
     t = time.time()
@@ -118,6 +118,24 @@ def run_pipeline(
     if lava is not None:
         print_table(lava.rows(), f"Lava ({lava.backend}) on the first {lava.samples} test samples", LAVA_COLUMNS)
     return out
+
+
+def _time_training(timings: dict[str, float], name: str, metrics: Path, stage: Callable[[], object]) -> None:
+    """Run a training stage and record its seconds under ``name``, or under ``name_kept`` when
+    it trained no epoch (a finished stage kept by ``--resume``: the seconds only loaded it)."""
+    before = _records(metrics)
+    t = time.time()
+    stage()
+    timings[name if _records(metrics) > before else f"{name}_kept"] = time.time() - t
+
+
+def _records(metrics: Path) -> int:
+    """The number of epoch records in a learning-curve file (0 when there is none yet)."""
+    try:
+        with metrics.open("rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    except FileNotFoundError:
+        return 0
 
 
 def lava_stage(run: Run, *, energy: str = DEFAULT_ENERGY_PROFILE, progress: bool = True, resume: bool = False) -> Any:

@@ -168,8 +168,9 @@ def test_evaluate_checkpoint_with_wrong_weights_names_the_mismatch(tiny_run: Pat
 
 def test_a_resumed_pipeline_keeps_a_finished_lava_stage(tiny_run: Path, tiny_pipeline_args: list[str], tmp_path: Path) -> None:
     """--resume on a finished run keeps RUN/lava.json and its export (same ensemble, head and
-    [lava] settings) and reports the earlier invocation's seconds under their own name; other
-    Lava settings, or an export rewritten since, run the stage again."""
+    [lava] settings) and reports the earlier invocation's seconds under their own name (the
+    kept training stages' loading seconds too); other Lava settings, or an export rewritten
+    since, run the stage again."""
     import shutil
 
     run = tmp_path / "run"
@@ -184,6 +185,10 @@ def test_a_resumed_pipeline_keeps_a_finished_lava_stage(tiny_run: Path, tiny_pip
     assert (lava_json.stat().st_mtime_ns, manifest.stat().st_mtime_ns) == before
     timings = json.loads((run / "report.json").read_text())["timings"]
     assert timings["export_and_lava_earlier_invocation"] == pytest.approx(earlier_s) and "export_and_lava" not in timings
+    # the finished training stages were only loaded: their seconds are not reported as training
+    assert {"setup", "teacher_kept", "students_kept"} <= set(timings) and not {"teacher", "students"} & set(timings)
+    fresh = json.loads((tiny_run / "report.json").read_text())["timings"]
+    assert {"setup", "teacher", "students", "export_and_lava"} <= set(fresh) and "teacher_kept" not in fresh
     from sne_loihi.sim.stage import LAVA_SECTION
 
     md = (run / "report.md").read_text()
