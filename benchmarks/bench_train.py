@@ -282,6 +282,7 @@ def main() -> None:
     if not args.overwrite and (md_path.exists() or json_path.exists()):
         parser.error(f"{md_path} or {json_path} exists; pass --overwrite or choose another --out")
 
+    from machine import cpu_name
     from tqdm.auto import tqdm
 
     from sne_loihi.config import DataConfig
@@ -323,8 +324,8 @@ def main() -> None:
         "data_dir": str(args.data_dir),
         "train_samples": len(data.y_train),
         "test_samples": len(data.y_test),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, CPU only" if not torch.cuda.is_available()
-        else f"{platform.machine()}, CUDA present but not used",
+        "machine": f"{cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, "
+                   + ("CPU only" if not torch.cuda.is_available() else "CUDA present but not used"),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "load_before": load_before,

@@ -213,7 +213,9 @@ class TeacherConfig:
         optimizer: Optimiser of the teacher.
         weight_decay: Weight decay of that optimiser.
         amp: Train in mixed precision (float16 + loss scaling on CUDA, bfloat16 on CPU);
-            off by default, so results are float32's.
+            off by default, so results are float32's. A CPU without bfloat16 kernels
+            (oneDNN asks for AVX-512) trains in float32 instead and says so: emulated
+            bfloat16 is tens of times slower there.
         momentum: SGD momentum (Nesterov; ``optimizer = "sgd"`` only).
         label_smoothing: Cross-entropy label smoothing (airbench: 0.2).
         schedule: Learning-rate schedule (see :class:`LrSchedule`).

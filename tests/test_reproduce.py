@@ -361,3 +361,15 @@ def test_partition_records_from_before_the_stored_accuracy_read_it_from_their_ru
     new = bench.stored_ensemble_accuracy(old, tmp_path)
     assert (new["test_accuracy"], new["test_accuracy_last_epoch"], new["fold"]) == (0.69, 0.70, fold)
     assert bench.stored_ensemble_accuracy(new, tmp_path) is new  # a current record is kept as it is
+
+
+def test_benchmarks_name_the_cpu_class_not_only_its_model_name() -> None:
+    """Two CPUs both named "AMD EPYC" ran the teacher's bfloat16 step 51x apart: the machine line
+    of every benchmark carries family, model and vector instructions from /proc/cpuinfo."""
+    machine = load_benchmark("machine")
+    zen3 = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nflags\t\t: fpu sse avx avx2 fma\n\nprocessor\t: 1\n"
+    zen4 = "cpu family\t: 25\nmodel\t\t: 17\nflags\t\t: avx2 avx512f avx512bw avx512_bf16\n"
+    assert machine.cpu_class(zen3) == "family 25 model 1, AVX2, no AVX-512"
+    assert machine.cpu_class(zen4) == "family 25 model 17, AVX-512, AVX-512 BF16"
+    assert machine.cpu_class("") == "" and machine.cpu_class("model name\t: X\n") == ""
+    assert machine.cpu_class() in machine.cpu_name()  # this machine's, beside its name

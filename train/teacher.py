@@ -13,7 +13,7 @@ from torch import nn
 
 from sne_loihi.run import Run
 from sne_loihi.data import Dataset
-from sne_loihi.distributed import autocast, backward_step, grad_scaler
+from sne_loihi.distributed import amp_in_use, autocast, backward_step, grad_scaler
 from sne_loihi.teachers import build_teacher
 from sne_loihi.teachers.checkpoint import TEACHER_FILE, load_teacher  # noqa: F401  (TEACHER_FILE: re-exported)
 from sne_loihi.checks import check_config
@@ -134,7 +134,8 @@ def train_teacher(
     if lookahead is not None and not fresh:
         lookahead.load_state_dict(load_checkpoint(path)["lookahead"])
     ddp = dist.wrap(model, device)
-    scaler = grad_scaler(device, tcfg.amp)
+    amp = amp_in_use(device, tcfg.amp)  # float32 on a CPU without bfloat16 kernels (it says so)
+    scaler = grad_scaler(device, amp)
     extra = {**_meta(data), **({"lookahead": lookahead.state} if lookahead is not None else {})}
     checkpoints = EpochCheckpoints(path, metrics, cfg.to_dict(), model, opt, start, extra)
     augment = teacher_augmenter(tcfg, cfg.data.augment, gen)
@@ -153,7 +154,7 @@ def train_teacher(
                 if tcfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 loss, logits = teacher_step(ddp, opt.optimizer, x, y, loss_weight=dist.loss_weight(shard),
-                                            amp=tcfg.amp, scaler=scaler, label_smoothing=tcfg.label_smoothing)
+                                            amp=amp, scaler=scaler, label_smoothing=tcfg.label_smoothing)
                 if opt.per_step:
                     opt.scheduler.step()
                 if lookahead is not None:
@@ -177,6 +178,7 @@ def train_teacher(
             "train_accuracy": sums["correct"] / sums["seen"],
             "test_accuracy": sharded_accuracy(model, data.x_test_nchw, data.y_test, 256, device, dist),
             "lr": opt.scheduler.get_last_lr()[0],
+            "amp": amp,
             **dist.record(),
         }
         if last and TestTimeAugment(tcfg.tta) is not TestTimeAugment.NONE:
