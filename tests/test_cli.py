@@ -187,8 +187,6 @@ def test_a_resumed_pipeline_keeps_a_finished_lava_stage(tiny_run: Path, tiny_pip
     assert timings["export_and_lava_earlier_invocation"] == pytest.approx(earlier_s) and "export_and_lava" not in timings
     # the finished training stages were only loaded: their seconds are not reported as training
     assert {"setup", "teacher_kept", "students_kept"} <= set(timings) and not {"teacher", "students"} & set(timings)
-    fresh = json.loads((tiny_run / "report.json").read_text())["timings"]
-    assert {"setup", "teacher", "students", "export_and_lava"} <= set(fresh) and "teacher_kept" not in fresh
     from sne_loihi.sim.stage import LAVA_SECTION
 
     md = (run / "report.md").read_text()
@@ -375,3 +373,17 @@ def test_resume_without_a_run_folder_is_refused(command: str, tmp_path: Path, mo
     result = runner.invoke(app, [command, "--resume", "--no-progress"])
     assert result.exit_code == 1 and result.stderr == "error: --resume continues a run folder: name it with --run-dir\n"
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_training_stage_is_timed_as_training_only_when_it_trained_an_epoch(tmp_path: Path) -> None:
+    """The pipeline names a stage's seconds after what the stage did: an epoch record added to
+    its learning curve (fresh or resumed training) or none (a finished stage only loaded)."""
+    from sne_loihi.pipeline import _time_training
+
+    metrics, timings = tmp_path / "metrics_teacher.jsonl", {}
+    _time_training(timings, "teacher", metrics, lambda: metrics.write_text('{"epoch": 1}\n'))
+    _time_training(timings, "students", metrics, lambda: None)
+    _time_training(timings, "dropout_k2", tmp_path / "absent.jsonl", lambda: None)
+    assert set(timings) == {"teacher", "students_kept", "dropout_k2_kept"}
+    assert all(v >= 0 for v in timings.values())
+
