@@ -12,7 +12,7 @@ from typing import Any
 def cpu_name() -> str:
     """The CPU's model name as ``lscpu`` reports it (else the platform's processor string),
     with its class where ``/proc/cpuinfo`` tells it (:func:`cpu_class`): a cloud CPU is often
-    named only "AMD EPYC", and two of those measured 51x apart on bfloat16."""
+    named only "AMD EPYC", and the teacher's bfloat16 step ran 54.7x slower on one of two such machines."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
         name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))

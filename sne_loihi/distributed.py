@@ -311,7 +311,7 @@ def cpu_has_bf16_kernels() -> bool:
     """Whether oneDNN has bfloat16 kernels for this CPU (it asks for AVX-512 on x86).
 
     Without them torch emulates bfloat16 autocast: the ``airbench`` teacher's training step
-    measured 51x slower than float32 on a 2-core AMD EPYC (Zen 3, AVX2 only), batch 256. A
+    measured 54.7x slower than float32 on a 2-core AMD EPYC (Zen 3, AVX2 only), batch 256. A
     torch without the check is taken to have the kernels.
     """
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)

@@ -9,9 +9,9 @@ package; the stages themselves live in ``train/``, ``export/`` and ``sim/``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from sne_loihi.config import DEFAULT_ENERGY_PROFILE, ReportConfig, RunConfig

@@ -282,7 +282,7 @@ def test_teacher_step_amp_off_is_the_float32_step_and_amp_on_trains() -> None:
 @pytest.mark.parametrize("kernels", [True, False])
 def test_teacher_amp_on_a_cpu_without_bfloat16_kernels_trains_in_float32_and_says_so(
         kernels: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
-    """Emulated bfloat16 is tens of times slower than float32 (51x measured, Zen 3 EPYC): there
+    """Emulated bfloat16 is tens of times slower than float32 (54.7x measured, Zen 3 EPYC): there
     ``teacher.amp = true`` trains in float32 with a warning, and every epoch record says which."""
     from typer.testing import CliRunner
 

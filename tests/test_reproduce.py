@@ -364,7 +364,7 @@ def test_partition_records_from_before_the_stored_accuracy_read_it_from_their_ru
 
 
 def test_benchmarks_name_the_cpu_class_not_only_its_model_name() -> None:
-    """Two CPUs both named "AMD EPYC" ran the teacher's bfloat16 step 51x apart: the machine line
+    """Two CPUs both named "AMD EPYC" ran the teacher's bfloat16 step 54.7x apart: the machine line
     of every benchmark carries family, model and vector instructions from /proc/cpuinfo."""
     machine = load_benchmark("machine")
     zen3 = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nflags\t\t: fpu sse avx avx2 fma\n\nprocessor\t: 1\n"

@@ -61,12 +61,12 @@ def finetune_stage(
     stale = backup.exists() and path.exists() and backup.read_bytes() != path.read_bytes() and _plain_teacher(path)
     source = path if stale or not backup.exists() else backup
     device = device or _recorded_device(run)
+    dist = setup(resolve_device(device))  # before the load: under torchrun it picks this rank's GPU
     model, cfg, _ = load_teacher(source, device=device)  # fine-tuned in place: never a shared copy
     dim = int(model.feature_dim)  # the chunk rule before anything is written
     if dim % students:
         raise ConfigError(f"fine-tuning for {students} students needs the teacher's {dim} features to be divisible "
                           f"by {students}")
-    dist = setup(resolve_device(device))
     if source is path and dist.is_main:  # the backup holds the same bytes the model was loaded from
         atomic_write_bytes(backup, path.read_bytes())
     dist.barrier()  # the backup exists before the fine-tuned teacher replaces teacher.pt
