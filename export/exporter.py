@@ -111,6 +111,15 @@ def _student_entry(directory: Path, i: int, student: Any, choice: FirstLayerChoi
                         first_layer=choice.mode.value, first_layer_note=choice.note)
 
 
+def _is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds a netx or NIR export: its manifest beside ``student_0`` (a lone
+    ``manifest.json`` is common in other projects' folders)."""
+    from sne_loihi.export.nir_export import NIR_MANIFEST_FILE
+
+    return any((folder / manifest).is_file() and (folder / student).is_file()
+               for manifest, student in ((MANIFEST_FILE, "student_0.net"), (NIR_MANIFEST_FILE, "student_0.nir")))
+
+
 def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_FILE) -> None:
     """Refuse an ``out_dir`` whose contents an export would destroy.
 
@@ -124,6 +133,9 @@ def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir} exists and is not a folder; choose another export folder (--out)")
+    inside = next((p for p in Path(out_dir).resolve().parents if _is_export(p)), None)
+    if inside is not None:  # a nested export would be a stray folder of that one (its next export refuses it)
+        raise ExportError(f"{out_dir} lies inside the export {inside}; choose a folder outside it (--out)")
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return
     refuse = "an export replaces only a folder holding an earlier export; choose a new or empty folder (--out)"

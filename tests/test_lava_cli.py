@@ -455,3 +455,20 @@ def test_more_lava_samples_than_the_test_set_holds_says_so(export_dir: Path) -> 
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "note: the test set holds 100 images; --lava-samples 100,000 ran all of them" in result.stderr
     assert "100 samples" in result.stdout
+
+
+def test_an_export_inside_an_export_is_refused(export_dir: Path, tmp_path: Path) -> None:
+    """--out inside an existing export (netx or NIR) would leave a stray folder in it that its
+    next --overwrite refuses; it is one error line and nothing is written. A folder that only
+    holds some other project's manifest.json is no export."""
+    before = sorted(p.name for p in export_dir.iterdir())
+    nested = export_dir / "sub"
+    one_error_line(runner.invoke(app, ["export", str(export_dir.parent), "--out", str(nested), "--check-samples", "0"]),
+                   f"lies inside the export {export_dir.resolve()}")
+    assert sorted(p.name for p in export_dir.iterdir()) == before
+    from sne_loihi.export.exporter import _is_export
+
+    other = tmp_path / "web"
+    other.mkdir()
+    (other / "manifest.json").write_text("{}")
+    assert _is_export(export_dir) and not _is_export(other)
