@@ -18,7 +18,8 @@ from sne_loihi.json_files import read_json_file
 from sne_loihi.export.netx_write import write_student_hdf5
 from sne_loihi.io import atomic_write_json, sha256_file
 from sne_loihi.netx_format.manifest import (
-    LOIHI2_REPORT, MANIFEST_FILE, CascadeHead, InputEncoding, Manifest, ParityRecord, StudentEntry, load_manifest,
+    LOIHI2_REPORT, MANIFEST_FILE, NIR_MANIFEST_FILE, CascadeHead, InputEncoding, Manifest, ParityRecord, StudentEntry,
+    load_manifest,
 )
 from sne_loihi.netx_format.netx_file import read_netx_layers
 
@@ -114,8 +115,6 @@ def _student_entry(directory: Path, i: int, student: Any, choice: FirstLayerChoi
 def _is_export(folder: Path) -> bool:
     """Whether ``folder`` holds a netx or NIR export: its manifest beside ``student_0`` (a lone
     ``manifest.json`` is common in other projects' folders)."""
-    from sne_loihi.export.nir_export import NIR_MANIFEST_FILE
-
     return any((folder / manifest).is_file() and (folder / student).is_file()
                for manifest, student in ((MANIFEST_FILE, "student_0.net"), (NIR_MANIFEST_FILE, "student_0.nir")))
 

@@ -52,8 +52,8 @@ from sne_loihi.errors import ExportError
 from sne_loihi.json_files import read_json_file
 from sne_loihi.export.netx_write import check_norm_folded
 from sne_loihi.export.nir_params import DECAY_SCALE, NIR_DT, WEIGHT_SCALE, cuba_params, synapse_bias
+from sne_loihi.netx_format.manifest import NIR_MANIFEST_FILE
 
-NIR_MANIFEST_FILE = "nir_manifest.json"
 HEAD_FILE = "head.nir"
 NIR_DIR = "nir"
 

@@ -19,6 +19,8 @@ from sne_loihi.netx_format.netx_file import read_netx_layers
 from sne_loihi.students.spec import check_neuron
 
 MANIFEST_FILE = "manifest.json"
+#: The manifest of a NIR export (``sne export --format nir``, :mod:`sne_loihi.export.nir_export`).
+NIR_MANIFEST_FILE = "nir_manifest.json"
 #: The Loihi 2 readiness report written beside the manifest (its JSON is the manifest's ``loihi2``).
 LOIHI2_REPORT = "loihi2.md"
 FORMAT_VERSION = 1
