@@ -212,10 +212,9 @@ class TeacherConfig:
         batch_size: The global batch (under torchrun each of P processes takes ``batch_size / P``).
         optimizer: Optimiser of the teacher.
         weight_decay: Weight decay of that optimiser.
-        amp: Train in mixed precision (float16 + loss scaling on CUDA, bfloat16 on CPU);
-            off by default, so results are float32's. A CPU without bfloat16 kernels
-            (oneDNN asks for AVX-512) trains in float32 instead and says so: emulated
-            bfloat16 is tens of times slower there.
+        amp: Train in mixed precision (float16 + loss scaling on CUDA, bfloat16 on CPU; off by
+            default: float32's results). A CPU without bfloat16 kernels (oneDNN asks for AVX-512)
+            trains in float32 and says so: emulated bfloat16 is tens of times slower there.
         momentum: SGD momentum (Nesterov; ``optimizer = "sgd"`` only).
         label_smoothing: Cross-entropy label smoothing (airbench: 0.2).
         schedule: Learning-rate schedule (see :class:`LrSchedule`).
