@@ -38,10 +38,8 @@ def cpu_class(cpuinfo: str | None = None) -> str:
     flags = set(fields.get("flags", "").split())
     if not flags:
         return ""
-    isa = ["AVX-512" if "avx512f" in flags else ("AVX2" if "avx2" in flags else "no AVX2")]
+    isa = ["AVX-512"] if "avx512f" in flags else ["AVX2" if "avx2" in flags else "no AVX2", "no AVX-512"]
     isa += [name for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
-    if "avx512f" not in flags:
-        isa.append("no AVX-512")
     model = f"family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields and "model" in fields else ""
     return ", ".join(p for p in [model, *isa] if p)
 

@@ -127,8 +127,8 @@ def check_out_dir(out_dir: Path, overwrite: bool, manifest_file: str = MANIFEST_
     for netx, ``nir_manifest.json`` for NIR) and the files it lists.
 
     Raises:
-        ExportError: ``out_dir`` is a file, or a non-empty folder that is not an export (or
-            ``overwrite`` is False).
+        ExportError: ``out_dir`` is a file, lies inside another export, or is a non-empty
+            folder that is not an export (or ``overwrite`` is False).
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir} exists and is not a folder; choose another export folder (--out)")

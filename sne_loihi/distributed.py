@@ -318,12 +318,12 @@ def cpu_has_bf16_kernels() -> bool:
     return True if check is None else bool(check())
 
 
-def amp_in_use(device: torch.device, requested: bool, key: str = "teacher.amp") -> bool:
+def amp_in_use(device: torch.device, requested: bool) -> bool:
     """The mixed precision a run trains in: ``requested``, except on a CPU without bfloat16
     kernels (:func:`cpu_has_bf16_kernels`), where it says so on stderr and trains in float32
     (same results up to rounding, tens of times faster there)."""
     if requested and device.type == "cpu" and not cpu_has_bf16_kernels():
-        print(f"warning: {key} = true, but this CPU has no bfloat16 kernels (oneDNN needs AVX-512), where "
+        print("warning: teacher.amp = true, but this CPU has no bfloat16 kernels (oneDNN needs AVX-512), where "
               "bfloat16 runs tens of times slower than float32: training in float32", file=sys.stderr)
         return False
     return requested
