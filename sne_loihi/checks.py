@@ -92,6 +92,7 @@ RULES: dict[str, Rule] = {
     "teacher.translate": (_count_from(0), "an integer >= 0 (pixels)"),
     "teacher.cutout": (_count_from(0), "an integer >= 0 (pixels; 0 = off)"),
     "student.width": (_positive, "> 0"),
+    "student.first_width": (lambda v: v is None or _positive(v), "> 0 (unset: student.width)"),
     "student.time_steps": (_at_least(1), ">= 1"),
     "ensemble.num_students": (_at_least(1), ">= 1"),
     "ensemble.alpha": (_at_least(0), ">= 0 (0 = no distillation)"),
@@ -121,6 +122,7 @@ RULES: dict[str, Rule] = {
 BOUNDS: dict[str, float] = {
     "teacher.epochs": MAX_EPOCHS,
     "student.width": MAX_STUDENT_WIDTH,
+    "student.first_width": MAX_STUDENT_WIDTH,
     "student.time_steps": MAX_TIME_STEPS,
     "train.epochs": MAX_EPOCHS,
     "train.threads": MAX_THREADS,
@@ -155,7 +157,7 @@ def check_section(section: Any, name: str) -> None:
             value = getattr(section, field_name)
             if not ok(value):
                 raise ConfigError(f"{key} must be {want}, got {value!r}")
-            if key in BOUNDS and value > BOUNDS[key]:
+            if key in BOUNDS and value is not None and value > BOUNDS[key]:
                 raise ConfigError(f"{key} must be at most {BOUNDS[key]:,}, got {value!r}")
     if name == "report":  # an unknown profile fails now, not after hours of training
         from sne_loihi.cost.energy import resolve_profile

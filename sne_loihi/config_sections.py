@@ -288,6 +288,8 @@ class StudentConfig:
             (:data:`sne_loihi.config.RENAMED_KEYS`); ``StudentConfig(backend=...)`` and
             ``dataclasses.replace(cfg, backend=...)`` still set it.
         width: Channel multiplier applied to the architecture's base widths.
+        first_width: The first layer's multiplier where it differs (``None``: ``width``). That
+            layer reads graded pixels, so its MACs, not spike ACs, dominate a student's energy.
         time_steps: T, the number of steps the (repeated) input is presented.
         input_bits: Graded input spikes carry pixel values quantised to this many bits
             (integers 0 .. 2**bits - 1, exactly what the Lava graph's gate sends with
@@ -301,6 +303,7 @@ class StudentConfig:
     neuron_library: NeuronLibrary = NeuronLibrary.SLAYER
     engine: StudentEngine = StudentEngine.FAST
     width: float = 1.0
+    first_width: float | None = None
     time_steps: int = 4
     input_bits: int = 4
     neuron: NeuronConfig = field(default_factory=NeuronConfig)

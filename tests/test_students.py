@@ -59,6 +59,25 @@ def test_vgg_shapes_and_widths() -> None:
     assert [layer.out_features for layer in thin.layers] == [1, 1, 0, 1, 10]
 
 
+def test_first_width_scales_the_first_layer_alone() -> None:
+    from sne_loihi.ensemble.checkpoint import build_ensemble
+    from sne_loihi.config import PartitionStrategy
+    from sne_loihi.partition import Partition, group_widths
+
+    spec = student_spec(StudentConfig(arch="vgg5mini", width=1.0, first_width=0.5), CIFAR, 16)
+    assert [layer.out_features for layer in spec.layers] == [32, 128, 128, 128, 0, 16]
+    same = student_spec(StudentConfig(arch="vgg5mini", width=0.5, first_width=0.5), CIFAR, 16)
+    assert same == student_spec(StudentConfig(arch="vgg5mini", width=0.5), CIFAR, 16)
+    # unequal groups: the capacity rule scales both widths alike (digits_small: conv 16, conv 32, ...)
+    part = Partition(PartitionStrategy.KMEANS, groups=((*range(16),), (16, 17, 18, 19)), feature_dim=20)
+    ens = build_ensemble(StudentConfig(arch="digits_small", width=1.0, first_width=0.5), part, DIGITS, 10)
+    widths = group_widths([16, 4], 1.0)  # 1.26, 0.63
+    assert [s.spec.layers[0].out_features for s in ens.students] == [round(16 * 0.5 * w) for w in widths] == [10, 5]
+    assert [s.spec.layers[1].out_features for s in ens.students] == [round(32 * w) for w in widths] == [40, 20]
+    with pytest.raises(ConfigError, match="first_width must be > 0"):
+        student_spec(StudentConfig(arch="vgg5mini", first_width=0.0), CIFAR, 16)
+
+
 def test_spec_round_trip_and_validation() -> None:
     spec = student_spec(StudentConfig(arch="digits_small", neuron_library=NeuronLibrary.SPIKINGJELLY, time_steps=3,
                                       input_bits=6, neuron=NeuronConfig(threshold=1.25)), DIGITS, 12)

@@ -25,6 +25,8 @@ CONFIG_CASES = [
     ({"teacher": {"epochs": 10 ** 9}}, "teacher.epochs must be at most 10,000, got 1000000000"),
     ({"finetune": {"epochs": 10 ** 9}}, "finetune.epochs must be at most 10,000, got 1000000000"),
     ({"student": {"width": 1000.0}}, "student.width must be at most 64, got 1000.0"),
+    ({"student": {"first_width": 1000.0}}, "student.first_width must be at most 64, got 1000.0"),
+    ({"student": {"first_width": 0}}, "student.first_width must be > 0 (unset: student.width), got 0"),
     ({"student": {"time_steps": 10 ** 6}}, "student.time_steps must be at most 1,024, got 1000000"),
     ({"data": {"test_fraction": 1e-9}}, "data.test_fraction must be in [0.01, 0.99] (both splits non-empty), got 1e-09"),
     ({"data": {"test_fraction": 0.999}}, "data.test_fraction must be in [0.01, 0.99]"),

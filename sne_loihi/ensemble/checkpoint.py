@@ -26,15 +26,18 @@ def build_ensemble(
 ) -> Ensemble:
     """One student per partition group, sized by the capacity rule, plus the head.
 
-    Students of unequal groups get widths from :func:`sne_loihi.partition.group_widths`.
+    Students of unequal groups get widths from :func:`sne_loihi.partition.group_widths`; a
+    ``first_width`` keeps its ratio to ``width``.
     """
     from dataclasses import replace
 
     from sne_loihi.students import build_student, student_spec
 
     widths = group_widths(partition.sizes, student_cfg.width)
+    first = student_cfg.first_width
     students = [
-        build_student(student_spec(replace(student_cfg, width=w), in_shape, size))
+        build_student(student_spec(replace(student_cfg, width=w, first_width=None if first is None else
+                                           first * w / student_cfg.width), in_shape, size))
         for w, size in zip(widths, partition.sizes)
     ]
     return Ensemble(students, num_classes)

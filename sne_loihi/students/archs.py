@@ -80,11 +80,23 @@ def auto_student(in_shape: tuple[int, int, int], out_features: int, width: float
     return STUDENT_ARCHS.get(auto_student_arch(in_shape))(in_shape, out_features, width)
 
 
+def _with_first_layer_of(layers: Sequence[LayerSpec], cfg: StudentConfig, in_shape: tuple[int, int, int],
+                         out_features: int) -> tuple[LayerSpec, ...]:
+    """``layers`` with the first layer of the same architecture built at ``cfg.first_width``."""
+    if not cfg.first_width > 0:
+        raise ConfigError(f"student first_width must be > 0, got {cfg.first_width}")
+    if len(layers) < 2:
+        raise ConfigError(f"student.first_width: {cfg.arch}'s only layer is its output layer, which no width scales")
+    first = STUDENT_ARCHS.get(cfg.arch)(in_shape, out_features, float(cfg.first_width))[0]
+    return (first, *layers[1:])
+
+
 def student_spec(cfg: StudentConfig, in_shape: tuple[int, int, int], out_features: int) -> StudentSpec:
     """The spec of a student built from the run config for one partition group.
 
     Args:
-        cfg: Student settings (architecture, width, T, input bits, neuron, backend).
+        cfg: Student settings (architecture, width and first-layer width, T, input bits,
+            neuron, backend).
         in_shape: Input ``(C, H, W)``.
         out_features: The student's share of teacher features.
 
@@ -97,6 +109,8 @@ def student_spec(cfg: StudentConfig, in_shape: tuple[int, int, int], out_feature
         raise ConfigError(f"a student needs out_features >= 1, got {out_features}")
     in_shape = tuple(int(v) for v in in_shape)
     layers = STUDENT_ARCHS.get(cfg.arch)(in_shape, int(out_features), float(cfg.width))
+    if cfg.first_width is not None and cfg.first_width != cfg.width:
+        layers = _with_first_layer_of(layers, cfg, in_shape, int(out_features))
     return StudentSpec(
         layers=tuple(layers), in_shape=in_shape, out_features=int(out_features),
         time_steps=cfg.time_steps, input_bits=cfg.input_bits,
