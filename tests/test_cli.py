@@ -387,3 +387,32 @@ def test_a_training_stage_is_timed_as_training_only_when_it_trained_an_epoch(tmp
     assert set(timings) == {"teacher", "students_kept", "dropout_k2_kept"}
     assert all(v >= 0 for v in timings.values())
 
+
+
+def test_a_default_run_folder_is_claimed_by_one_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands started in the same second without --run-dir (seeds launched together) each get
+    their own runs/<dataset>-<time> folder, locked while they run; a command that wrote nothing
+    leaves no folder behind, and torchrun without --run-dir is refused (ranks would differ)."""
+    import time
+
+    from sne_loihi.cli.options import run_folder
+    from sne_loihi.config import preset
+    from sne_loihi.errors import SneError
+    from sne_loihi.io import LOCK_FILE
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20261207-120000")
+    cfg = preset("digits")
+    with run_folder(None, cfg) as first, run_folder(None, cfg) as second:
+        assert (first, second) == (Path("runs/digits-20261207-120000"), Path("runs/digits-20261207-120000-2"))
+        assert (first / LOCK_FILE).exists() and (second / LOCK_FILE).exists()
+        (first / "config.toml").write_text("")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["digits-20261207-120000"]  # the empty one went
+    assert sorted(p.name for p in first.iterdir()) == ["config.toml"]  # lock released, results kept
+    with run_folder(None, cfg) as third:
+        assert third == Path("runs/digits-20261207-120000-2")
+    with run_folder(tmp_path / "named", cfg) as named:
+        assert named == tmp_path / "named" and not named.exists()  # --run-dir: the command's wrapper locks it
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SneError, match="under torchrun name the run folder with --run-dir"), run_folder(None, cfg):
+        pass

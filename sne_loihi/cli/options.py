@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import itertools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -183,9 +186,42 @@ def check_resume_target(run_dir: Path | None, resume: bool) -> None:
         raise SneError("--resume continues a run folder: name it with --run-dir")
 
 
-def default_run_dir(run_dir: Path | None, cfg: RunConfig) -> Path:
-    """``--run-dir``, else ``runs/<dataset>-<time>``."""
-    return run_dir or Path("runs") / f"{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+@contextlib.contextmanager
+def run_folder(run_dir: Path | None, cfg: RunConfig) -> Iterator[Path]:
+    """``--run-dir`` as given (the command's :func:`~sne_loihi.cli.app.friendly` wrapper holds
+    its lock), else a new ``runs/<dataset>-<time>`` folder claimed for this command: created
+    exclusively (``-2``, ``-3``, ... where another command took the name in the same second,
+    e.g. seeds launched together) and locked while the command runs; removed again if the
+    command wrote nothing to it.
+
+    Raises:
+        SneError: No ``--run-dir`` under torchrun (every rank must name the same folder).
+    """
+    if run_dir is not None:
+        yield run_dir
+        return
+    from sne_loihi.distributed import env_world_size
+    from sne_loihi.io import run_lock
+
+    if env_world_size() > 1:
+        raise SneError("under torchrun name the run folder with --run-dir (every rank must use the same one)")
+    base = Path("runs") / f"{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for number in itertools.count(1):
+        claimed = base if number == 1 else base.with_name(f"{base.name}-{number}")
+        try:
+            claimed.mkdir()
+            break
+        except FileExistsError:
+            continue
+    try:
+        with run_lock(claimed):
+            yield claimed
+    finally:
+        try:
+            claimed.rmdir()  # only if nothing was written
+        except OSError:
+            pass
 
 
 def echo_engine(cfg: RunConfig) -> None:

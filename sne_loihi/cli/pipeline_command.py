@@ -11,7 +11,7 @@ from sne_loihi.cli.flags import (
     DATA_FLAGS, EXECUTION_FLAGS, PIPELINE_FLAGS, REPORT_FLAGS, STUDENT_FLAGS, TEACHER_FLAGS, config_flags,
 )
 from sne_loihi.cli.options import (
-    check_resume_target, default_run_dir, echo_engine, echo_preset, job_options, new_run_options, run_config,
+    check_resume_target, echo_engine, echo_preset, job_options, new_run_options, run_config, run_folder,
 )
 from sne_loihi.run_files import REPORT_FILE
 
@@ -29,7 +29,7 @@ def pipeline(new_run: Any = None, overrides: Any = None, job: Any = None) -> Non
     check_resume_target(src.run_dir, job.resume)
     cfg = run_config(src.dataset, src.config, src.run_dir if job.resume else None, overrides, src.preset)
     echo_preset(cfg)
-    run_dir = default_run_dir(src.run_dir, cfg)
-    echo_engine(cfg)
-    run_pipeline(cfg, run_dir, resume=job.resume, progress=job.progress)  # report and dropout variants: cfg.report, cfg.pipeline
+    with run_folder(src.run_dir, cfg) as run_dir:
+        echo_engine(cfg)
+        run_pipeline(cfg, run_dir, resume=job.resume, progress=job.progress)  # report, dropout variants: cfg.report, cfg.pipeline
     typer.echo(f"report: {run_dir / REPORT_FILE}")

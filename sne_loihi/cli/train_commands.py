@@ -14,8 +14,8 @@ from sne_loihi.cli.flags import (
     config_flags,
 )
 from sne_loihi.cli.options import (
-    ConfigOpt, ExistingRunDirOpt, ProgressOpt, RunArg, TrustFactoryOpt, check_resume_target, default_run_dir, echo_engine, echo_preset,
-    job_options, new_run_options, one_run_folder, run_config, stored_config,
+    ConfigOpt, ExistingRunDirOpt, ProgressOpt, RunArg, TrustFactoryOpt, check_resume_target, echo_engine, echo_preset,
+    job_options, new_run_options, one_run_folder, run_config, run_folder, stored_config,
 )
 from sne_loihi.errors import SneError
 
@@ -52,11 +52,12 @@ def teacher(ctx: typer.Context, new_run: Any = None, overrides: Any = None, job:
                        "cross-entropy would undo the fine-tuning: use a new run folder")
     cfg = run_config(src.dataset, src.config, src.run_dir, overrides, src.preset)
     echo_preset(cfg)
-    run = Run(default_run_dir(src.run_dir, cfg), cfg)
-    data = run.data()
-    check_teacher_buildable(cfg, data, students=False)  # a bad external checkpoint fails before the run folder exists
-    prepare_run_dir(run, resume=job.resume, checkpoints=(TEACHER_FILE,))
-    result = train_teacher(run, resume=job.resume, progress=job.progress)
+    with run_folder(src.run_dir, cfg) as run_dir:
+        run = Run(run_dir, cfg)
+        data = run.data()
+        check_teacher_buildable(cfg, data, students=False)  # a bad external checkpoint fails before anything is written
+        prepare_run_dir(run, resume=job.resume, checkpoints=(TEACHER_FILE,))
+        result = train_teacher(run, resume=job.resume, progress=job.progress)
     typer.echo(f"teacher {cfg.teacher.arch}: test accuracy {100 * result.test_accuracy:.2f}% -> {result.path}")
 
 
