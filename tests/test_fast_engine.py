@@ -224,6 +224,31 @@ def test_every_state_range_matches_slayer(scale: float) -> None:
     assert 0 < spikes_ref.mean() < 1
 
 
+@pytest.mark.parametrize("scale", [1.0, 40000.0, 2.0 ** 38])
+def test_the_float64_lane_kernel_equals_the_int64_kernel(scale: float) -> None:
+    """The native forward holds SLAYER's integers in float64 lanes (vectorised on AVX2): equal
+    to the int64 kernel bit for bit, and where a state reaches 2**52 (scale 2**38: inputs of
+    2**40 * 4096) it says so and the call reruns in int64, so the result is still equal."""
+    import ctypes
+
+    lib = native_kernel()
+    if lib is None:
+        pytest.skip("no C compiler: the native kernel cannot be built here")
+    gen = torch.Generator().manual_seed(5)
+    z_tm = torch.round(torch.randn(5, 3001, generator=gen) * 32 * scale) / 32
+    for keep_u, keep_v in ((0, 3973), (3000, 3973), (4096, 4096)):
+        u8 = [torch.empty(z_tm.shape, dtype=torch.uint8) for _ in range(2)]
+        spikes, voltage = cuba_forward_native(lib, z_tm, keep_u, keep_v, 4096.0, 1.0, spikes_u8=u8[0])
+        spikes64, voltage64 = cuba_forward_native(lib, z_tm, keep_u, keep_v, 4096.0, 1.0, spikes_u8=u8[1], int64=True)
+        assert torch.equal(spikes, spikes64) and torch.equal(voltage, voltage64) and torch.equal(*u8)
+        assert torch.equal(u8[0].float(), spikes) and 0 < spikes.mean() < 1
+        out = [torch.empty_like(z_tm) for _ in range(2)]
+        outside = lib.cuba_forward(z_tm.data_ptr(), z_tm.shape[1], out[0].data_ptr(), out[1].data_ptr(), None,
+                                   z_tm.shape[0], z_tm.shape[1], keep_u, keep_v, ctypes.c_float(4096.0),
+                                   ctypes.c_float(1.0), 1)
+        assert outside == (scale > 2 ** 30)
+
+
 def test_the_native_kernel_is_used_where_a_compiler_exists() -> None:
     """CI machines have a C compiler: the fast path must not silently fall back there."""
     import shutil
