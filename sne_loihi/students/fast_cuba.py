@@ -200,7 +200,8 @@ def cuba_forward_flat(z_tm: torch.Tensor, c: CubaConstants,
     """CUBA dynamics and spikes of one layer; neurons flattened, time-major.
 
     On a CPU with a C compiler the native kernel (:mod:`sne_loihi.students.native_cuba`) runs
-    SLAYER's int64 recursion in one pass; otherwise :func:`cuba_forward_torch`. Integer
+    SLAYER's integer recursion in one pass (float64 lanes; int64 where a state reaches 2**52);
+    otherwise :func:`cuba_forward_torch`. Integer
     states are exact in every path: int32 while :func:`_state_bound` is below 2**24
     (then float32 holds every state, so SLAYER's float32 round trips change nothing), float64
     otherwise (integers up to 2**53, SLAYER's float32 round trips reproduced).
