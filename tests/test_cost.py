@@ -230,6 +230,7 @@ def test_energy_profile_toml(tmp_path: Path) -> None:
         "huge.toml": ("pj_per_mac = 1e308\npj_per_ac = 1e308\n", r"pj_per_mac must be a number of pJ in 0\.\.1e\+09"),
         "typo.toml": ("pj_per_mac = 1.0\npj_per_ac = 0.1\npj_per_mak = 3\n", "unknown energy profile key"),
         "text.toml": ('pj_per_mac = "4.6"\npj_per_ac = 0.9\n', "number of pJ"),
+        "impostor.toml": ('name = "cmos45nm"\npj_per_mac = 1.0\npj_per_ac = 0.1\n', "built-in energy profile's"),
     }
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
@@ -237,6 +238,8 @@ def test_energy_profile_toml(tmp_path: Path) -> None:
             load_energy_profile(tmp_path / name)
     with pytest.raises(ConfigError, match="energy profile not found"):
         load_energy_profile(tmp_path / "absent.toml")
+    (tmp_path / "loihi.toml").write_text("pj_per_mac = 1.0\npj_per_ac = 0.1\n")  # a file named like a built-in
+    assert load_energy_profile(tmp_path / "loihi.toml").name == "loihi.toml"
 
 
 def test_profiles_are_named_by_a_string_or_a_path_wherever_one_is_taken(tmp_path: Path) -> None:

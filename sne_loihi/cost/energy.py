@@ -94,10 +94,12 @@ def load_energy_profile(path: Path) -> EnergyProfile:
     """Read a profile from a TOML file with top-level keys.
 
     ``pj_per_mac`` and ``pj_per_ac`` are required; ``pj_per_synop``,
-    ``pj_per_neuron_update``, ``name`` (default: the file's stem) and ``source`` are optional.
+    ``pj_per_neuron_update``, ``name`` (default: the file's stem, or its whole name where the
+    stem is a built-in profile's, e.g. ``cmos45nm.toml``) and ``source`` are optional.
 
     Raises:
-        ConfigError: Missing, unreadable or invalid file; unknown keys; bad values.
+        ConfigError: Missing, unreadable or invalid file; unknown keys; bad values; a ``name``
+            of a built-in profile.
     """
     from sne_loihi.config import load_toml
 
@@ -112,8 +114,11 @@ def load_energy_profile(path: Path) -> EnergyProfile:
     for key in ("name", "source"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"{path}: {key} must be a string, got {data[key]!r}")
+    if data.get("name") in ENERGY_PROFILES.names():  # a report would print another profile's prices under it
+        raise ConfigError(f"{path}: name {data['name']!r} is a built-in energy profile's; give this profile its own name")
     values = {k: _energy_value(path, k, data[k]) for k in (*_REQUIRED, *_OPTIONAL) if k in data}
-    return EnergyProfile(name=data.get("name", path.stem), source=data.get("source", str(path)), **values)
+    stem = path.stem if path.stem not in ENERGY_PROFILES.names() else path.name
+    return EnergyProfile(name=data.get("name", stem), source=data.get("source", str(path)), **values)
 
 
 def energy_pj(profile: EnergyProfile | str | Path, macs: float, acs: float, neuron_updates: float = 0) -> float:
