@@ -213,12 +213,16 @@ def test_rebuilt_from_spec_and_state_dict_gives_the_same_spikes() -> None:
         assert torch.equal(a(x_nchwt).spikes_nft, b(x_nchwt).spikes_nft)
 
 
-def test_trained_slayer_student_spikes_equal_lava(tmp_path) -> None:
-    """The torch student is the network Lava runs: every layer's spikes, bit for bit."""
+@pytest.mark.parametrize("first_width", [None, 0.5])
+def test_trained_slayer_student_spikes_equal_lava(tmp_path, first_width: float | None) -> None:
+    """The torch student is the network Lava runs: every layer's spikes, bit for bit (also with
+    a first layer narrower than the rest, ``student.first_width``)."""
     from sne_loihi.export.exporter import check_parity
     from sne_loihi.export.netx_write import write_student_hdf5
 
-    spec = student_spec(StudentConfig(arch="digits_tiny", time_steps=4, input_bits=4), DIGITS, 10)
+    spec = student_spec(StudentConfig(arch="digits_tiny", time_steps=4, input_bits=4, first_width=first_width),
+                        DIGITS, 10)
+    assert spec.layers[0].out_features == (2 if first_width else 4)
     torch.manual_seed(0)
     student = build_student(spec)
     _train(student, spec, steps=4)
