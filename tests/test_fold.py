@@ -207,6 +207,7 @@ def test_training_ends_with_the_folded_ensemble_on_disk(folded_run: tuple[Path, 
     assert 0 <= fold["test_accuracy_fine_tuned"] <= 1 and fold["fine_tune_epochs"] == 1
     lines = [json.loads(line) for line in (run / "metrics_students.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r.get("phase")) for r in lines] == [(1, None), (2, None), (3, "folded")]
+    assert all(r["seconds"] > 0 and r["cpu_seconds"] > 0 for r in lines)  # the fine-tuning epoch is timed too
     loaded = load_ensemble(run)
     assert all(s.spec.norm is StudentNorm.FOLDED for s in loaded.model.students)
     assert loaded.fold == fold  # what the run's report shows:

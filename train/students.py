@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,9 +268,11 @@ def _fold(model: Ensemble, loop: _DistillLoop, tcfg: Any, checkpoints: EpochChec
                              "folded students", progress and dist.is_main)
         state = checkpoints.opt.state
         for number in range(tcfg.epochs + 1, tcfg.epochs + tcfg.fold_epochs + 1):
+            clock, cpu = time.perf_counter(), time.process_time()  # timed as every training epoch is
             line = {**loop.epoch(folded, ddp, optimizer, number), "phase": "folded"}
             schedule.step()
-            line = {**line, "lr": schedule.get_last_lr()[0], **dist.record()}
+            line = {**line, "lr": schedule.get_last_lr()[0], **dist.record(),
+                    "seconds": round(time.perf_counter() - clock, 3), "cpu_seconds": round(time.process_time() - cpu, 3)}
             state.history = state.history + [line]
             if dist.is_main:
                 append_jsonl(checkpoints.metrics, line)
