@@ -7,9 +7,10 @@ Usage::
         [--epochs 5] [--variants base,noaug,width1,...] [--variant NAME:KEY=VALUE,KEY=VALUE ...]
         [--set KEY=VALUE ...] [--max-train 10000] [--max-test 2000] [--report-only] [--list]
 
-Every variant is the ``cpu-cifar10-bn`` preset (4 x vgg5mini, width 0.5, T = 3, 4-bit input,
-batch norm folded, alpha 5, Adam 3e-3 with a per-epoch cosine to 0 over ``train.epochs``,
-batch 64) with the data below, the given teacher (its ``[teacher]`` section copied from the
+Every variant is a base preset (``--preset``; by default ``cpu-cifar10-bn`` for the subset and
+``cifar10-full`` for the image tree: 4 x vgg5mini, width 0.5, T = 3, 4-bit input, batch norm
+folded, alpha 5, Adam 3e-3 with a per-epoch cosine to 0 over ``train.epochs``, batch 64; they
+differ in the training shift, 4 and 2 pixels) with the data below, the given teacher (its ``[teacher]`` section copied from the
 teacher checkpoint), ``train.epochs = --epochs`` and the variant's ``KEY=VALUE`` overrides
 (the dotted config keys of ``sne --set``). Each runs in its own folder ``OUT/NAME`` through
 the project's own training stage (:func:`sne_loihi.train.stages.students_stage`, what
@@ -40,8 +41,8 @@ trained as data set ``cifar10`` (``benchmarks/probe_teacher.py``) is refused for
 ``cifar10-subset`` with it; ``--data auto`` (default) picks ``imagefolder`` when the teacher
 was trained on it, else ``cifar10-subset``.
 
-Writes ``benchmarks/results/probe_students/probe_students.{md,json,png}`` after every
-variant (``--report-only``: only that, from the folders present).
+Writes ``benchmarks/results/probe_students/NAME.{md,json,png}`` (``--report-name``, default
+``probe_students``) after every variant (``--report-only``: only that, from the folders present).
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "probe_students"
-PRESET = "cpu-cifar10-bn"
+#: The base preset of each data source (``--preset`` overrides it): the subset's recipe, or the
+#: full-data recipe for the whole image tree (whose data set, ``imagefolder``, the subset's
+#: preset refuses).
+PRESETS = {"cifar10-subset": "cpu-cifar10-bn", "imagefolder": "cifar10-full"}
 DONE_FILE = "probe_done.json"
 TIMES_FILE = "epoch_times.jsonl"
 METRICS_FILE = "metrics_students.jsonl"
@@ -75,6 +79,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lr1e-2": {"train.lr": 1e-2},
     "bits8": {"student.input_bits": 8},
     "taugrad0.01": {"student.neuron.tau_grad": 0.01},
+    "taugrad0.003": {"student.neuron.tau_grad": 0.003},
+    "taugrad0.01-scalegrad1": {"student.neuron.tau_grad": 0.01, "student.neuron.scale_grad": 1.0},
     "scalegrad1": {"student.neuron.scale_grad": 1.0},
     "alpha0": {"ensemble.alpha": 0.0},
     "width1-T6": {"student.width": 1.0, "student.time_steps": 6},
@@ -139,7 +145,7 @@ def resolve_config(args: argparse.Namespace, data: str, overrides: dict[str, Any
         tree["data.cache_dir"] = args.cache_dir
     tree.update(dict(parse_value(s) for s in args.set or []))
     tree.update(overrides)
-    return resolve(None, None, tree, preset_name=PRESET)
+    return resolve(None, None, tree, preset_name=args.preset or PRESETS[data])
 
 
 def child(args: argparse.Namespace) -> int:
@@ -308,7 +314,8 @@ def variant_summary(run_dir: Path, threads: int) -> dict[str, Any] | None:
     }
 
 
-def write_report(out: Path, names: list[str], threads: int, cpu: str, teacher: Path, data: str) -> None:
+def write_report(out: Path, names: list[str], threads: int, cpu: str, teacher: Path, data: str,
+                 report_name: str = "probe_students", preset: str = PRESETS["cifar10-subset"]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = [s for s in (variant_summary(out / n, threads) for n in names) if s is not None]
     teacher_info: dict[str, Any] = {"path": str(teacher)}
@@ -321,10 +328,10 @@ def write_report(out: Path, names: list[str], threads: int, cpu: str, teacher: P
                              "epochs": ckpt.get("epoch"), "test_accuracy": last.get("test_accuracy")})
     except Exception as exc:  # the report is still written without it
         teacher_info["error"] = f"{type(exc).__name__}: {exc}"
-    payload = {"cpu": cpu, "threads": threads, "preset": PRESET, "data": data, "teacher": teacher_info,
+    payload = {"cpu": cpu, "threads": threads, "preset": preset, "data": data, "teacher": teacher_info,
                "variants": {n: VARIANTS.get(n) for n in names}, "results": rows,
                "written": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (RESULTS / "probe_students.json").write_text(json.dumps(payload, indent=1))
+    (RESULTS / f"{report_name}.json").write_text(json.dumps(payload, indent=1))
 
     def pct(v: Any) -> str:
         return f"{100 * v:.2f}" if isinstance(v, (int, float)) else "-"
@@ -332,9 +339,9 @@ def write_report(out: Path, names: list[str], threads: int, cpu: str, teacher: P
     lines = [
         "# Student probes: why the CIFAR-10 students plateau",
         "",
-        f"`benchmarks/probe_students.py`, CPU: {cpu}, {threads} threads. Base: preset `{PRESET}` "
+        f"`benchmarks/probe_students.py`, CPU: {cpu}, {threads} threads. Base: preset `{preset}` "
         f"(4 x vgg5mini, width 0.5, T = 3, 4-bit input, batch norm folded at the end, alpha 5, Adam "
-        f"3e-3 cosine to 0 over the run's epochs, batch 64), data `{data}`, teacher "
+        f"3e-3 cosine to 0 over the run's epochs, batch 64; train.translate {_translate(preset)}), data `{data}`, teacher "
         f"{teacher_info.get('arch')} `{teacher_info.get('path')}` (trained on {teacher_info.get('data')}; test {pct(teacher_info.get('test_accuracy'))}% after "
         f"{teacher_info.get('epochs')} epochs). Train accuracy: the epoch's augmented batches, batch "
         "norm in training mode; test: batch norm before the fold; folded: the stored Loihi-exact "
@@ -369,11 +376,18 @@ def write_report(out: Path, names: list[str], threads: int, cpu: str, teacher: P
                   "rounded to multiples of 1/T, and the KD loss that rounding alone leaves:", "",
                   "| T | linear head test % | KD floor |", "| --- | --- | --- |"]
         lines += [f"| {r['T']} | {pct(r['linear_probe_test_accuracy'])} | {r['kd_floor']:.4f} |" for r in c["rows"]]
-    (RESULTS / "probe_students.md").write_text("\n".join(lines) + "\n")
-    plot(rows)
+    (RESULTS / f"{report_name}.md").write_text("\n".join(lines) + "\n")
+    plot(rows, RESULTS / f"{report_name}.png")
 
 
-def plot(rows: list[dict[str, Any]]) -> None:
+def _translate(preset: str) -> int:
+    """The base preset's training shift in pixels (``train.translate``)."""
+    from sne_loihi.config import resolve
+
+    return resolve(None, None, {}, preset_name=preset).train.translate
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -397,7 +411,7 @@ def plot(rows: list[dict[str, Any]]) -> None:
     if rows:
         axes[0, 0].legend(fontsize=8, title="star: folded", title_fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "probe_students.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -422,7 +436,9 @@ def main() -> int:
     p.add_argument("--set", action="append", help="KEY=VALUE for every variant")
     p.add_argument("--allow-unfinished-teacher", action="store_true", help="smoke tests only")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--preset", help="base preset (default: cpu-cifar10-bn for the subset, cifar10-full for imagefolder)")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--report-name", default="probe_students", help="the report's file name in RESULTS (no suffix)")
     p.add_argument("--list", action="store_true")
     p.add_argument("--ceiling", type=Path, help="RUN_DIR of a variant: the rate-resolution ceiling (see ceiling())")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -452,7 +468,8 @@ def main() -> int:
 
     cpu = cpu_model()
     if args.report_only:
-        write_report(args.out, names, args.threads, cpu, args.teacher, args.data)
+        write_report(args.out, names, args.threads, cpu, args.teacher, args.data, args.report_name,
+                     args.preset or PRESETS[args.data])
         return 0
     if not args.allow_unfinished_teacher:
         from sne_loihi.io import load_checkpoint
@@ -476,6 +493,8 @@ def main() -> int:
                "--data", args.data, "--cache-dir", args.cache_dir, "--epochs", str(args.epochs),
                "--max-train", str(args.max_train), "--max-test", str(args.max_test),
                "--train-eval", str(args.train_eval), "--threads", str(args.threads), "--seed", str(args.seed)]
+        if args.preset:
+            cmd += ["--preset", args.preset]
         for s in args.set or []:
             cmd += ["--set", s]
         if args.no_progress:
@@ -483,9 +502,11 @@ def main() -> int:
         rc = subprocess.call(cmd, cwd=REPO)
         if rc != 0:
             print(f"[{i}/{len(names)}] {name}: failed (exit {rc}); going on", flush=True)
-        write_report(args.out, names, args.threads, cpu, args.teacher, args.data)
-    write_report(args.out, names, args.threads, cpu, args.teacher, args.data)
-    print(f"report: {RESULTS / 'probe_students.md'}", flush=True)
+        write_report(args.out, names, args.threads, cpu, args.teacher, args.data, args.report_name,
+                     args.preset or PRESETS[args.data])
+    write_report(args.out, names, args.threads, cpu, args.teacher, args.data, args.report_name,
+                     args.preset or PRESETS[args.data])
+    print(f"report: {RESULTS / (args.report_name + '.md')}", flush=True)
     return 0
 
 

@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import torch
 
-from sne_loihi.config import RunConfig, StudentConfig, StudentEngine
+from sne_loihi.config import NeuronConfig, RunConfig, StudentConfig, StudentEngine
 from sne_loihi.students import STUDENT_ARCHS, StudentSpec, build_student, encode_input, student_spec
 from sne_loihi.students.fast_cuba import cuba_constants, cuba_forward_torch, cuba_layer_tm, run_fast
 from sne_loihi.students.native_cuba import cuba_forward_native, native_kernel
@@ -23,10 +23,11 @@ def _shape(arch: str) -> tuple[int, int, int]:
     return DIGITS if arch.startswith("digits") else SMALL_RGB
 
 
-def _pair(arch: str, seed: int, width: float = 0.25, time_steps: int = 3) -> tuple[torch.nn.Module, torch.nn.Module,
-                                                                                      StudentSpec]:
+def _pair(arch: str, seed: int, width: float = 0.25, time_steps: int = 3,
+          neuron: NeuronConfig | None = None) -> tuple[torch.nn.Module, torch.nn.Module, StudentSpec]:
     """The same student (same parameters) under both engines."""
-    cfg = StudentConfig(arch=arch, width=width, time_steps=time_steps, input_bits=4, engine=StudentEngine.SLAYER)
+    cfg = StudentConfig(arch=arch, width=width, time_steps=time_steps, input_bits=4, engine=StudentEngine.SLAYER,
+                        neuron=neuron or NeuronConfig())
     spec = student_spec(cfg, _shape(arch), 12)
     torch.manual_seed(seed)
     slayer = build_student(spec)
@@ -88,7 +89,18 @@ def cuba_path(request, monkeypatch) -> str:
 def test_gradient_wrt_each_layer_input_current_is_identical(seed: int, cuba_path: str) -> None:
     """Same synaptic input and upstream gradient: SLAYER's neuron and the fused layer give the
     same spikes and the same gradient w.r.t. the input current, bit for bit (both paths)."""
-    slayer, _, spec = _pair("vgg5mini", seed)
+    _check_input_current_gradients(seed, NeuronConfig())
+
+
+@pytest.mark.parametrize("tau_grad, scale_grad", [(0.01, 3.0), (0.003, 1.0), (0.1, 0.5)])
+def test_gradient_is_identical_at_other_surrogate_shapes(tau_grad: float, scale_grad: float, cuba_path: str) -> None:
+    """The surrogate's width and height are training settings (the narrower 0.01 fits CIFAR-10
+    students better): the fused layer follows SLAYER's surrogate at each of them."""
+    _check_input_current_gradients(0, NeuronConfig(tau_grad=tau_grad, scale_grad=scale_grad))
+
+
+def _check_input_current_gradients(seed: int, neuron: NeuronConfig) -> None:
+    slayer, _, spec = _pair("vgg5mini", seed, neuron=neuron)
     gen = torch.Generator().manual_seed(seed)
     h = _input(spec, 3, seed)
     for layer, block in zip(spec.layers, slayer.blocks):
