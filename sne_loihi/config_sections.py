@@ -266,8 +266,10 @@ class NeuronConfig:
         current_decay: Share of the synaptic current lost per step (0: it never decays; 1: the
             current is the step's input alone, no current memory).
         voltage_decay: Share of the voltage lost per step.
-        tau_grad: Width of SLAYER's surrogate gradient of the spike function.
-        scale_grad: Height of SLAYER's surrogate gradient.
+        tau_grad: Width of SLAYER's surrogate gradient of the spike function (a Laplace kernel
+            ``100 * tau_grad * threshold`` wide; training only: 0.01 fits CIFAR-10 students
+            better than 0.03, docs/training.md).
+        scale_grad: Area of SLAYER's surrogate gradient (``scale_grad / 10``).
     """
 
     threshold: float = 1.0
