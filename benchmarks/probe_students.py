@@ -374,8 +374,8 @@ def write_report(out: Path, names: list[str], threads: int, cpu: str, teacher: P
                  f"{e['kd']:.4f} {e['wall_s'] or 0:.0f}s/{e['cpu_s'] or 0:.0f}c" for e in r["epochs"]]
         lines.append(f"- **{r['name']}**: " + "; ".join(cells))
     ceil_path = RESULTS / "ceiling.json"
-    if ceil_path.is_file():
-        c = json.loads(ceil_path.read_text())
+    c = json.loads(ceil_path.read_text()) if ceil_path.is_file() else None
+    if c is not None and Path(c["run_dir"]).resolve().parent == out.resolve():  # measured on one of these runs
         lines += ["", f"Rate-resolution ceiling (`--ceiling {c['run_dir']}`): the teacher (no TTA) scores "
                   f"{pct(c['teacher_test_accuracy_no_tta'])}% on this test set; a linear head on its scaled features "
                   "rounded to multiples of 1/T, and the KD loss that rounding alone leaves:", "",
