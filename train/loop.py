@@ -131,6 +131,22 @@ def epoch_bar(
     )
 
 
+class EpochClock:
+    """Times training epochs: wall time and the process's CPU time (all its threads) since the
+    previous :meth:`lap` (or since it was made). CPU time is what a paused (SIGSTOPped) or crowded
+    run does not inflate."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self) -> dict[str, float]:
+        """``seconds`` and ``cpu_seconds`` since the previous lap, then start the next one."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        span = {"seconds": round(wall - self._wall, 3), "cpu_seconds": round(cpu - self._cpu, 3)}
+        self._wall, self._cpu = wall, cpu
+        return span
+
+
 @dataclass
 class EpochCheckpoints:
     """Where a training loop writes: its epoch checkpoint ``path`` and metrics file, and what
@@ -145,8 +161,7 @@ class EpochCheckpoints:
     extra: dict[str, Any]
 
     def __post_init__(self) -> None:
-        self._clock = time.perf_counter()
-        self._cpu = time.process_time()
+        self._clock = EpochClock()
 
     def end_epoch(self, record: dict[str, Any]) -> None:
         """Add an epoch's record to the history, with ``seconds``: the wall time since the
@@ -154,9 +169,7 @@ class EpochCheckpoints:
         process's CPU time (all its threads) in that span, which a paused (SIGSTOPped) or
         crowded run does not inflate; a run's training time is the sum over its history
         whatever resumed it. Rank 0 appends it to ``metrics`` and checkpoints."""
-        now, cpu = time.perf_counter(), time.process_time()
-        record = {**record, "seconds": round(now - self._clock, 3), "cpu_seconds": round(cpu - self._cpu, 3)}
-        self._clock, self._cpu = now, cpu
+        record = {**record, **self._clock.lap()}
         state = self.opt.state
         state.epoch, state.history = record["epoch"], state.history + [record]
         if self.start.dist.is_main:

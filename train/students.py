@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from sne_loihi.teachers.frozen import FrozenTeacher, target_teacher
 from sne_loihi.checks import check_config
 from sne_loihi.run_files import STUDENT_METRICS
 from sne_loihi.train.common import append_jsonl, batch_indices, make_optimizer
-from sne_loihi.train.loop import EpochCheckpoints, augmenter, epoch_bar, start_optimisation, start_training
+from sne_loihi.train.loop import EpochCheckpoints, EpochClock, augmenter, epoch_bar, start_optimisation, start_training
 
 
 @dataclass
@@ -268,11 +267,10 @@ def _fold(model: Ensemble, loop: _DistillLoop, tcfg: Any, checkpoints: EpochChec
                              "folded students", progress and dist.is_main)
         state = checkpoints.opt.state
         for number in range(tcfg.epochs + 1, tcfg.epochs + tcfg.fold_epochs + 1):
-            clock, cpu = time.perf_counter(), time.process_time()  # timed as every training epoch is
+            clock = EpochClock()  # timed as every training epoch is
             line = {**loop.epoch(folded, ddp, optimizer, number), "phase": "folded"}
             schedule.step()
-            line = {**line, "lr": schedule.get_last_lr()[0], **dist.record(),
-                    "seconds": round(time.perf_counter() - clock, 3), "cpu_seconds": round(time.process_time() - cpu, 3)}
+            line = {**line, "lr": schedule.get_last_lr()[0], **dist.record(), **clock.lap()}
             state.history = state.history + [line]
             if dist.is_main:
                 append_jsonl(checkpoints.metrics, line)
