@@ -93,6 +93,7 @@ from sne_loihi.sim.graph_plan import AdapterLatency, GraphPlan, Layout, input_la
 from sne_loihi.sim.graph_types import (
     RESET_PER_SAMPLE, CascadeRun, GraphRun, check_switched_off, resolve_reset, to_lava_input,
 )
+from sne_loihi.sim.lava_runtime import abort_runtime, run_steps
 from sne_loihi.sim.schedule import LavaSchedule, RunTiming
 
 __all__ = ["RESET_PER_SAMPLE", "CascadeRun", "GraphRun", "LavaGraph", "LavaSchedule", "resolve_reset", "to_lava_input"]
@@ -508,55 +509,9 @@ class LavaGraph:
             SimulationError: A graph built without ``decision_classes``, a head of the wrong
                 shape, a bad order or threshold, or bad input.
         """
-        if self.decision is None:
-            raise SimulationError("this Lava graph has no cascade decision process (build it with decision_classes > 0)")
-        if self._biased():
-            raise SimulationError("the in-graph cascade masks students per sample, which cannot switch off neuron "
-                                  "biases; run biased networks' cascade in the hardware-shaped graph (HardwareGraph)")
-        x_n_in_t, head_w, head_b, order = self.check_cascade(x_n_in_t, head_w, head_b, order, threshold, self.decision_classes)
-        total = head_w.shape[1]
-        self.set_active(range(self.num_members))
-        self.set_gate_mask(None)
-        d = self.decision
-        padded = np.full(self.num_members, -1, dtype=np.int32)
-        padded[: len(order)] = order
-        for var, value in ((d.head_w, head_w), (d.head_b, head_b), (d.threshold, np.array([float(threshold)])),
-                           (d.order, padded), (d.enabled, np.ones(1, dtype=np.int32))):
-            self._write(var, value)
-        n_all = x_n_in_t.shape[0]
-        spikes = [np.zeros((n_all, int(np.prod(n.out.shape)), self.time_steps), dtype=np.int8) for n in self.nets]
-        ops = [np.zeros((n_all, len(layers)), dtype=np.int64) for layers in self.layers]
-        ran = np.zeros((n_all, self.num_members), dtype=bool)
-        stages, seconds, compile_s = [], 0.0, 0.0
-        try:
-            for start in range(0, n_all, self.capacity):
-                chunk = x_n_in_t[start:start + self.capacity]
-                n = chunk.shape[0]
-                first_mask = np.zeros((self.capacity, self.num_members), dtype=np.int32)
-                first_mask[:n, order[0]] = 1
-                zeros_nk = np.zeros((self.capacity, self.num_members), dtype=np.int32)
-                for var, value in ((d.stage, np.zeros(1, dtype=np.int32)), (d.mask, first_mask), (d.ran, zeros_nk),
-                                   (d.counts, np.zeros((self.capacity, total), dtype=np.int32))):
-                    self._write(var, value)
-                for stage in range(len(order)):
-                    t0 = time.perf_counter()
-                    chunk_spikes, chunk_ops, _, chunk_compile = self.run_chunk(chunk)
-                    seconds += time.perf_counter() - t0 - chunk_compile
-                    compile_s += chunk_compile
-                    for k in range(self.num_members):
-                        spikes[k][start:start + n] += chunk_spikes[k]
-                        ops[k][start:start + n] += chunk_ops[k]
-                    if not d.mask.get()[:n].any():
-                        break
-                stages.append(stage + 1)
-                ran[start:start + n] = d.ran.get()[:n].astype(bool)
-                self._check_counts(d.counts.get()[:n], [s[start:start + n] for s in spikes])
-        finally:
-            if self._started:
-                d.enabled.set(np.zeros(1, dtype=np.int32))
-            else:
-                d.enabled.init = np.zeros(1, dtype=np.int32)
-        return CascadeRun(spikes, ops, ran, stages, seconds, compile_s)
+        from sne_loihi.sim.graph_cascade import run_graph_cascade
+
+        return run_graph_cascade(self, x_n_in_t, head_w, head_b, order, threshold)
 
     def check_cascade(self, x_n_in_t: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, order: Sequence[int],
                       threshold: float, classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
@@ -576,36 +531,20 @@ class LavaGraph:
             raise SimulationError(f"cascade threshold must be a finite number, got {threshold}")
         return x_n_in_t, head_w, head_b, order
 
-    @staticmethod
-    def _check_counts(counts_nf: np.ndarray, spikes_nft: Sequence[np.ndarray]) -> None:
-        """The decision process must have seen exactly the spikes the readouts recorded."""
-        readout = np.concatenate([s.sum(axis=-1) for s in spikes_nft], axis=1)
-        if not np.array_equal(counts_nf.astype(np.int64), readout.astype(np.int64)):
-            raise SimulationError("the cascade decision counted other output spikes than the readouts recorded "
-                                  f"({int(np.count_nonzero(counts_nf != readout))} differing counts): a network "
-                                  "fires while switched off (a neuron bias), so per-sample gating is not exact")
-
     def _run_steps(self, process: object, steps: int) -> None:
-        """Run the graph ``steps`` steps through ``process``. A Lava process that raises ends
-        the run with one line naming its error; the runtime is then torn down without waiting
-        on the failed processes (:meth:`stop`), where Lava's own ``stop`` would wait forever.
+        """Run the graph ``steps`` steps through ``process`` (:func:`~sne_loihi.sim.lava_runtime.run_steps`).
+        After a failure or Ctrl-C (which reached Lava's processes too) :meth:`stop` tears the
+        runtime down without waiting on the failed processes, where Lava's own ``stop`` would
+        wait forever.
 
         Raises:
             SimulationError: A Lava process raised.
         """
-        from lava.magma.core.run_conditions import RunSteps
-
         try:
-            process.run(condition=RunSteps(num_steps=steps))
-        except KeyboardInterrupt:  # Ctrl-C reached Lava's processes too: tear down, do not wait on them
+            run_steps(process, steps, ", ".join(str(p) for p in self.paths))
+        except BaseException:
             self._failed = True
             raise
-        except Exception as exc:  # a Lava process failed: its message is multi-line, from another process
-            self._failed = True
-            cause = _actor_error(process.runtime) or exc
-            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            names = ", ".join(str(p) for p in self.paths)
-            raise SimulationError(f"Lava stopped while running {names}: {type(cause).__name__}: {first}") from exc
 
     def stop(self) -> None:
         """Stop the Lava runtime (its OS processes). Safe to call twice; after a failed run the
@@ -613,7 +552,7 @@ class LavaGraph:
         if self._started:
             try:
                 if self._failed:
-                    _abort_runtime(self._root().runtime)
+                    abort_runtime(self._root().runtime)
                 else:
                     self._root().stop()
             finally:
@@ -624,45 +563,3 @@ class LavaGraph:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _actor_error(runtime: object) -> BaseException | None:
-    """The first exception a Lava OS process of ``runtime`` reported (Lava only logs them)."""
-    infra = getattr(runtime, "_messaging_infrastructure", None)
-    for actor in getattr(infra, "actors", ()):
-        try:
-            error = actor.exception
-        except (OSError, ValueError, EOFError):  # its pipe is closed already
-            continue
-        if error:
-            return error[0]
-    return None
-
-
-def _abort_runtime(runtime: object) -> None:
-    """Tear down a Lava runtime whose run failed: terminate the OS processes still alive,
-    release the shared memory and mark the runtime stopped (so neither ``stop`` nor its
-    ``__del__`` waits on processes that will never answer). Lava internals, guarded."""
-    if runtime is None:
-        return
-    infra = getattr(runtime, "_messaging_infrastructure", None)
-    for actor in getattr(infra, "actors", ()):
-        if getattr(actor, "_is_done", False):
-            continue
-        try:
-            if actor.is_alive():
-                actor.terminate()
-            actor.join()
-        except (OSError, ValueError, AssertionError):
-            pass
-    for name in ("smm", "_watchdog_manager"):
-        owner = infra if name == "smm" else runtime
-        part = getattr(owner, name, None)
-        stop = getattr(part, "shutdown" if name == "smm" else "stop", None)
-        if stop is not None:
-            try:
-                stop()
-            except Exception:  # best effort: the processes are gone already
-                pass
-    runtime._is_running = False
-    runtime._is_started = False
