@@ -71,10 +71,7 @@ def run_graph_cascade(graph: object, x_n_in_t: np.ndarray, head_w: np.ndarray, h
             ran[start:start + n] = d.ran.get()[:n].astype(bool)
             check_counts(d.counts.get()[:n], [s[start:start + n] for s in spikes])
     finally:
-        if graph._started:
-            d.enabled.set(np.zeros(1, dtype=np.int32))
-        else:
-            d.enabled.init = np.zeros(1, dtype=np.int32)
+        graph._set_var(d.enabled, np.zeros(1, dtype=np.int32))  # Var.set once running, else its init
     return CascadeRun(spikes, ops, ran, stages, seconds, compile_s)
 
 

@@ -166,6 +166,7 @@ def test_cascade_refusals(setup, sim) -> None:  # noqa: ANN001
     from sne_loihi.export import CascadeHead
 
     x = setup[3].numpy()
+    sim.run(x[:1])  # compiled here if this test runs first (xdist may give it a worker of its own)
     wrong = CascadeHead(weight=[[0.0] * 4] * CLASSES, bias=[0.0] * CLASSES, order=ORDER)
     with pytest.raises(SimulationError, match="cascade head must be"):
         sim.run_cascade(x, 0.5, wrong)

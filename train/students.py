@@ -266,8 +266,8 @@ def _fold(model: Ensemble, loop: _DistillLoop, tcfg: Any, checkpoints: EpochChec
         loop.bar = epoch_bar(len(data.x_train_nchw), dataclasses.replace(tcfg, epochs=tcfg.fold_epochs), 0,
                              "folded students", progress and dist.is_main)
         state = checkpoints.opt.state
+        clock = EpochClock()  # timed as every training epoch is
         for number in range(tcfg.epochs + 1, tcfg.epochs + tcfg.fold_epochs + 1):
-            clock = EpochClock()  # timed as every training epoch is
             line = {**loop.epoch(folded, ddp, optimizer, number), "phase": "folded"}
             schedule.step()
             line = {**line, "lr": schedule.get_last_lr()[0], **dist.record(), **clock.lap()}
