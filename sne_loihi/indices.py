@@ -48,8 +48,10 @@ def check_student_indices(
     bad = [i for i in idx if not 0 <= i < num_students]
     if bad:
         raise error(f"{what} index {bad[0]} out of range 0..{num_students - 1}")
-    if len(set(idx)) != len(idx):
-        raise error(f"{what} repeats a student: {idx}")
+    repeated = sorted({i for i in idx if idx.count(i) > 1})
+    if repeated:
+        names = ", ".join(map(str, repeated))
+        raise error(f"{what} list {idx} names student {names} more than once")
     return idx
 
 

@@ -260,7 +260,7 @@ def test_prefix_masks_and_cascade_order_validation(table) -> None:  # noqa: ANN0
     partial = prefix_masks(50, [2, 0], torch.Generator().manual_seed(1), num_students=4)
     assert not bool(partial[:, [1, 3]].any()) and bool(partial[:, 2].all())
     head = torch.nn.Linear(sum(r.shape[1] for r in table.rates), 10)
-    for bad, match in (([0, 0, 1], "repeats"), ([4], "out of range"), ([], "at least one")):
+    for bad, match in (([0, 0, 1], "names student 0 more than once"), ([4], "out of range"), ([], "at least one")):
         with pytest.raises(ConfigError, match=match):
             cascade_mask(head, table, 0.5, bad)
 

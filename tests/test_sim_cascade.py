@@ -194,7 +194,7 @@ def test_manifest_cascade_head_round_trip_and_validation(setup, tmp_path: Path) 
     try:
         for change, match in (({"weight": [[0.0] * 3] * CLASSES}, "do not match the ensemble head"),
                               ({"order": [0, 3]}, "cascade order index 3 out of range 0..2"),
-                              ({"order": [1, 1]}, "cascade order repeats a student"),
+                              ({"order": [1, 1]}, "names student 1 more than once"),
                               ({"order": []}, "cascade order names no student"),
                               ({"bias": ["x"] * CLASSES}, "not numeric"),
                               ({"extra": 1}, "malformed")):
