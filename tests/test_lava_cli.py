@@ -132,7 +132,8 @@ def test_simulate_switches_active_sets_on_one_graph(export_dir: Path, tmp_path: 
 
 
 @pytest.mark.parametrize(("active", "needle"), [
-    ("4", "out of range"), ("k=9", "K must be in 1..4"), ("zero", "expected 'all'"), ("1,1", "student list [1, 1] names student 1 more than once"),
+    ("4", "out of range"), ("k=9", "K must be in 1..4"), ("zero", "expected 'all'"),
+    ("1,1", "student list [1, 1] names student 1 more than once"),
     ("0,,2", "--active '0,,2': empty item"),
 ])
 def test_simulate_rejects_bad_active_sets(export_dir: Path, active: str, needle: str) -> None:
